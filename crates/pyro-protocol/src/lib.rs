@@ -1,0 +1,61 @@
+//! The host ⇄ guest protocol of pyro: message types and the frame codec.
+//!
+//! Shared by the host (`pyro-vmm`, `pyro-core`) and the guest agent
+//! (`pyro-agent`). This crate holds data and pure encoding logic only: no I/O
+//! beyond the blocking `read_frame`/`write_frame` helpers over `std::io`, no
+//! async runtime, no knowledge of VMs. The agent links it statically, so keep
+//! its dependencies few.
+//!
+//! # Wire format (generation 1)
+//!
+//! One byte stream per VM (a virtio-serial port under QEMU, vsock under
+//! Firecracker) carries a sequence of frames:
+//!
+//! ```text
+//! offset  size  field
+//! 0       4     len      u32 little-endian: number of bytes after this field (5 + payload)
+//! 4       4     id       u32 little-endian: request id; 0 = the connection itself
+//! 8       1     kind     0 message, 1 stdout, 2 stderr, 3 stdin; others reserved
+//! 9       len-5 payload  kind 0: one JSON `Message`; kinds 1-3: raw bytes
+//! ```
+//!
+//! - `len` is capped at [`MAX_FRAME_LEN`]; a larger value is a protocol error and
+//!   the receiver drops the connection (it cannot resynchronise).
+//! - The host picks request ids (non-zero, unique per connection); every frame
+//!   about one request (its output, its exit) carries that id, so many
+//!   execs can be multiplexed on the one stream.
+//! - A data frame with an empty payload marks end of that stream (EOF):
+//!   on stdin it closes the command's stdin.
+//! - Frame kinds this side does not know are surfaced as [`FrameKind::Other`]
+//!   and ignored by receivers.
+//!
+//! # Handshake
+//!
+//! When the agent opens its port it sends `Hello` (id 0) unsolicited. The host
+//! may send its own `Hello` at any time (after a snapshot restore, say); the
+//! agent applies the host's clock and answers with its `Hello` again. Both
+//! carry [`GENERATION`]; a host refuses an agent of another generation.
+//!
+//! # Evolving the format
+//!
+//! Messages are JSON objects tagged by `"type"`. New fields must be
+//! `Option` or `#[serde(default)]` so that older peers still parse them, and
+//! unknown fields are ignored. A message type a peer does not know decodes as
+//! [`Message::Unknown`]; the agent answers it with an `unsupported` error.
+//! Breaking changes bump [`GENERATION`]; `tests/schema_snapshot.rs` freezes the
+//! encoding of each generation.
+
+mod codec;
+mod message;
+
+pub use codec::{
+    encode_data, encode_frame, encode_message, read_frame, write_frame, DecodeError, Decoder,
+    Frame, FrameKind, HEADER_LEN, MAX_FRAME_LEN, MAX_PAYLOAD_LEN,
+};
+pub use message::{ErrorKind, ExecRequest, ExitStatus, Message};
+
+/// Protocol generation spoken by this build. Bumped on incompatible changes.
+pub const GENERATION: u32 = 1;
+
+/// Name of the virtio-serial port (and vsock port role) the agent serves on.
+pub const AGENT_PORT_NAME: &str = "pyro.agent";
