@@ -304,6 +304,9 @@ mod tests {
         encode_frame(1, FrameKind::Other(42), b"x", &mut wire);
         let mut decoder = Decoder::new();
         decoder.push(&wire);
-        assert_eq!(decoder.next_frame().unwrap().unwrap().kind, FrameKind::Other(42));
+        assert_eq!(
+            decoder.next_frame().unwrap().unwrap().kind,
+            FrameKind::Other(42)
+        );
     }
 }

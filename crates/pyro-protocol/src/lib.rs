@@ -59,3 +59,31 @@ pub const GENERATION: u32 = 1;
 
 /// Name of the virtio-serial port (and vsock port role) the agent serves on.
 pub const AGENT_PORT_NAME: &str = "pyro.agent";
+
+/// The fuzzing harness: feeds `data` to a [`Decoder`] in uneven pieces and
+/// checks its invariants. Shared by the cargo-fuzz target and a unit test.
+#[doc(hidden)]
+pub fn fuzz_decode(data: &[u8]) {
+    let mut decoder = Decoder::new();
+    let split = data.first().map(|b| *b as usize % 7 + 1).unwrap_or(1);
+    let mut reencoded = Vec::new();
+    'feed: for piece in data.chunks(split) {
+        decoder.push(piece);
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    assert!(frame.payload.len() <= MAX_PAYLOAD_LEN);
+                    encode_frame(frame.id, frame.kind, &frame.payload, &mut reencoded);
+                    // Parsing may fail, but must not panic.
+                    let _ = frame.message();
+                }
+                Ok(None) => break,
+                Err(_) => break 'feed,
+            }
+        }
+    }
+    assert!(
+        data.starts_with(&reencoded),
+        "re-encoded frames differ from the input"
+    );
+}

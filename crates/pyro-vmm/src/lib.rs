@@ -1,1 +1,134 @@
-//! placeholder
+//! The VM engine layer of pyro: a small [`Engine`] trait and the QEMU
+//! `microvm` engine behind it.
+//!
+//! An engine turns a [`VmSpec`] (kernel, initramfs, root disk, size) into a
+//! running [`Vm`] whose guest agent is reachable over one byte stream. It knows
+//! nothing of environments, workspaces or the agent protocol; `pyro-core`
+//! drives those over the stream. Engine differences (QEMU's virtio-serial
+//! port, Firecracker's vsock handshake) stay behind the trait.
+//!
+//! Every VM process is tied to its owner: it dies when the thread that
+//! started it dies (`PR_SET_PDEATHSIG`), runs in its own process group so a
+//! terminal's Ctrl-C reaches only the owner, and is killed when its [`Vm`] is
+//! dropped.
+
+pub mod accel;
+mod console;
+pub mod qemu;
+
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use accel::{Accel, AccelReport, KvmStatus};
+pub use console::ConsoleLog;
+pub use qemu::{QemuEngine, QemuInstall};
+
+/// Everything an engine needs to boot one VM.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    /// Uncompressed kernel (`vmlinux`, PVH entry).
+    pub kernel: PathBuf,
+    /// Initramfs whose `/init` is the guest agent.
+    pub initramfs: PathBuf,
+    /// The root disk; `None` boots without one (benchmark floor, probes).
+    pub root_disk: Option<RootDisk>,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    /// Extra kernel command-line words appended to the engine's own.
+    pub extra_cmdline: Vec<String>,
+    pub accel: Accel,
+}
+
+/// The guest's root block device.
+#[derive(Debug, Clone)]
+pub enum RootDisk {
+    /// Writes go to a throw-away layer that the engine deletes as soon as the
+    /// VM opened it; the base is never written.
+    Ephemeral { base: PathBuf, format: DiskFormat },
+    /// Writes go to this image (a workspace's own copy-on-write overlay).
+    Persistent { path: PathBuf, format: DiskFormat },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFormat {
+    Raw,
+    Qcow2,
+}
+
+impl DiskFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
+}
+
+/// Starts VMs.
+pub trait Engine: Send + Sync {
+    /// Short engine name for diagnostics (`qemu`).
+    fn name(&self) -> &'static str;
+
+    /// Boots a VM. Returns once the VM process runs; the guest is not ready
+    /// until its agent says hello on [`Vm::take_agent_stream`].
+    ///
+    /// Call it from a thread that lives as long as the VM should: the VM is
+    /// killed when that thread exits.
+    fn start(&self, spec: &VmSpec) -> Result<Box<dyn Vm>, EngineError>;
+}
+
+/// One running VM. Dropping it kills the VM.
+pub trait Vm: Send {
+    /// Host process id of the VM process.
+    fn pid(&self) -> u32;
+
+    /// The byte stream to the guest agent; `None` after the first call.
+    fn take_agent_stream(&mut self) -> Option<UnixStream>;
+
+    /// What the guest printed on its serial console (the last 64 KiB).
+    fn console(&self) -> ConsoleLog;
+
+    /// Kills the VM at once and reaps it. Idempotent.
+    fn kill(&mut self);
+
+    /// Waits up to `timeout` for the VM process to exit by itself; returns its
+    /// exit description when it did.
+    fn wait_timeout(&mut self, timeout: Duration) -> Option<VmExit>;
+}
+
+/// How a VM process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmExit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl std::fmt::Display for VmExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(code), _) => write!(f, "exit code {code}"),
+            (None, Some(signal)) => write!(f, "signal {signal}"),
+            (None, None) => f.write_str("unknown status"),
+        }
+    }
+}
+
+/// Why a VM could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "QEMU not found: no `{binary}` on PATH; install it with: sudo apt-get install qemu-system-x86"
+    )]
+    QemuMissing { binary: String },
+    #[error("could not start {binary}")]
+    Spawn {
+        binary: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} does not exist: {path}")]
+    MissingFile { what: &'static str, path: PathBuf },
+    #[error("could not create the guest channel")]
+    Channel(#[source] std::io::Error),
+}

@@ -1,0 +1,221 @@
+//! Running one started command to its end: streaming its output, enforcing
+//! its timeout, feeding its stdin, and reporting how it exited.
+//!
+//! Each command gets one thread that `poll`s its stdout and stderr pipes and
+//! the eventfd the reaper signals on exit. Output goes out in chunks of at
+//! most [`READ_CHUNK`] through the bounded side of the outbox, so a host that
+//! stops reading stalls the command rather than the agent. The timeout is
+//! enforced even while stalled (the outbox push gives up at the deadline).
+//!
+//! Once the main process has exited, background processes that inherited the
+//! pipes could keep them open forever; the thread then drains for at most
+//! [`DRAIN_AFTER_EXIT`], takes what is immediately readable, and reports
+//! `Exited` without waiting for end-of-file.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pyro_protocol::{ExitStatus, FrameKind, Message};
+
+use crate::outbox::Outbox;
+use crate::reaper::{decode_status, Reaped, Reaper};
+use crate::spawn::Spawned;
+use crate::sys::{self, log};
+
+/// Largest read from a command's pipe, and so the largest output frame.
+pub const READ_CHUNK: usize = 64 * 1024;
+/// How long output may still arrive after the command's main process exits.
+pub const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
+/// After the drain window, at most this much more is taken per pipe.
+const FINAL_SWEEP_LIMIT: usize = 1024 * 1024;
+
+/// Starts the thread that feeds `stdin` from host frames, returning where to
+/// send them. An empty chunk closes the command's stdin; so does dropping the
+/// sender.
+pub fn start_stdin_feeder(id: u32, stdin: File) -> Sender<Vec<u8>> {
+    let (sender, receiver) = mpsc::channel::<Vec<u8>>();
+    let spawned = thread::Builder::new()
+        .name(format!("stdin-{id}"))
+        .spawn(move || feed_stdin(stdin, receiver));
+    if let Err(err) = spawned {
+        log!("request {id}: cannot start the stdin thread: {err}");
+    }
+    sender
+}
+
+fn feed_stdin(mut stdin: File, chunks: Receiver<Vec<u8>>) {
+    while let Ok(chunk) = chunks.recv() {
+        if chunk.is_empty() {
+            return;
+        }
+        if stdin.write_all(&chunk).is_err() {
+            // The command closed its stdin (EPIPE): drop what else arrives.
+            while chunks.recv().is_ok() {}
+            return;
+        }
+    }
+}
+
+/// Streams a started command's output until it ends, then sends `Exited`.
+/// `on_end` runs just before `Exited` is queued (to retire the request id).
+pub fn run_to_exit(
+    id: u32,
+    spawned: Spawned,
+    timeout: Option<Duration>,
+    outbox: &Outbox,
+    reaper: &Reaper,
+    on_end: impl FnOnce(),
+) {
+    let mut stream = Stream {
+        id,
+        pgid: spawned.pid,
+        outbox,
+        kill_deadline: timeout.map(|t| spawned.started + t),
+        timed_out: false,
+    };
+    let mut pipes = [
+        Some((spawned.stdout, FrameKind::Stdout)),
+        Some((spawned.stderr, FrameKind::Stderr)),
+    ];
+    let mut reaped: Option<Reaped> = None;
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        if reaped.is_none() {
+            reaped = reaper.take(spawned.pid);
+        }
+        let drain_deadline = reaped.map(|r| r.at + DRAIN_AFTER_EXIT);
+        if pipes.iter().all(Option::is_none) && reaped.is_some() {
+            break;
+        }
+        let now = Instant::now();
+        if drain_deadline.is_some_and(|deadline| now >= deadline) {
+            for (pipe, kind) in pipes.iter_mut().flatten() {
+                stream.final_sweep(pipe, *kind, &mut buf);
+            }
+            break;
+        }
+        if reaped.is_none() {
+            stream.enforce_timeout(now);
+        }
+        let wait = [
+            drain_deadline,
+            if stream.timed_out {
+                None
+            } else {
+                stream.kill_deadline
+            },
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|deadline| deadline.saturating_duration_since(now));
+
+        let mut fds = Vec::with_capacity(3);
+        for (pipe, _) in pipes.iter().flatten() {
+            fds.push(pollfd(pipe.as_raw_fd()));
+        }
+        if reaped.is_none() {
+            fds.push(pollfd(spawned.exited.as_raw_fd()));
+        }
+        if let Err(err) = sys::poll(&mut fds, wait) {
+            log!("request {id}: poll: {err}");
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        let mut ready = fds.iter().map(|fd| fd.revents != 0);
+        for slot in pipes.iter_mut() {
+            let Some((pipe, kind)) = slot else { continue };
+            if ready.next() != Some(true) {
+                continue;
+            }
+            match read_some(pipe, &mut buf) {
+                Ok(0) | Err(_) => *slot = None,
+                Ok(n) => stream.send(*kind, &buf[..n]),
+            }
+        }
+        // The eventfd, if polled, is checked through `reaper.take` above.
+    }
+    drop(pipes);
+    let reaped = reaped.or_else(|| reaper.take(spawned.pid));
+    let (code, signal) = reaped.map_or((None, None), |r| decode_status(r.status));
+    let ended = reaped.map_or_else(Instant::now, |r| r.at);
+    let status = ExitStatus {
+        code,
+        signal,
+        timed_out: stream.timed_out,
+        duration_ms: ended.saturating_duration_since(spawned.started).as_millis() as u64,
+    };
+    on_end();
+    outbox.push_control(id, &Message::Exited(status));
+}
+
+struct Stream<'a> {
+    id: u32,
+    pgid: libc::pid_t,
+    outbox: &'a Outbox,
+    kill_deadline: Option<Instant>,
+    timed_out: bool,
+}
+
+impl Stream<'_> {
+    /// Queues one chunk, killing the command if its time runs out while the
+    /// host is not reading.
+    fn send(&mut self, kind: FrameKind, chunk: &[u8]) {
+        let deadline = if self.timed_out {
+            None
+        } else {
+            self.kill_deadline
+        };
+        if !self.outbox.push_data(self.id, kind, chunk, deadline) {
+            self.enforce_timeout(Instant::now());
+            self.outbox.push_data(self.id, kind, chunk, None);
+        }
+    }
+
+    fn enforce_timeout(&mut self, now: Instant) {
+        if self.timed_out || self.kill_deadline.is_none_or(|deadline| now < deadline) {
+            return;
+        }
+        self.timed_out = true;
+        let _ = sys::kill_group(self.pgid, libc::SIGKILL);
+    }
+
+    /// Takes what is readable right now, up to a limit, without waiting.
+    fn final_sweep(&mut self, pipe: &mut File, kind: FrameKind, buf: &mut [u8]) {
+        let mut taken = 0;
+        while taken < FINAL_SWEEP_LIMIT {
+            let mut fds = [pollfd(pipe.as_raw_fd())];
+            if !matches!(sys::poll(&mut fds, Some(Duration::ZERO)), Ok(1)) {
+                return;
+            }
+            match read_some(pipe, buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    self.send(kind, &buf[..n]);
+                    taken += n;
+                }
+            }
+        }
+    }
+}
+
+fn pollfd(fd: i32) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+fn read_some(pipe: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match pipe.read(buf) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! Starting a command: validating an `ExecRequest`, resolving the program,
+//! and fork/exec by hand.
+//!
+//! `std::process::Command` is not used because its spawn path calls
+//! `waitpid` on the child itself when `exec` fails, racing the agent's one
+//! reaper (see `reaper.rs`). Everything the child needs (argv, envp, paths,
+//! descriptors) is prepared before `fork`, so the child only makes
+//! async-signal-safe calls: it starts a new session (so the command's process
+//! group can be signalled as a whole), wires up its standard descriptors,
+//! changes directory and execs. A failure there travels back as an errno
+//! over a close-on-exec pipe, so the parent can tell "not started" apart from
+//! "started and exited".
+
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use pyro_protocol::{ErrorKind, ExecRequest};
+
+use crate::reaper::Reaper;
+use crate::sys::{self, cstring};
+
+/// The environment every command starts from; the request's `env` is
+/// applied over it.
+pub const BASE_ENV: &[(&str, &str)] = &[
+    (
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ),
+    ("HOME", "/root"),
+    ("USER", "root"),
+    ("LOGNAME", "root"),
+    ("LANG", "C.UTF-8"),
+];
+
+/// Where commands run when the request names no directory.
+pub const DEFAULT_CWD: &str = "/workspace";
+
+/// Why a command did not start, as sent to the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl SpawnError {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    fn internal(what: &str, err: io::Error) -> Self {
+        Self::new(ErrorKind::Internal, format!("{what}: {err}"))
+    }
+}
+
+/// A validated request, ready to fork.
+pub struct Prepared {
+    argv0: String,
+    program: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: CString,
+    with_stdin: bool,
+}
+
+/// A started command. Its pid is also its process group id.
+pub struct Spawned {
+    pub pid: libc::pid_t,
+    pub started: Instant,
+    pub stdin: Option<File>,
+    pub stdout: File,
+    pub stderr: File,
+    /// Readable once the reaper has the command's exit status.
+    pub exited: Arc<OwnedFd>,
+}
+
+/// Checks a request and resolves everything `exec` will need.
+pub fn prepare(request: &ExecRequest) -> Result<Prepared, SpawnError> {
+    let Some(argv0) = request.argv.first() else {
+        return Err(SpawnError::new(
+            ErrorKind::InvalidRequest,
+            "empty argv: nothing to run",
+        ));
+    };
+    let env = merge_env(&request.env)?;
+    let path_var = env
+        .iter()
+        .find(|(key, _)| key == "PATH")
+        .map_or("", |(_, value)| value.as_str());
+    let program = resolve_program(argv0, path_var)?;
+    let cwd = match &request.cwd {
+        Some(cwd) => cwd.clone(),
+        None if Path::new(DEFAULT_CWD).is_dir() => DEFAULT_CWD.to_owned(),
+        None => "/".to_owned(),
+    };
+    match fs::metadata(&cwd) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(SpawnError::new(
+                ErrorKind::InvalidRequest,
+                format!("working directory {cwd} is not a directory"),
+            ))
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            return Err(SpawnError::new(
+                ErrorKind::InvalidRequest,
+                format!("working directory {cwd} does not exist"),
+            ))
+        }
+        Err(err) => {
+            return Err(SpawnError::new(
+                ErrorKind::PermissionDenied,
+                format!("working directory {cwd}: {err}"),
+            ))
+        }
+    }
+    let invalid = |what: &str| {
+        SpawnError::new(
+            ErrorKind::InvalidRequest,
+            format!("{what} contains a NUL byte"),
+        )
+    };
+    Ok(Prepared {
+        argv0: argv0.clone(),
+        program: CString::new(program.into_os_string().into_encoded_bytes())
+            .map_err(|_| invalid("program path"))?,
+        argv: request
+            .argv
+            .iter()
+            .map(|arg| cstring(arg).map_err(|_| invalid("an argument")))
+            .collect::<Result<_, _>>()?,
+        envp: env
+            .iter()
+            .map(|(key, value)| {
+                cstring(&format!("{key}={value}")).map_err(|_| invalid("an environment variable"))
+            })
+            .collect::<Result<_, _>>()?,
+        cwd: cstring(&cwd).map_err(|_| invalid("the working directory"))?,
+        with_stdin: request.stdin,
+    })
+}
+
+/// The base environment with the request's variables applied over it.
+fn merge_env(extra: &[(String, String)]) -> Result<Vec<(String, String)>, SpawnError> {
+    let mut env: Vec<(String, String)> = BASE_ENV
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect();
+    for (key, value) in extra {
+        if key.is_empty() || key.contains('=') {
+            return Err(SpawnError::new(
+                ErrorKind::InvalidRequest,
+                format!("invalid environment variable name {key:?}"),
+            ));
+        }
+        match env.iter_mut().find(|(existing, _)| existing == key) {
+            Some(slot) => slot.1 = value.clone(),
+            None => env.push((key.clone(), value.clone())),
+        }
+    }
+    Ok(env)
+}
+
+/// Finds the file `argv0` names, the way a shell would: as a path when it
+/// contains a slash, else by searching `path_var`.
+pub fn resolve_program(argv0: &str, path_var: &str) -> Result<PathBuf, SpawnError> {
+    if argv0.is_empty() {
+        return Err(SpawnError::new(ErrorKind::NotFound, ": command not found"));
+    }
+    if argv0.contains('/') {
+        return match fs::metadata(argv0) {
+            Ok(meta) if meta.is_dir() => Err(SpawnError::new(
+                ErrorKind::PermissionDenied,
+                format!("{argv0}: Is a directory"),
+            )),
+            Ok(meta) if meta.permissions().mode() & 0o111 == 0 => Err(SpawnError::new(
+                ErrorKind::PermissionDenied,
+                format!("{argv0}: Permission denied"),
+            )),
+            Ok(_) => Ok(PathBuf::from(argv0)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Err(SpawnError::new(
+                ErrorKind::NotFound,
+                format!("{argv0}: No such file or directory"),
+            )),
+            Err(err) => Err(SpawnError::new(
+                ErrorKind::PermissionDenied,
+                format!("{argv0}: {err}"),
+            )),
+        };
+    }
+    let mut not_executable = None;
+    for dir in path_var.split(':') {
+        let candidate = Path::new(if dir.is_empty() { "." } else { dir }).join(argv0);
+        let Ok(meta) = fs::metadata(&candidate) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        if meta.permissions().mode() & 0o111 != 0 {
+            return Ok(candidate);
+        }
+        not_executable.get_or_insert(candidate);
+    }
+    match not_executable {
+        Some(path) => Err(SpawnError::new(
+            ErrorKind::PermissionDenied,
+            format!("{}: Permission denied", path.display()),
+        )),
+        None => Err(SpawnError::new(
+            ErrorKind::NotFound,
+            format!("{argv0}: command not found"),
+        )),
+    }
+}
+
+/// Which step of the child failed, as reported over the error pipe.
+const STAGE_CHDIR: u8 = 1;
+const STAGE_EXEC: u8 = 2;
+
+/// Forks and execs a prepared command, registering it with the reaper.
+pub fn spawn(prepared: &Prepared, reaper: &Reaper) -> Result<Spawned, SpawnError> {
+    let internal = SpawnError::internal;
+    let (stdin_child, stdin_parent) = if prepared.with_stdin {
+        let (read, write) = sys::pipe().map_err(|e| internal("create stdin pipe", e))?;
+        (read, Some(write))
+    } else {
+        let null = File::open("/dev/null").map_err(|e| internal("open /dev/null", e))?;
+        (OwnedFd::from(null), None)
+    };
+    let (stdout_parent, stdout_child) =
+        sys::pipe().map_err(|e| internal("create stdout pipe", e))?;
+    let (stderr_parent, stderr_child) =
+        sys::pipe().map_err(|e| internal("create stderr pipe", e))?;
+    let (status_read, status_write) = sys::pipe().map_err(|e| internal("create status pipe", e))?;
+    let exited = Arc::new(sys::eventfd().map_err(|e| internal("create eventfd", e))?);
+
+    let argv: Vec<*const libc::c_char> = prepared
+        .argv
+        .iter()
+        .map(|arg| arg.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp: Vec<*const libc::c_char> = prepared
+        .envp
+        .iter()
+        .map(|var| var.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let child_fds = ChildFds {
+        stdin: stdin_child.as_raw_fd(),
+        stdout: stdout_child.as_raw_fd(),
+        stderr: stderr_child.as_raw_fd(),
+        status: status_write.as_raw_fd(),
+    };
+
+    let pid = reaper
+        .spawn_watched(Arc::clone(&exited), || {
+            // SAFETY: fork has no preconditions; the child branch below only
+            // makes async-signal-safe calls before exec or _exit.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: in the forked child; all pointers were prepared
+                // before the fork and stay valid in the child's copy.
+                unsafe { exec_child(&child_fds, &prepared.cwd, &prepared.program, &argv, &envp) }
+            }
+            sys::check(pid)
+        })
+        .map_err(|e| internal("fork", e))?;
+    let started = Instant::now();
+    // Close the child's ends so EOF and the status pipe work.
+    drop((stdin_child, stdout_child, stderr_child, status_write));
+
+    let mut report = [0u8; 5];
+    let mut status_file = File::from(status_read);
+    let got = read_full(&mut status_file, &mut report);
+    if got == report.len() {
+        reaper.forget(pid);
+        let errno = i32::from_ne_bytes(report[1..5].try_into().expect("4 bytes"));
+        return Err(child_failure(report[0], errno, prepared));
+    }
+    Ok(Spawned {
+        pid,
+        started,
+        stdin: stdin_parent.map(File::from),
+        stdout: File::from(stdout_parent),
+        stderr: File::from(stderr_parent),
+        exited,
+    })
+}
+
+struct ChildFds {
+    stdin: RawFd,
+    stdout: RawFd,
+    stderr: RawFd,
+    status: RawFd,
+}
+
+/// The child side of `fork`: never returns.
+///
+/// # Safety
+/// Must only be called in a freshly forked child; the pointers must be valid
+/// NUL-terminated strings and NULL-terminated arrays of them.
+unsafe fn exec_child(
+    fds: &ChildFds,
+    cwd: &CString,
+    program: &CString,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> ! {
+    // SAFETY: only async-signal-safe calls, on descriptors and strings
+    // prepared by the parent before fork.
+    unsafe {
+        // The agent ignores SIGPIPE (Rust's runtime does); commands expect
+        // the default, and an empty signal mask.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        libc::setsid();
+        for (fd, target) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
+            if fd == target {
+                libc::fcntl(fd, libc::F_SETFD, 0);
+            } else {
+                libc::dup2(fd, target);
+            }
+        }
+        if libc::chdir(cwd.as_ptr()) < 0 {
+            report_and_exit(fds.status, STAGE_CHDIR);
+        }
+        libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        report_and_exit(fds.status, STAGE_EXEC)
+    }
+}
+
+/// Sends the failed stage and errno to the parent, then exits.
+///
+/// # Safety
+/// Async-signal-safe; for the forked child only.
+unsafe fn report_and_exit(status_fd: RawFd, stage: u8) -> ! {
+    // SAFETY: errno location is thread-local and valid; the buffer is live.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let mut report = [stage, 0, 0, 0, 0];
+        report[1..5].copy_from_slice(&errno.to_ne_bytes());
+        libc::write(status_fd, report.as_ptr().cast(), report.len());
+        libc::_exit(127)
+    }
+}
+
+fn read_full(file: &mut File, buf: &mut [u8]) -> usize {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    filled
+}
+
+fn child_failure(stage: u8, errno: i32, prepared: &Prepared) -> SpawnError {
+    let err = io::Error::from_raw_os_error(errno);
+    let argv0 = &prepared.argv0;
+    if stage == STAGE_CHDIR {
+        let cwd = prepared.cwd.to_string_lossy();
+        let kind = match errno {
+            libc::EACCES | libc::EPERM => ErrorKind::PermissionDenied,
+            _ => ErrorKind::InvalidRequest,
+        };
+        return SpawnError::new(kind, format!("working directory {cwd}: {err}"));
+    }
+    match errno {
+        libc::ENOENT => SpawnError::new(
+            ErrorKind::NotFound,
+            format!("{argv0}: {err} (its interpreter or loader is missing)"),
+        ),
+        libc::EACCES | libc::EPERM | libc::ENOEXEC | libc::EISDIR => SpawnError::new(
+            ErrorKind::PermissionDenied,
+            format!("{argv0}: cannot execute: {err}"),
+        ),
+        _ => SpawnError::new(ErrorKind::Internal, format!("{argv0}: exec failed: {err}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_env_overrides_and_extends_the_base() {
+        let env = merge_env(&[("PATH".into(), "/x".into()), ("FOO".into(), "1".into())]).unwrap();
+        assert_eq!(env.iter().find(|(k, _)| k == "PATH").unwrap().1, "/x");
+        assert_eq!(env.last().unwrap(), &("FOO".to_owned(), "1".to_owned()));
+        assert!(merge_env(&[("A=B".into(), "1".into())]).is_err());
+    }
+
+    #[test]
+    fn resolves_programs_like_a_shell() {
+        let sh = resolve_program("sh", "/nonexistent:/bin:/usr/bin").unwrap();
+        assert!(sh.ends_with("sh"));
+        let missing = resolve_program("pyro-no-such-cmd", "/bin:/usr/bin").unwrap_err();
+        assert_eq!(missing.kind, ErrorKind::NotFound);
+        assert_eq!(missing.message, "pyro-no-such-cmd: command not found");
+        let missing_path = resolve_program("/no/such/prog", "").unwrap_err();
+        assert_eq!(missing_path.kind, ErrorKind::NotFound);
+        assert_eq!(
+            resolve_program("/", "").unwrap_err().kind,
+            ErrorKind::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn empty_argv_and_bad_cwd_are_invalid() {
+        let empty = prepare(&ExecRequest::default()).err().unwrap();
+        assert_eq!(empty.kind, ErrorKind::InvalidRequest);
+        let request = ExecRequest {
+            argv: vec!["true".into()],
+            cwd: Some("/no/such/dir".into()),
+            ..ExecRequest::default()
+        };
+        let bad_cwd = prepare(&request).err().unwrap();
+        assert_eq!(bad_cwd.kind, ErrorKind::InvalidRequest);
+        assert!(
+            bad_cwd.message.contains("/no/such/dir"),
+            "{}",
+            bad_cwd.message
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! Command-line arguments. Doc comments here are the help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Suggested zero-to-hero path:
+  pyro doctor                               check the host: QEMU, KVM or TCG, cache
+  pyro env list                             the curated environments
+  pyro env pull debian:12                   build it once (needs root: mmdebstrap)
+  pyro run debian:12 -- git --version       one command in a fresh VM
+
+Exit status of `pyro run`: the command's own; 124 when --timeout stopped it;
+125 when pyro or the VM failed; 126/127 when the command could not be run or
+was not found; 130 when interrupted.";
+
+/// Disposable workspaces in real VMs for chat-based coding agents.
+///
+/// pyro boots a small virtual machine from a curated environment, runs your
+/// command in it and throws the VM away. KVM is used when it works; otherwise
+/// the same VM runs under QEMU's software emulation (TCG), slower.
+#[derive(Debug, Parser)]
+#[command(name = "pyro", version, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect the host and the runtime, with the fix for each failure.
+    Doctor(DoctorArgs),
+    /// List, build, inspect and prune environments.
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// Run one command inside an ephemeral VM.
+    Run(RunArgs),
+    /// Measure boot and run times and print a table.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// List the curated environments and which are pulled.
+    List(JsonFlag),
+    /// Build an environment into the cache (instant when present).
+    #[command(
+        after_help = "Building needs root and the Debian packages mmdebstrap (or debootstrap), \
+e2fsprogs and qemu-utils; `pyro doctor` checks them."
+    )]
+    Pull(PullArgs),
+    /// Show an environment's manifest, files and integrity.
+    Inspect(InspectArgs),
+    /// Remove unreferenced images, stale build scratch and cached initramfs.
+    Prune(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Environment name, e.g. debian:12.
+    pub env: String,
+    /// Rebuild even when present (repairs a corrupt image).
+    #[arg(long)]
+    pub force: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Environment name, e.g. debian:12.
+    pub env: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  pyro run debian:12 -- git --version
+  pyro run debian:12 --timeout 60 -- sh -c 'python3 -m pytest -q'
+  pyro run debian:12 --cpus 2 --memory 2048 -- make -j2")]
+pub struct RunArgs {
+    /// Environment to boot, e.g. debian:12.
+    pub env: String,
+    /// Stop the command after this many seconds (boot not counted); exit status 124.
+    #[arg(long, value_name = "S")]
+    pub timeout: Option<u64>,
+    /// Virtual CPUs.
+    #[arg(long, value_name = "N", default_value_t = pyro_core::RunRequest::DEFAULT_CPUS)]
+    pub cpus: u32,
+    /// Guest memory in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = pyro_core::RunRequest::DEFAULT_MEMORY_MIB)]
+    pub memory: u32,
+    /// Set an environment variable for the command (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_key_value)]
+    pub env_vars: Vec<(String, String)>,
+    /// Print a JSON report (exit status, timings) on stderr after the run.
+    #[arg(long)]
+    pub json: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Environment to measure with.
+    #[arg(long, default_value = "debian:12")]
+    pub env: String,
+    /// Runs per measurement (medians are reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Print the table as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the table to this file too (markdown).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("expected K=V, got `{text}`")),
+    }
+}

@@ -1,0 +1,62 @@
+//! `pyro env list | pull | inspect | prune`.
+
+use pyro_core::doctor::human_bytes;
+use pyro_core::Pyro;
+
+use crate::cli::EnvCommand;
+use crate::progress::TerminalProgress;
+
+pub fn env(pyro: &Pyro, command: EnvCommand) -> anyhow::Result<i32> {
+    let store = pyro.env_store()?;
+    match command {
+        EnvCommand::List(flags) => {
+            let envs = store.list()?;
+            if flags.json {
+                return super::print_json(&envs).map(|()| 0);
+            }
+            println!("{:<16} {:<10} {:>9}  DESCRIPTION", "NAME", "STATE", "SIZE");
+            for env in &envs {
+                let (state, size) = match &env.installed {
+                    Some(info) => ("pulled", human_bytes(info.size_bytes)),
+                    None => ("available", "-".to_string()),
+                };
+                println!(
+                    "{:<16} {:<10} {:>9}  {}",
+                    env.name, state, size, env.description
+                );
+            }
+        }
+        EnvCommand::Pull(args) => {
+            let progress = TerminalProgress::new(args.json);
+            let result = store.pull(&args.env, args.force, &progress);
+            pyro_core::pyro_env::Progress::finish(&progress);
+            let outcome = result?;
+            if args.json {
+                return super::print_json(&outcome).map(|()| 0);
+            }
+            if outcome.already_present {
+                println!("{} is already pulled (use --force to rebuild)", args.env);
+            } else {
+                println!(
+                    "pulled {} in {:.1}s",
+                    args.env,
+                    outcome.elapsed.as_secs_f64()
+                );
+            }
+        }
+        EnvCommand::Inspect(args) => {
+            let details = store.inspect(&args.env)?;
+            // The details are already a readable document; JSON is the
+            // clearest rendering for both people and programs.
+            super::print_json(&details)?;
+        }
+        EnvCommand::Prune(flags) => {
+            let report = store.prune()?;
+            if flags.json {
+                return super::print_json(&report).map(|()| 0);
+            }
+            println!("{report}");
+        }
+    }
+    Ok(0)
+}

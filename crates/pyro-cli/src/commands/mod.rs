@@ -1,0 +1,38 @@
+//! One module per top-level command; each returns the process exit status.
+
+mod bench;
+mod doctor;
+mod env;
+mod run;
+
+use crate::cli::{Cli, Command};
+
+/// Exit status for pyro's own failures (bad input, missing environment, VM
+/// trouble): 125, so it never collides with common command exit codes.
+pub const ERROR_EXIT: i32 = 125;
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let pyro = pyro_core::Pyro::from_env();
+    match cli.command {
+        Command::Doctor(args) => doctor::doctor(&pyro, &args),
+        Command::Env(command) => env::env(&pyro, command),
+        Command::Run(args) => run::run(&pyro, args),
+        Command::Bench(args) => bench::bench(&pyro, &args),
+    }
+}
+
+/// A runtime for one command. Single-threaded on purpose: VMs are tied to
+/// the thread that spawned them (parent-death signal), which must live as
+/// long as they do.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build the tokio runtime")
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

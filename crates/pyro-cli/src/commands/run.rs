@@ -1,0 +1,85 @@
+//! `pyro run ENV -- CMD`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use pyro_core::{OutputSink, Pyro, RunEnd, RunRequest};
+
+use crate::cli::RunArgs;
+
+struct StdStreams;
+
+impl OutputSink for StdStreams {
+    fn stdout(&mut self, bytes: &[u8]) {
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (`| head`) must not stop the run: drop the bytes.
+        let _ = out.write_all(bytes).and_then(|()| out.flush());
+    }
+
+    fn stderr(&mut self, bytes: &[u8]) {
+        let _ = std::io::stderr().lock().write_all(bytes);
+    }
+}
+
+pub fn run(pyro: &Pyro, args: RunArgs) -> anyhow::Result<i32> {
+    let request = RunRequest {
+        env: args.env,
+        argv: args.command,
+        timeout: args.timeout.map(Duration::from_secs),
+        cpus: args.cpus,
+        memory_mib: args.memory,
+        env_vars: args.env_vars,
+    };
+    let runtime = super::runtime();
+    let report = runtime.block_on(async {
+        let cancel = interrupted();
+        pyro.run(&request, &mut StdStreams, cancel).await
+    })?;
+    match &report.end {
+        RunEnd::Exited { status } if status.timed_out => eprintln!(
+            "pyro: command timed out after {}s and was killed; the VM was stopped",
+            request.timeout.map(|t| t.as_secs()).unwrap_or_default()
+        ),
+        RunEnd::Failed { message, .. } => eprintln!("pyro: {message}"),
+        RunEnd::Cancelled => eprintln!("pyro: interrupted; the VM was stopped"),
+        RunEnd::Exited { .. } => {}
+    }
+    if args.json {
+        eprintln!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(report.exit_code())
+}
+
+/// Resolves on Ctrl-C, SIGTERM or SIGHUP.
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut streams = Vec::new();
+    for kind in [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+    ] {
+        if let Ok(stream) = signal(kind) {
+            streams.push(stream);
+        }
+    }
+    let waits = streams.iter_mut().map(|s| Box::pin(s.recv()));
+    futures_select_all(waits).await;
+}
+
+/// Waits for the first of several futures (no extra crate for one use).
+async fn futures_select_all<F: std::future::Future + Unpin>(futures: impl Iterator<Item = F>) {
+    let mut futures: Vec<F> = futures.collect();
+    if futures.is_empty() {
+        return std::future::pending().await;
+    }
+    std::future::poll_fn(|cx| {
+        for future in futures.iter_mut() {
+            if std::pin::Pin::new(future).poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}

@@ -1,0 +1,152 @@
+//! Test support: run the real `pyro` binary, make sure the environment the
+//! tests boot is pulled, find the VM processes a `pyro` process owns, and
+//! wait with deadlines instead of bare sleeps.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The environment every VM test boots.
+pub const ENV: &str = "debian:12";
+
+pub fn pyro_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pyro"))
+}
+
+/// A `pyro` command with the shared cache (the user's cache dir, so a
+/// pulled environment is reused across runs).
+pub fn pyro() -> Command {
+    let mut command = Command::new(pyro_bin());
+    command.stdin(Stdio::null());
+    command
+}
+
+/// Pulls the test environment once per test binary (instant when present).
+pub fn ensure_env() {
+    static PULLED: OnceLock<()> = OnceLock::new();
+    PULLED.get_or_init(|| {
+        let output = pyro()
+            .args(["env", "pull", ENV])
+            .output()
+            .expect("run pyro env pull");
+        assert!(
+            output.status.success(),
+            "pyro env pull {ENV} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    });
+}
+
+/// Runs `pyro run ENV <extra...> -- <command...>` to completion.
+pub fn run(extra: &[&str], command: &[&str]) -> Output {
+    ensure_env();
+    pyro()
+        .arg("run")
+        .arg(ENV)
+        .args(extra)
+        .arg("--")
+        .args(command)
+        .output()
+        .expect("run pyro")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Polls `check` every 20 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Pids whose parent is `parent`.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return children;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if parent_of(pid) == Some(parent) {
+            children.push(pid);
+        }
+    }
+    children
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name: state ppid ...
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+pub fn is_alive(pid: u32) -> bool {
+    // A zombie is dead for our purposes.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 2..].chars().next())
+            .is_some_and(|state| state != 'Z'),
+        Err(_) => false,
+    }
+}
+
+pub fn process_name(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The QEMU process a running `pyro` owns, once it has started.
+pub fn wait_for_vm(pyro: &Child) -> u32 {
+    wait_for(Duration::from_secs(60), || {
+        children_of(pyro.id())
+            .into_iter()
+            .find(|&pid| process_name(pid).starts_with("qemu-system"))
+    })
+    .expect("pyro started no QEMU process within 60 s")
+}
+
+/// Asserts `pid` is gone within a few seconds.
+pub fn assert_gone(pid: u32, what: &str) {
+    assert!(
+        wait_for(Duration::from_secs(10), || (!is_alive(pid)).then_some(())).is_some(),
+        "{what} (pid {pid}) is still running"
+    );
+}
+
+/// A fresh temporary directory for QEMU's scratch files (`TMPDIR`), so a
+/// test can check nothing was left there.
+pub fn scratch_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+pub fn dir_is_empty(path: &Path) -> bool {
+    std::fs::read_dir(path)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
+}

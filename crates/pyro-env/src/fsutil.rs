@@ -1,0 +1,399 @@
+//! File-system helpers the store builds on: advisory locks, atomic writes,
+//! scratch directories that know whether their owner is alive, and a guard
+//! against deleting through mount points.
+//!
+//! Locks are `flock(2)`: released by the kernel when the holder dies, so a
+//! killed `pyro env pull` never leaves a lock behind. A scratch directory
+//! holds `.lock`, locked for as long as its owner works in it; a cleaner that
+//! can take that lock knows the owner is gone.
+
+use std::io::Write as _;
+use std::os::fd::AsRawFd as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// Name of the lock file inside a scratch directory.
+const SCRATCH_LOCK: &str = ".lock";
+/// A scratch directory without its lock file is left alone this long (its
+/// owner may be between `mkdir` and locking).
+const UNLOCKED_GRACE: Duration = Duration::from_secs(60);
+
+/// An exclusive or shared `flock` on a file, released on drop.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: fs_err::File,
+}
+
+impl FileLock {
+    /// Blocks until the lock is held.
+    pub fn acquire(path: &Path, exclusive: bool) -> std::io::Result<Self> {
+        let file = open_lock_file(path)?;
+        flock(
+            &file,
+            if exclusive {
+                libc::LOCK_EX
+            } else {
+                libc::LOCK_SH
+            },
+        )?;
+        Ok(Self { _file: file })
+    }
+
+    /// Returns `None` when someone else holds a conflicting lock.
+    pub fn try_acquire(path: &Path, exclusive: bool) -> std::io::Result<Option<Self>> {
+        let file = open_lock_file(path)?;
+        let op = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        };
+        match flock(&file, op | libc::LOCK_NB) {
+            Ok(()) => Ok(Some(Self { _file: file })),
+            Err(err) if err.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+impl FileLock {
+    fn inherit_across_exec(&self) -> std::io::Result<()> {
+        let fd = self._file.as_raw_fd();
+        // SAFETY: `fd` is owned by `self._file` and open for the duration of
+        // both calls; F_GETFD/F_SETFD only change descriptor flags.
+        let rc = unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags < 0 {
+                flags
+            } else {
+                libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC)
+            }
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+fn open_lock_file(path: &Path) -> std::io::Result<fs_err::File> {
+    let writable = fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path);
+    match writable {
+        // flock works on a read-only descriptor too (a lock file someone
+        // else owns).
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => fs_err::File::open(path),
+        other => other,
+    }
+}
+
+fn flock(file: &fs_err::File, op: libc::c_int) -> std::io::Result<()> {
+    loop {
+        // SAFETY: the descriptor belongs to `file`, which outlives the call;
+        // flock does not touch memory.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Whether the process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Who should own what the store creates. When root works in a store that
+/// lives in someone else's directory (`sudo pyro env pull` with the user's
+/// cache), new files and directories are handed to that user, so their later
+/// unprivileged runs can write locks and initramfs files next to them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Owner(Option<(u32, u32)>);
+
+impl Owner {
+    /// The owner of `path`'s nearest existing ancestor, when we are root and
+    /// it is not.
+    pub fn for_store_at(path: &Path) -> Self {
+        use std::os::unix::fs::MetadataExt as _;
+        if !is_root() {
+            return Self(None);
+        }
+        match path.ancestors().find_map(|p| std::fs::metadata(p).ok()) {
+            Some(meta) if meta.uid() != 0 => Self(Some((meta.uid(), meta.gid()))),
+            _ => Self(None),
+        }
+    }
+
+    /// Hands `path` to the owner (no-op when there is none).
+    pub fn adopt(self, path: &Path) -> std::io::Result<()> {
+        let Some((uid, gid)) = self.0 else {
+            return Ok(());
+        };
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|err| {
+            std::io::Error::new(
+                err.kind(),
+                format!("could not hand {} to uid {uid}: {err}", path.display()),
+            )
+        })
+    }
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A name unlikely to collide across processes and threads.
+pub fn unique_suffix() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{nanos:08x}-{n}", std::process::id())
+}
+
+/// Writes `data` to `path` through a temporary file in the same directory
+/// and a rename, so readers see the old or the new content, never a part.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32, owner: Owner) -> std::io::Result<()> {
+    use fs_err::os::unix::fs::OpenOptionsExt as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp-{}", unique_suffix()));
+    let result = (|| {
+        let mut file = fs_err::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        owner.adopt(&tmp)?;
+        fs_err::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A directory under `tmp/` owned by this process while it lives.
+/// Dropping it removes the directory.
+#[derive(Debug)]
+pub struct ScratchDir {
+    path: PathBuf,
+    lock: Option<FileLock>,
+}
+
+impl ScratchDir {
+    pub fn create(parent: &Path, prefix: &str) -> std::io::Result<Self> {
+        let path = parent.join(format!("{prefix}-{}", unique_suffix()));
+        fs_err::create_dir(&path)?;
+        let lock = FileLock::try_acquire(&path.join(SCRATCH_LOCK), true)?;
+        if let Some(lock) = &lock {
+            // Children (mmdebstrap, mkfs) inherit the locked descriptor, so
+            // if this process is killed while they still work in the
+            // directory, it still reads as alive until they exit too.
+            lock.inherit_across_exec()?;
+        }
+        Ok(Self { path, lock })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        // Remove while still holding the lock, so no cleaner races us.
+        let _ = remove_tree(&self.path);
+        self.lock.take();
+    }
+}
+
+/// What cleaning `tmp/` did.
+#[derive(Debug, Default)]
+pub struct SweepReport {
+    pub removed: Vec<PathBuf>,
+    pub bytes_freed: u64,
+    /// Directories left alone, with why.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Removes scratch directories whose owner is gone.
+pub fn sweep_stale_scratch(parent: &Path) -> std::io::Result<SweepReport> {
+    let mut report = SweepReport::default();
+    let Ok(entries) = fs_err::read_dir(parent) else {
+        return Ok(report);
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let lock_path = path.join(SCRATCH_LOCK);
+        let _lock = if lock_path.exists() {
+            match FileLock::try_acquire(&lock_path, true)? {
+                Some(lock) => lock,
+                None => continue, // owner alive
+            }
+        } else {
+            let age = fs_err::metadata(&path)?
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .unwrap_or_default();
+            if age < UNLOCKED_GRACE {
+                continue;
+            }
+            // No lock file and old: nobody can be using it.
+            match FileLock::try_acquire(&lock_path, true)? {
+                Some(lock) => lock,
+                None => continue,
+            }
+        };
+        let size = tree_size(&path);
+        match remove_tree(&path) {
+            Ok(()) => {
+                report.bytes_freed += size;
+                report.removed.push(path);
+            }
+            Err(err) => report.skipped.push((path, err.to_string())),
+        }
+    }
+    Ok(report)
+}
+
+/// Removes a directory tree, but first detaches anything mounted under it
+/// (a killed mmdebstrap or debootstrap can leave /proc, /sys or /dev bind
+/// mounts in its chroot; deleting through those would damage the host).
+pub fn remove_tree(path: &Path) -> std::io::Result<()> {
+    let mounts = mounts_under(path);
+    for mount in mounts.iter().rev() {
+        detach(mount);
+    }
+    if !mounts_under(path).is_empty() {
+        return Err(std::io::Error::other(format!(
+            "{} still has file systems mounted under it; unmount them (umount -R) and run: pyro env prune",
+            path.display()
+        )));
+    }
+    match fs_err::remove_dir_all(path) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Mount points at or below `path`, shallowest first.
+fn mounts_under(path: &Path) -> Vec<PathBuf> {
+    let Ok(canonical) = fs_err::canonicalize(path) else {
+        return Vec::new();
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut mounts: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_mountinfo(field)))
+        .filter(|mount| mount.starts_with(&canonical))
+        .collect();
+    mounts.sort_by_key(|m| m.components().count());
+    mounts
+}
+
+fn unescape_mountinfo(field: &str) -> String {
+    field
+        .replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+fn detach(mount: &Path) {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(c_path) = std::ffi::CString::new(mount.as_os_str().as_bytes()) else {
+        return;
+    };
+    // SAFETY: `c_path` is a valid NUL-terminated string that lives across
+    // the call; umount2 only reads it. Failure is checked by the caller.
+    unsafe {
+        libc::umount2(c_path.as_ptr(), libc::MNT_DETACH);
+    }
+}
+
+/// Bytes used by the regular files under `path` (best effort).
+pub fn tree_size(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.blocks() * 512;
+    }
+    std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|entry| tree_size(&entry.path()))
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locks_conflict_and_release_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l");
+        let held = FileLock::acquire(&path, true).unwrap();
+        assert!(FileLock::try_acquire(&path, true).unwrap().is_none());
+        assert!(FileLock::try_acquire(&path, false).unwrap().is_none());
+        drop(held);
+        let shared = FileLock::try_acquire(&path, false).unwrap().unwrap();
+        assert!(FileLock::try_acquire(&path, false).unwrap().is_some());
+        drop(shared);
+    }
+
+    #[test]
+    fn sweep_keeps_live_scratch_and_removes_dead_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = ScratchDir::create(dir.path(), "pull").unwrap();
+        std::fs::write(live.path().join("data"), "x").unwrap();
+        // A dead owner: lock file present but unlocked.
+        let dead = dir.path().join("pull-dead");
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join(SCRATCH_LOCK), "").unwrap();
+        std::fs::write(dead.join("big"), vec![1u8; 8192]).unwrap();
+        // Too young to judge without a lock file.
+        let young = dir.path().join("pull-young");
+        std::fs::create_dir(&young).unwrap();
+
+        let report = sweep_stale_scratch(dir.path()).unwrap();
+        assert_eq!(report.removed, vec![dead.clone()]);
+        assert!(report.bytes_freed >= 8192);
+        assert!(live.path().join("data").exists());
+        assert!(young.exists());
+        let live_path = live.path().to_owned();
+        drop(live);
+        assert!(!live_path.exists());
+    }
+
+    #[test]
+    fn atomic_write_replaces_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        write_atomic(&path, b"one", 0o644, Owner::default()).unwrap();
+        write_atomic(&path, b"two", 0o644, Owner::default()).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,129 @@
+//! Capture of a VM's serial console into a bounded in-memory ring.
+//!
+//! The guest kernel and agent print diagnostics there; the host keeps the tail
+//! so that a boot failure (kernel panic, out of memory, missing disk) can be
+//! explained to the user. A reader thread drains the console socket so the
+//! guest never blocks on it.
+
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+/// Bytes of console output kept.
+const CAPACITY: usize = 64 * 1024;
+
+/// Shared handle to the tail of a VM's console output.
+#[derive(Debug, Clone, Default)]
+pub struct ConsoleLog {
+    inner: Arc<Mutex<Vec<u8>>>,
+}
+
+impl ConsoleLog {
+    /// Starts a thread that reads `stream` until EOF into a new log.
+    pub(crate) fn capture(mut stream: impl Read + Send + 'static) -> Self {
+        let log = ConsoleLog::default();
+        let sink = log.clone();
+        std::thread::Builder::new()
+            .name("vm-console".into())
+            .spawn(move || {
+                let mut buf = [0u8; 8192];
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => sink.append(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(_) => break,
+                    }
+                }
+            })
+            .expect("spawn console thread");
+        log
+    }
+
+    pub(crate) fn push_text(&self, text: &str) {
+        self.append(text.as_bytes());
+    }
+
+    fn append(&self, bytes: &[u8]) {
+        let mut buf = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        buf.extend_from_slice(bytes);
+        if buf.len() > CAPACITY {
+            let excess = buf.len() - CAPACITY;
+            buf.drain(..excess);
+        }
+    }
+
+    /// The captured text, lossily decoded.
+    pub fn text(&self) -> String {
+        let buf = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// The last `n` non-empty lines.
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        let text = self.text();
+        let lines: Vec<&str> = text
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| l.to_string())
+            .collect()
+    }
+
+    /// A short diagnosis of a failed boot, when the console shows a known
+    /// cause: the kernel's own panic line, with what to do about it.
+    pub fn diagnose(&self) -> Option<String> {
+        let text = self.text();
+        let panic_line = text
+            .lines()
+            .find_map(|l| l.split_once("Kernel panic - not syncing: "))
+            .map(|(_, why)| why.trim().to_string());
+        if text.contains("Out of memory") || text.contains("oom-kill") {
+            return Some("the guest ran out of memory; give it more with --memory".into());
+        }
+        match panic_line {
+            Some(why) if why.contains("VFS") || why.contains("initramfs") || why.contains("init") => Some(format!(
+                "the guest kernel panicked ({why}); the environment may be damaged: re-pull it with --force"
+            )),
+            Some(why) => Some(format!("the guest kernel panicked ({why})")),
+            None if text.contains("Initramfs unpacking failed") => Some(
+                "the guest kernel could not unpack its initramfs; the VM memory may be too small (try --memory 512)".into(),
+            ),
+            None => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_only_the_tail() {
+        let log = ConsoleLog::default();
+        for i in 0..20_000 {
+            log.append(format!("line {i}\n").as_bytes());
+        }
+        assert!(log.text().len() <= CAPACITY);
+        assert_eq!(log.tail(1), vec!["line 19999".to_string()]);
+    }
+
+    #[test]
+    fn diagnoses_out_of_memory() {
+        let log = ConsoleLog::default();
+        log.append(b"[    1.0] Out of memory and no killable processes...\r\n");
+        assert!(log.diagnose().unwrap().contains("--memory"));
+    }
+
+    #[test]
+    fn quotes_the_panic_line() {
+        let log = ConsoleLog::default();
+        log.append(b"[    0.3] Kernel panic - not syncing: System is deadlocked on memory\n[    0.4] Call Trace:\n");
+        assert_eq!(
+            log.diagnose().unwrap(),
+            "the guest kernel panicked (System is deadlocked on memory)"
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! The QEMU `microvm` engine.
+//!
+//! One `qemu-system-x86_64` process per VM, `-M microvm` (virtio-mmio found
+//! through ACPI, no firmware), direct boot of an uncompressed `vmlinux`. The
+//! guest channels are Unix socket pairs whose far ends QEMU inherits as file
+//! descriptors (`-chardev socket,fd=N`): nothing is ever created on disk for
+//! them, so nothing can be left behind. An ephemeral root disk uses QEMU's
+//! `snapshot=on`, whose temporary overlay QEMU unlinks right after opening it.
+
+mod args;
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::console::ConsoleLog;
+use crate::{Engine, EngineError, Vm, VmExit, VmSpec};
+
+pub use args::kernel_cmdline;
+
+/// Name of the QEMU binary looked up on `PATH` (override: `PYRO_QEMU`).
+pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+
+/// A QEMU binary found on this host.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QemuInstall {
+    pub binary: PathBuf,
+    /// `7.2.22` from `QEMU emulator version 7.2.22 (Debian …)`.
+    pub version: Option<String>,
+}
+
+impl QemuInstall {
+    /// Finds QEMU: `$PYRO_QEMU` if set, else the first `qemu-system-x86_64` on `PATH`.
+    pub fn locate() -> Result<Self, EngineError> {
+        let binary = match std::env::var_os("PYRO_QEMU") {
+            Some(path) => PathBuf::from(path),
+            None => find_on_path(QEMU_BINARY).ok_or_else(|| EngineError::QemuMissing {
+                binary: QEMU_BINARY.into(),
+            })?,
+        };
+        if !binary.is_file() {
+            return Err(EngineError::QemuMissing {
+                binary: binary.display().to_string(),
+            });
+        }
+        Ok(QemuInstall {
+            binary,
+            version: None,
+        })
+    }
+
+    /// Asks the binary for its version (spawns it once; for diagnostics only).
+    pub fn with_version(mut self) -> Self {
+        let output = Command::new(&self.binary)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output();
+        if let Ok(output) = output {
+            let text = String::from_utf8_lossy(&output.stdout);
+            self.version = parse_version(&text);
+        }
+        self
+    }
+}
+
+fn parse_version(text: &str) -> Option<String> {
+    let rest = text.lines().next()?.split("version ").nth(1)?;
+    rest.split_whitespace().next().map(str::to_string)
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// Boots VMs with QEMU.
+#[derive(Debug, Clone)]
+pub struct QemuEngine {
+    install: QemuInstall,
+}
+
+impl QemuEngine {
+    pub fn new(install: QemuInstall) -> Self {
+        QemuEngine { install }
+    }
+
+    /// Locates QEMU on this host.
+    pub fn locate() -> Result<Self, EngineError> {
+        QemuInstall::locate().map(Self::new)
+    }
+
+    pub fn install(&self) -> &QemuInstall {
+        &self.install
+    }
+}
+
+impl Engine for QemuEngine {
+    fn name(&self) -> &'static str {
+        "qemu"
+    }
+
+    fn start(&self, spec: &VmSpec) -> Result<Box<dyn Vm>, EngineError> {
+        check_exists("kernel", &spec.kernel)?;
+        check_exists("initramfs", &spec.initramfs)?;
+        if let Some(disk) = &spec.root_disk {
+            let (crate::RootDisk::Ephemeral { base: path, .. }
+            | crate::RootDisk::Persistent { path, .. }) = disk;
+            check_exists("root disk", path)?;
+        }
+        let (console_host, console_guest) = UnixStream::pair().map_err(EngineError::Channel)?;
+        let (agent_host, agent_guest) = UnixStream::pair().map_err(EngineError::Channel)?;
+        let inherited = [console_guest.as_raw_fd(), agent_guest.as_raw_fd()];
+        let argv = args::qemu_args(spec, inherited[0], inherited[1]);
+
+        let mut command = Command::new(&self.install.binary);
+        command
+            .args(&argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let owner = std::process::id() as libc::pid_t;
+        // SAFETY: the closure runs in the forked child before exec and calls
+        // only async-signal-safe functions (fcntl, prctl, getppid, setpgid,
+        // kill) on values captured by copy.
+        unsafe {
+            command.pre_exec(move || prepare_child(owner, &inherited));
+        }
+        let mut child = command.spawn().map_err(|source| EngineError::Spawn {
+            binary: self.install.binary.display().to_string(),
+            source,
+        })?;
+        drop(console_guest);
+        drop(agent_guest);
+        let stderr = StderrTail::capture(child.stderr.take());
+        Ok(Box::new(QemuVm {
+            child,
+            agent: Some(agent_host),
+            console: ConsoleLog::capture(console_host),
+            stderr,
+            exited: None,
+        }))
+    }
+}
+
+fn check_exists(what: &'static str, path: &Path) -> Result<(), EngineError> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(EngineError::MissingFile {
+            what,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+/// Runs in the forked child: hands it the guest channel descriptors and ties
+/// its life to the owner.
+fn prepare_child(owner: libc::pid_t, inherited: &[RawFd]) -> std::io::Result<()> {
+    for &fd in inherited {
+        // SAFETY: fd is an open descriptor of this process; clearing
+        // FD_CLOEXEC only makes QEMU inherit it.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    // SAFETY: plain prctl/setpgid/getppid calls with constant arguments.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // The owner may have died between fork and prctl.
+        if libc::getppid() != owner {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+        // Own process group: a terminal's Ctrl-C goes to pyro, which decides.
+        if libc::setpgid(0, 0) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the last lines QEMU wrote to stderr (its own errors: bad options,
+/// an image it cannot open) for error messages.
+#[derive(Debug, Clone, Default)]
+struct StderrTail(ConsoleLog);
+
+impl StderrTail {
+    fn capture(stderr: Option<std::process::ChildStderr>) -> Self {
+        match stderr {
+            Some(stderr) => StderrTail(ConsoleLog::capture(stderr)),
+            None => StderrTail::default(),
+        }
+    }
+}
+
+struct QemuVm {
+    child: Child,
+    agent: Option<UnixStream>,
+    console: ConsoleLog,
+    stderr: StderrTail,
+    exited: Option<VmExit>,
+}
+
+impl QemuVm {
+    fn record(&mut self, status: std::process::ExitStatus) -> VmExit {
+        let exit = VmExit {
+            code: status.code(),
+            signal: status.signal(),
+        };
+        self.exited = Some(exit.clone());
+        exit
+    }
+}
+
+impl Vm for QemuVm {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn take_agent_stream(&mut self) -> Option<UnixStream> {
+        self.agent.take()
+    }
+
+    fn console(&self) -> ConsoleLog {
+        // QEMU's own complaints come first in importance: append them.
+        let stderr = self.stderr.0.text();
+        if stderr.trim().is_empty() {
+            return self.console.clone();
+        }
+        let merged = ConsoleLog::default();
+        merged.push_text(&self.console.text());
+        merged.push_text(&stderr);
+        merged
+    }
+
+    fn kill(&mut self) {
+        if self.exited.is_some() {
+            return;
+        }
+        let _ = self.child.kill();
+        if let Ok(status) = self.child.wait() {
+            self.record(status);
+        }
+    }
+
+    fn wait_timeout(&mut self, timeout: Duration) -> Option<VmExit> {
+        if let Some(exit) = &self.exited {
+            return Some(exit.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(self.record(status)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+impl Drop for QemuVm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_version_line() {
+        let text = "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright";
+        assert_eq!(parse_version(text).as_deref(), Some("7.2.22"));
+        assert_eq!(parse_version("garbage"), None);
+    }
+}
