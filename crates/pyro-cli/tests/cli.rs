@@ -188,3 +188,87 @@ fn no_command_is_a_usage_error() {
     let output = pyro().args(["run", ENV]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// A private cache holding `debian:12-base` with one artifact replaced by
+/// `damage(original bytes)`; the others are hard links to the real store.
+fn damaged_cache(artifact: &str, damage: impl Fn(Vec<u8>) -> Vec<u8>) -> tempfile::TempDir {
+    let output = pyro()
+        .args(["env", "pull", "debian:12-base"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let inspect = pyro()
+        .args(["env", "inspect", "debian:12-base", "--json"])
+        .output()
+        .unwrap();
+    let details: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let manifest_path = details["manifest_path"].as_str().unwrap();
+    let store = std::path::Path::new(manifest_path)
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap();
+
+    let cache = tempfile::tempdir().unwrap();
+    let blobs = cache.path().join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::create_dir_all(cache.path().join("envs")).unwrap();
+    std::fs::copy(
+        manifest_path,
+        cache
+            .path()
+            .join("envs")
+            .join(std::path::Path::new(manifest_path).file_name().unwrap()),
+    )
+    .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(manifest_path).unwrap()).unwrap();
+    for (name, entry) in manifest["artifacts"].as_object().unwrap() {
+        let digest = entry["sha256"].as_str().unwrap();
+        let source = store.join("blobs/sha256").join(digest);
+        let target = blobs.join(digest);
+        if name == artifact {
+            std::fs::write(&target, damage(std::fs::read(&source).unwrap())).unwrap();
+        } else {
+            std::fs::hard_link(&source, &target).unwrap();
+        }
+    }
+    cache
+}
+
+fn assert_refused_as_corrupt(cache: &tempfile::TempDir, artifact: &str) {
+    let output = pyro()
+        .args(["run", "debian:12-base", "--", "true"])
+        .env("PYRO_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    let text = stderr(&output);
+    assert!(
+        text.contains("corrupt") && text.contains(artifact),
+        "{text}"
+    );
+    assert!(
+        text.contains("pyro env pull debian:12-base --force"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_truncated_image_is_detected_and_not_booted() {
+    let cache = damaged_cache("modules.cpio", |mut bytes| {
+        bytes.truncate(bytes.len() / 2);
+        bytes
+    });
+    assert_refused_as_corrupt(&cache, "modules.cpio");
+}
+
+#[test]
+fn a_same_size_corruption_is_detected_and_not_booted() {
+    let cache = damaged_cache("modules.cpio", |mut bytes| {
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        bytes
+    });
+    assert_refused_as_corrupt(&cache, "modules.cpio");
+}

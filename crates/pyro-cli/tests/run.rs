@@ -204,3 +204,40 @@ fn two_runs_at_once_both_work() {
     assert_eq!(stdout(&first), "first\n");
     assert_eq!(stdout(&second), "second\n");
 }
+
+#[test]
+fn a_vm_that_dies_mid_command_is_reported_with_its_reason() {
+    ensure_env();
+    let scratch = scratch_dir();
+    let mut child = pyro()
+        .args([
+            "run",
+            ENV,
+            "--",
+            "sh",
+            "-c",
+            "echo crashing; echo c > /proc/sysrq-trigger; sleep 60",
+        ])
+        .env("TMPDIR", scratch.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let vm = wait_for_vm(&child);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(125), "stderr: {err}");
+    assert!(
+        err.contains("the VM stopped while the command ran"),
+        "stderr: {err}"
+    );
+    assert!(err.contains("sysrq"), "stderr: {err}");
+    assert!(!is_alive(vm), "QEMU outlived pyro");
+    assert!(dir_is_empty(scratch.path()), "files left in TMPDIR");
+}

@@ -11,13 +11,13 @@ use crate::guest::{Guest, GuestError};
 pub enum BootError {
     #[error(transparent)]
     Engine(#[from] pyro_vmm::EngineError),
-    #[error("the VM stopped during boot ({exit}){}{}", hint(.diagnosis), console(.console_tail))]
+    #[error("the VM stopped during boot ({exit}){}{}", hint(.diagnosis), console_lines(.console_tail))]
     Died {
         exit: String,
         diagnosis: Option<String>,
         console_tail: Vec<String>,
     },
-    #[error("the guest did not answer within {}s of starting{}{}", .waited.as_secs(), hint(.diagnosis), console(.console_tail))]
+    #[error("the guest did not answer within {}s of starting{}{}", .waited.as_secs(), hint(.diagnosis), console_lines(.console_tail))]
     Timeout {
         waited: Duration,
         diagnosis: Option<String>,
@@ -27,7 +27,8 @@ pub enum BootError {
     Guest(#[source] GuestError),
 }
 
-fn hint(diagnosis: &Option<String>) -> String {
+/// `: <diagnosis>` when there is one.
+pub(crate) fn hint(diagnosis: &Option<String>) -> String {
     diagnosis
         .as_ref()
         .map(|d| format!(": {d}"))
@@ -44,7 +45,8 @@ fn diagnose(console: &pyro_vmm::ConsoleLog, memory_mib: u32) -> Option<String> {
     })
 }
 
-fn console(tail: &[String]) -> String {
+/// The console's last lines, indented under a heading, for error messages.
+pub(crate) fn console_lines(tail: &[String]) -> String {
     if tail.is_empty() {
         return String::new();
     }
@@ -128,7 +130,8 @@ pub async fn boot(engine: &dyn Engine, spec: &VmSpec) -> Result<BootedVm, BootEr
     }
 }
 
-fn describe_exit(exit: &VmExit) -> String {
+/// How a VM's end reads to a user.
+pub(crate) fn describe_exit(exit: &VmExit) -> String {
     match exit.code {
         // QEMU exits 0 when the guest reboots under -no-reboot, which is how
         // a guest kernel panic ends.

@@ -37,7 +37,7 @@ pub enum Error {
     Engine(#[from] pyro_vmm::EngineError),
     #[error(transparent)]
     Boot(#[from] boot::BootError),
-    #[error("the VM stopped while the command ran ({exit}){}{}", .diagnosis.as_ref().map(|d| format!(": {d}")).unwrap_or_default(), console_lines(.console_tail))]
+    #[error("the VM stopped while the command ran ({exit}){}{}", boot::hint(.diagnosis), boot::console_lines(.console_tail))]
     VmCrashed {
         exit: String,
         diagnosis: Option<String>,
@@ -45,18 +45,6 @@ pub enum Error {
     },
     #[error(transparent)]
     Guest(#[from] guest::GuestError),
-}
-
-fn console_lines(tail: &[String]) -> String {
-    if tail.is_empty() {
-        return String::new();
-    }
-    let mut text = String::from("\nlast lines of the VM console:");
-    for line in tail {
-        text.push_str("\n  ");
-        text.push_str(line);
-    }
-    text
 }
 
 /// The pyro library entry point.

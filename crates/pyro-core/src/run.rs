@@ -196,8 +196,9 @@ impl Pyro {
                     let console = vm.console();
                     return Err(Error::VmCrashed {
                         exit: exit
-                            .map(|e| e.to_string())
-                            .unwrap_or_else(|| "killed".into()),
+                            .as_ref()
+                            .map(crate::boot::describe_exit)
+                            .unwrap_or_else(|| "it stopped answering and was killed".into()),
                         diagnosis: console.diagnose(),
                         console_tail: console.tail(12),
                     });

@@ -48,7 +48,7 @@ static CATALOG: &[CatalogEntry] = &[
             "patch",
             "openssh-client",
         ],
-        revision: 1,
+        revision: 2,
         approx_size_bytes: 600 * MIB,
     },
     CatalogEntry {
@@ -56,7 +56,7 @@ static CATALOG: &[CatalogEntry] = &[
         description: "Debian 12 (bookworm) minimal: minbase and CA certificates",
         suite: "bookworm",
         packages: &["ca-certificates"],
-        revision: 1,
+        revision: 2,
         approx_size_bytes: 190 * MIB,
     },
 ];

@@ -7,9 +7,12 @@
 //! `depends=` string of its `.modinfo` ELF section; we read that directly, take
 //! the closure of the boot set, and order it dependencies first.
 //!
-//! The fragment holds `pyro/modules/<name>.ko` for each module and
-//! `pyro/modules.order` (file names, one per line, in load order). The agent
-//! reads the order file and calls `finit_module` on each.
+//! The fragment holds `pyro/modules/<name>.ko` for each module,
+//! `pyro/modules.order` (file names, one per line, in load order) that the
+//! agent loads at every boot with `finit_module`, and
+//! `pyro/modules.on-demand.order`: modules packed but loaded only when a
+//! feature needs them (the network drivers), because every module costs boot
+//! time (tens of milliseconds each under TCG).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -37,6 +40,10 @@ pub const BOOT_MODULES: &[&str] = &[
 
 /// Loaded when the kernel has them; their absence is not an error.
 pub const OPTIONAL_MODULES: &[&str] = &["virtio_rng"];
+
+/// Packed, but not loaded at boot: listed in `modules.on-demand.order` for
+/// the agent to load when a feature (networking) asks for them.
+pub const ON_DEMAND_MODULES: &[&str] = &["failover", "net_failover", "virtio_net", "virtio_rng"];
 
 /// Ordering constraints the modules do not declare: (module, must load after).
 const EXTRA_DEPENDENCIES: &[(&str, &str)] = &[("ext4", "crc32c_generic")];
@@ -287,17 +294,31 @@ impl ModuleSet {
         cpio.dir("pyro", 0o755).map_err(ModulesError::Cpio)?;
         cpio.dir("pyro/modules", 0o755)
             .map_err(ModulesError::Cpio)?;
-        let mut order_file = String::new();
+        let mut boot_order = String::new();
+        let mut on_demand_order = String::new();
         for name in &self.order {
             let file = format!("{name}.ko");
             let elf = &self.modules[name];
             cpio.file(&format!("pyro/modules/{file}"), 0o644, elf)
                 .map_err(ModulesError::Cpio)?;
-            order_file.push_str(&file);
-            order_file.push('\n');
+            // Partitioning keeps the dependency order within each list; the
+            // on-demand modules depend only on boot modules or each other.
+            let list = if ON_DEMAND_MODULES.contains(&name.as_str()) {
+                &mut on_demand_order
+            } else {
+                &mut boot_order
+            };
+            list.push_str(&file);
+            list.push('\n');
         }
-        cpio.file("pyro/modules.order", 0o644, order_file.as_bytes())
+        cpio.file("pyro/modules.order", 0o644, boot_order.as_bytes())
             .map_err(ModulesError::Cpio)?;
+        cpio.file(
+            "pyro/modules.on-demand.order",
+            0o644,
+            on_demand_order.as_bytes(),
+        )
+        .map_err(ModulesError::Cpio)?;
         Ok(cpio.finish())
     }
 }

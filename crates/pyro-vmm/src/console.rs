@@ -58,7 +58,9 @@ impl ConsoleLog {
         String::from_utf8_lossy(&buf).into_owned()
     }
 
-    /// The last `n` non-empty lines.
+    /// The last `n` non-empty lines, or, after a kernel panic, the `n`
+    /// lines ending at the panic line: what led to it, not the register
+    /// dump that follows.
     pub fn tail(&self, n: usize) -> Vec<String> {
         let text = self.text();
         let lines: Vec<&str> = text
@@ -66,7 +68,11 @@ impl ConsoleLog {
             .map(|l| l.trim_end_matches('\r'))
             .filter(|l| !l.trim().is_empty())
             .collect();
-        lines[lines.len().saturating_sub(n)..]
+        let end = lines
+            .iter()
+            .rposition(|l| l.contains("Kernel panic - not syncing"))
+            .map_or(lines.len(), |i| i + 1);
+        lines[end.saturating_sub(n)..end]
             .iter()
             .map(|l| l.to_string())
             .collect()
@@ -115,6 +121,19 @@ mod tests {
         let log = ConsoleLog::default();
         log.append(b"[    1.0] Out of memory and no killable processes...\r\n");
         assert!(log.diagnose().unwrap().contains("--memory"));
+    }
+
+    #[test]
+    fn tail_ends_at_the_panic_line() {
+        let log = ConsoleLog::default();
+        log.append(b"a\nsysrq: Trigger a crash\nKernel panic - not syncing: sysrq triggered crash\nRIP: 0033\nRSP: 002b\n");
+        assert_eq!(
+            log.tail(2),
+            vec![
+                "sysrq: Trigger a crash".to_string(),
+                "Kernel panic - not syncing: sysrq triggered crash".to_string()
+            ]
+        );
     }
 
     #[test]
