@@ -120,23 +120,23 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-#[test]
-fn kill_9_of_pyro_leaves_no_vm_and_no_files() {
-    ensure_env();
-    let scratch = scratch_dir();
-    let mut child = pyro()
-        .args(["run", ENV, "--", "sh", "-c", "echo ready; sleep 300"])
-        .env("TMPDIR", scratch.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+/// Starts a run whose command prints `ready` and sleeps; returns once the
+/// command runs in the guest, with the QEMU pid.
+fn spawn_ready_run(scratch: &std::path::Path) -> (std::process::Child, u32) {
+    let mut child = spawn_run(scratch, &["sh", "-c", "echo ready; sleep 300"]);
     let vm = wait_for_vm(&child);
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line, "ready\n");
+    (child, vm)
+}
+
+#[test]
+fn kill_9_of_pyro_leaves_no_vm_and_no_files() {
+    let scratch = scratch_dir();
+    let (mut child, vm) = spawn_ready_run(scratch.path());
     child.kill().unwrap();
     child.wait().unwrap();
     assert_gone(vm, "QEMU after kill -9 of pyro");
@@ -145,20 +145,8 @@ fn kill_9_of_pyro_leaves_no_vm_and_no_files() {
 
 #[test]
 fn ctrl_c_stops_the_vm_and_exits_130() {
-    ensure_env();
     let scratch = scratch_dir();
-    let mut child = pyro()
-        .args(["run", ENV, "--", "sh", "-c", "echo ready; sleep 300"])
-        .env("TMPDIR", scratch.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let vm = wait_for_vm(&child);
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, vm) = spawn_ready_run(scratch.path());
     // SAFETY: plain kill(2) on a child we own.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
@@ -169,15 +157,8 @@ fn ctrl_c_stops_the_vm_and_exits_130() {
 
 #[test]
 fn normal_runs_leave_no_vm_behind() {
-    ensure_env();
     let scratch = scratch_dir();
-    let mut child = pyro()
-        .args(["run", ENV, "--", "sh", "-c", "sleep 1; exit 3"])
-        .env("TMPDIR", scratch.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(scratch.path(), &["sh", "-c", "sleep 1; exit 3"]);
     let vm = wait_for_vm(&child);
     assert_eq!(child.wait().unwrap().code(), Some(3));
     assert!(!is_alive(vm), "QEMU outlived pyro");
@@ -207,22 +188,11 @@ fn two_runs_at_once_both_work() {
 
 #[test]
 fn a_vm_that_dies_mid_command_is_reported_with_its_reason() {
-    ensure_env();
     let scratch = scratch_dir();
-    let mut child = pyro()
-        .args([
-            "run",
-            ENV,
-            "--",
-            "sh",
-            "-c",
-            "echo crashing; echo c > /proc/sysrq-trigger; sleep 60",
-        ])
-        .env("TMPDIR", scratch.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(
+        scratch.path(),
+        &["sh", "-c", "echo c > /proc/sysrq-trigger; sleep 60"],
+    );
     let vm = wait_for_vm(&child);
     let mut err = String::new();
     child
@@ -237,7 +207,7 @@ fn a_vm_that_dies_mid_command_is_reported_with_its_reason() {
         err.contains("the VM stopped while the command ran"),
         "stderr: {err}"
     );
-    assert!(err.contains("sysrq"), "stderr: {err}");
+    assert!(err.contains("sysrq triggered crash"), "stderr: {err}");
     assert!(!is_alive(vm), "QEMU outlived pyro");
     assert!(dir_is_empty(scratch.path()), "files left in TMPDIR");
 }

@@ -83,7 +83,7 @@ impl Pyro {
             let elapsed = started.elapsed();
             if exit.is_none() {
                 vm.kill();
-                return Err(Error::InvalidRequest(format!(
+                return Err(Error::Benchmark(format!(
                     "the floor VM did not power off; console: {}",
                     vm.console().tail(5).join(" | ")
                 )));
@@ -110,13 +110,11 @@ pub fn time_command<S: AsRef<OsStr>>(
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .output()
-            .map_err(|e| {
-                Error::InvalidRequest(format!("could not start the benchmark command: {e}"))
-            })?;
+            .map_err(|e| Error::Benchmark(format!("could not start {label}: {e}")))?;
         let elapsed = started.elapsed();
         if !output.status.success() {
-            return Err(Error::InvalidRequest(format!(
-                "benchmark command failed ({}): {}",
+            return Err(Error::Benchmark(format!(
+                "{label} failed ({}): {}",
                 output.status,
                 String::from_utf8_lossy(&output.stderr).trim()
             )));

@@ -45,6 +45,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Guest(#[from] guest::GuestError),
+    #[error("benchmark failed: {0}")]
+    Benchmark(String),
 }
 
 /// The pyro library entry point.

@@ -40,6 +40,20 @@ pub fn ensure_env() {
     });
 }
 
+/// Starts `pyro run ENV -- <command...>` with piped output and QEMU's
+/// scratch files (`TMPDIR`) in `scratch`, so a test can check none is left.
+pub fn spawn_run(scratch: &Path, command: &[&str]) -> Child {
+    ensure_env();
+    pyro()
+        .args(["run", ENV, "--"])
+        .args(command)
+        .env("TMPDIR", scratch)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pyro run")
+}
+
 /// Runs `pyro run ENV <extra...> -- <command...>` to completion.
 pub fn run(extra: &[&str], command: &[&str]) -> Output {
     ensure_env();
