@@ -75,6 +75,7 @@ fn boot_probe(engine: &dyn Engine, image: &ProbeImage) -> KvmStatus {
         memory_mib: 128,
         extra_cmdline: vec!["pyro.mode=poweroff".into()],
         accel: Accel::Kvm,
+        restore_from: None,
     };
     let mut vm = match engine.start(&spec) {
         Ok(vm) => vm,

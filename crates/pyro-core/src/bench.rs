@@ -71,6 +71,7 @@ impl Pyro {
             memory_mib,
             extra_cmdline: vec!["pyro.mode=poweroff".into()],
             accel: accel.chosen,
+            restore_from: None,
         };
         let mut samples = Samples::new(format!(
             "bare QEMU boot + power-off ({})",

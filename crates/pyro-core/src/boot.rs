@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use pyro_vmm::{Accel, Engine, Vm, VmExit, VmSpec};
 
-use crate::guest::{Guest, GuestError};
+use crate::guest::{Guest, GuestError, Handshake};
 
 /// Why a VM did not come up.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +90,11 @@ pub async fn boot(engine: &dyn Engine, spec: &VmSpec) -> Result<BootedVm, BootEr
         .take_agent_stream()
         .expect("a fresh VM has its agent stream");
     let deadline = boot_deadline(spec.accel);
-    match tokio::time::timeout(deadline, Guest::connect(stream)).await {
+    let handshake = match spec.restore_from {
+        Some(_) => Handshake::Restored,
+        None => Handshake::FreshBoot,
+    };
+    match tokio::time::timeout(deadline, Guest::connect(stream, handshake)).await {
         Ok(Ok(guest)) => Ok(BootedVm {
             vm,
             guest,

@@ -39,6 +39,15 @@ pub enum GuestError {
     Io(#[source] std::io::Error),
 }
 
+/// Who speaks first when the channel opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// The guest just booted: wait for the agent's hello, then answer.
+    FreshBoot,
+    /// The guest was restored from a saved state: say hello first.
+    Restored,
+}
+
 /// What the agent said about itself in its hello.
 #[derive(Debug, Clone)]
 pub struct AgentHello {
@@ -63,9 +72,14 @@ pub struct Guest {
 }
 
 impl Guest {
-    /// Takes over the VM's agent stream, waits for the agent's hello and
-    /// sets the guest clock. Fails with `Disconnected` if the VM stops first.
-    pub async fn connect(stream: StdUnixStream) -> Result<Guest, GuestError> {
+    /// Takes over the VM's agent stream, exchanges hellos and sets the guest
+    /// clock. Fails with `Disconnected` if the VM stops first.
+    ///
+    /// A freshly booted agent speaks first, when it opens its port (the host
+    /// must not write before: the port may drop bytes until the guest opens
+    /// it). A restored agent already has its port open and waits for the
+    /// host's hello.
+    pub async fn connect(stream: StdUnixStream, handshake: Handshake) -> Result<Guest, GuestError> {
         stream.set_nonblocking(true).map_err(GuestError::Io)?;
         let stream = UnixStream::from_std(stream).map_err(GuestError::Io)?;
         let (mut read_half, write_half) = stream.into_split();
@@ -117,12 +131,13 @@ impl Guest {
             },
             reader,
         };
-        // The agent says hello when it opens its port; answer with ours (the
-        // clock) and take its reply, so a restored guest works the same way.
-        let first = wait_hello(&mut control_rx).await?;
+        if handshake == Handshake::FreshBoot {
+            wait_hello(&mut control_rx).await?;
+        }
+        // Ours carries the clock (a restored guest's is stale); the agent
+        // answers with its hello.
         guest.send(0, &host_hello()).await?;
-        wait_hello(&mut control_rx).await?;
-        guest.hello = first;
+        guest.hello = wait_hello(&mut control_rx).await?;
         Ok(guest)
     }
 

@@ -158,6 +158,7 @@ impl Pyro {
             memory_mib: request.memory_mib,
             extra_cmdline: Vec::new(),
             accel: accel.chosen,
+            restore_from: None,
         };
 
         tokio::pin!(cancel);

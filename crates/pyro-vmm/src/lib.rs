@@ -14,10 +14,11 @@
 
 pub mod accel;
 mod console;
+pub mod disk;
 pub mod qemu;
 
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use accel::{Accel, AccelReport, KvmStatus};
@@ -38,6 +39,10 @@ pub struct VmSpec {
     /// Extra kernel command-line words appended to the engine's own.
     pub extra_cmdline: Vec<String>,
     pub accel: Accel,
+    /// Resume from a state file written by [`Vm::save`] instead of booting.
+    /// The spec must match the saved VM's (same kernel, sizes, devices) and
+    /// its disk must hold the state it had when saved.
+    pub restore_from: Option<PathBuf>,
 }
 
 /// The guest's root block device.
@@ -95,6 +100,14 @@ pub trait Vm: Send {
     /// Waits up to `timeout` for the VM process to exit by itself; returns its
     /// exit description when it did.
     fn wait_timeout(&mut self, timeout: Duration) -> Option<VmExit>;
+
+    /// Pauses the VM and writes its whole state (CPU, devices, RAM) to
+    /// `state`; the VM stays paused. Its disks are not included: the caller
+    /// keeps them unchanged (or snapshots them) while paused.
+    fn save(&mut self, state: &Path) -> Result<(), EngineError>;
+
+    /// Resumes a paused VM.
+    fn resume(&mut self) -> Result<(), EngineError>;
 }
 
 /// How a VM process ended.
@@ -131,4 +144,12 @@ pub enum EngineError {
     MissingFile { what: &'static str, path: PathBuf },
     #[error("could not create the guest channel")]
     Channel(#[source] std::io::Error),
+    #[error("could not {action} the VM")]
+    Monitor {
+        action: &'static str,
+        #[source]
+        source: qemu::QmpError,
+    },
+    #[error("saving or restoring the VM state failed: {0}")]
+    Migration(String),
 }

@@ -44,9 +44,16 @@ fn parse_cpu_khz(cpuinfo: &str) -> Option<u64> {
     (mhz > 0.0).then(|| (mhz * 1000.0).round() as u64)
 }
 
-/// Arguments for `qemu-system-x86_64` booting `spec`, with the console and
-/// agent channels on the inherited descriptors `console_fd` and `agent_fd`.
-pub(crate) fn qemu_args(spec: &VmSpec, console_fd: RawFd, agent_fd: RawFd) -> Vec<String> {
+/// Arguments for `qemu-system-x86_64` booting `spec`, with the console,
+/// agent and QMP monitor channels on inherited descriptors.
+/// Descriptors QEMU inherits for its channels.
+pub(crate) struct ChannelFds {
+    pub console: RawFd,
+    pub agent: RawFd,
+    pub monitor: RawFd,
+}
+
+pub(crate) fn qemu_args(spec: &VmSpec, fds: &ChannelFds) -> Vec<String> {
     let (accel, cpu) = match spec.accel {
         Accel::Kvm => ("kvm", "host"),
         // qemu64 boots fastest under TCG; the x86-64-v2 extensions keep
@@ -80,19 +87,26 @@ pub(crate) fn qemu_args(spec: &VmSpec, console_fd: RawFd, agent_fd: RawFd) -> Ve
         "-append".into(),
         kernel_cmdline(&spec.extra_cmdline),
         "-chardev".into(),
-        format!("socket,id=console,fd={console_fd}"),
+        format!("socket,id=console,fd={}", fds.console),
         "-serial".into(),
         "chardev:console".into(),
         "-device".into(),
         "virtio-serial-device".into(),
         "-chardev".into(),
-        format!("socket,id=agent,fd={agent_fd}"),
+        format!("socket,id=agent,fd={}", fds.agent),
         "-device".into(),
         format!(
             "virtserialport,chardev=agent,name={}",
             pyro_protocol::AGENT_PORT_NAME
         ),
+        "-chardev".into(),
+        format!("socket,id=monitor,fd={}", fds.monitor),
+        "-mon".into(),
+        "chardev=monitor,mode=control".into(),
     ]);
+    if spec.restore_from.is_some() {
+        args.extend(["-incoming".into(), "defer".into()]);
+    }
     if let Some(disk) = &spec.root_disk {
         let drive = match disk {
             RootDisk::Ephemeral { base, format } => format!(
@@ -147,12 +161,20 @@ mod tests {
             memory_mib: 512,
             extra_cmdline: vec!["pyro.mode=poweroff".into()],
             accel: Accel::Tcg,
+            restore_from: None,
         };
-        let args = qemu_args(&spec, 5, 6).join(" ");
+        let fds = ChannelFds {
+            console: 5,
+            agent: 6,
+            monitor: 7,
+        };
+        let args = qemu_args(&spec, &fds).join(" ");
         assert!(args.contains("file=/cache/a,,b.qcow2,format=qcow2,snapshot=on"));
         assert!(args.contains("socket,id=console,fd=5"));
         assert!(args.contains("socket,id=agent,fd=6"));
         assert!(args.contains("pyro.mode=poweroff"));
         assert!(args.contains("-accel tcg"));
+        assert!(args.contains("socket,id=monitor,fd=7"));
+        assert!(!args.contains("-incoming"));
     }
 }

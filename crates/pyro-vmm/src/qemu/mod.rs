@@ -8,6 +8,7 @@
 //! `snapshot=on`, whose temporary overlay QEMU unlinks right after opening it.
 
 mod args;
+mod qmp;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -20,6 +21,14 @@ use crate::console::ConsoleLog;
 use crate::{Engine, EngineError, Vm, VmExit, VmSpec};
 
 pub use args::kernel_cmdline;
+pub use qmp::QmpError;
+
+use qmp::Qmp;
+
+/// How long QMP may take to answer one command.
+const MONITOR_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long saving or restoring the VM state may take.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Name of the QEMU binary looked up on `PATH` (override: `PYRO_QEMU`).
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
@@ -113,10 +122,19 @@ impl Engine for QemuEngine {
             | crate::RootDisk::Persistent { path, .. }) = disk;
             check_exists("root disk", path)?;
         }
+        if let Some(state) = &spec.restore_from {
+            check_exists("saved VM state", state)?;
+        }
         let (console_host, console_guest) = UnixStream::pair().map_err(EngineError::Channel)?;
         let (agent_host, agent_guest) = UnixStream::pair().map_err(EngineError::Channel)?;
-        let inherited = [console_guest.as_raw_fd(), agent_guest.as_raw_fd()];
-        let argv = args::qemu_args(spec, inherited[0], inherited[1]);
+        let (monitor_host, monitor_guest) = UnixStream::pair().map_err(EngineError::Channel)?;
+        let fds = args::ChannelFds {
+            console: console_guest.as_raw_fd(),
+            agent: agent_guest.as_raw_fd(),
+            monitor: monitor_guest.as_raw_fd(),
+        };
+        let inherited = [fds.console, fds.agent, fds.monitor];
+        let argv = args::qemu_args(spec, &fds);
 
         let mut command = Command::new(&self.install.binary);
         command
@@ -137,14 +155,22 @@ impl Engine for QemuEngine {
         })?;
         drop(console_guest);
         drop(agent_guest);
+        drop(monitor_guest);
         let stderr = StderrTail::capture(child.stderr.take());
-        Ok(Box::new(QemuVm {
+        let mut vm = QemuVm {
             child,
             agent: Some(agent_host),
             console: ConsoleLog::capture(console_host),
             stderr,
+            monitor: Some(monitor_host),
+            qmp: None,
             exited: None,
-        }))
+        };
+        if let Some(state) = &spec.restore_from {
+            // On failure `vm` is dropped, which kills QEMU.
+            vm.restore(state)?;
+        }
+        Ok(Box::new(vm))
     }
 }
 
@@ -205,10 +231,73 @@ struct QemuVm {
     agent: Option<UnixStream>,
     console: ConsoleLog,
     stderr: StderrTail,
+    /// The monitor socket until the first QMP use connects it.
+    monitor: Option<UnixStream>,
+    qmp: Option<Qmp>,
     exited: Option<VmExit>,
 }
 
 impl QemuVm {
+    fn qmp(&mut self, action: &'static str) -> Result<&mut Qmp, EngineError> {
+        if self.qmp.is_none() {
+            let stream = self.monitor.take().ok_or(EngineError::Monitor {
+                action,
+                source: QmpError::Closed,
+            })?;
+            let qmp = Qmp::connect(stream, MONITOR_TIMEOUT)
+                .map_err(|source| EngineError::Monitor { action, source })?;
+            self.qmp = Some(qmp);
+        }
+        Ok(self.qmp.as_mut().expect("connected above"))
+    }
+
+    fn command(
+        &mut self,
+        action: &'static str,
+        command: &str,
+        arguments: serde_json::Value,
+    ) -> Result<serde_json::Value, EngineError> {
+        self.qmp(action)?
+            .execute(command, arguments)
+            .map_err(|source| EngineError::Monitor { action, source })
+    }
+
+    /// Polls `query-migrate` until the migration ends.
+    fn wait_migration(&mut self, action: &'static str) -> Result<(), EngineError> {
+        let deadline = Instant::now() + MIGRATION_TIMEOUT;
+        loop {
+            let status = self.command(action, "query-migrate", serde_json::json!({}))?;
+            match status["status"].as_str() {
+                Some("completed") => return Ok(()),
+                Some("failed") | Some("cancelled") => {
+                    return Err(EngineError::Migration(
+                        status["error-desc"]
+                            .as_str()
+                            .unwrap_or("QEMU reported failure")
+                            .to_string(),
+                    ))
+                }
+                _ if Instant::now() > deadline => {
+                    return Err(EngineError::Migration(format!(
+                        "not done after {}s",
+                        MIGRATION_TIMEOUT.as_secs()
+                    )))
+                }
+                _ => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    }
+
+    fn restore(&mut self, state: &Path) -> Result<(), EngineError> {
+        let uri = format!("exec:cat {}", shell_quote(state));
+        self.command(
+            "restore",
+            "migrate-incoming",
+            serde_json::json!({ "uri": uri }),
+        )?;
+        self.wait_migration("restore")?;
+        self.resume()
+    }
     fn record(&mut self, status: std::process::ExitStatus) -> VmExit {
         let exit = VmExit {
             code: status.code(),
@@ -265,6 +354,29 @@ impl Vm for QemuVm {
             }
         }
     }
+
+    fn save(&mut self, state: &Path) -> Result<(), EngineError> {
+        self.command("pause", "stop", serde_json::json!({}))?;
+        // QEMU's default bandwidth cap makes saving several times slower.
+        self.command(
+            "save",
+            "migrate-set-parameters",
+            serde_json::json!({ "max-bandwidth": 64u64 << 30 }),
+        )?;
+        let uri = format!("exec:cat > {}", shell_quote(state));
+        self.command("save", "migrate", serde_json::json!({ "uri": uri }))?;
+        self.wait_migration("save")
+    }
+
+    fn resume(&mut self) -> Result<(), EngineError> {
+        self.command("resume", "cont", serde_json::json!({}))
+            .map(|_| ())
+    }
+}
+
+/// Quotes a path for the `sh -c` that QEMU's `exec:` migration runs.
+fn shell_quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', "'\\''"))
 }
 
 impl Drop for QemuVm {
@@ -276,6 +388,11 @@ impl Drop for QemuVm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotes_paths_for_the_shell() {
+        assert_eq!(shell_quote(Path::new("/a b/it's")), "'/a b/it'\\''s'");
+    }
 
     #[test]
     fn parses_the_version_line() {
