@@ -1,5 +1,7 @@
 //! Running one started command to its end: streaming its output, enforcing
-//! its timeout, feeding its stdin, and reporting how it exited.
+//! its timeout, feeding its stdin (from its `Inflow`, on a thread of its
+//! own, so a command that does not read never blocks anyone else), and
+//! reporting how it exited.
 //!
 //! Each command gets one thread that `poll`s its stdout and stderr pipes and
 //! the eventfd the reaper signals on exit. Output goes out in chunks of at
@@ -15,12 +17,13 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pyro_protocol::{ExitStatus, FrameKind, Message};
+use pyro_protocol::{ErrorKind, ExitStatus, FrameKind, Message};
 
+use crate::inflow::{Inflow, Next};
 use crate::outbox::Outbox;
 use crate::reaper::{decode_status, Reaped, Reaper};
 use crate::spawn::Spawned;
@@ -33,42 +36,43 @@ pub const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
 /// After the drain window, at most this much more is taken per pipe.
 const FINAL_SWEEP_LIMIT: usize = 1024 * 1024;
 
-/// Starts the thread that feeds `stdin` from host frames, returning where to
-/// send them. An empty chunk closes the command's stdin; so does dropping the
-/// sender.
-pub fn start_stdin_feeder(id: u32, stdin: File) -> Sender<Vec<u8>> {
-    let (sender, receiver) = mpsc::channel::<Vec<u8>>();
+/// Starts the thread that writes the host's stdin frames, queued in
+/// `inflow`, to the command's stdin pipe and acknowledges them. The end of
+/// the stream (or of the request) closes the pipe.
+pub fn start_stdin_feeder(id: u32, stdin: File, inflow: Arc<Inflow>) {
     let spawned = thread::Builder::new()
         .name(format!("stdin-{id}"))
-        .spawn(move || feed_stdin(stdin, receiver));
+        .spawn(move || feed_stdin(stdin, &inflow));
     if let Err(err) = spawned {
         log!("request {id}: cannot start the stdin thread: {err}");
     }
-    sender
 }
 
-fn feed_stdin(mut stdin: File, chunks: Receiver<Vec<u8>>) {
-    while let Ok(chunk) = chunks.recv() {
-        if chunk.is_empty() {
-            return;
+fn feed_stdin(stdin: File, inflow: &Inflow) {
+    let mut stdin = Some(stdin);
+    while let Next::Data(chunk) = inflow.next() {
+        if let Some(pipe) = &mut stdin {
+            if pipe.write_all(&chunk).is_err() {
+                // The command closed its stdin (EPIPE): what else arrives
+                // is dropped, and acked so the host is not left waiting.
+                stdin = None;
+            }
         }
-        if stdin.write_all(&chunk).is_err() {
-            // The command closed its stdin (EPIPE): drop what else arrives.
-            while chunks.recv().is_ok() {}
-            return;
-        }
+        inflow.delivered(chunk.len());
     }
 }
 
 /// Streams a started command's output until it ends, then sends `Exited`.
-/// `on_end` runs just before `Exited` is queued (to retire the request id).
+/// `on_end` runs just before `Exited` is queued (to retire the request id);
+/// when it returns a failure (the host overran the stdin window), `Error`
+/// is sent instead.
 pub fn run_to_exit(
     id: u32,
     spawned: Spawned,
     timeout: Option<Duration>,
     outbox: &Outbox,
     reaper: &Reaper,
-    on_end: impl FnOnce(),
+    on_end: impl FnOnce() -> Option<(ErrorKind, String)>,
 ) {
     let mut stream = Stream {
         id,
@@ -149,8 +153,11 @@ pub fn run_to_exit(
         timed_out: stream.timed_out,
         duration_ms: ended.saturating_duration_since(spawned.started).as_millis() as u64,
     };
-    on_end();
-    outbox.push_control(id, &Message::Exited(status));
+    let reply = match on_end() {
+        Some((kind, message)) => Message::Error { kind, message },
+        None => Message::Exited(status),
+    };
+    outbox.push_control(id, &reply);
 }
 
 struct Stream<'a> {

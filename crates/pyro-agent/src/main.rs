@@ -4,8 +4,10 @@
 //! (`init.rs`: modules, root disk, switch_root, userland mounts), opens its
 //! virtio-serial port (`port.rs`), says `Hello` and serves the host ⇄ guest
 //! protocol of `pyro-protocol` (`server.rs`): running commands with streamed
-//! output (`spawn.rs`, `exec.rs`), reaping every process (`reaper.rs`), and
-//! powering the VM off (`power.rs`).
+//! output (`spawn.rs`, `exec.rs`) and flow-controlled stdin (`inflow.rs`),
+//! reading, writing and listing files confined beneath `/workspace`
+//! (`confine.rs`, `files.rs`, `write.rs`), reaping every process
+//! (`reaper.rs`), and powering the VM off (`power.rs`).
 //!
 //! Run as an ordinary process, `--serve-stdio` serves the same protocol on
 //! stdin/stdout so request handling can be tested on the host without a VM.
@@ -16,7 +18,11 @@
 //! prefix; the happy path prints nothing.
 
 mod cmdline;
+mod confine;
 mod exec;
+mod files;
+mod fsys;
+mod inflow;
 mod init;
 mod modules;
 mod outbox;
@@ -26,6 +32,7 @@ mod reaper;
 mod server;
 mod spawn;
 mod sys;
+mod write;
 
 use std::fs::File;
 use std::io::{self, Write};

@@ -3,14 +3,16 @@
 //!
 //! Two kinds of sender use it, with different rules:
 //!
-//! - Command output ([`Outbox::push_data`]) is bounded: at most
+//! - Command output and file content ([`Outbox::push_data`]), and listings
+//!   ([`Outbox::push_bounded_message`]), are bounded: at most
 //!   [`MAX_QUEUED_DATA`] data frames wait at once, and a producer blocks
 //!   beyond that. A host that stops reading therefore stalls the commands'
 //!   pipes (and so the commands), never the agent's memory.
 //! - Replies and lifecycle messages ([`Outbox::push_control`]) never block.
 //!   The reader thread sends them, and it must keep reading host frames (a
-//!   `Signal`, say) however full the queue is. They are few and small: at most
-//!   a handful per host request.
+//!   `Signal`, say) however full the queue is. They are few and small: a
+//!   handful per host request, plus `Ack`s, of which a host gets no more
+//!   until it reads them (its window closes first).
 //!
 //! One FIFO keeps per-request order: `Started` before any output of its id,
 //! all output before `Exited`. (A `std::sync::mpsc::sync_channel` cannot mix
@@ -26,7 +28,8 @@ use pyro_protocol::{encode_data, encode_message, FrameKind, Message};
 
 use crate::power;
 
-/// Data frames (each ≤ 64 KiB of output) that may wait for the writer.
+/// Data frames (each ≤ 64 KiB of output or file) and bounded messages that
+/// may wait for the writer.
 pub const MAX_QUEUED_DATA: usize = 64;
 /// The writer coalesces queued frames into writes of about this size.
 const WRITE_BATCH: usize = 256 * 1024;
@@ -85,6 +88,18 @@ impl Outbox {
         chunk: &[u8],
         deadline: Option<Instant>,
     ) -> bool {
+        let mut bytes = Vec::new();
+        encode_data(id, kind, chunk, &mut bytes);
+        self.push_bounded(bytes, deadline)
+    }
+
+    /// Queues a message on the bounded side, like output: for replies that
+    /// may come in great numbers (a long directory listing).
+    pub fn push_bounded_message(&self, id: u32, message: &Message) {
+        self.push_bounded(encode_message(id, message), None);
+    }
+
+    fn push_bounded(&self, bytes: Vec<u8>, deadline: Option<Instant>) -> bool {
         let mut state = self.lock();
         while state.queued_data >= MAX_QUEUED_DATA {
             match deadline {
@@ -98,8 +113,6 @@ impl Outbox {
                 }
             }
         }
-        let mut bytes = Vec::new();
-        encode_data(id, kind, chunk, &mut bytes);
         state.queued_data += 1;
         state.queue.push_back(Queued {
             bytes,

@@ -7,25 +7,33 @@
 //! produce output. Each command then runs on its own thread (`exec.rs`), and
 //! every frame to the host goes through the outbox (`outbox.rs`).
 //!
-//! Request ids: id 0 is the connection (`Hello`, `PowerOff`); an `Exec` takes
-//! a non-zero id that stays live until its `Exited` or `Error` is queued.
+//! File requests (`files.rs`, `write.rs`) run on a thread each too. Host data
+//! for a request (stdin, `WriteFile` content) is only queued here, in the
+//! request's bounded [`Inflow`], for its own thread to deliver and ack.
+//!
+//! Request ids: id 0 is the connection (`Hello`, `PowerOff`); every other
+//! request takes a non-zero id that stays live until its terminal message
+//! (`Exited`, `Done` or `Error`) is queued.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
 use pyro_protocol::{read_frame, ErrorKind, ExecRequest, Frame, FrameKind, Message, GENERATION};
 
+use crate::confine::FileError;
 use crate::exec;
+use crate::files;
+use crate::inflow::Inflow;
 use crate::outbox::Outbox;
 use crate::power;
 use crate::reaper::Reaper;
 use crate::spawn;
 use crate::sys::{self, log};
+use crate::write::{self, WriteRequest};
 
 /// The agent's `Hello`, sent on connect and in answer to the host's.
 pub fn agent_hello() -> Message {
@@ -37,11 +45,20 @@ pub fn agent_hello() -> Message {
     }
 }
 
-/// A command that is still running, by request id.
+/// A request that has not ended yet, by id.
+#[derive(Default)]
 struct Live {
-    /// Process group id (the command's pid; it leads its own session).
-    pgid: libc::pid_t,
-    stdin: Option<Sender<Vec<u8>>>,
+    /// A command's process group id (its pid; it leads its own session).
+    pgid: Option<libc::pid_t>,
+    /// Where the host's data frames of this kind for the request go.
+    inflow: Option<(FrameKind, Arc<Inflow>)>,
+}
+
+impl Live {
+    /// Ends the request's inflow; returns why the request failed, if it did.
+    fn retire(self) -> Option<(ErrorKind, String)> {
+        self.inflow.and_then(|(_, inflow)| inflow.retire())
+    }
 }
 
 type LiveTable = Arc<Mutex<HashMap<u32, Live>>>;
@@ -92,8 +109,8 @@ impl Server {
 
     /// Kills every running command (stdio mode shutdown).
     pub fn kill_all(&self) {
-        for live in self.lock_live().values() {
-            let _ = sys::kill_group(live.pgid, libc::SIGKILL);
+        for pgid in self.lock_live().values().filter_map(|live| live.pgid) {
+            let _ = sys::kill_group(pgid, libc::SIGKILL);
         }
     }
 
@@ -101,7 +118,7 @@ impl Server {
         let id = frame.id;
         match frame.kind {
             FrameKind::Message => {}
-            FrameKind::Stdin => return self.stdin(id, frame.payload),
+            FrameKind::Stdin | FrameKind::File => return self.data(id, frame.kind, frame.payload),
             // Output kinds flow guest → host only; unknown kinds are ignored.
             _ => return,
         }
@@ -125,12 +142,66 @@ impl Server {
                 self.outbox.push_control(0, &agent_hello());
             }
             (0, Message::PowerOff) => self.power_off(),
-            (0, Message::Exec(_) | Message::Signal { .. }) => self.reply_error(
+            (
+                0,
+                Message::Exec(_)
+                | Message::Signal { .. }
+                | Message::ReadFile { .. }
+                | Message::WriteFile { .. }
+                | Message::ListDir { .. }
+                | Message::Stat { .. },
+            ) => self.reply_error(
                 0,
                 ErrorKind::InvalidRequest,
                 "request id 0 is reserved for the connection; use a non-zero id",
             ),
             (_, Message::Exec(request)) => self.exec(id, request),
+            (
+                _,
+                Message::ReadFile {
+                    path,
+                    max_bytes,
+                    root,
+                },
+            ) => self.file_request(id, None, move |outbox| {
+                files::read(root.as_deref(), &path, max_bytes, outbox, id).map(Some)
+            }),
+            (_, Message::Stat { path, root }) => self.file_request(id, None, move |outbox| {
+                files::stat(root.as_deref(), &path, outbox, id).map(|()| None)
+            }),
+            (
+                _,
+                Message::ListDir {
+                    path,
+                    recursive,
+                    max_entries,
+                    root,
+                },
+            ) => self.file_request(id, None, move |outbox| {
+                files::list(root.as_deref(), &path, recursive, max_entries, outbox, id)
+                    .map(|()| None)
+            }),
+            (
+                _,
+                Message::WriteFile {
+                    path,
+                    mode,
+                    create_parents,
+                    root,
+                },
+            ) => {
+                let inflow = Inflow::new(id, Arc::clone(&self.outbox));
+                let request = WriteRequest {
+                    root,
+                    path,
+                    mode,
+                    create_parents,
+                };
+                let source = Arc::clone(&inflow);
+                self.file_request(id, Some(inflow), move |_| {
+                    write::write(&request, &source).map(Some)
+                })
+            }
             (_, Message::Signal { signal }) => self.signal(id, signal),
             (_, other) => {
                 let name = message_name(&other);
@@ -143,13 +214,22 @@ impl Server {
         }
     }
 
+    /// Refuses an id that a request still holds.
+    fn id_in_use(&self, id: u32) -> bool {
+        if !self.lock_live().contains_key(&id) {
+            return false;
+        }
+        self.reply_error(
+            id,
+            ErrorKind::InvalidRequest,
+            &format!("request id {id} is already in use by a running request"),
+        );
+        true
+    }
+
     fn exec(&self, id: u32, request: ExecRequest) {
-        if self.lock_live().contains_key(&id) {
-            return self.reply_error(
-                id,
-                ErrorKind::InvalidRequest,
-                &format!("request id {id} is already in use by a running command"),
-            );
+        if self.id_in_use(id) {
+            return;
         }
         let spawned =
             spawn::prepare(&request).and_then(|prepared| spawn::spawn(&prepared, &self.reaper));
@@ -158,11 +238,18 @@ impl Server {
             Err(err) => return self.reply_error(id, err.kind, &err.message),
         };
         let pid = spawned.pid;
-        let stdin = spawned
-            .stdin
-            .take()
-            .map(|file| exec::start_stdin_feeder(id, file));
-        self.lock_live().insert(id, Live { pgid: pid, stdin });
+        let inflow = spawned.stdin.take().map(|file| {
+            let inflow = Inflow::new(id, Arc::clone(&self.outbox));
+            exec::start_stdin_feeder(id, file, Arc::clone(&inflow));
+            (FrameKind::Stdin, inflow)
+        });
+        self.lock_live().insert(
+            id,
+            Live {
+                pgid: Some(pid),
+                inflow,
+            },
+        );
         self.outbox
             .push_control(id, &Message::Started { pid: pid as u32 });
 
@@ -174,14 +261,17 @@ impl Server {
             .name(format!("exec-{id}"))
             .spawn(move || {
                 let retire = || {
-                    live.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                    let ended = live.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                    ended.and_then(Live::retire)
                 };
                 exec::run_to_exit(id, spawned, timeout, &outbox, &reaper, retire);
             });
         if let Err(err) = started {
             // Without its thread the command cannot be watched: stop it.
             let _ = sys::kill_group(pid, libc::SIGKILL);
-            self.lock_live().remove(&id);
+            if let Some(live) = self.lock_live().remove(&id) {
+                live.retire();
+            }
             self.reaper.forget(pid);
             self.reply_error(
                 id,
@@ -192,10 +282,22 @@ impl Server {
     }
 
     fn signal(&self, id: u32, signal: i32) {
-        // A command that already ended has nothing to signal; its `Exited`
-        // is on the way, so stay silent rather than end the id twice.
-        let Some(pgid) = self.lock_live().get(&id).map(|live| live.pgid) else {
-            return;
+        // A request that already ended has nothing to signal; its terminal
+        // message is on the way, so stay silent rather than end the id twice.
+        let pgid = {
+            let live = self.lock_live();
+            let Some(entry) = live.get(&id) else { return };
+            match (entry.pgid, &entry.inflow) {
+                (Some(pgid), _) => pgid,
+                // A `WriteFile`: any signal cancels it, keeping the old file.
+                (None, Some((_, inflow))) => {
+                    return inflow.fail(
+                        ErrorKind::Cancelled,
+                        format!("cancelled by the host (signal {signal}); the file is unchanged"),
+                    )
+                }
+                (None, None) => return,
+            }
         };
         if let Err(err) = sys::kill_group(pgid, signal) {
             if err.raw_os_error() != Some(libc::ESRCH) {
@@ -204,18 +306,81 @@ impl Server {
         }
     }
 
-    fn stdin(&self, id: u32, payload: Vec<u8>) {
-        let mut live = self.lock_live();
-        let Some(entry) = live.get_mut(&id) else {
+    /// Queues a host data frame for its request; frames for ended requests,
+    /// or of a kind the request does not take, are dropped.
+    fn data(&self, id: u32, kind: FrameKind, payload: Vec<u8>) {
+        let live = self.lock_live();
+        let Some(entry) = live.get(&id) else {
             return;
         };
-        if payload.is_empty() {
-            // Dropping the sender lets the feeder finish and close the pipe.
-            if let Some(sender) = entry.stdin.take() {
-                let _ = sender.send(Vec::new());
+        let Some((wanted, inflow)) = &entry.inflow else {
+            return;
+        };
+        if *wanted != kind {
+            return;
+        }
+        if inflow.push(payload).is_err() {
+            // The host overran its window: the request fails. A command is
+            // killed so that its thread reports the failure promptly.
+            log!("request {id}: the host overran the data window");
+            if let Some(pgid) = entry.pgid {
+                let _ = sys::kill_group(pgid, libc::SIGKILL);
             }
-        } else if let Some(sender) = &entry.stdin {
-            let _ = sender.send(payload);
+        }
+    }
+
+    /// Runs a file request on its own thread. `work` returns the byte count
+    /// for `Done`, if one applies; `inflow` receives the request's `File`
+    /// frames.
+    fn file_request(
+        &self,
+        id: u32,
+        inflow: Option<Arc<Inflow>>,
+        work: impl FnOnce(&Outbox) -> Result<Option<u64>, FileError> + Send + 'static,
+    ) {
+        if self.id_in_use(id) {
+            return;
+        }
+        self.lock_live().insert(
+            id,
+            Live {
+                pgid: None,
+                inflow: inflow.map(|inflow| (FrameKind::File, inflow)),
+            },
+        );
+        let outbox = Arc::clone(&self.outbox);
+        let live = Arc::clone(&self.live);
+        let started = thread::Builder::new()
+            .name(format!("file-{id}"))
+            .spawn(move || {
+                let result = panic::catch_unwind(AssertUnwindSafe(|| work(&outbox)))
+                    .unwrap_or_else(|_| {
+                        log!("request {id}: file handler panicked");
+                        Err(FileError::new(
+                            ErrorKind::Internal,
+                            "the agent failed handling this request",
+                        ))
+                    });
+                let ended = live.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                ended.and_then(Live::retire);
+                let reply = match result {
+                    Ok(bytes) => Message::Done { bytes },
+                    Err(err) => Message::Error {
+                        kind: err.kind,
+                        message: err.message,
+                    },
+                };
+                outbox.push_control(id, &reply);
+            });
+        if let Err(err) = started {
+            if let Some(live) = self.lock_live().remove(&id) {
+                live.retire();
+            }
+            self.reply_error(
+                id,
+                ErrorKind::Internal,
+                &format!("cannot start a thread: {err}"),
+            );
         }
     }
 
@@ -255,6 +420,14 @@ fn message_name(message: &Message) -> &'static str {
         Message::Error { .. } => "error",
         Message::PowerOff => "power_off",
         Message::PoweringOff => "powering_off",
+        Message::Ack { .. } => "ack",
+        Message::ReadFile { .. } => "read_file",
+        Message::WriteFile { .. } => "write_file",
+        Message::ListDir { .. } => "list_dir",
+        Message::Stat { .. } => "stat",
+        Message::FileInfo(_) => "file_info",
+        Message::DirEntries { .. } => "dir_entries",
+        Message::Done { .. } => "done",
         Message::Unknown => "an unknown message type",
     }
 }

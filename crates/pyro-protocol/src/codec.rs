@@ -24,6 +24,9 @@ pub enum FrameKind {
     Stderr,
     /// Bytes for a command's standard input.
     Stdin,
+    /// File content: `ReadFile` data (guest → host), `WriteFile` data
+    /// (host → guest).
+    File,
     /// A kind this build does not know; receivers ignore it.
     Other(u8),
 }
@@ -35,6 +38,7 @@ impl FrameKind {
             FrameKind::Stdout => 1,
             FrameKind::Stderr => 2,
             FrameKind::Stdin => 3,
+            FrameKind::File => 4,
             FrameKind::Other(byte) => byte,
         }
     }
@@ -45,6 +49,7 @@ impl FrameKind {
             1 => FrameKind::Stdout,
             2 => FrameKind::Stderr,
             3 => FrameKind::Stdin,
+            4 => FrameKind::File,
             other => FrameKind::Other(other),
         }
     }

@@ -15,8 +15,8 @@
 //! offset  size  field
 //! 0       4     len      u32 little-endian: number of bytes after this field (5 + payload)
 //! 4       4     id       u32 little-endian: request id; 0 = the connection itself
-//! 8       1     kind     0 message, 1 stdout, 2 stderr, 3 stdin; others reserved
-//! 9       len-5 payload  kind 0: one JSON `Message`; kinds 1-3: raw bytes
+//! 8       1     kind     0 message, 1 stdout, 2 stderr, 3 stdin, 4 file; others reserved
+//! 9       len-5 payload  kind 0: one JSON `Message`; kinds 1-4: raw bytes
 //! ```
 //!
 //! - `len` is capped at [`MAX_FRAME_LEN`]; a larger value is a protocol error and
@@ -25,7 +25,8 @@
 //!   about one request (its output, its exit) carries that id, so many
 //!   execs can be multiplexed on the one stream.
 //! - A data frame with an empty payload marks end of that stream (EOF):
-//!   on stdin it closes the command's stdin.
+//!   on stdin it closes the command's stdin; on a `WriteFile` it ends the
+//!   file.
 //! - Frame kinds this side does not know are surfaced as [`FrameKind::Other`]
 //!   and ignored by receivers.
 //!
@@ -35,6 +36,39 @@
 //! may send its own `Hello` at any time (after a snapshot restore, say); the
 //! agent applies the host's clock and answers with its `Hello` again. Both
 //! carry [`GENERATION`]; a host refuses an agent of another generation.
+//!
+//! # Requests
+//!
+//! Every request the host starts on a non-zero id ends with exactly one
+//! terminal message on that id: `Exited` (a command), `Done` (a file
+//! request) or `Error` (either). Nothing of the id follows it.
+//!
+//! - `Exec` → `Started`, stdout/stderr frames, `Exited`. With `stdin: true`
+//!   the host may send stdin frames right after the `Exec`.
+//! - `ReadFile` → `FileInfo`, `File` frames, `Done { bytes }`.
+//! - `WriteFile` + host `File` frames (empty frame last) → `Done { bytes }`.
+//!   A `Signal` on its id cancels it (`Error { kind: Cancelled }`); the
+//!   target keeps its old content on every failure.
+//! - `ListDir` → one or more `DirEntries`, `Done`.
+//! - `Stat` → `FileInfo`, `Done`.
+//!
+//! File requests resolve their path beneath a root directory (`/workspace`
+//! unless the request names another), with the kernel refusing any path that
+//! leaves it (`..`, an absolute path elsewhere, a symlink pointing out):
+//! such a request fails with `invalid_request` and a message starting
+//! `path escapes <root>:`.
+//!
+//! # Flow control of host data
+//!
+//! Stdin and `WriteFile` data go host → guest faster than a command or a disk
+//! may take them, so the agent acknowledges what it has delivered with
+//! `Ack { bytes }` on the request's id (incremental counts, sent at least
+//! every 64 KiB delivered and whenever its queue for the id runs empty). The
+//! host keeps at most [`STDIN_WINDOW`] bytes per request sent but not yet
+//! acked. An agent that receives more than that queued for one request fails
+//! the request with `invalid_request` (killing its command) rather than
+//! buffer without bound. Hosts that predate `Ack` ignore it, as they ignore
+//! every message type they do not know.
 //!
 //! # Evolving the format
 //!
@@ -52,10 +86,14 @@ pub use codec::{
     encode_data, encode_frame, encode_message, read_frame, write_frame, DecodeError, Decoder,
     Frame, FrameKind, HEADER_LEN, MAX_FRAME_LEN, MAX_PAYLOAD_LEN,
 };
-pub use message::{ErrorKind, ExecRequest, ExitStatus, Message};
+pub use message::{DirEntry, ErrorKind, ExecRequest, ExitStatus, FileInfo, FileKind, Message};
 
 /// Protocol generation spoken by this build. Bumped on incompatible changes.
 pub const GENERATION: u32 = 1;
+
+/// Most bytes of stdin or `WriteFile` data the host may have in flight (sent
+/// but not acknowledged by `Ack`) per request (1 MiB).
+pub const STDIN_WINDOW: u64 = 1024 * 1024;
 
 /// Name of the virtio-serial port (and vsock port role) the agent serves on.
 pub const AGENT_PORT_NAME: &str = "pyro.agent";

@@ -26,7 +26,9 @@ pub enum Message {
     Exec(ExecRequest),
     /// Guest → host: the command of this request id started.
     Started { pid: u32 },
-    /// Host → guest: deliver a signal to the command's process group.
+    /// Host → guest: deliver a signal to the command's process group. On a
+    /// `WriteFile` any signal cancels it: the agent answers
+    /// `Error { kind: Cancelled }` and the old file stays as it was.
     Signal { signal: i32 },
     /// Guest → host: the command of this request id ended; no more frames
     /// follow for the id. Output frames all precede it.
@@ -39,6 +41,82 @@ pub enum Message {
     PowerOff,
     /// Guest → host: the agent is about to power off.
     PoweringOff,
+    /// Guest → host: `bytes` more bytes of the host's data frames for this
+    /// request (stdin or file) reached their destination, or were dropped
+    /// because it is gone (a command that closed its stdin). Counts since the
+    /// previous `Ack` of the id, not a running total. The host keeps at most
+    /// [`STDIN_WINDOW`](crate::STDIN_WINDOW) un-acked bytes in flight.
+    Ack { bytes: u64 },
+    /// Host → guest: send the content of one file. Answered by `FileInfo`,
+    /// then its bytes as `File` data frames, then `Done { bytes }`; or by one
+    /// `Error` (missing, a directory, over `max_bytes`, escaping the root).
+    ReadFile {
+        /// Relative to the root; an absolute path must lie under the root.
+        path: String,
+        /// Refuse files larger than this, before sending any data.
+        max_bytes: u64,
+        /// Directory paths are confined to; `/workspace` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        root: Option<String>,
+    },
+    /// Host → guest: replace one file atomically with the bytes of the `File`
+    /// data frames the host sends next on this id (an empty frame ends them),
+    /// flow-controlled by `Ack` like stdin. Answered by `Done { bytes }` once
+    /// the file is in place, or by one `Error` (the old content is kept).
+    WriteFile {
+        /// Relative to the root; an absolute path must lie under the root.
+        path: String,
+        /// Permission bits; when absent an existing file keeps its own and a
+        /// new one gets 0o644.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<u32>,
+        /// Create missing parent directories (0o755), all beneath the root.
+        #[serde(default)]
+        create_parents: bool,
+        /// Directory paths are confined to; `/workspace` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        root: Option<String>,
+    },
+    /// Host → guest: list a directory. Answered by one or more `DirEntries`,
+    /// then `Done`; or by one `Error`.
+    ListDir {
+        /// Relative to the root; empty or `.` is the root itself.
+        #[serde(default)]
+        path: String,
+        /// Walk subdirectories too (never through symlinks).
+        #[serde(default)]
+        recursive: bool,
+        /// Stop after this many entries and set `truncated`.
+        max_entries: u64,
+        /// Directory paths are confined to; `/workspace` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        root: Option<String>,
+    },
+    /// Host → guest: describe one path without following a final symlink.
+    /// Answered by `FileInfo` then `Done`, or by one `Error`.
+    Stat {
+        /// Relative to the root; empty or `.` is the root itself.
+        path: String,
+        /// Directory paths are confined to; `/workspace` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        root: Option<String>,
+    },
+    /// Guest → host: what `ReadFile` is about to send, or what `Stat` found.
+    FileInfo(FileInfo),
+    /// Guest → host: a slice of a `ListDir` listing, in listing order.
+    DirEntries {
+        entries: Vec<DirEntry>,
+        /// The listing stopped at `max_entries`; set on the last slice.
+        #[serde(default)]
+        truncated: bool,
+    },
+    /// Guest → host: the request of this id succeeded; no more frames follow
+    /// for the id. Ends file requests as `Exited` ends commands.
+    Done {
+        /// File bytes read or written, where that applies.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bytes: Option<u64>,
+    },
     /// A message type this build does not know.
     #[serde(other)]
     Unknown,
@@ -61,6 +139,45 @@ pub struct ExecRequest {
     pub timeout_ms: Option<u64>,
     /// Whether the host will send stdin frames; otherwise stdin is /dev/null.
     pub stdin: bool,
+}
+
+/// What kind of file a path names (not following a final symlink).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    /// A device, FIFO or socket; or a kind this build does not know.
+    #[serde(other)]
+    Other,
+}
+
+/// One file's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub kind: FileKind,
+    /// Size in bytes (of the link text, for a symlink).
+    pub size: u64,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Where a symlink points, as written in the link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symlink_target: Option<String>,
+}
+
+/// One entry of a `ListDir` listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    /// Relative to the root, `/`-separated; names that are not UTF-8 are
+    /// shown with U+FFFD in place of the bad bytes.
+    pub path: String,
+    pub kind: FileKind,
+    pub size: u64,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symlink_target: Option<String>,
 }
 
 /// How a command ended.
@@ -94,16 +211,20 @@ impl ExitStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
-    /// The program was not found (shell exit code 127).
+    /// The program (127) or the file was not found.
     NotFound,
-    /// The program or working directory is not accessible (126).
+    /// The program, working directory (126) or file is not accessible.
     PermissionDenied,
-    /// The request was malformed (empty argv, reused id, bad cwd …).
+    /// The request was malformed (empty argv, reused id, bad cwd, a path
+    /// escaping its root, a file over the size limit, more data in flight
+    /// than the window allows …).
     InvalidRequest,
     /// The agent does not know this request.
     Unsupported,
     /// Any other failure inside the guest.
     Internal,
+    /// The host cancelled the request (`Signal` on a `WriteFile`).
+    Cancelled,
     /// A kind this build does not know.
     #[serde(other)]
     Other,

@@ -8,8 +8,8 @@
 //! `UPDATE_SNAPSHOTS=1 cargo test -p pyro-protocol --test schema_snapshot`.
 
 use pyro_protocol::{
-    encode_data, encode_message, Decoder, ErrorKind, ExecRequest, ExitStatus, FrameKind, Message,
-    GENERATION,
+    encode_data, encode_message, Decoder, DirEntry, ErrorKind, ExecRequest, ExitStatus, FileInfo,
+    FileKind, FrameKind, Message, GENERATION,
 };
 
 fn samples() -> Vec<(u32, Message)> {
@@ -78,6 +78,99 @@ fn samples() -> Vec<(u32, Message)> {
         ),
         (0, Message::PowerOff),
         (0, Message::PoweringOff),
+        // Added in generation 1 without breaking it: flow control and files.
+        (7, Message::Ack { bytes: 65536 }),
+        (
+            10,
+            Message::ReadFile {
+                path: "src/main.rs".into(),
+                max_bytes: 1_048_576,
+                root: None,
+            },
+        ),
+        (
+            11,
+            Message::WriteFile {
+                path: "out/data.bin".into(),
+                mode: Some(0o755),
+                create_parents: true,
+                root: Some("/srv".into()),
+            },
+        ),
+        (
+            11,
+            Message::WriteFile {
+                path: "a.txt".into(),
+                mode: None,
+                create_parents: false,
+                root: None,
+            },
+        ),
+        (
+            12,
+            Message::ListDir {
+                path: "".into(),
+                recursive: true,
+                max_entries: 1000,
+                root: None,
+            },
+        ),
+        (
+            13,
+            Message::Stat {
+                path: "link".into(),
+                root: None,
+            },
+        ),
+        (
+            10,
+            Message::FileInfo(FileInfo {
+                kind: FileKind::File,
+                size: 12,
+                mode: 0o644,
+                symlink_target: None,
+            }),
+        ),
+        (
+            13,
+            Message::FileInfo(FileInfo {
+                kind: FileKind::Symlink,
+                size: 6,
+                mode: 0o777,
+                symlink_target: Some("target".into()),
+            }),
+        ),
+        (
+            12,
+            Message::DirEntries {
+                entries: vec![
+                    DirEntry {
+                        path: "src".into(),
+                        kind: FileKind::Dir,
+                        size: 4096,
+                        mode: 0o755,
+                        symlink_target: None,
+                    },
+                    DirEntry {
+                        path: "src/link".into(),
+                        kind: FileKind::Symlink,
+                        size: 2,
+                        mode: 0o777,
+                        symlink_target: Some("..".into()),
+                    },
+                ],
+                truncated: true,
+            },
+        ),
+        (10, Message::Done { bytes: Some(12) }),
+        (12, Message::Done { bytes: None }),
+        (
+            11,
+            Message::Error {
+                kind: ErrorKind::Cancelled,
+                message: "cancelled by the host".into(),
+            },
+        ),
     ]
 }
 
@@ -93,6 +186,10 @@ fn render() -> String {
     encode_data(7, FrameKind::Stderr, b"", &mut data);
     encode_data(7, FrameKind::Stdin, b"in", &mut data);
     out.push_str(&format!("{}\n", hex(&data)));
+    let mut file = Vec::new();
+    encode_data(10, FrameKind::File, b"f", &mut file);
+    encode_data(11, FrameKind::File, b"", &mut file);
+    out.push_str(&format!("{}\n", hex(&file)));
     out
 }
 
@@ -145,6 +242,14 @@ fn unknown_message_types_and_fields_are_tolerated() {
         serde_json::from_slice::<Message>(extra).unwrap(),
         Message::Started { pid: 3 }
     );
+    let file_kind = br#"{"type":"file_info","kind":"door","size":0,"mode":0,"x":1}"#;
+    assert!(matches!(
+        serde_json::from_slice::<Message>(file_kind).unwrap(),
+        Message::FileInfo(FileInfo {
+            kind: FileKind::Other,
+            ..
+        })
+    ));
     let kind = br#"{"type":"error","kind":"quota_exceeded","message":"m"}"#;
     assert!(matches!(
         serde_json::from_slice::<Message>(kind).unwrap(),

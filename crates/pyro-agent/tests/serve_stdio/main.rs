@@ -1,126 +1,23 @@
 //! Drives the agent's request handling on the host, without a VM: the agent
 //! binary serves the protocol on stdin/stdout with `--serve-stdio`.
 //!
-//! Run with `cargo test -p pyro-agent --test serve_stdio`.
+//! Run with `cargo test -p pyro-agent --test serve_stdio`. Exec requests are
+//! tested here; file requests in `files.rs`, flow control in `flow.rs`, and
+//! the harness is `agent.rs`.
 
-use std::io::Write;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+mod agent;
+mod files;
+mod flow;
+
 use std::time::{Duration, Instant};
 
 use pyro_protocol::{
-    encode_data, encode_frame, encode_message, read_frame, ErrorKind, ExecRequest, ExitStatus,
-    Frame, FrameKind, Message, GENERATION,
+    encode_data, encode_frame, ErrorKind, ExecRequest, FrameKind, Message, GENERATION,
 };
 
-struct Agent {
-    child: Child,
-    input: ChildStdin,
-    output: ChildStdout,
-}
+use crate::agent::Agent;
 
-/// What one request produced.
-#[derive(Debug, Default)]
-struct Outcome {
-    started: bool,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    exited: Option<ExitStatus>,
-    error: Option<(ErrorKind, String)>,
-}
-
-impl Agent {
-    fn start() -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pyro-agent"))
-            .arg("--serve-stdio")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the agent");
-        let input = child.stdin.take().unwrap();
-        let output = child.stdout.take().unwrap();
-        let mut agent = Self {
-            child,
-            input,
-            output,
-        };
-        let hello = agent.next_frame();
-        assert_eq!(hello.id, 0);
-        match hello.message().unwrap() {
-            Message::Hello {
-                generation,
-                agent_version,
-                ..
-            } => {
-                assert_eq!(generation, GENERATION);
-                assert!(agent_version.is_some());
-            }
-            other => panic!("expected hello, got {other:?}"),
-        }
-        agent
-    }
-
-    fn send(&mut self, id: u32, message: &Message) {
-        self.input.write_all(&encode_message(id, message)).unwrap();
-    }
-
-    fn send_raw(&mut self, bytes: &[u8]) {
-        self.input.write_all(bytes).unwrap();
-    }
-
-    fn exec(&mut self, id: u32, request: ExecRequest) {
-        self.send(id, &Message::Exec(request));
-    }
-
-    fn next_frame(&mut self) -> Frame {
-        read_frame(&mut self.output)
-            .expect("read a frame")
-            .expect("agent closed its output")
-    }
-
-    /// Reads frames until request `id` ends; frames of other ids are ignored.
-    fn wait(&mut self, id: u32) -> Outcome {
-        let mut outcome = Outcome::default();
-        loop {
-            let frame = self.next_frame();
-            if frame.id != id {
-                continue;
-            }
-            match frame.kind {
-                FrameKind::Stdout => outcome.stdout.extend_from_slice(&frame.payload),
-                FrameKind::Stderr => outcome.stderr.extend_from_slice(&frame.payload),
-                FrameKind::Message => match frame.message().unwrap() {
-                    Message::Started { .. } => outcome.started = true,
-                    Message::Exited(status) => {
-                        outcome.exited = Some(status);
-                        return outcome;
-                    }
-                    Message::Error { kind, message } => {
-                        outcome.error = Some((kind, message));
-                        return outcome;
-                    }
-                    other => panic!("unexpected message {other:?}"),
-                },
-                other => panic!("unexpected frame kind {other:?}"),
-            }
-        }
-    }
-
-    /// Peak resident memory of the agent process, in KiB.
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sh(script: &str) -> ExecRequest {
+pub fn sh(script: &str) -> ExecRequest {
     ExecRequest {
         argv: vec!["sh".into(), "-c".into(), script.into()],
         cwd: Some("/".into()),
