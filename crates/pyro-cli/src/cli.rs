@@ -11,6 +11,12 @@ Suggested zero-to-hero path:
   pyro env pull debian:12                   build it once (needs root: mmdebstrap)
   pyro run debian:12 -- git --version       one command in a fresh VM
 
+A workspace the agent lives in:
+  pyro workspace create debian:12 --name task --id-only
+  pyro workspace exec task -- git --version
+  pyro workspace stop task; pyro workspace start task
+  pyro workspace delete task
+
 Exit status of `pyro run`: the command's own; 124 when --timeout stopped it;
 125 when pyro or the VM failed; 126/127 when the command could not be run or
 was not found; 130 when interrupted.";
@@ -36,8 +42,125 @@ pub enum Command {
     Env(EnvCommand),
     /// Run one command inside an ephemeral VM.
     Run(RunArgs),
+    /// Persistent workspaces: a VM that keeps running between commands.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
     /// Measure boot and run times and print a table.
     Bench(BenchArgs),
+    /// Internal: the per-workspace supervisor process.
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        home: PathBuf,
+        id: String,
+        ready_fd: i32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// Create a workspace and boot its VM; it keeps running after this returns.
+    #[command(after_help = "Examples:
+  pyro workspace create debian:12 --name api-fix --label task=123
+  ID=$(pyro workspace create debian:12 --id-only)")]
+    Create(CreateArgs),
+    /// List workspaces: name, environment, state, age, last activity.
+    List(ListArgs),
+    /// Show one workspace.
+    Status(WorkspaceRef),
+    /// Rename or relabel a workspace (`--label K=` removes K).
+    Update(UpdateArgs),
+    /// Power a workspace's VM off; its disk keeps every change.
+    Stop(WorkspaceRef),
+    /// Boot a stopped or crashed workspace again from its disk.
+    Start(WorkspaceRef),
+    /// Kill a workspace's VM and remove everything of it.
+    Delete(WorkspaceRef),
+    /// Run a command in a running workspace (cwd /workspace by default).
+    #[command(after_help = "Examples:
+  pyro workspace exec api-fix -- git status
+  pyro workspace exec api-fix --cwd /workspace/src --timeout 600 -- make test")]
+    Exec(WorkspaceExecArgs),
+    /// Show the VM console and supervisor log of a workspace.
+    Logs(WorkspaceRef),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Environment to boot, e.g. debian:12.
+    pub env: String,
+    /// A unique name to use instead of the id.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A label (repeatable), for filtering `workspace list`.
+    #[arg(long = "label", value_name = "K=V", value_parser = parse_key_value)]
+    pub labels: Vec<(String, String)>,
+    /// Virtual CPUs.
+    #[arg(long, value_name = "N", default_value_t = pyro_core::RunRequest::DEFAULT_CPUS)]
+    pub cpus: u32,
+    /// Guest memory in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = pyro_core::RunRequest::DEFAULT_MEMORY_MIB)]
+    pub memory: u32,
+    /// Print only the id.
+    #[arg(long)]
+    pub id_only: bool,
+    /// Print the workspace as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only workspaces with this label (repeatable: all must match).
+    #[arg(long = "label", value_name = "K=V", value_parser = parse_key_value)]
+    pub labels: Vec<(String, String)>,
+    /// Print the list as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkspaceRef {
+    /// Workspace id (or a unique prefix of it) or name.
+    pub workspace: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Workspace id or name.
+    pub workspace: String,
+    /// New unique name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set a label (repeatable); `K=` removes it.
+    #[arg(long = "label", value_name = "K=V", value_parser = parse_key_value)]
+    pub labels: Vec<(String, String)>,
+    /// Print the workspace as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkspaceExecArgs {
+    /// Workspace id or name.
+    pub workspace: String,
+    /// Working directory in the guest (default /workspace).
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Set an environment variable for the command (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_key_value)]
+    pub env_vars: Vec<(String, String)>,
+    /// Stop the command after this many seconds; exit status 124.
+    #[arg(long, value_name = "S")]
+    pub timeout: Option<u64>,
+    /// Print a JSON report (exit status, duration) on stderr afterwards.
+    #[arg(long)]
+    pub json: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -135,7 +258,7 @@ pub struct BenchArgs {
     pub output: Option<PathBuf>,
 }
 
-fn parse_key_value(text: &str) -> Result<(String, String), String> {
+pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
         _ => Err(format!("expected K=V, got `{text}`")),

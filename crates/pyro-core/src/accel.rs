@@ -76,6 +76,7 @@ fn boot_probe(engine: &dyn Engine, image: &ProbeImage) -> KvmStatus {
         extra_cmdline: vec!["pyro.mode=poweroff".into()],
         accel: Accel::Kvm,
         restore_from: None,
+        console_log: None,
     };
     let mut vm = match engine.start(&spec) {
         Ok(vm) => vm,

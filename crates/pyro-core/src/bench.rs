@@ -72,6 +72,7 @@ impl Pyro {
             extra_cmdline: vec!["pyro.mode=poweroff".into()],
             accel: accel.chosen,
             restore_from: None,
+            console_log: None,
         };
         let mut samples = Samples::new(format!(
             "bare QEMU boot + power-off ({})",

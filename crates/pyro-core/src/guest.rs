@@ -62,13 +62,40 @@ struct Routes {
     closed: bool,
 }
 
-/// A connected guest agent.
-pub struct Guest {
+/// What requests share with the connection: the writer and the routes.
+struct Shared {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
     routes: Arc<Mutex<Routes>>,
     next_id: AtomicU32,
+}
+
+impl Shared {
+    async fn send(&self, id: u32, message: &Message) -> Result<(), GuestError> {
+        self.write(&encode_message(id, message)).await
+    }
+
+    async fn send_data(&self, id: u32, kind: FrameKind, data: &[u8]) -> Result<(), GuestError> {
+        let mut bytes = Vec::new();
+        encode_data(id, kind, data, &mut bytes);
+        self.write(&bytes).await
+    }
+
+    async fn write(&self, bytes: &[u8]) -> Result<(), GuestError> {
+        let mut writer = self.writer.lock().await;
+        writer
+            .write_all(bytes)
+            .await
+            .map_err(|_| GuestError::Disconnected)
+    }
+}
+
+/// A connected guest agent.
+pub struct Guest {
+    shared: Arc<Shared>,
     hello: AgentHello,
     reader: tokio::task::JoinHandle<()>,
+    /// Becomes true when the stream ends.
+    closed: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Guest {
@@ -88,6 +115,7 @@ impl Guest {
         routes.lock().expect("routes").by_id.insert(0, control_tx);
 
         let reader_routes = Arc::clone(&routes);
+        let (closed_tx, closed) = tokio::sync::watch::channel(false);
         let reader = tokio::spawn(async move {
             let mut decoder = Decoder::new();
             let mut buf = vec![0u8; 64 * 1024];
@@ -119,24 +147,28 @@ impl Guest {
             let mut routes = reader_routes.lock().expect("routes");
             routes.closed = true;
             routes.by_id.clear();
+            let _ = closed_tx.send(true);
         });
 
         let mut guest = Guest {
-            writer: tokio::sync::Mutex::new(write_half),
-            routes,
-            next_id: AtomicU32::new(1),
+            shared: Arc::new(Shared {
+                writer: tokio::sync::Mutex::new(write_half),
+                routes,
+                next_id: AtomicU32::new(1),
+            }),
             hello: AgentHello {
                 agent_version: None,
                 uptime_ms: None,
             },
             reader,
+            closed,
         };
         if handshake == Handshake::FreshBoot {
             wait_hello(&mut control_rx).await?;
         }
         // Ours carries the clock (a restored guest's is stale); the agent
         // answers with its hello.
-        guest.send(0, &host_hello()).await?;
+        guest.shared.send(0, &host_hello()).await?;
         guest.hello = wait_hello(&mut control_rx).await?;
         Ok(guest)
     }
@@ -145,43 +177,43 @@ impl Guest {
         &self.hello
     }
 
-    async fn send(&self, id: u32, message: &Message) -> Result<(), GuestError> {
-        let bytes = encode_message(id, message);
-        let mut writer = self.writer.lock().await;
-        writer
-            .write_all(&bytes)
-            .await
-            .map_err(|_| GuestError::Disconnected)
+    /// Resolves when the channel has closed (the VM or the peer went away).
+    pub async fn closed(&self) {
+        let mut closed = self.closed.clone();
+        let _ = closed.wait_for(|closed| *closed).await;
     }
 
-    /// Starts a command; its output and exit arrive on the returned stream.
-    pub async fn exec(&self, request: ExecRequest) -> Result<ExecStream<'_>, GuestError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+    /// Sends `message` under a fresh request id; every frame the guest
+    /// sends back under that id arrives on the returned stream.
+    pub async fn open(&self, message: &Message) -> Result<RequestStream, GuestError> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
         {
-            let mut routes = self.routes.lock().expect("routes");
+            let mut routes = self.shared.routes.lock().expect("routes");
             if routes.closed {
                 return Err(GuestError::Disconnected);
             }
             routes.by_id.insert(id, tx);
         }
-        self.send(id, &Message::Exec(request)).await?;
-        Ok(ExecStream {
-            guest: self,
+        let stream = RequestStream {
+            shared: Arc::clone(&self.shared),
             id,
             rx,
+        };
+        self.shared.send(id, message).await?;
+        Ok(stream)
+    }
+
+    /// Starts a command; its output and exit arrive on the returned stream.
+    pub async fn exec(&self, request: ExecRequest) -> Result<ExecStream, GuestError> {
+        Ok(ExecStream {
+            request: self.open(&Message::Exec(request)).await?,
         })
     }
 
-    /// Sends stdin bytes to a running command; empty `data` closes its stdin.
-    pub async fn write_stdin(&self, id: u32, data: &[u8]) -> Result<(), GuestError> {
-        let mut bytes = Vec::new();
-        encode_data(id, FrameKind::Stdin, data, &mut bytes);
-        let mut writer = self.writer.lock().await;
-        writer
-            .write_all(&bytes)
-            .await
-            .map_err(|_| GuestError::Disconnected)
+    /// Asks the agent to flush disks and power the VM off.
+    pub async fn power_off(&self) -> Result<(), GuestError> {
+        self.shared.send(0, &Message::PowerOff).await
     }
 }
 
@@ -249,22 +281,70 @@ pub enum ExecEvent {
     },
 }
 
-/// The frames of one exec request.
-pub struct ExecStream<'g> {
-    guest: &'g Guest,
+/// The frames of one request, by id; the route is removed on drop.
+pub struct RequestStream {
+    shared: Arc<Shared>,
     id: u32,
     rx: mpsc::Receiver<Frame>,
 }
 
-impl ExecStream<'_> {
+impl RequestStream {
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// The next frame for this request; `Err(Disconnected)` when the VM
+    /// went away first.
+    pub async fn next_frame(&mut self) -> Result<Frame, GuestError> {
+        self.rx.recv().await.ok_or(GuestError::Disconnected)
+    }
+
+    /// Sends a follow-up message (a signal, say) under this request's id.
+    pub async fn send(&self, message: &Message) -> Result<(), GuestError> {
+        self.shared.send(self.id, message).await
+    }
+
+    /// Sends data (stdin, file content) under this request's id; empty
+    /// `data` marks its end.
+    pub async fn send_data(&self, kind: FrameKind, data: &[u8]) -> Result<(), GuestError> {
+        self.shared.send_data(self.id, kind, data).await
+    }
+}
+
+impl Drop for RequestStream {
+    fn drop(&mut self) {
+        self.shared
+            .routes
+            .lock()
+            .expect("routes")
+            .by_id
+            .remove(&self.id);
+    }
+}
+
+/// Whether `frame` ends its request: nothing follows it under its id.
+pub fn is_terminal(frame: &Frame) -> bool {
+    frame.kind == FrameKind::Message
+        && matches!(
+            frame.message(),
+            Ok(Message::Exited(_)) | Ok(Message::Error { .. }) | Ok(Message::Done { .. })
+        )
+}
+
+/// The events of one exec request.
+pub struct ExecStream {
+    request: RequestStream,
+}
+
+impl ExecStream {
+    pub fn id(&self) -> u32 {
+        self.request.id
     }
 
     /// The next event; `Err(Disconnected)` when the VM went away first.
     pub async fn next(&mut self) -> Result<ExecEvent, GuestError> {
         loop {
-            let frame = self.rx.recv().await.ok_or(GuestError::Disconnected)?;
+            let frame = self.request.next_frame().await?;
             match frame.kind {
                 FrameKind::Stdout => return Ok(ExecEvent::Stdout(frame.payload)),
                 FrameKind::Stderr => return Ok(ExecEvent::Stderr(frame.payload)),
@@ -283,17 +363,11 @@ impl ExecStream<'_> {
 
     /// Delivers a signal to the command's process group.
     pub async fn signal(&self, signal: i32) -> Result<(), GuestError> {
-        self.guest.send(self.id, &Message::Signal { signal }).await
+        self.request.send(&Message::Signal { signal }).await
     }
-}
 
-impl Drop for ExecStream<'_> {
-    fn drop(&mut self) {
-        self.guest
-            .routes
-            .lock()
-            .expect("routes")
-            .by_id
-            .remove(&self.id);
+    /// Sends stdin bytes; empty `data` closes the command's stdin.
+    pub async fn write_stdin(&self, data: &[u8]) -> Result<(), GuestError> {
+        self.request.send_data(FrameKind::Stdin, data).await
     }
 }

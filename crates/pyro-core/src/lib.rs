@@ -15,6 +15,7 @@ pub mod doctor;
 pub mod guest;
 pub mod paths;
 pub mod run;
+pub mod workspace;
 
 use std::path::{Path, PathBuf};
 
@@ -47,24 +48,35 @@ pub enum Error {
     Guest(#[from] guest::GuestError),
     #[error("benchmark failed: {0}")]
     Benchmark(String),
+    #[error(transparent)]
+    Workspace(#[from] workspace::WorkspaceError),
 }
 
 /// The pyro library entry point.
 #[derive(Debug, Clone)]
 pub struct Pyro {
     cache_dir: PathBuf,
+    home: PathBuf,
 }
 
 impl Pyro {
-    /// Uses the cache dir from the environment (`PYRO_CACHE_DIR`, XDG).
+    /// Uses the cache dir and home from the environment (`PYRO_CACHE_DIR`,
+    /// `PYRO_HOME`, XDG).
     pub fn from_env() -> Self {
-        Pyro::with_cache_dir(paths::default_cache_dir())
+        Pyro::with_dirs(paths::default_cache_dir(), paths::default_home())
     }
 
-    pub fn with_cache_dir(cache_dir: impl Into<PathBuf>) -> Self {
+    /// Environments under `cache_dir`, workspaces under `home`.
+    pub fn with_dirs(cache_dir: impl Into<PathBuf>, home: impl Into<PathBuf>) -> Self {
         Pyro {
             cache_dir: cache_dir.into(),
+            home: home.into(),
         }
+    }
+
+    /// Where workspaces live.
+    pub fn home(&self) -> &Path {
+        &self.home
     }
 
     pub fn cache_dir(&self) -> &Path {

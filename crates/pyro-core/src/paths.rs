@@ -22,3 +22,18 @@ fn non_empty_env(name: &str) -> Option<PathBuf> {
         .filter(|value| !value.is_empty())
         .map(PathBuf::from)
 }
+
+/// The state dir: workspaces and their disks. `$PYRO_HOME`, else
+/// `$XDG_DATA_HOME/pyro`, else `~/.local/share/pyro`.
+pub fn default_home() -> PathBuf {
+    if let Some(dir) = non_empty_env("PYRO_HOME") {
+        return dir;
+    }
+    if let Some(xdg) = non_empty_env("XDG_DATA_HOME") {
+        return xdg.join("pyro");
+    }
+    match non_empty_env("HOME") {
+        Some(home) => home.join(".local").join("share").join("pyro"),
+        None => PathBuf::from("/var/tmp/pyro-home"),
+    }
+}

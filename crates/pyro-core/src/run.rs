@@ -18,7 +18,7 @@ use crate::{Error, Pyro};
 
 /// Extra time the host grants past the agent's own timeout before it stops
 /// waiting for the agent and kills the VM.
-const TIMEOUT_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const TIMEOUT_GRACE: Duration = Duration::from_secs(10);
 
 /// Smallest VM memory accepted (MiB); below it Debian's kernel cannot even
 /// unpack its initramfs.
@@ -59,24 +59,47 @@ impl RunRequest {
                 "no command given; put it after `--`, e.g. pyro run debian:12 -- uname -a".into(),
             ));
         }
-        if self.memory_mib < MIN_MEMORY_MIB {
-            return Err(Error::InvalidRequest(format!(
-                "--memory {} MiB is too small to boot; use at least {MIN_MEMORY_MIB}",
-                self.memory_mib
-            )));
-        }
-        if self.cpus == 0 || self.cpus > MAX_CPUS {
-            return Err(Error::InvalidRequest(format!(
-                "--cpus must be between 1 and {MAX_CPUS}, not {}",
-                self.cpus
-            )));
-        }
+        validate_size(self.cpus, self.memory_mib)?;
         if self.timeout == Some(Duration::ZERO) {
             return Err(Error::InvalidRequest(
                 "--timeout must be at least 1 second".into(),
             ));
         }
         Ok(())
+    }
+}
+
+/// Checks VM sizes before anything boots.
+pub(crate) fn validate_size(cpus: u32, memory_mib: u32) -> Result<(), Error> {
+    if memory_mib < MIN_MEMORY_MIB {
+        return Err(Error::InvalidRequest(format!(
+            "--memory {memory_mib} MiB is too small to boot; use at least {MIN_MEMORY_MIB}"
+        )));
+    }
+    if cpus == 0 || cpus > MAX_CPUS {
+        return Err(Error::InvalidRequest(format!(
+            "--cpus must be between 1 and {MAX_CPUS}, not {cpus}"
+        )));
+    }
+    Ok(())
+}
+
+/// The process exit code for how a command ended: its own, else 124 on
+/// timeout, 126 not executable, 127 not found, 130 cancelled, 125 otherwise.
+pub(crate) fn exit_code(end: &RunEnd) -> i32 {
+    match end {
+        RunEnd::Exited { status } if status.timed_out => 124,
+        RunEnd::Exited { status } => status.shell_code(),
+        RunEnd::Failed {
+            kind: ErrorKind::NotFound,
+            ..
+        } => 127,
+        RunEnd::Failed {
+            kind: ErrorKind::PermissionDenied,
+            ..
+        } => 126,
+        RunEnd::Failed { .. } => 125,
+        RunEnd::Cancelled => 130,
     }
 }
 
@@ -115,20 +138,7 @@ impl RunReport {
     /// The process exit code a front end should use: the command's own, else
     /// 124 on timeout, 126 not executable, 127 not found, 130 cancelled.
     pub fn exit_code(&self) -> i32 {
-        match &self.end {
-            RunEnd::Exited { status } if status.timed_out => 124,
-            RunEnd::Exited { status } => status.shell_code(),
-            RunEnd::Failed {
-                kind: ErrorKind::NotFound,
-                ..
-            } => 127,
-            RunEnd::Failed {
-                kind: ErrorKind::PermissionDenied,
-                ..
-            } => 126,
-            RunEnd::Failed { .. } => 125,
-            RunEnd::Cancelled => 130,
-        }
+        exit_code(&self.end)
     }
 }
 
@@ -159,6 +169,7 @@ impl Pyro {
             extra_cmdline: Vec::new(),
             accel: accel.chosen,
             restore_from: None,
+            console_log: None,
         };
 
         tokio::pin!(cancel);
@@ -223,7 +234,7 @@ impl Pyro {
 }
 
 /// Sends the exec and pumps its events into `sink` until it ends.
-async fn drive_exec(
+pub(crate) async fn drive_exec(
     guest: &crate::guest::Guest,
     exec: ExecRequest,
     sink: &mut dyn OutputSink,

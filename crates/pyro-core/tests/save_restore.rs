@@ -60,6 +60,7 @@ async fn a_saved_vm_resumes_with_its_processes_and_files() {
         extra_cmdline: Vec::new(),
         accel,
         restore_from: None,
+        console_log: None,
     };
 
     let mut booted = boot(&engine, &spec).await.expect("boot");

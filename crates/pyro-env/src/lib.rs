@@ -19,7 +19,7 @@
 pub mod catalog;
 mod command;
 pub mod cpio;
-mod fsutil;
+pub mod fsutil;
 pub mod kernel;
 pub mod modules;
 pub mod rootfs;
@@ -28,9 +28,9 @@ mod store;
 pub use catalog::CatalogEntry;
 pub use command::CommandError;
 pub use store::{
-    write_agent_only_initramfs, Artifact, ArtifactDetails, Artifacts, BlobState, BootArtifacts,
-    EnvDetails, EnvStore, EnvSummary, InstalledInfo, KernelInfo, Manifest, PhaseTiming,
-    PruneReport, PullOutcome, StoreError,
+    rfc3339, write_agent_only_initramfs, Artifact, ArtifactDetails, Artifacts, BlobState,
+    BootArtifacts, EnvDetails, EnvStore, EnvSummary, InstalledInfo, KernelInfo, Manifest,
+    PhaseTiming, PruneReport, PullOutcome, StoreError,
 };
 
 /// Receives progress of long operations (`pull`). Called from the pulling

@@ -5,11 +5,13 @@
 //! explained to the user. A reader thread drains the console socket so the
 //! guest never blocks on it.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 
-/// Bytes of console output kept.
+/// Bytes of console output kept in memory.
 const CAPACITY: usize = 64 * 1024;
+/// Bytes of console output written to a log file, at most.
+pub const FILE_CAP: u64 = 4 << 20;
 
 /// Shared handle to the tail of a VM's console output.
 #[derive(Debug, Clone, Default)]
@@ -18,18 +20,37 @@ pub struct ConsoleLog {
 }
 
 impl ConsoleLog {
-    /// Starts a thread that reads `stream` until EOF into a new log.
-    pub(crate) fn capture(mut stream: impl Read + Send + 'static) -> Self {
+    /// Starts a thread that reads `stream` until EOF into a new log, and
+    /// appends it to `file` too (up to [`FILE_CAP`] bytes) when given.
+    pub(crate) fn capture(
+        mut stream: impl Read + Send + 'static,
+        mut file: Option<std::fs::File>,
+    ) -> Self {
         let log = ConsoleLog::default();
         let sink = log.clone();
         std::thread::Builder::new()
             .name("vm-console".into())
             .spawn(move || {
                 let mut buf = [0u8; 8192];
+                let mut written = 0u64;
                 loop {
                     match stream.read(&mut buf) {
                         Ok(0) => break,
-                        Ok(n) => sink.append(&buf[..n]),
+                        Ok(n) => {
+                            sink.append(&buf[..n]);
+                            if let Some(out) = &mut file {
+                                written += n as u64;
+                                let ok = if written > FILE_CAP {
+                                    let _ = out.write_all(b"\n[pyro: console log truncated]\n");
+                                    false
+                                } else {
+                                    out.write_all(&buf[..n]).is_ok()
+                                };
+                                if !ok {
+                                    file = None;
+                                }
+                            }
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         Err(_) => break,
                     }

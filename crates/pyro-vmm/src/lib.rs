@@ -43,6 +43,8 @@ pub struct VmSpec {
     /// The spec must match the saved VM's (same kernel, sizes, devices) and
     /// its disk must hold the state it had when saved.
     pub restore_from: Option<PathBuf>,
+    /// Append the serial console to this file as well (capped).
+    pub console_log: Option<PathBuf>,
 }
 
 /// The guest's root block device.

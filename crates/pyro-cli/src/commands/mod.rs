@@ -4,6 +4,7 @@ mod bench;
 mod doctor;
 mod env;
 mod run;
+mod workspace;
 
 use crate::cli::{Cli, Command};
 
@@ -18,6 +19,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Env(command) => env::env(&pyro, command),
         Command::Run(args) => run::run(&pyro, args),
         Command::Bench(args) => bench::bench(&pyro, &args),
+        Command::Workspace(command) => workspace::workspace(&pyro, command),
+        Command::Supervise { home, id, ready_fd } => Ok(pyro_core::workspace::supervisor::run(
+            &pyro,
+            &home,
+            &id,
+            Some(ready_fd),
+        )),
     }
 }
 

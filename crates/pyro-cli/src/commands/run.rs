@@ -7,7 +7,7 @@ use pyro_core::{OutputSink, Pyro, RunEnd, RunRequest};
 
 use crate::cli::RunArgs;
 
-struct StdStreams;
+pub(super) struct StdStreams;
 
 impl OutputSink for StdStreams {
     fn stdout(&mut self, bytes: &[u8]) {
@@ -51,7 +51,7 @@ pub fn run(pyro: &Pyro, args: RunArgs) -> anyhow::Result<i32> {
 }
 
 /// Resolves on Ctrl-C, SIGTERM or SIGHUP.
-async fn interrupted() {
+pub(super) async fn interrupted() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut streams = Vec::new();
     for kind in [

@@ -31,7 +31,7 @@ use serde::Serialize;
 
 pub use blob::BlobState;
 pub use boot::{write_agent_only_initramfs, BootArtifacts};
-pub use manifest::{Artifact, Artifacts, KernelInfo, Manifest};
+pub use manifest::{rfc3339, Artifact, Artifacts, KernelInfo, Manifest};
 pub use pull::{PhaseTiming, PullOutcome};
 
 use crate::catalog::{self, CatalogEntry};

@@ -162,6 +162,7 @@ mod tests {
             extra_cmdline: vec!["pyro.mode=poweroff".into()],
             accel: Accel::Tcg,
             restore_from: None,
+            console_log: None,
         };
         let fds = ChannelFds {
             console: 5,

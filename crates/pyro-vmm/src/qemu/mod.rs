@@ -157,10 +157,17 @@ impl Engine for QemuEngine {
         drop(agent_guest);
         drop(monitor_guest);
         let stderr = StderrTail::capture(child.stderr.take());
+        let console_file = spec.console_log.as_ref().and_then(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .ok()
+        });
         let mut vm = QemuVm {
             child,
             agent: Some(agent_host),
-            console: ConsoleLog::capture(console_host),
+            console: ConsoleLog::capture(console_host, console_file),
             stderr,
             monitor: Some(monitor_host),
             qmp: None,
@@ -220,7 +227,7 @@ struct StderrTail(ConsoleLog);
 impl StderrTail {
     fn capture(stderr: Option<std::process::ChildStderr>) -> Self {
         match stderr {
-            Some(stderr) => StderrTail(ConsoleLog::capture(stderr)),
+            Some(stderr) => StderrTail(ConsoleLog::capture(stderr, None)),
             None => StderrTail::default(),
         }
     }

@@ -1,0 +1,197 @@
+//! `pyro workspace ...`.
+
+use std::time::{Duration, SystemTime};
+
+use pyro_core::workspace::{CreateRequest, ExecOptions, WorkspaceRecord};
+use pyro_core::{Pyro, RunEnd};
+
+use super::run::{interrupted, StdStreams};
+use crate::cli::{WorkspaceCommand, WorkspaceRef};
+
+pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> {
+    match command {
+        WorkspaceCommand::Create(args) => {
+            let record = pyro.workspace_create(&CreateRequest {
+                env: args.env,
+                name: args.name,
+                labels: args.labels,
+                cpus: args.cpus,
+                memory_mib: args.memory,
+            })?;
+            if args.id_only {
+                println!("{}", record.id);
+            } else {
+                show(&record, args.json)?;
+            }
+        }
+        WorkspaceCommand::List(args) => {
+            let records = pyro.workspace_list(&args.labels)?;
+            if args.json {
+                super::print_json(&records)?;
+            } else {
+                print_table(&records);
+            }
+        }
+        WorkspaceCommand::Status(args) => {
+            show(&pyro.workspace_status(&args.workspace)?, args.json)?
+        }
+        WorkspaceCommand::Update(args) => show(
+            &pyro.workspace_update(&args.workspace, args.name, &args.labels)?,
+            args.json,
+        )?,
+        WorkspaceCommand::Stop(args) => {
+            acknowledge(&pyro.workspace_stop(&args.workspace)?, &args, "stopped")?
+        }
+        WorkspaceCommand::Start(args) => {
+            acknowledge(&pyro.workspace_start(&args.workspace)?, &args, "running")?
+        }
+        WorkspaceCommand::Delete(args) => {
+            acknowledge(&pyro.workspace_delete(&args.workspace)?, &args, "deleted")?
+        }
+        WorkspaceCommand::Logs(args) => print!("{}", pyro.workspace_logs(&args.workspace)?),
+        WorkspaceCommand::Exec(args) => {
+            let options = ExecOptions {
+                argv: args.command,
+                cwd: args.cwd,
+                env_vars: args.env_vars,
+                timeout: args.timeout.map(Duration::from_secs),
+            };
+            let report = super::runtime().block_on(pyro.workspace_exec(
+                &args.workspace,
+                &options,
+                &mut StdStreams,
+                interrupted(),
+            ))?;
+            match &report.end {
+                RunEnd::Exited { status } if status.timed_out => eprintln!(
+                    "pyro: command timed out after {}s and was killed; the workspace keeps running",
+                    args.timeout.unwrap_or_default()
+                ),
+                RunEnd::Failed { message, .. } => eprintln!("pyro: {message}"),
+                RunEnd::Cancelled => eprintln!("pyro: interrupted"),
+                RunEnd::Exited { .. } => {}
+            }
+            if args.json {
+                eprintln!("{}", serde_json::to_string(&report)?);
+            }
+            return Ok(report.exit_code());
+        }
+    }
+    Ok(0)
+}
+
+fn show(record: &WorkspaceRecord, json: bool) -> anyhow::Result<()> {
+    if json {
+        return super::print_json(record);
+    }
+    println!("id:            {}", record.id);
+    println!("name:          {}", record.name.as_deref().unwrap_or("-"));
+    println!("environment:   {}", record.env);
+    println!("state:         {}", describe_state(record));
+    println!(
+        "size:          {} vCPU, {} MiB",
+        record.cpus, record.memory_mib
+    );
+    println!(
+        "created:       {} ({} ago)",
+        record.created_at,
+        age(&record.created_at)
+    );
+    println!(
+        "last activity: {} ({} ago)",
+        record.last_activity_at,
+        age(&record.last_activity_at)
+    );
+    if !record.labels.is_empty() {
+        let labels: Vec<_> = record
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!("labels:        {}", labels.join(", "));
+    }
+    Ok(())
+}
+
+fn acknowledge(record: &WorkspaceRecord, args: &WorkspaceRef, verb: &str) -> anyhow::Result<()> {
+    if args.json {
+        return super::print_json(record);
+    }
+    println!("{} {verb}", record.display_name());
+    Ok(())
+}
+
+fn describe_state(record: &WorkspaceRecord) -> String {
+    match &record.state {
+        pyro_core::workspace::WorkspaceState::Crashed { reason } => format!("crashed: {reason}"),
+        state => state.label().to_string(),
+    }
+}
+
+fn print_table(records: &[WorkspaceRecord]) {
+    if records.is_empty() {
+        println!("no workspaces; create one with: pyro workspace create debian:12");
+        return;
+    }
+    println!(
+        "{:<12}  {:<16}  {:<14}  {:<8}  {:>6}  {:>8}",
+        "ID", "NAME", "ENV", "STATE", "AGE", "ACTIVE"
+    );
+    for record in records {
+        println!(
+            "{:<12}  {:<16}  {:<14}  {:<8}  {:>6}  {:>8}",
+            record.id,
+            record.name.as_deref().unwrap_or("-"),
+            record.env,
+            record.state.label(),
+            age(&record.created_at),
+            format!("{} ago", age(&record.last_activity_at)),
+        );
+    }
+}
+
+/// `3m`, `2h`, `5d` since an RFC 3339 UTC timestamp.
+fn age(timestamp: &str) -> String {
+    let Some(then) = parse_rfc3339(timestamp) else {
+        return "?".into();
+    };
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let secs = now.saturating_sub(then);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SSZ`.
+fn parse_rfc3339(text: &str) -> Option<u64> {
+    let num = |range: std::ops::Range<usize>| text.get(range)?.parse::<i64>().ok();
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hour * 3_600 + minute * 60 + second).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_timestamps() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2026-11-21T05:42:34Z"), Some(1_795_239_754));
+        assert_eq!(parse_rfc3339("garbage"), None);
+    }
+}

@@ -1,0 +1,430 @@
+//! Workspace state on disk: one directory per workspace under
+//! `$PYRO_HOME/workspaces/<id>/` holding `workspace.json` (the record), the
+//! disk overlay, the supervisor's socket, lock and log.
+//!
+//! Records are written atomically (temp + rename) under the workspace's
+//! `record.lock`; name uniqueness is checked under the store-wide
+//! `names.lock`, so concurrent `pyro` processes never see a half-written
+//! record or two workspaces with one name. Whether a supervisor is alive is
+//! never guessed from a pid: the supervisor holds `supervisor.lock` for its
+//! whole life and the kernel drops it when the process dies.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use pyro_env::fsutil::{write_atomic, FileLock, Owner};
+use serde::{Deserialize, Serialize};
+
+use super::WorkspaceError;
+
+const RECORD: &str = "workspace.json";
+const RECORD_LOCK: &str = "record.lock";
+const SUPERVISOR_LOCK: &str = "supervisor.lock";
+/// Longest workspace name.
+const MAX_NAME: usize = 63;
+
+/// Lifecycle state as recorded; see [`WorkspaceStore::observe`] for how a
+/// dead supervisor turns `Running` into `Crashed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum WorkspaceState {
+    /// The supervisor is booting the VM.
+    Starting,
+    /// The VM runs and its supervisor serves clients.
+    Running,
+    /// Stopped on request; the disk keeps its state for `start`.
+    Stopped,
+    /// The VM or its supervisor died; `reason` says how.
+    Crashed { reason: String },
+}
+
+impl WorkspaceState {
+    pub fn label(&self) -> &'static str {
+        match self {
+            WorkspaceState::Starting => "starting",
+            WorkspaceState::Running => "running",
+            WorkspaceState::Stopped => "stopped",
+            WorkspaceState::Crashed { .. } => "crashed",
+        }
+    }
+}
+
+/// Everything recorded about one workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceRecord {
+    pub id: String,
+    pub name: Option<String>,
+    pub env: String,
+    pub labels: BTreeMap<String, String>,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub created_at: String,
+    pub last_activity_at: String,
+    #[serde(flatten)]
+    pub state: WorkspaceState,
+    /// Pid of the supervisor while one runs.
+    pub supervisor_pid: Option<u32>,
+}
+
+impl WorkspaceRecord {
+    /// The name when set, else the id: how messages refer to it.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// The set of workspaces under one `PYRO_HOME`.
+#[derive(Debug, Clone)]
+pub struct WorkspaceStore {
+    root: PathBuf,
+}
+
+impl WorkspaceStore {
+    /// Opens (creating) `<home>/workspaces`.
+    pub fn open(home: &Path) -> Result<Self, WorkspaceError> {
+        let root = home.join("workspaces");
+        fs_err::create_dir_all(&root).map_err(|source| WorkspaceError::Home {
+            path: root.clone(),
+            source,
+        })?;
+        Ok(WorkspaceStore { root })
+    }
+
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// Creates the directory and first record of a new workspace; fails if
+    /// the name is taken.
+    pub fn create(&self, record: &WorkspaceRecord) -> Result<PathBuf, WorkspaceError> {
+        let _names = self.names_lock()?;
+        if let Some(name) = &record.name {
+            validate_name(name)?;
+            if self.list()?.iter().any(|r| r.name.as_deref() == Some(name)) {
+                return Err(WorkspaceError::NameTaken { name: name.clone() });
+            }
+        }
+        let dir = self.dir(&record.id);
+        std::fs::create_dir(&dir).map_err(|source| WorkspaceError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        restrict(&dir);
+        self.write(record)?;
+        Ok(dir)
+    }
+
+    /// All records, oldest first. Unreadable entries are skipped.
+    pub fn list(&self) -> Result<Vec<WorkspaceRecord>, WorkspaceError> {
+        let entries = fs_err::read_dir(&self.root).map_err(|source| WorkspaceError::Io {
+            path: self.root.clone(),
+            source,
+        })?;
+        let mut records: Vec<_> = entries
+            .flatten()
+            .filter_map(|entry| self.read(&entry.file_name().to_string_lossy()).ok())
+            .collect();
+        records.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(records)
+    }
+
+    /// Finds a workspace by id, unique id prefix, or name.
+    pub fn resolve(&self, query: &str) -> Result<WorkspaceRecord, WorkspaceError> {
+        let records = self.list()?;
+        if let Some(record) = records
+            .iter()
+            .find(|r| r.id == query || r.name.as_deref() == Some(query))
+        {
+            return Ok(record.clone());
+        }
+        let prefixed: Vec<_> = records.iter().filter(|r| r.id.starts_with(query)).collect();
+        match prefixed.as_slice() {
+            [one] if query.len() >= 4 => Ok((*one).clone()),
+            _ => Err(WorkspaceError::Unknown {
+                query: query.to_string(),
+            }),
+        }
+    }
+
+    /// Reads one record.
+    pub fn read(&self, id: &str) -> Result<WorkspaceRecord, WorkspaceError> {
+        let path = self.dir(id).join(RECORD);
+        let mut text = String::new();
+        fs_err::File::open(&path)
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .map_err(|_| WorkspaceError::Unknown {
+                query: id.to_string(),
+            })?;
+        serde_json::from_str(&text).map_err(|source| WorkspaceError::Corrupt { path, source })
+    }
+
+    /// Read-modify-write of a record under its lock.
+    pub fn update(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut WorkspaceRecord) -> Result<(), WorkspaceError>,
+    ) -> Result<WorkspaceRecord, WorkspaceError> {
+        let _lock = self.lock(id, RECORD_LOCK)?;
+        let mut record = self.read(id)?;
+        change(&mut record)?;
+        self.write(&record)?;
+        Ok(record)
+    }
+
+    /// Renames or relabels under the store-wide name lock.
+    pub fn rename(
+        &self,
+        id: &str,
+        name: Option<String>,
+        labels: &[(String, String)],
+    ) -> Result<WorkspaceRecord, WorkspaceError> {
+        let _names = self.names_lock()?;
+        if let Some(name) = &name {
+            validate_name(name)?;
+            if self
+                .list()?
+                .iter()
+                .any(|r| r.id != id && r.name.as_deref() == Some(name))
+            {
+                return Err(WorkspaceError::NameTaken { name: name.clone() });
+            }
+        }
+        self.update(id, |record| {
+            if name.is_some() {
+                record.name = name;
+            }
+            for (key, value) in labels {
+                if value.is_empty() {
+                    record.labels.remove(key);
+                } else {
+                    record.labels.insert(key.clone(), value.clone());
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The record with its state corrected for a supervisor that died
+    /// without saying so (killed): `Running`/`Starting` with no live
+    /// supervisor reads, and is saved, as `Crashed`.
+    pub fn observe(&self, id: &str) -> Result<WorkspaceRecord, WorkspaceError> {
+        let record = self.read(id)?;
+        if !matches!(
+            record.state,
+            WorkspaceState::Running | WorkspaceState::Starting
+        ) {
+            return Ok(record);
+        }
+        if self.supervisor_alive(id)? {
+            return Ok(record);
+        }
+        self.update(id, |record| {
+            if matches!(
+                record.state,
+                WorkspaceState::Running | WorkspaceState::Starting
+            ) {
+                record.state = WorkspaceState::Crashed {
+                    reason: "its supervisor process died (killed?); the VM died with it".into(),
+                };
+                record.supervisor_pid = None;
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether a supervisor holds this workspace's supervisor lock.
+    pub fn supervisor_alive(&self, id: &str) -> Result<bool, WorkspaceError> {
+        let path = self.dir(id).join(SUPERVISOR_LOCK);
+        let probe = FileLock::try_acquire(&path, true).map_err(|source| WorkspaceError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(probe.is_none())
+    }
+
+    /// Takes the supervisor lock (the supervisor holds it for its life).
+    pub fn supervisor_lock(&self, id: &str) -> Result<Option<FileLock>, WorkspaceError> {
+        let path = self.dir(id).join(SUPERVISOR_LOCK);
+        FileLock::try_acquire(&path, true).map_err(|source| WorkspaceError::Io { path, source })
+    }
+
+    /// Removes a workspace's directory.
+    pub fn remove(&self, id: &str) -> Result<(), WorkspaceError> {
+        let dir = self.dir(id);
+        fs_err::remove_dir_all(&dir).map_err(|source| WorkspaceError::Io { path: dir, source })
+    }
+
+    fn write(&self, record: &WorkspaceRecord) -> Result<(), WorkspaceError> {
+        let path = self.dir(&record.id).join(RECORD);
+        let json = serde_json::to_vec_pretty(record).expect("records serialise");
+        write_atomic(&path, &json, 0o600, Owner::for_store_at(&self.root))
+            .map_err(|source| WorkspaceError::Io { path, source })
+    }
+
+    fn lock(&self, id: &str, name: &str) -> Result<FileLock, WorkspaceError> {
+        let path = self.dir(id).join(name);
+        if !self.dir(id).is_dir() {
+            return Err(WorkspaceError::Unknown {
+                query: id.to_string(),
+            });
+        }
+        FileLock::acquire(&path, true).map_err(|source| WorkspaceError::Io { path, source })
+    }
+
+    fn names_lock(&self) -> Result<FileLock, WorkspaceError> {
+        let path = self.root.join("names.lock");
+        FileLock::acquire(&path, true).map_err(|source| WorkspaceError::Io { path, source })
+    }
+}
+
+/// Workspace directories hold a shell into the VM: keep them private.
+fn restrict(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+}
+
+/// Names: a letter or digit, then letters, digits, `.`, `_`, `-`; not an
+/// id's shape, so that ids and names never collide.
+pub fn validate_name(name: &str) -> Result<(), WorkspaceError> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !looks_like_id(name);
+    if valid {
+        Ok(())
+    } else {
+        Err(WorkspaceError::BadName {
+            name: name.to_string(),
+        })
+    }
+}
+
+fn looks_like_id(text: &str) -> bool {
+    text.len() == ID_LEN
+        && text
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+}
+
+const ID_LEN: usize = 12;
+
+/// A fresh random workspace id: 12 lower-case hex digits.
+pub fn new_id() -> String {
+    let mut bytes = [0u8; ID_LEN / 2];
+    if fs_err::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_err()
+    {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes.copy_from_slice(&(nanos as u64 ^ u64::from(std::process::id())).to_le_bytes()[..6]);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Now, as recorded in records.
+pub fn now() -> String {
+    pyro_env::rfc3339(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, name: Option<&str>) -> WorkspaceRecord {
+        WorkspaceRecord {
+            id: id.into(),
+            name: name.map(str::to_string),
+            env: "debian:12".into(),
+            labels: BTreeMap::new(),
+            cpus: 1,
+            memory_mib: 1024,
+            created_at: now(),
+            last_activity_at: now(),
+            state: WorkspaceState::Starting,
+            supervisor_pid: None,
+        }
+    }
+
+    #[test]
+    fn resolves_by_id_prefix_and_name_and_refuses_duplicates() {
+        let home = tempfile::tempdir().unwrap();
+        let store = WorkspaceStore::open(home.path()).unwrap();
+        store
+            .create(&record("aaaa11112222", Some("api-fix")))
+            .unwrap();
+        store.create(&record("bbbb11112222", None)).unwrap();
+        assert_eq!(store.resolve("api-fix").unwrap().id, "aaaa11112222");
+        assert_eq!(store.resolve("bbbb").unwrap().id, "bbbb11112222");
+        assert!(matches!(
+            store.resolve("zzz"),
+            Err(WorkspaceError::Unknown { .. })
+        ));
+        let err = store
+            .create(&record("cccc11112222", Some("api-fix")))
+            .unwrap_err();
+        assert!(matches!(err, WorkspaceError::NameTaken { .. }), "{err}");
+        let err = store
+            .rename("bbbb11112222", Some("api-fix".into()), &[])
+            .unwrap_err();
+        assert!(matches!(err, WorkspaceError::NameTaken { .. }));
+    }
+
+    #[test]
+    fn names_are_validated() {
+        for good in ["api-fix", "a", "x.y_z-1", "A1"] {
+            validate_name(good).unwrap();
+        }
+        for bad in [
+            "",
+            "-x",
+            "has space",
+            "a/b",
+            "0123456789ab",
+            &"n".repeat(64),
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+        assert!(looks_like_id(&new_id()));
+    }
+
+    #[test]
+    fn labels_are_set_and_removed() {
+        let home = tempfile::tempdir().unwrap();
+        let store = WorkspaceStore::open(home.path()).unwrap();
+        store.create(&record("aaaa11112222", None)).unwrap();
+        let labels = [("team".to_string(), "core".to_string())];
+        let updated = store.rename("aaaa11112222", None, &labels).unwrap();
+        assert_eq!(updated.labels["team"], "core");
+        let cleared = store
+            .rename("aaaa11112222", None, &[("team".into(), String::new())])
+            .unwrap();
+        assert!(cleared.labels.is_empty());
+    }
+
+    #[test]
+    fn a_running_record_without_a_live_supervisor_reads_as_crashed() {
+        let home = tempfile::tempdir().unwrap();
+        let store = WorkspaceStore::open(home.path()).unwrap();
+        let mut running = record("aaaa11112222", None);
+        running.state = WorkspaceState::Running;
+        store.create(&running).unwrap();
+        {
+            let _held = store.supervisor_lock("aaaa11112222").unwrap().unwrap();
+            assert!(store.supervisor_alive("aaaa11112222").unwrap());
+        }
+        let observed = store.observe("aaaa11112222").unwrap();
+        assert!(matches!(observed.state, WorkspaceState::Crashed { .. }));
+        assert_eq!(store.read("aaaa11112222").unwrap().state, observed.state);
+    }
+}

@@ -1,0 +1,346 @@
+//! The per-workspace supervisor: a detached process that owns the VM.
+//!
+//! `pyro workspace create` (and `start`) spawn `pyro __supervise <home> <id>`.
+//! The supervisor takes the workspace's `supervisor.lock` for its whole life
+//! (so anyone can tell it is alive, and the kernel says when it is not),
+//! boots the VM from the workspace disk, binds `agent.sock` in the private
+//! workspace directory and reports readiness through a pipe its spawner
+//! waits on. The VM is tied to the supervisor's main thread
+//! (parent-death signal): killing the supervisor kills the VM, and the
+//! workspace then reads as crashed.
+//!
+//! Clients speak the guest protocol itself on the socket, as if the
+//! supervisor were the agent: it says hello, and proxies every request a
+//! client opens onto the single guest channel under a fresh guest request
+//! id, copying frames both ways with the client's own ids. A client that
+//! disconnects has its running commands killed. SIGTERM powers the guest
+//! off cleanly (disk flushed) and records the workspace as stopped.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::{FromRawFd, RawFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyro_protocol::{encode_frame, encode_message, Decoder, Frame, FrameKind, Message, GENERATION};
+use pyro_vmm::{DiskFormat, RootDisk, VmSpec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+
+use super::store::{now, WorkspaceState, WorkspaceStore};
+use super::{DISK, SOCKET};
+use crate::boot::boot;
+use crate::guest::{is_terminal, Guest, RequestStream};
+use crate::Pyro;
+
+/// Frames queued towards one client before its proxies wait.
+const CLIENT_QUEUE: usize = 64;
+/// How long a clean power-off may take before the VM is killed.
+const POWER_OFF_GRACE: Duration = Duration::from_secs(15);
+
+/// Runs a supervisor to completion; returns the process exit status.
+/// `ready_fd` is the write end of the spawner's readiness pipe: the
+/// supervisor writes `ok` or an error message there, then closes it.
+pub fn run(pyro: &Pyro, home: &Path, id: &str, ready_fd: Option<RawFd>) -> i32 {
+    let mut ready = ready_fd.map(|fd| {
+        // The VM process must not inherit it, or the spawner would wait for
+        // the pipe to close as long as the VM runs.
+        // SAFETY: fcntl on a descriptor number; harmless if it is not open.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        // SAFETY: the spawner passes the write end of a pipe it made for us
+        // and does not use it otherwise; we own it from here.
+        unsafe { std::fs::File::from_raw_fd(fd) }
+    });
+    let mut report = |message: &str| {
+        if let Some(mut pipe) = ready.take() {
+            let _ = pipe.write_all(message.as_bytes());
+        }
+    };
+    let store = match WorkspaceStore::open(home) {
+        Ok(store) => store,
+        Err(e) => {
+            report(&e.to_string());
+            return 1;
+        }
+    };
+    let _lock = match store.supervisor_lock(id) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            report("another supervisor already runs this workspace");
+            return 1;
+        }
+        Err(e) => {
+            report(&e.to_string());
+            return 1;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(supervise(pyro, &store, id, &mut report));
+    match result {
+        Ok(()) => 0,
+        Err(reason) => {
+            report(&reason);
+            let _ = store.update(id, |record| {
+                record.state = WorkspaceState::Crashed {
+                    reason: reason.clone(),
+                };
+                record.supervisor_pid = None;
+                Ok(())
+            });
+            1
+        }
+    }
+}
+
+async fn supervise(
+    pyro: &Pyro,
+    store: &WorkspaceStore,
+    id: &str,
+    report: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let record = store.read(id).map_err(|e| e.to_string())?;
+    let dir = store.dir(id);
+    let env_store = pyro.env_store().map_err(|e| e.to_string())?;
+    let artifacts = env_store
+        .boot_artifacts(&record.env, crate::agent_image::AGENT)
+        .map_err(|e| e.to_string())?;
+    let engine = pyro.engine().map_err(|e| e.to_string())?;
+    let accel = pyro.accel_for(&engine, &env_store, &artifacts.kernel);
+    let spec = VmSpec {
+        kernel: artifacts.kernel,
+        initramfs: artifacts.initramfs,
+        root_disk: Some(RootDisk::Persistent {
+            path: dir.join(DISK),
+            format: DiskFormat::Qcow2,
+        }),
+        cpus: record.cpus,
+        memory_mib: record.memory_mib,
+        extra_cmdline: Vec::new(),
+        accel: accel.chosen,
+        restore_from: None,
+        console_log: Some(dir.join(super::CONSOLE)),
+    };
+    let booted = boot(&engine, &spec).await.map_err(|e| e.to_string())?;
+    let mut vm = booted.vm;
+    let guest = Arc::new(booted.guest);
+
+    let socket = dir.join(SOCKET);
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)
+        .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+    store
+        .update(id, |record| {
+            record.state = WorkspaceState::Running;
+            record.supervisor_pid = Some(std::process::id());
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+    report("ok");
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    let watched = Arc::clone(&guest);
+    let mut guest_gone = Box::pin(async move { watched.closed().await });
+    let outcome = loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    tokio::spawn(serve_client(stream, Arc::clone(&guest), store.clone(), id.to_string()));
+                }
+            }
+            _ = terminate.recv() => break Ok(()),
+            _ = &mut guest_gone => {
+                let exit = vm.wait_timeout(Duration::from_secs(2));
+                let console = vm.console();
+                let mut reason = match exit {
+                    Some(exit) => format!("the VM stopped ({})", crate::boot::describe_exit(&exit)),
+                    None => "the guest agent stopped answering".to_string(),
+                };
+                if let Some(diagnosis) = console.diagnose() {
+                    reason.push_str(": ");
+                    reason.push_str(&diagnosis);
+                }
+                break Err(reason);
+            }
+        }
+    };
+    let _ = std::fs::remove_file(&socket);
+    if outcome.is_ok() {
+        // Flush the guest's disk before the VM goes away.
+        let _ = guest.power_off().await;
+        let exited = vm.wait_timeout(POWER_OFF_GRACE);
+        if exited.is_none() {
+            vm.kill();
+        }
+        store
+            .update(id, |record| {
+                record.state = WorkspaceState::Stopped;
+                record.supervisor_pid = None;
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+    } else {
+        vm.kill();
+    }
+    outcome
+}
+
+/// Serves one client connection until it closes.
+async fn serve_client(stream: UnixStream, guest: Arc<Guest>, store: WorkspaceStore, id: String) {
+    let (mut reader, mut writer) = stream.into_split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(CLIENT_QUEUE);
+    let writer_task = tokio::spawn(async move {
+        while let Some(bytes) = out_rx.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let hello = Message::Hello {
+        generation: GENERATION,
+        agent_version: guest.hello().agent_version.clone(),
+        uptime_ms: None,
+        time_unix_ms: None,
+    };
+    if out_tx.send(encode_message(0, &hello)).await.is_err() {
+        return;
+    }
+
+    let mut live: HashMap<u32, Arc<RequestHandle>> = HashMap::new();
+    let mut decoder = Decoder::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    'read: loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        decoder.push(&buf[..n]);
+        loop {
+            let frame = match decoder.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(_) => break 'read,
+            };
+            live.retain(|_, handle| !handle.finished());
+            if let Some(handle) = live.get(&frame.id) {
+                handle.forward(frame).await;
+                continue;
+            }
+            if frame.kind != FrameKind::Message {
+                continue;
+            }
+            let Ok(message) = frame.message() else {
+                continue;
+            };
+            match message {
+                Message::Hello { .. } if frame.id == 0 => {
+                    let _ = out_tx.send(encode_message(0, &hello)).await;
+                }
+                _ if frame.id == 0 => {}
+                message => {
+                    if matches!(message, Message::Exec(_)) {
+                        let _ = store.update(&id, |record| {
+                            record.last_activity_at = now();
+                            Ok(())
+                        });
+                    }
+                    match guest.open(&message).await {
+                        Ok(request) => {
+                            let handle = RequestHandle::start(request, frame.id, out_tx.clone());
+                            live.insert(frame.id, handle);
+                        }
+                        Err(_) => break 'read,
+                    }
+                }
+            }
+        }
+    }
+    // The client left: its running commands must not outlive it.
+    for handle in live.values() {
+        handle.kill().await;
+    }
+    drop(out_tx);
+    let _ = writer_task.await;
+}
+
+/// One proxied request: frames from the guest go to the client under the
+/// client's id; the client's follow-up frames go to the guest.
+struct RequestHandle {
+    to_guest: mpsc::Sender<Frame>,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl RequestHandle {
+    fn start(
+        mut request: RequestStream,
+        client_id: u32,
+        to_client: mpsc::Sender<Vec<u8>>,
+    ) -> Arc<Self> {
+        let (to_guest, mut from_client) = mpsc::channel::<Frame>(CLIENT_QUEUE);
+        let handle = Arc::new(RequestHandle {
+            to_guest,
+            done: std::sync::atomic::AtomicBool::new(false),
+        });
+        let task_handle = Arc::clone(&handle);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    frame = request.next_frame() => {
+                        let Ok(frame) = frame else { break };
+                        let terminal = is_terminal(&frame);
+                        let mut bytes = Vec::new();
+                        encode_frame(client_id, frame.kind, &frame.payload, &mut bytes);
+                        if to_client.send(bytes).await.is_err() || terminal {
+                            break;
+                        }
+                    }
+                    Some(frame) = from_client.recv() => {
+                        let sent = match frame.kind {
+                            FrameKind::Message => match frame.message() {
+                                Ok(message) => request.send(&message).await,
+                                Err(_) => Ok(()),
+                            },
+                            kind => request.send_data(kind, &frame.payload).await,
+                        };
+                        if sent.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            task_handle
+                .done
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        handle
+    }
+
+    fn finished(&self) -> bool {
+        self.done.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn forward(&self, frame: Frame) {
+        let _ = self.to_guest.send(frame).await;
+    }
+
+    async fn kill(&self) {
+        if !self.finished() {
+            let frame = Frame {
+                id: 0,
+                kind: FrameKind::Message,
+                payload: serde_json::to_vec(&Message::Signal {
+                    signal: libc::SIGKILL,
+                })
+                .expect("serialise"),
+            };
+            let _ = self.to_guest.send(frame).await;
+            // Give the proxy task a moment to deliver it.
+            tokio::task::yield_now().await;
+        }
+    }
+}
