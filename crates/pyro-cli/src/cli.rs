@@ -82,12 +82,116 @@ pub enum WorkspaceCommand {
     Exec(WorkspaceExecArgs),
     /// Show the VM console and supervisor log of a workspace.
     Logs(WorkspaceRef),
+    /// Copy a host directory into the workspace.
+    #[command(subcommand)]
+    Sync(SyncCommand),
+    /// Name, list and delete whole-disk snapshots.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Put the whole disk back to the baseline (right after create) or a snapshot.
+    #[command(
+        after_help = "Reset reboots the VM: running commands end. Installed packages and files \
+anywhere in the guest return to the chosen state. After a reset to a snapshot, `diff` is \
+relative to that snapshot."
+    )]
+    Reset(ResetArgs),
+    /// Copy a file or directory of /workspace out to the host.
+    #[command(
+        after_help = "The guest is untrusted: names, links and sizes it presents never place \
+anything outside --output. --output must not exist yet (or be an empty directory)."
+    )]
+    Export(ExportArgs),
+    /// List, read and write files under /workspace.
+    #[command(subcommand)]
+    File(crate::cli_files::FileCommand),
+    /// Apply a unified diff to /workspace, atomically.
+    #[command(subcommand)]
+    Patch(crate::cli_files::PatchCommand),
+    /// Show what changed in /workspace since the baseline (create or last reset).
+    #[command(after_help = DIFF_HELP)]
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Name the current whole-disk state (cheap: a frozen copy-on-write layer).
+    Create(SnapshotArgs),
+    /// List a workspace's snapshots.
+    List(WorkspaceRef),
+    /// Delete a snapshot (its disk layer goes when nothing else needs it).
+    Delete(SnapshotArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Workspace id or name.
+    pub workspace: String,
+    /// Snapshot name.
+    pub name: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Workspace id or name.
+    pub workspace: String,
+    /// Reset to this snapshot instead of the baseline.
+    #[arg(long, value_name = "NAME")]
+    pub snapshot: Option<String>,
+    /// Print the workspace as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Copy a host directory into /workspace (or --dest under it).
+    Push(SyncPushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncPushArgs {
+    /// Workspace id or name.
+    pub workspace: String,
+    /// Host directory to copy.
+    pub dir: PathBuf,
+    /// Destination under /workspace (default: /workspace itself).
+    #[arg(long, value_name = "PATH")]
+    pub dest: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Workspace id or name.
+    pub workspace: String,
+    /// File or directory under /workspace.
+    pub path: String,
+    /// Where to put it on the host.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Environment to boot, e.g. debian:12.
     pub env: String,
+    /// Seed /workspace with this host directory (its .git comes along).
+    #[arg(long, value_name = "DIR", conflicts_with = "repo_url")]
+    pub seed_path: Option<PathBuf>,
+    /// Seed /workspace with a clone of this Git repository.
+    #[arg(long, value_name = "URL")]
+    pub repo_url: Option<String>,
+    /// Branch, tag or commit to check out (with --repo-url).
+    #[arg(long, value_name = "REF", requires = "repo_url")]
+    pub repo_ref: Option<String>,
     /// A unique name to use instead of the id.
     #[arg(long)]
     pub name: Option<String>,
@@ -256,6 +360,12 @@ pub struct BenchArgs {
     /// Write the table to this file too (markdown).
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Size of the generated tree for the seeding measurement.
+    #[arg(long, value_name = "MB", default_value_t = 200)]
+    pub seed_mb: u64,
+    /// Only the run measurements, no workspaces.
+    #[arg(long)]
+    pub skip_workspaces: bool,
 }
 
 pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -263,4 +373,25 @@ pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
         _ => Err(format!("expected K=V, got `{text}`")),
     }
+}
+
+const DIFF_HELP: &str = "Everything under /workspace is compared, .gitignored files included; \
+.git directories are not. Binary files are noted, not dumped. Needs git in the \
+environment (debian:12 has it).
+
+Examples:
+  pyro workspace diff api-fix
+  pyro workspace diff api-fix --stat
+  pyro workspace diff api-fix --json";
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Workspace id or name.
+    pub workspace: String,
+    /// Print one line per changed file and a total instead of the patch.
+    #[arg(long)]
+    pub stat: bool,
+    /// Print the whole report (files, counts, patch) as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

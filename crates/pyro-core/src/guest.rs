@@ -279,6 +279,8 @@ pub enum ExecEvent {
         kind: ErrorKind,
         message: String,
     },
+    /// The agent delivered this many more stdin bytes (flow control).
+    Ack(u64),
 }
 
 /// The frames of one request, by id; the route is removed on drop.
@@ -353,6 +355,7 @@ impl ExecStream {
                         Message::Started { pid } => ExecEvent::Started { pid },
                         Message::Exited(status) => ExecEvent::Exited(status),
                         Message::Error { kind, message } => ExecEvent::Failed { kind, message },
+                        Message::Ack { bytes } => ExecEvent::Ack(bytes),
                         _ => continue,
                     })
                 }

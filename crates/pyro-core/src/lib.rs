@@ -50,6 +50,8 @@ pub enum Error {
     Benchmark(String),
     #[error(transparent)]
     Workspace(#[from] workspace::WorkspaceError),
+    #[error(transparent)]
+    Files(#[from] workspace::files::FilesError),
 }
 
 /// The pyro library entry point.

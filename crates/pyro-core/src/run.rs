@@ -262,7 +262,7 @@ pub(crate) async fn drive_exec(
             None => stream.next().await?,
         };
         match event {
-            ExecEvent::Started { .. } => {}
+            ExecEvent::Started { .. } | ExecEvent::Ack(_) => {}
             ExecEvent::Stdout(bytes) => sink.stdout(&bytes),
             ExecEvent::Stderr(bytes) => sink.stderr(&bytes),
             ExecEvent::Exited(status) => return Ok(RunEnd::Exited { status }),

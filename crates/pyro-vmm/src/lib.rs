@@ -110,6 +110,12 @@ pub trait Vm: Send {
 
     /// Resumes a paused VM.
     fn resume(&mut self) -> Result<(), EngineError>;
+
+    /// Freezes the root disk as it is and moves the VM's writes to a new
+    /// qcow2 overlay `new_top` backed by it. The VM is paused for the switch,
+    /// so the frozen image is crash-consistent (flush the guest first for
+    /// more). Only for `RootDisk::Persistent` disks.
+    fn snapshot_disk(&mut self, new_top: &Path) -> Result<(), EngineError>;
 }
 
 /// How a VM process ended.

@@ -5,6 +5,8 @@ mod doctor;
 mod env;
 mod run;
 mod workspace;
+mod workspace_diff;
+mod workspace_files;
 
 use crate::cli::{Cli, Command};
 

@@ -2,22 +2,32 @@
 
 use std::time::{Duration, SystemTime};
 
-use pyro_core::workspace::{CreateRequest, ExecOptions, WorkspaceRecord};
+use pyro_core::workspace::{CreateRequest, ExecOptions, Seed, WorkspaceRecord};
 use pyro_core::{Pyro, RunEnd};
 
 use super::run::{interrupted, StdStreams};
-use crate::cli::{WorkspaceCommand, WorkspaceRef};
+use crate::cli::{SnapshotCommand, SyncCommand, WorkspaceCommand, WorkspaceRef};
 
 pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> {
     match command {
         WorkspaceCommand::Create(args) => {
-            let record = pyro.workspace_create(&CreateRequest {
+            let seed = match (args.seed_path, args.repo_url) {
+                (Some(path), _) => Some(Seed::Path(path)),
+                (None, Some(url)) => Some(Seed::Repo {
+                    url,
+                    reference: args.repo_ref,
+                }),
+                (None, None) => None,
+            };
+            let request = CreateRequest {
                 env: args.env,
                 name: args.name,
                 labels: args.labels,
                 cpus: args.cpus,
                 memory_mib: args.memory,
-            })?;
+                seed,
+            };
+            let record = super::runtime().block_on(pyro.workspace_create(&request))?;
             if args.id_only {
                 println!("{}", record.id);
             } else {
@@ -49,6 +59,93 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
             acknowledge(&pyro.workspace_delete(&args.workspace)?, &args, "deleted")?
         }
         WorkspaceCommand::Logs(args) => print!("{}", pyro.workspace_logs(&args.workspace)?),
+        WorkspaceCommand::Snapshot(SnapshotCommand::Create(args)) => {
+            let snapshot = pyro.workspace_snapshot_create(&args.workspace, &args.name)?;
+            if args.json {
+                super::print_json(&snapshot)?;
+            } else {
+                println!("snapshot {} created", snapshot.name);
+            }
+        }
+        WorkspaceCommand::Snapshot(SnapshotCommand::List(args)) => {
+            let snapshots = pyro.workspace_snapshot_list(&args.workspace)?;
+            if args.json {
+                super::print_json(&snapshots)?;
+            } else if snapshots.is_empty() {
+                println!(
+                    "no snapshots; take one with: pyro workspace snapshot create {} NAME",
+                    args.workspace
+                );
+            } else {
+                for snapshot in &snapshots {
+                    println!(
+                        "{:<24} {} ({} ago)",
+                        snapshot.name,
+                        snapshot.created_at,
+                        age(&snapshot.created_at)
+                    );
+                }
+            }
+        }
+        WorkspaceCommand::Snapshot(SnapshotCommand::Delete(args)) => {
+            pyro.workspace_snapshot_delete(&args.workspace, &args.name)?;
+            if args.json {
+                super::print_json(&serde_json::json!({ "deleted": args.name }))?;
+            } else {
+                println!("snapshot {} deleted", args.name);
+            }
+        }
+        WorkspaceCommand::Reset(args) => {
+            let record = super::runtime()
+                .block_on(pyro.workspace_reset(&args.workspace, args.snapshot.as_deref()))?;
+            if args.json {
+                super::print_json(&record)?;
+            } else {
+                println!(
+                    "{} reset to {}",
+                    record.display_name(),
+                    args.snapshot
+                        .as_deref()
+                        .map_or("its baseline".to_string(), |s| format!("snapshot {s}"))
+                );
+            }
+        }
+        WorkspaceCommand::Sync(SyncCommand::Push(args)) => {
+            let report = super::runtime().block_on(pyro.workspace_sync_push(
+                &args.workspace,
+                &args.dir,
+                args.dest.as_deref(),
+            ))?;
+            if args.json {
+                super::print_json(&report)?;
+            } else {
+                println!(
+                    "pushed {} files ({} bytes) in {} ms",
+                    report.files, report.bytes, report.duration_ms
+                );
+            }
+        }
+        WorkspaceCommand::Export(args) => {
+            let report = super::runtime().block_on(pyro.workspace_export(
+                &args.workspace,
+                &args.path,
+                &args.output,
+            ))?;
+            if args.json {
+                super::print_json(&report)?;
+            } else {
+                println!(
+                    "exported {} to {} ({} files, {} bytes)",
+                    args.path,
+                    args.output.display(),
+                    report.files,
+                    report.bytes
+                );
+            }
+        }
+        WorkspaceCommand::File(command) => return super::workspace_files::file(pyro, command),
+        WorkspaceCommand::Patch(command) => return super::workspace_files::patch(pyro, command),
+        WorkspaceCommand::Diff(args) => return super::workspace_diff::diff(pyro, &args),
         WorkspaceCommand::Exec(args) => {
             let options = ExecOptions {
                 argv: args.command,

@@ -164,3 +164,105 @@ pub fn dir_is_empty(path: &Path) -> bool {
         .map(|mut d| d.next().is_none())
         .unwrap_or(true)
 }
+
+/// An isolated `PYRO_HOME` for workspace tests (environments still come
+/// from the shared cache). Dropping it kills every supervisor under it, so a
+/// failing test leaves no VM behind.
+pub struct TestHome {
+    dir: tempfile::TempDir,
+}
+
+impl TestHome {
+    pub fn new() -> Self {
+        ensure_env();
+        TestHome {
+            dir: tempfile::tempdir().expect("temp home"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `pyro` with this home.
+    pub fn pyro(&self) -> Command {
+        let mut command = pyro();
+        command.env("PYRO_HOME", self.dir.path());
+        command
+    }
+
+    /// Runs `pyro <args>` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.pyro().args(args).output().expect("run pyro")
+    }
+
+    /// Creates a workspace of `ENV` with `extra` arguments; returns its id.
+    pub fn create(&self, extra: &[&str]) -> String {
+        let output = self.run(&[&["workspace", "create", ENV, "--id-only"], extra].concat());
+        assert!(
+            output.status.success(),
+            "create failed: {}",
+            stderr(&output)
+        );
+        stdout(&output).trim().to_string()
+    }
+
+    /// `pyro workspace exec ID -- sh -c SCRIPT`.
+    pub fn sh(&self, workspace: &str, script: &str) -> Output {
+        self.run(&["workspace", "exec", workspace, "--", "sh", "-c", script])
+    }
+
+    /// The recorded supervisor pid of a workspace.
+    pub fn supervisor_pid(&self, id: &str) -> Option<u32> {
+        let record = std::fs::read_to_string(
+            self.path()
+                .join("workspaces")
+                .join(id)
+                .join("workspace.json"),
+        )
+        .ok()?;
+        let json: serde_json::Value = serde_json::from_str(&record).ok()?;
+        json["supervisor_pid"].as_u64().map(|pid| pid as u32)
+    }
+
+    /// QEMU processes whose parent is the workspace's supervisor.
+    pub fn vm_pids(&self, id: &str) -> Vec<u32> {
+        self.supervisor_pid(id)
+            .map(|pid| {
+                children_of(pid)
+                    .into_iter()
+                    .filter(|&child| process_name(child).starts_with("qemu-system"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for TestHome {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.path().join("workspaces")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().to_string();
+            if let Some(pid) = self.supervisor_pid(&id) {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains(&id) {
+                    // SAFETY: kill(2) on a supervisor this test started.
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+}
+
+/// Runs git in `dir` with a fixed identity; panics when it fails.
+pub fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args(["-c", "user.email=t@example.invalid", "-c", "user.name=test"])
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .expect("run git");
+    assert!(status.success(), "git {args:?} failed");
+}

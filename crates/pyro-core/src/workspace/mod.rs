@@ -5,8 +5,12 @@
 //! The facade here creates, inspects and controls workspaces; the state on
 //! disk is in [`store`]; the process that owns each VM is in [`supervisor`].
 
+pub mod diff;
+pub mod files;
+pub mod snapshots;
 pub mod store;
 pub mod supervisor;
+pub mod transfer;
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -26,6 +30,8 @@ pub use store::{WorkspaceRecord, WorkspaceState, WorkspaceStore};
 pub(crate) const DISK: &str = "disk.qcow2";
 /// The supervisor's socket, inside the workspace directory (mode 0700).
 pub(crate) const SOCKET: &str = "agent.sock";
+/// The supervisor's control socket (disk snapshots), next to it.
+pub(crate) const CONTROL: &str = "control.sock";
 /// What the supervisor and its VM print, inside the workspace directory.
 pub(crate) const LOG: &str = "supervisor.log";
 /// The VM's serial console, inside the workspace directory.
@@ -66,6 +72,10 @@ pub enum WorkspaceError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(transparent)]
+    Transfer(#[from] transfer::TransferError),
+    #[error(transparent)]
+    Snapshot(#[from] snapshots::SnapshotError),
     #[error("i/o on {path} failed")]
     Io {
         path: PathBuf,
@@ -82,6 +92,20 @@ pub struct CreateRequest {
     pub labels: Vec<(String, String)>,
     pub cpus: u32,
     pub memory_mib: u32,
+    /// What lands in /workspace: the baseline.
+    pub seed: Option<Seed>,
+}
+
+/// The initial content of /workspace.
+#[derive(Debug, Clone)]
+pub enum Seed {
+    /// A host directory, copied in (with its `.git`, if any).
+    Path(PathBuf),
+    /// A Git repository cloned on the host at `reference` (default: its HEAD).
+    Repo {
+        url: String,
+        reference: Option<String>,
+    },
 }
 
 /// A command for `workspace exec`.
@@ -115,8 +139,48 @@ impl Pyro {
         Ok(WorkspaceStore::open(self.home())?)
     }
 
-    /// Creates a workspace and returns once its VM answers.
-    pub fn workspace_create(&self, request: &CreateRequest) -> Result<WorkspaceRecord, Error> {
+    /// Creates a workspace, seeds it, and returns once its VM answers. A
+    /// seed that cannot be copied in deletes the workspace again.
+    pub async fn workspace_create(
+        &self,
+        request: &CreateRequest,
+    ) -> Result<WorkspaceRecord, Error> {
+        // Fetch or check the seed before anything boots.
+        let cloned;
+        let seed_dir = match &request.seed {
+            None => None,
+            Some(Seed::Path(path)) => {
+                if !path.is_dir() {
+                    return Err(
+                        transfer::TransferError::NotADirectory { path: path.clone() }.into(),
+                    );
+                }
+                Some(path.clone())
+            }
+            Some(Seed::Repo { url, reference }) => {
+                cloned = transfer::clone_repo(url, reference.as_deref())?;
+                Some(cloned.path().to_path_buf())
+            }
+        };
+        let record = self.create_and_boot(request)?;
+        let prepared = async {
+            let guest = self.connect_workspace(&record.id).await?;
+            if let Some(dir) = &seed_dir {
+                transfer::push_tree(&guest, dir, "").await?;
+            }
+            // The baseline: for diff inside the guest, for reset on disk.
+            diff::record_baseline(&guest).await?;
+            self.take_baseline(&self.workspaces()?, &record.id)
+        }
+        .await;
+        if let Err(error) = prepared {
+            let _ = self.workspace_delete(&record.id);
+            return Err(error);
+        }
+        Ok(self.workspaces()?.read(&record.id)?)
+    }
+
+    fn create_and_boot(&self, request: &CreateRequest) -> Result<WorkspaceRecord, Error> {
         crate::run::validate_size(request.cpus, request.memory_mib)?;
         let env_store = self.env_store()?;
         // Resolve the environment before anything is written.
@@ -134,6 +198,9 @@ impl Pyro {
             last_activity_at: store::now(),
             state: WorkspaceState::Starting,
             supervisor_pid: None,
+            active_disk: DISK.to_string(),
+            baseline_layer: None,
+            snapshots: Vec::new(),
         };
         let dir = store.create(&record)?;
         let created = (|| {
@@ -234,16 +301,34 @@ impl Pyro {
         let store = self.workspaces()?;
         let record = store.resolve(query)?;
         // No clean power-off: the disk is about to go.
-        while store.supervisor_alive(&record.id)? {
-            let current = store.read(&record.id)?;
-            signal_supervisor(&current, libc::SIGKILL);
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.kill_supervisor(&store, &record)?;
         if let Ok(env_store) = self.env_store() {
             let _ = env_store.unpin(&record.id);
         }
         store.remove(&record.id)?;
         Ok(record)
+    }
+
+    /// Kills a workspace's supervisor (and so its VM) and waits until it is
+    /// gone; records the workspace as stopped.
+    pub(crate) fn kill_supervisor(
+        &self,
+        store: &WorkspaceStore,
+        record: &WorkspaceRecord,
+    ) -> Result<(), Error> {
+        while store.supervisor_alive(&record.id)? {
+            let current = store.read(&record.id)?;
+            signal_supervisor(&current, libc::SIGKILL);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        store.update(&record.id, |record| {
+            if record.state != WorkspaceState::Stopped {
+                record.state = WorkspaceState::Stopped;
+            }
+            record.supervisor_pid = None;
+            Ok(())
+        })?;
+        Ok(())
     }
 
     /// The supervisor's log and the VM console of a workspace.
@@ -297,6 +382,18 @@ impl Pyro {
             workspace: query.to_string(),
             duration_ms: started.elapsed().as_millis() as u64,
         })
+    }
+
+    /// Records activity on a workspace (best effort: the work is done).
+    pub(crate) fn record_activity(&self, query: &str) {
+        if let Ok(store) = self.workspaces() {
+            if let Ok(record) = store.resolve(query) {
+                let _ = store.update(&record.id, |record| {
+                    record.last_activity_at = store::now();
+                    Ok(())
+                });
+            }
+        }
     }
 
     /// A guest channel to a running workspace, through its supervisor.

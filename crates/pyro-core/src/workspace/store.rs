@@ -66,6 +66,28 @@ pub struct WorkspaceRecord {
     pub state: WorkspaceState,
     /// Pid of the supervisor while one runs.
     pub supervisor_pid: Option<u32>,
+    /// The disk image the VM writes to, relative to the workspace dir.
+    #[serde(default = "default_disk")]
+    pub active_disk: String,
+    /// The frozen disk layer holding the state right after create.
+    #[serde(default)]
+    pub baseline_layer: Option<String>,
+    /// Named snapshots, oldest first.
+    #[serde(default)]
+    pub snapshots: Vec<SnapshotRecord>,
+}
+
+/// A named, frozen disk layer of a workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub name: String,
+    /// The layer file, relative to the workspace dir.
+    pub layer: String,
+    pub created_at: String,
+}
+
+fn default_disk() -> String {
+    super::DISK.to_string()
 }
 
 impl WorkspaceRecord {
@@ -288,7 +310,18 @@ fn restrict(dir: &Path) {
 /// Names: a letter or digit, then letters, digits, `.`, `_`, `-`; not an
 /// id's shape, so that ids and names never collide.
 pub fn validate_name(name: &str) -> Result<(), WorkspaceError> {
-    let valid = !name.is_empty()
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(WorkspaceError::BadName {
+            name: name.to_string(),
+        })
+    }
+}
+
+/// The shape rule shared by workspace and snapshot names.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= MAX_NAME
         && name
             .chars()
@@ -297,14 +330,7 @@ pub fn validate_name(name: &str) -> Result<(), WorkspaceError> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        && !looks_like_id(name);
-    if valid {
-        Ok(())
-    } else {
-        Err(WorkspaceError::BadName {
-            name: name.to_string(),
-        })
-    }
+        && !looks_like_id(name)
 }
 
 fn looks_like_id(text: &str) -> bool {
@@ -353,6 +379,9 @@ mod tests {
             last_activity_at: now(),
             state: WorkspaceState::Starting,
             supervisor_pid: None,
+            active_disk: default_disk(),
+            baseline_layer: None,
+            snapshots: Vec::new(),
         }
     }
 

@@ -30,7 +30,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
 use super::store::{now, WorkspaceState, WorkspaceStore};
-use super::{DISK, SOCKET};
+use super::{CONTROL, SOCKET};
 use crate::boot::boot;
 use crate::guest::{is_terminal, Guest, RequestStream};
 use crate::Pyro;
@@ -115,7 +115,7 @@ async fn supervise(
         kernel: artifacts.kernel,
         initramfs: artifacts.initramfs,
         root_disk: Some(RootDisk::Persistent {
-            path: dir.join(DISK),
+            path: dir.join(&record.active_disk),
             format: DiskFormat::Qcow2,
         }),
         cpus: record.cpus,
@@ -133,6 +133,10 @@ async fn supervise(
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+    let control_socket = dir.join(CONTROL);
+    let _ = std::fs::remove_file(&control_socket);
+    let control = UnixListener::bind(&control_socket)
+        .map_err(|e| format!("cannot listen on {}: {e}", control_socket.display()))?;
     store
         .update(id, |record| {
             record.state = WorkspaceState::Running;
@@ -153,6 +157,11 @@ async fn supervise(
                     tokio::spawn(serve_client(stream, Arc::clone(&guest), store.clone(), id.to_string()));
                 }
             }
+            accepted = control.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    serve_control(stream, &guest, vm.as_mut(), &dir).await;
+                }
+            }
             _ = terminate.recv() => break Ok(()),
             _ = &mut guest_gone => {
                 let exit = vm.wait_timeout(Duration::from_secs(2));
@@ -170,6 +179,7 @@ async fn supervise(
         }
     };
     let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(&control_socket);
     if outcome.is_ok() {
         // Flush the guest's disk before the VM goes away.
         let _ = guest.power_off().await;
@@ -188,6 +198,61 @@ async fn supervise(
         vm.kill();
     }
     outcome
+}
+
+/// A request on the control socket, one JSON line.
+#[derive(serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum ControlRequest {
+    /// Flush the guest, freeze the disk as it is and continue on `new_top`
+    /// (relative to the workspace dir).
+    Snapshot { new_top: String },
+}
+
+/// Answers one control request (the VM is this task's alone meanwhile).
+async fn serve_control(stream: UnixStream, guest: &Guest, vm: &mut dyn pyro_vmm::Vm, dir: &Path) {
+    let (reader, mut writer) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(reader);
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncBufReadExt::read_line(&mut reader, &mut line),
+    )
+    .await;
+    let reply = match (read, serde_json::from_str::<ControlRequest>(&line)) {
+        (Ok(Ok(_)), Ok(ControlRequest::Snapshot { new_top })) => {
+            // Push the guest's dirty pages to the disk first, so the frozen
+            // layer holds everything written so far.
+            let _ = sync_guest(guest).await;
+            match vm.snapshot_disk(&dir.join(&new_top)) {
+                Ok(()) => serde_json::json!({ "ok": true }),
+                Err(e) => serde_json::json!({ "error": pyro_env::error_chain(&e) }),
+            }
+        }
+        (_, Err(e)) => serde_json::json!({ "error": format!("bad control request: {e}") }),
+        (_, _) => serde_json::json!({ "error": "no control request" }),
+    };
+    let mut bytes = reply.to_string().into_bytes();
+    bytes.push(b'\n');
+    let _ = writer.write_all(&bytes).await;
+}
+
+/// Runs `sync` in the guest.
+async fn sync_guest(guest: &Guest) -> Result<(), crate::guest::GuestError> {
+    let mut stream = guest
+        .exec(pyro_protocol::ExecRequest {
+            argv: vec!["sync".into()],
+            ..pyro_protocol::ExecRequest::default()
+        })
+        .await?;
+    loop {
+        match stream.next().await? {
+            crate::guest::ExecEvent::Exited(_) | crate::guest::ExecEvent::Failed { .. } => {
+                return Ok(())
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Serves one client connection until it closes.

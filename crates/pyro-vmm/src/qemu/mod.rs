@@ -375,6 +375,22 @@ impl Vm for QemuVm {
         self.wait_migration("save")
     }
 
+    fn snapshot_disk(&mut self, new_top: &Path) -> Result<(), EngineError> {
+        self.command("pause", "stop", serde_json::json!({}))?;
+        let switched = self.command(
+            "snapshot the disk of",
+            "blockdev-snapshot-sync",
+            serde_json::json!({
+                "device": "root",
+                "snapshot-file": new_top.display().to_string(),
+                "format": "qcow2",
+            }),
+        );
+        // Resume whatever happened: a failed snapshot leaves the VM as it was.
+        let resumed = self.resume();
+        switched.and(resumed)
+    }
+
     fn resume(&mut self) -> Result<(), EngineError> {
         self.command("resume", "cont", serde_json::json!({}))
             .map(|_| ())

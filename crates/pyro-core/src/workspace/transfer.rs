@@ -1,0 +1,429 @@
+//! Trees across the VM boundary: seeding and `sync push` (host → guest) and
+//! `export` (guest → host).
+//!
+//! Both directions are tar streams through an exec of the guest's own
+//! `tar`: in, the host packs the tree (`pyro-transfer`, constant memory) and
+//! feeds it as stdin under the agent's ack window, so a 200 MB tree never
+//! sits in memory on either side; out, the guest's `tar -c` stdout is
+//! unpacked on the host by `pyro-transfer`, which treats it as hostile (no
+//! name, link or size the guest chooses lands outside the output path).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use pyro_protocol::{ErrorKind, ExecRequest, STDIN_WINDOW};
+use pyro_transfer::{Expect, PackOptions, UnpackOptions};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::guest::{ExecEvent, Guest};
+use crate::{Error, Pyro};
+
+/// Bytes of one stdin chunk.
+const CHUNK: usize = 64 * 1024;
+/// Chunks buffered between the packing thread and the sender.
+const CHUNKS_IN_FLIGHT: usize = 8;
+/// Bytes of a failing guest `tar`'s stderr kept for the error message.
+const STDERR_KEPT: usize = 8 * 1024;
+
+/// Why a transfer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error("{path} is not a directory; seed and sync from a directory")]
+    NotADirectory { path: PathBuf },
+    #[error("path '{path}' is not inside /workspace: use a relative path without '..'")]
+    OutsideWorkspace { path: String },
+    #[error("could not pack {path}: {message}")]
+    Pack { path: PathBuf, message: String },
+    #[error("copying into the guest failed: {0}")]
+    GuestTar(String),
+    #[error("export failed: {0}")]
+    Export(String),
+    #[error("git clone of {url} failed: {message}")]
+    Clone { url: String, message: String },
+}
+
+/// What a transfer moved.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransferReport {
+    pub files: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+}
+
+impl Pyro {
+    /// Copies a host directory into `/workspace/<dest>` (created if needed).
+    pub async fn workspace_sync_push(
+        &self,
+        query: &str,
+        source: &Path,
+        dest: Option<&str>,
+    ) -> Result<TransferReport, Error> {
+        let dest = workspace_path(dest.unwrap_or(""))?;
+        let guest = self.connect_workspace(query).await?;
+        let report = push_tree(&guest, source, &dest).await?;
+        self.record_activity(query);
+        Ok(report)
+    }
+
+    /// Copies `/workspace/<path>` (a file or a directory) to `output` on the
+    /// host. `output` must not exist yet (or be an empty directory).
+    pub async fn workspace_export(
+        &self,
+        query: &str,
+        path: &str,
+        output: &Path,
+    ) -> Result<TransferReport, Error> {
+        let path = workspace_path(path)?;
+        let guest = self.connect_workspace(query).await?;
+        let started = Instant::now();
+        let full = format!("/workspace/{path}");
+        // `-C parent name` for a file, `-C dir .` for a directory, so the
+        // output is the thing itself, not a tree around it.
+        let script = r#"p="$1"; if [ -d "$p" ]; then exec tar -c -f - -C "$p" .; else exec tar -c -f - -C "$(dirname "$p")" "$(basename "$p")"; fi"#;
+        let is_dir = guest_is_dir(&guest, &full).await?;
+        let argv = vec![
+            "sh".into(),
+            "-c".into(),
+            script.into(),
+            "sh".into(),
+            full.clone(),
+        ];
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+        let output_path = output.to_path_buf();
+        let unpacker = std::thread::spawn(move || {
+            let options = UnpackOptions {
+                expect: if is_dir { Expect::Dir } else { Expect::File },
+                ..UnpackOptions::default()
+            };
+            let result = pyro_transfer::unpack(ChannelReader::new(rx), &output_path, &options);
+            result.map_err(|e| e.to_string())
+        });
+        let mut stream = guest
+            .exec(ExecRequest {
+                argv,
+                ..ExecRequest::default()
+            })
+            .await?;
+        let mut stderr = Vec::new();
+        let mut sender = Some(tx);
+        let status = loop {
+            match stream.next().await? {
+                ExecEvent::Stdout(bytes) => {
+                    // The unpacker stopping early (an error) closes the channel.
+                    if let Some(tx) = &sender {
+                        if tx.send(bytes).is_err() {
+                            sender = None;
+                        }
+                    }
+                }
+                ExecEvent::Stderr(bytes) => keep_tail(&mut stderr, &bytes),
+                ExecEvent::Exited(status) => break status,
+                ExecEvent::Failed { message, .. } => {
+                    return Err(TransferError::Export(message).into())
+                }
+                ExecEvent::Started { .. } | ExecEvent::Ack(_) => {}
+            }
+        };
+        drop(sender);
+        let unpacked = unpacker
+            .join()
+            .map_err(|_| TransferError::Export("the unpacker panicked".into()))?;
+        if status.shell_code() != 0 {
+            return Err(TransferError::Export(format!(
+                "tar in the guest failed: {}",
+                String::from_utf8_lossy(&stderr).trim()
+            ))
+            .into());
+        }
+        let report = unpacked.map_err(TransferError::Export)?;
+        self.record_activity(query);
+        Ok(TransferReport {
+            files: report.files,
+            bytes: report.bytes,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+}
+
+/// Clones `url` at `reference` (branch, tag or commit) into a new temporary
+/// directory on the host; the checkout keeps its `.git`.
+pub(crate) fn clone_repo(url: &str, reference: Option<&str>) -> Result<tempfile::TempDir, Error> {
+    let dir = tempfile::tempdir().map_err(|e| TransferError::Clone {
+        url: url.into(),
+        message: e.to_string(),
+    })?;
+    let git = |args: &[&str]| -> Result<(), Error> {
+        let output = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| TransferError::Clone {
+                url: url.into(),
+                message: format!("cannot run git ({e}); install it with: sudo apt-get install git"),
+            })?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(TransferError::Clone {
+                url: url.into(),
+                message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            }
+            .into())
+        }
+    };
+    git(&["clone", "--quiet", "--no-checkout", url, "."])?;
+    git(&["checkout", "--quiet", reference.unwrap_or("HEAD")])?;
+    Ok(dir)
+}
+
+/// Packs `source` into `/workspace/<dest>` through the guest's `tar -x`.
+pub(crate) async fn push_tree(
+    guest: &Guest,
+    source: &Path,
+    dest: &str,
+) -> Result<TransferReport, Error> {
+    if !source.is_dir() {
+        return Err(TransferError::NotADirectory {
+            path: source.to_path_buf(),
+        }
+        .into());
+    }
+    let started = Instant::now();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+    let source_owned = source.to_path_buf();
+    let packer = std::thread::spawn(move || {
+        let writer = ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        };
+        pyro_transfer::pack_dir(&source_owned, writer, &PackOptions::default())
+            .map_err(|e| e.to_string())
+    });
+    let target = format!("/workspace/{dest}");
+    let argv = vec![
+        "sh".into(),
+        "-c".into(),
+        r#"mkdir -p -- "$1" && exec tar -x -p --no-same-owner -f - -C "$1""#.into(),
+        "sh".into(),
+        target,
+    ];
+    let mut stream = guest
+        .exec(ExecRequest {
+            argv,
+            stdin: true,
+            ..ExecRequest::default()
+        })
+        .await?;
+    let mut in_flight: u64 = 0;
+    let mut input_done = false;
+    let mut stderr = Vec::new();
+    let status = loop {
+        tokio::select! {
+            chunk = rx.recv(), if !input_done && in_flight < STDIN_WINDOW => {
+                match chunk {
+                    Some(chunk) => {
+                        in_flight += chunk.len() as u64;
+                        stream.write_stdin(&chunk).await?;
+                    }
+                    None => {
+                        input_done = true;
+                        stream.write_stdin(&[]).await?;
+                    }
+                }
+            }
+            event = stream.next() => match event? {
+                ExecEvent::Ack(bytes) => in_flight = in_flight.saturating_sub(bytes),
+                ExecEvent::Stderr(bytes) => keep_tail(&mut stderr, &bytes),
+                ExecEvent::Exited(status) => break status,
+                ExecEvent::Failed { kind: ErrorKind::NotFound, .. } => {
+                    return Err(TransferError::GuestTar("the environment has no tar".into()).into())
+                }
+                ExecEvent::Failed { message, .. } => return Err(TransferError::GuestTar(message).into()),
+                ExecEvent::Stdout(_) | ExecEvent::Started { .. } => {}
+            }
+        }
+    };
+    drop(rx);
+    let packed = packer.join().map_err(|_| TransferError::Pack {
+        path: source.to_path_buf(),
+        message: "the packer panicked".into(),
+    })?;
+    let report = packed.map_err(|message| TransferError::Pack {
+        path: source.to_path_buf(),
+        message,
+    })?;
+    if status.shell_code() != 0 {
+        return Err(
+            TransferError::GuestTar(String::from_utf8_lossy(&stderr).trim().to_string()).into(),
+        );
+    }
+    Ok(TransferReport {
+        files: report.files,
+        bytes: report.bytes,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+async fn guest_is_dir(guest: &Guest, path: &str) -> Result<bool, Error> {
+    let mut stream = guest
+        .exec(ExecRequest {
+            argv: vec!["test".into(), "-d".into(), path.into()],
+            ..ExecRequest::default()
+        })
+        .await?;
+    loop {
+        match stream.next().await? {
+            ExecEvent::Exited(status) => return Ok(status.shell_code() == 0),
+            ExecEvent::Failed { message, .. } => return Err(TransferError::Export(message).into()),
+            _ => {}
+        }
+    }
+}
+
+/// A path under /workspace given relative (or as `/workspace/...`), with no
+/// `..`; returned relative, without a trailing slash.
+pub(crate) fn workspace_path(path: &str) -> Result<String, TransferError> {
+    let relative = path
+        .strip_prefix("/workspace")
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+        .unwrap_or(path)
+        .trim_start_matches('/');
+    let outside = || TransferError::OutsideWorkspace {
+        path: path.to_string(),
+    };
+    let under_workspace = path == "/workspace" || path.starts_with("/workspace/");
+    if path.starts_with('/') && !under_workspace {
+        return Err(outside());
+    }
+    let mut parts = Vec::new();
+    for part in relative.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(outside()),
+            part => parts.push(part),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+fn keep_tail(kept: &mut Vec<u8>, bytes: &[u8]) {
+    kept.extend_from_slice(bytes);
+    if kept.len() > STDERR_KEPT {
+        let excess = kept.len() - STDERR_KEPT;
+        kept.drain(..excess);
+    }
+}
+
+/// A `Write` that hands fixed-size chunks to an async receiver, blocking
+/// when it is `CHUNKS_IN_FLIGHT` behind: the packer runs at the guest's pace.
+struct ChannelWriter {
+    tx: mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn flush_chunk(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx.blocking_send(chunk).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the guest stopped reading")
+        })
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = CHUNK - self.buf.len();
+        let taken = room.min(data.len());
+        self.buf.extend_from_slice(&data[..taken]);
+        if self.buf.len() == CHUNK {
+            self.flush_chunk()?;
+        }
+        Ok(taken)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_chunk()
+    }
+}
+
+impl Drop for ChannelWriter {
+    fn drop(&mut self) {
+        let _ = self.flush_chunk();
+    }
+}
+
+/// A `Read` over chunks from a channel; EOF when the sender is gone.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    offset: usize,
+}
+
+impl ChannelReader {
+    fn new(rx: std::sync::mpsc::Receiver<Vec<u8>>) -> Self {
+        ChannelReader {
+            rx,
+            current: Vec::new(),
+            offset: 0,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.offset == self.current.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.current = chunk;
+                    self.offset = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len() - self.offset);
+        out[..n].copy_from_slice(&self.current[self.offset..self.offset + n]);
+        self.offset += n;
+        Ok(n)
+    }
+}
+
+impl From<TransferError> for Error {
+    fn from(error: TransferError) -> Self {
+        Error::Workspace(super::WorkspaceError::Transfer(error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_paths_stay_inside() {
+        assert_eq!(workspace_path("a/b/").unwrap(), "a/b");
+        assert_eq!(workspace_path("/workspace/a/./b").unwrap(), "a/b");
+        assert_eq!(workspace_path("/workspace").unwrap(), "");
+        assert_eq!(workspace_path("").unwrap(), "");
+        for bad in ["../x", "a/../../x", "/etc/passwd", "/workspacex/y"] {
+            assert!(workspace_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn channel_reader_and_writer_carry_bytes_in_order() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        std::thread::spawn(move || {
+            for chunk in [b"ab".to_vec(), b"".to_vec(), b"cde".to_vec()] {
+                tx.send(chunk).unwrap();
+            }
+        });
+        let mut text = String::new();
+        ChannelReader::new(rx).read_to_string(&mut text).unwrap();
+        assert_eq!(text, "abcde");
+    }
+}
