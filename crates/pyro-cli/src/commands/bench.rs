@@ -1,5 +1,9 @@
 //! `pyro bench`: a table of medians, the cold run against its floor.
 
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
 use pyro_core::bench::{time_command, Samples};
 use pyro_core::{Pyro, RunRequest};
 use serde::Serialize;
@@ -56,10 +60,14 @@ pub fn bench(pyro: &Pyro, args: &BenchArgs) -> anyhow::Result<i32> {
     )?;
 
     let ratio = cold.median() / floor.median();
+    let mut rows = vec![Row::from(floor), Row::from(cold)];
+    if !args.skip_workspaces {
+        rows.extend(workspace_rows(&exe, args)?.into_iter().map(Row::from));
+    }
     let report = BenchReport {
         env: args.env.clone(),
         runs: args.runs,
-        rows: vec![Row::from(floor), Row::from(cold)],
+        rows,
         cold_run_over_floor: ratio,
     };
     let table = render(&report);
@@ -72,6 +80,111 @@ pub fn bench(pyro: &Pyro, args: &BenchArgs) -> anyhow::Result<i32> {
         std::fs::write(path, &table)?;
     }
     Ok(0)
+}
+
+/// Workspace measurements, in a throw-away `PYRO_HOME`.
+fn workspace_rows(exe: &Path, args: &BenchArgs) -> anyhow::Result<Vec<Samples>> {
+    let home = tempfile::tempdir()?;
+    let pyro = |cmd_args: &[&str]| -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let output = Command::new(exe)
+            .args(cmd_args)
+            .env("PYRO_HOME", home.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "pyro {} failed: {}",
+            cmd_args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        Ok(started.elapsed())
+    };
+    let env = args.env.as_str();
+
+    eprintln!(
+        "pyro bench: workspace create to first exec, {} runs",
+        args.runs
+    );
+    let mut tti = Samples::new("workspace create + first `exec -- true`");
+    for i in 0..args.runs {
+        let name = format!("tti-{i}");
+        let create = pyro(&["workspace", "create", env, "--name", &name])?;
+        let exec = pyro(&["workspace", "exec", &name, "--", "true"])?;
+        tti.push(create + exec);
+        pyro(&["workspace", "delete", &name])?;
+    }
+
+    eprintln!("pyro bench: exec round trip and reset, {} runs", args.runs);
+    pyro(&["workspace", "create", env, "--name", "hot"])?;
+    let mut exec = Samples::new("`workspace exec -- true` (running workspace)");
+    for _ in 0..args.runs {
+        exec.push(pyro(&["workspace", "exec", "hot", "--", "true"])?);
+    }
+    let mut reset = Samples::new("`workspace reset` to baseline (until usable)");
+    for _ in 0..args.runs {
+        reset.push(pyro(&["workspace", "reset", "hot"])?);
+    }
+    pyro(&["workspace", "delete", "hot"])?;
+
+    let seed_runs = args.runs.min(3);
+    eprintln!(
+        "pyro bench: seeding {} MB in 10k files, {seed_runs} runs",
+        args.seed_mb
+    );
+    let tree = tempfile::tempdir()?;
+    let bytes = generate_tree(tree.path(), args.seed_mb)?;
+    let mut seed_create = Samples::new("create with --seed-path (tree)");
+    let mut bare_create = Samples::new("create without a seed");
+    for i in 0..seed_runs {
+        let name = format!("seed-{i}");
+        seed_create.push(pyro(&[
+            "workspace",
+            "create",
+            env,
+            "--name",
+            &name,
+            "--seed-path",
+            tree.path().to_str().unwrap_or_default(),
+        ])?);
+        pyro(&["workspace", "delete", &name])?;
+        bare_create.push(pyro(&["workspace", "create", env, "--name", &name])?);
+        pyro(&["workspace", "delete", &name])?;
+    }
+    let seconds = (seed_create.median() - bare_create.median()) / 1000.0;
+    let mut throughput = Samples::new(format!(
+        "seeding throughput, MB/s ({} MB, 10k files; value, not ms)",
+        args.seed_mb
+    ));
+    throughput
+        .millis
+        .push(bytes as f64 / 1e6 / seconds.max(0.001));
+    Ok(vec![tti, exec, reset, bare_create, seed_create, throughput])
+}
+
+/// Writes `mb` megabytes of incompressible data as 100 x 100 files.
+fn generate_tree(root: &Path, mb: u64) -> anyhow::Result<u64> {
+    let per_file = (mb * 1_000_000 / 10_000).max(1) as usize;
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut total = 0u64;
+    for d in 0..100 {
+        let dir = root.join(format!("d{d}"));
+        std::fs::create_dir(&dir)?;
+        for f in 0..100 {
+            let mut data = vec![0u8; per_file];
+            for byte in data.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *byte = state as u8;
+            }
+            std::fs::write(dir.join(format!("f{f}.txt")), &data)?;
+            total += per_file as u64;
+        }
+    }
+    Ok(total)
 }
 
 fn render(report: &BenchReport) -> String {
