@@ -5,6 +5,7 @@
 mod support;
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use support::*;
 
@@ -184,6 +185,36 @@ fn a_killed_supervisor_reads_as_crashed_and_leaves_no_vm() {
         .run(&["workspace", "delete", "doomed"])
         .status
         .success());
+}
+
+#[test]
+fn a_vm_that_crashes_reads_as_crashed_with_the_reason() {
+    let home = TestHome::new();
+    let id = home.create(&["--name", "panics"]);
+    let vm = home.vm_pids(&id);
+    let crash = home.sh("panics", "echo c > /proc/sysrq-trigger");
+    assert_eq!(crash.status.code(), Some(125), "{}", stderr(&crash));
+    assert!(
+        stderr(&crash).contains("workspace 'panics' crashed")
+            && stderr(&crash).contains("sysrq triggered crash"),
+        "{}",
+        stderr(&crash)
+    );
+    assert_gone(vm[0], "QEMU after the guest kernel panicked");
+    let status = wait_for(Duration::from_secs(10), || {
+        let status = json(&home.run(&["workspace", "status", "panics", "--json"]));
+        (status["state"] == "crashed").then_some(status)
+    })
+    .expect("the workspace never read as crashed");
+    let reason = status["reason"].as_str().unwrap();
+    assert!(reason.contains("sysrq triggered crash"), "{reason}");
+    let logs = stdout(&home.run(&["workspace", "logs", "panics"]));
+    assert!(logs.contains("Kernel panic"), "{logs}");
+    assert!(home
+        .run(&["workspace", "delete", "panics"])
+        .status
+        .success());
+    assert!(!home.path().join("workspaces").join(&id).exists());
 }
 
 #[test]

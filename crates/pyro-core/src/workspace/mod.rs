@@ -311,20 +311,18 @@ impl Pyro {
 
     /// Kills a workspace's supervisor (and so its VM) and waits until it is
     /// gone; records the workspace as stopped.
-    pub(crate) fn kill_supervisor(
-        &self,
-        store: &WorkspaceStore,
-        record: &WorkspaceRecord,
-    ) -> Result<(), Error> {
+    pub(crate) fn kill_supervisor(&self, store: &WorkspaceStore, record: &WorkspaceRecord) -> Result<(), Error> {
+        // Say first that this death is intended, so that nobody observing
+        // the dead supervisor meanwhile records a crash.
+        let current = store.update(&record.id, |record| {
+            record.state = WorkspaceState::Stopped;
+            Ok(())
+        })?;
         while store.supervisor_alive(&record.id)? {
-            let current = store.read(&record.id)?;
             signal_supervisor(&current, libc::SIGKILL);
             std::thread::sleep(Duration::from_millis(10));
         }
         store.update(&record.id, |record| {
-            if record.state != WorkspaceState::Stopped {
-                record.state = WorkspaceState::Stopped;
-            }
             record.supervisor_pid = None;
             Ok(())
         })?;
@@ -371,10 +369,11 @@ impl Pyro {
         };
         let host_deadline = options.timeout.map(|t| t + crate::run::TIMEOUT_GRACE);
         let end = tokio::select! {
-            end = drive_exec(&guest, exec, sink, host_deadline) => end.map_err(|e| match e {
-                crate::guest::GuestError::Disconnected => Error::Workspace(WorkspaceError::GoneDuringExec),
-                other => Error::Guest(other),
-            })?,
+            end = drive_exec(&guest, exec, sink, host_deadline) => match end {
+                Ok(end) => end,
+                Err(crate::guest::GuestError::Disconnected) => return Err(self.why_gone(query)),
+                Err(other) => return Err(Error::Guest(other)),
+            },
             _ = cancel => RunEnd::Cancelled,
         };
         Ok(ExecReport {
@@ -394,6 +393,30 @@ impl Pyro {
                 });
             }
         }
+    }
+
+    /// Why a workspace went away under a running call: crashed (with the
+    /// reason its supervisor records), else stopped or deleted.
+    pub(crate) fn why_gone(&self, query: &str) -> Error {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            let Ok(store) = self.workspaces() else { break };
+            let Ok(record) = store.resolve(query).and_then(|r| store.observe(&r.id)) else {
+                break;
+            };
+            match &record.state {
+                WorkspaceState::Crashed { reason } => {
+                    return WorkspaceError::Crashed {
+                        name: record.display_name().to_string(),
+                        reason: reason.clone(),
+                    }
+                    .into()
+                }
+                WorkspaceState::Stopped => break,
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        WorkspaceError::GoneDuringExec.into()
     }
 
     /// A guest channel to a running workspace, through its supervisor.
