@@ -209,7 +209,15 @@ fn a_vm_that_crashes_reads_as_crashed_with_the_reason() {
     let reason = status["reason"].as_str().unwrap();
     assert!(reason.contains("sysrq triggered crash"), "{reason}");
     let logs = stdout(&home.run(&["workspace", "logs", "panics"]));
-    assert!(logs.contains("Kernel panic"), "{logs}");
+    assert!(
+        logs.contains("== VM console ==") && logs.contains("Kernel panic"),
+        "{logs}"
+    );
+    let logs = json(&home.run(&["workspace", "logs", "panics", "--json"]));
+    assert!(
+        logs["console"].as_str().unwrap().contains("Kernel panic"),
+        "{logs}"
+    );
     assert!(home
         .run(&["workspace", "delete", "panics"])
         .status

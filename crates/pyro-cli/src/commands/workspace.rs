@@ -58,7 +58,14 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
         WorkspaceCommand::Delete(args) => {
             acknowledge(&pyro.workspace_delete(&args.workspace)?, &args, "deleted")?
         }
-        WorkspaceCommand::Logs(args) => print!("{}", pyro.workspace_logs(&args.workspace)?),
+        WorkspaceCommand::Logs(args) => {
+            let logs = pyro.workspace_logs(&args.workspace)?;
+            if args.json {
+                super::print_json(&logs)?;
+            } else {
+                print!("{logs}");
+            }
+        }
         WorkspaceCommand::Snapshot(SnapshotCommand::Create(args)) => {
             let snapshot = pyro.workspace_snapshot_create(&args.workspace, &args.name)?;
             if args.json {

@@ -117,6 +117,31 @@ pub struct ExecOptions {
     pub timeout: Option<Duration>,
 }
 
+/// What `workspace logs` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkspaceLogs {
+    /// The VM's serial console: kernel and agent messages.
+    pub console: String,
+    /// What the supervisor process printed.
+    pub supervisor: String,
+}
+
+impl std::fmt::Display for WorkspaceLogs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (title, text) in [
+            ("VM console", &self.console),
+            ("supervisor", &self.supervisor),
+        ] {
+            writeln!(f, "== {title} ==")?;
+            f.write_str(text)?;
+            if !text.is_empty() && !text.ends_with('\n') {
+                writeln!(f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How a workspace command ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExecReport {
@@ -311,7 +336,11 @@ impl Pyro {
 
     /// Kills a workspace's supervisor (and so its VM) and waits until it is
     /// gone; records the workspace as stopped.
-    pub(crate) fn kill_supervisor(&self, store: &WorkspaceStore, record: &WorkspaceRecord) -> Result<(), Error> {
+    pub(crate) fn kill_supervisor(
+        &self,
+        store: &WorkspaceStore,
+        record: &WorkspaceRecord,
+    ) -> Result<(), Error> {
         // Say first that this death is intended, so that nobody observing
         // the dead supervisor meanwhile records a crash.
         let current = store.update(&record.id, |record| {
@@ -329,20 +358,17 @@ impl Pyro {
         Ok(())
     }
 
-    /// The supervisor's log and the VM console of a workspace.
-    pub fn workspace_logs(&self, query: &str) -> Result<String, Error> {
+    /// The VM console and the supervisor's log of a workspace.
+    pub fn workspace_logs(&self, query: &str) -> Result<WorkspaceLogs, Error> {
         let store = self.workspaces()?;
         let dir = store.dir(&store.resolve(query)?.id);
-        let mut text = String::new();
-        for (title, file) in [("VM console", CONSOLE), ("supervisor", LOG)] {
-            let content = std::fs::read(dir.join(file)).unwrap_or_default();
-            text.push_str(&format!("== {title} ({file}) ==\n"));
-            text.push_str(&String::from_utf8_lossy(&content));
-            if !text.ends_with('\n') {
-                text.push('\n');
-            }
-        }
-        Ok(text)
+        let read = |file: &str| {
+            String::from_utf8_lossy(&std::fs::read(dir.join(file)).unwrap_or_default()).into_owned()
+        };
+        Ok(WorkspaceLogs {
+            console: read(CONSOLE),
+            supervisor: read(LOG),
+        })
     }
 
     /// Runs a command in a running workspace, streaming its output.
