@@ -47,6 +47,12 @@ pub enum Command {
     Workspace(WorkspaceCommand),
     /// Measure boot and run times and print a table.
     Bench(BenchArgs),
+    /// Register pyro with a chat host (Claude Code, Codex, OpenCode) and check it.
+    #[command(subcommand)]
+    Host(crate::commands::host::HostCommand),
+    /// Serve pyro's tools to an MCP client (a chat-hosted agent) over stdio.
+    #[command(subcommand)]
+    Mcp(crate::commands::mcp::McpCommand),
     /// Internal: the per-workspace supervisor process.
     #[command(name = "__supervise", hide = true)]
     Supervise {

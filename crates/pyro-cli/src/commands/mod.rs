@@ -3,6 +3,8 @@
 mod bench;
 mod doctor;
 mod env;
+pub(crate) mod host;
+pub(crate) mod mcp;
 mod run;
 mod workspace;
 mod workspace_diff;
@@ -21,6 +23,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Env(command) => env::env(&pyro, command),
         Command::Run(args) => run::run(&pyro, args),
         Command::Bench(args) => bench::bench(&pyro, &args),
+        Command::Host(command) => host::host(command),
+        Command::Mcp(command) => mcp::mcp(&pyro, command),
         Command::Workspace(command) => workspace::workspace(&pyro, command),
         Command::Supervise { home, id, ready_fd } => Ok(pyro_core::workspace::supervisor::run(
             &pyro,

@@ -1,0 +1,198 @@
+//! The pyro MCP server: `pyro mcp serve` over stdio.
+//!
+//! It adapts the facade ([`pyro_core::Pyro`]) to MCP tools with rmcp's
+//! `#[tool_router]`/`#[tool]`: arguments are `Parameters<T>` with a described
+//! schema, results are structured content (with an output schema) plus a
+//! short text, and failures a model can act on are `is_error` results with
+//! the facade's message. Three profiles choose the tool set; see [`Profile`].
+//! No product logic lives here.
+
+mod local;
+mod output;
+mod tools_core;
+mod tools_files;
+mod tools_full;
+mod tools_run;
+mod types;
+
+use std::path::{Path, PathBuf};
+
+use pyro_core::workspace::Seed;
+use pyro_core::Pyro;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
+use rmcp::{tool_handler, ServerHandler, ServiceExt};
+
+pub use output::STREAM_CAP;
+
+/// Which tools the server offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// One-shot `vm_run` and `env_list`.
+    VmRun,
+    /// Workspace lifecycle, exec, files, patches, diff, export, reset.
+    #[default]
+    WorkspaceCore,
+    /// Core plus snapshots, stop/start, sync push, logs and update.
+    WorkspaceFull,
+}
+
+impl Profile {
+    /// The profile's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::VmRun => "vm-run",
+            Profile::WorkspaceCore => "workspace-core",
+            Profile::WorkspaceFull => "workspace-full",
+        }
+    }
+}
+
+/// What the server was started with.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub profile: Profile,
+    /// What `workspace_create` seeds /workspace with when the call names no
+    /// seed; see [`project_seed`].
+    pub default_seed: Option<Seed>,
+}
+
+/// The seed for project-aware startup: `--repo-url` (with `--repo-ref`),
+/// else `--project-path`, else the Git checkout around `cwd` (the nearest
+/// ancestor holding `.git`), else none.
+pub fn project_seed(
+    project_path: Option<PathBuf>,
+    repo_url: Option<String>,
+    repo_ref: Option<String>,
+    cwd: &Path,
+) -> Option<Seed> {
+    if let Some(url) = repo_url {
+        return Some(Seed::Repo {
+            url,
+            reference: repo_ref,
+        });
+    }
+    if let Some(path) = project_path {
+        return Some(Seed::Path(path));
+    }
+    cwd.ancestors()
+        .find(|dir| dir.join(".git").exists())
+        .map(|root| Seed::Path(root.to_path_buf()))
+}
+
+/// The MCP server: the facade plus the profile's tools.
+#[derive(Clone)]
+pub struct PyroServer {
+    pyro: Pyro,
+    profile: Profile,
+    default_seed: Option<Seed>,
+    local: local::LocalRunner,
+    tool_router: ToolRouter<Self>,
+}
+
+impl PyroServer {
+    pub fn new(pyro: Pyro, options: ServeOptions) -> Self {
+        let tool_router = match options.profile {
+            Profile::VmRun => Self::run_router(),
+            Profile::WorkspaceCore => Self::core_router() + Self::files_router(),
+            Profile::WorkspaceFull => {
+                Self::core_router() + Self::files_router() + Self::full_router()
+            }
+        };
+        PyroServer {
+            pyro,
+            profile: options.profile,
+            default_seed: options.default_seed,
+            local: local::LocalRunner::start(),
+            tool_router,
+        }
+    }
+
+    /// The names of the tools this server offers, sorted.
+    pub fn tool_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .tool_router
+            .list_all()
+            .into_iter()
+            .map(|tool| tool.name.into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn instructions(&self) -> String {
+        let seed = match &self.default_seed {
+            Some(Seed::Path(path)) => format!(
+                "workspace_create without a seed copies the project {} into /workspace.",
+                path.display()
+            ),
+            Some(Seed::Repo { url, reference }) => format!(
+                "workspace_create without a seed clones {url}{} into /workspace.",
+                reference
+                    .as_deref()
+                    .map(|r| format!(" at {r}"))
+                    .unwrap_or_default()
+            ),
+            None => "workspace_create without a seed starts with an empty /workspace.".into(),
+        };
+        match self.profile {
+            Profile::VmRun => "pyro runs commands in disposable Linux VMs (network off). \
+                 Use vm_run for one command in a fresh VM (env_list shows the environments); \
+                 nothing persists between calls."
+                .into(),
+            _ => format!(
+                "pyro gives you a disposable workspace inside a real Linux VM (network off). \
+                 Workflow: workspace_create once per task (keep the returned id), then \
+                 workspace_exec to run commands (cwd /workspace), workspace_file_read / \
+                 workspace_file_write / workspace_patch_apply to inspect and edit, \
+                 workspace_diff to review changes since the baseline, workspace_export to copy \
+                 results to the host, workspace_reset to start over, and workspace_delete when \
+                 done. Paths are relative to /workspace. {seed}"
+            ),
+        }
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for PyroServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("pyro", env!("CARGO_PKG_VERSION")))
+            .with_instructions(self.instructions())
+    }
+}
+
+/// Serves `server` over stdin/stdout until the client disconnects. Call it
+/// on a multi-thread runtime whose worker threads outlive any VM it starts.
+pub async fn serve_stdio(server: PyroServer) -> anyhow::Result<()> {
+    let running = server.serve(rmcp::transport::stdio()).await?;
+    running.waiting().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_seed_prefers_flags_then_the_git_root() {
+        let dir = std::env::temp_dir().join(format!("pyro-mcp-seed-{}", std::process::id()));
+        let nested = dir.join("a/b");
+        std::fs::create_dir_all(&nested).unwrap();
+        std::fs::create_dir_all(dir.join(".git")).unwrap();
+        match project_seed(None, None, None, &nested) {
+            Some(Seed::Path(path)) => assert_eq!(path, dir),
+            other => panic!("{other:?}"),
+        }
+        match project_seed(Some("/x".into()), None, None, &nested) {
+            Some(Seed::Path(path)) => assert_eq!(path, Path::new("/x")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            project_seed(None, Some("u".into()), Some("r".into()), &nested),
+            Some(Seed::Repo { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(project_seed(None, None, None, Path::new("/")).is_none());
+    }
+}

@@ -1,0 +1,176 @@
+//! How tool results are shaped: structured content (with an output schema)
+//! plus a short text for the model, errors as `is_error` results, and caps on
+//! large output.
+
+use std::sync::Arc;
+
+use rmcp::handler::server::tool::IntoCallToolResult;
+use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, JsonObject};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+/// Most bytes of one output stream (stdout, stderr, a file, a diff) a tool
+/// returns in one call.
+pub const STREAM_CAP: usize = 64 * 1024;
+
+/// A successful tool result: `value` becomes the structured content, `text`
+/// the one text block a model reads.
+pub struct Out<T> {
+    pub text: String,
+    pub value: T,
+}
+
+impl<T> Out<T> {
+    pub fn new(text: impl Into<String>, value: T) -> Self {
+        Out {
+            text: text.into(),
+            value,
+        }
+    }
+}
+
+impl<T: Serialize> IntoCallToolResult for Out<T> {
+    fn into_call_tool_result(self) -> Result<CallToolResponse, rmcp::ErrorData> {
+        let value = serde_json::to_value(self.value)
+            .map_err(|e| rmcp::ErrorData::internal_error(e.to_string(), None))?;
+        let mut result = CallToolResult::success(vec![ContentBlock::text(self.text)]);
+        result.structured_content = Some(value);
+        Ok(result.into())
+    }
+}
+
+/// A failure the model can act on: an `is_error` tool result carrying the
+/// facade's message.
+#[derive(Debug)]
+pub struct ToolError(pub String);
+
+impl IntoCallToolResult for ToolError {
+    fn into_call_tool_result(self) -> Result<CallToolResponse, rmcp::ErrorData> {
+        Ok(CallToolResult::error(vec![ContentBlock::text(self.0)]).into())
+    }
+}
+
+impl From<pyro_core::Error> for ToolError {
+    fn from(error: pyro_core::Error) -> Self {
+        ToolError(error_chain(&error))
+    }
+}
+
+/// The error's message followed by its sources, `: `-joined, as the CLI
+/// prints them.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// The error when the VM thread is gone (it panicked).
+pub fn gone() -> ToolError {
+    ToolError("internal error: the pyro MCP server's VM thread stopped; restart the server".into())
+}
+
+/// What every tool returns.
+pub type ToolResult<T> = Result<Out<T>, ToolError>;
+
+/// The output schema of a tool returning `T`.
+pub fn schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
+    rmcp::handler::server::common::schema_for_output::<T>()
+}
+
+/// A byte stream cut to [`STREAM_CAP`]: the text kept and how much was left.
+#[derive(Debug, Default, Serialize, JsonSchema)]
+pub struct Capped {
+    /// The bytes kept (lossy UTF-8), at most 64 KiB.
+    pub text: String,
+    /// Bytes that were cut off the end and are not in `text`.
+    pub truncated_bytes: u64,
+}
+
+/// Collects a stream up to [`STREAM_CAP`], counting what it drops.
+#[derive(Debug, Default)]
+pub struct CapBuffer {
+    kept: Vec<u8>,
+    dropped: u64,
+}
+
+impl CapBuffer {
+    pub fn push(&mut self, bytes: &[u8]) {
+        let room = STREAM_CAP.saturating_sub(self.kept.len());
+        let take = room.min(bytes.len());
+        self.kept.extend_from_slice(&bytes[..take]);
+        self.dropped += (bytes.len() - take) as u64;
+    }
+
+    pub fn finish(self) -> Capped {
+        Capped {
+            text: String::from_utf8_lossy(&self.kept).into_owned(),
+            truncated_bytes: self.dropped,
+        }
+    }
+}
+
+/// Two capped streams, for `OutputSink`.
+#[derive(Debug, Default)]
+pub struct CapSink {
+    pub stdout: CapBuffer,
+    pub stderr: CapBuffer,
+}
+
+impl pyro_core::OutputSink for CapSink {
+    fn stdout(&mut self, bytes: &[u8]) {
+        self.stdout.push(bytes);
+    }
+    fn stderr(&mut self, bytes: &[u8]) {
+        self.stderr.push(bytes);
+    }
+}
+
+/// The text block for a command's output: each non-empty stream with its
+/// truncation marker.
+pub fn streams_text(stdout: &Capped, stderr: &Capped) -> String {
+    let mut text = String::new();
+    for (name, stream) in [("stdout", stdout), ("stderr", stderr)] {
+        if stream.text.is_empty() && stream.truncated_bytes == 0 {
+            continue;
+        }
+        text.push_str(&format!("--- {name} ---\n{}", stream.text));
+        if !stream.text.ends_with('\n') {
+            text.push('\n');
+        }
+        if stream.truncated_bytes > 0 {
+            text.push_str(&format!(
+                "[{name} truncated: {} more bytes; rerun with a narrower command or redirect \
+                 to a file and read it with workspace_file_read]\n",
+                stream.truncated_bytes
+            ));
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_buffer_keeps_the_head_and_counts_the_rest() {
+        let mut buffer = CapBuffer::default();
+        buffer.push(&vec![b'a'; STREAM_CAP - 1]);
+        buffer.push(b"bcd");
+        let capped = buffer.finish();
+        assert_eq!(capped.text.len(), STREAM_CAP);
+        assert!(capped.text.ends_with('b'));
+        assert_eq!(capped.truncated_bytes, 2);
+        let text = streams_text(&capped, &Capped::default());
+        assert!(text.contains("stdout truncated: 2 more bytes"), "{text}");
+        assert!(!text.contains("stderr"));
+    }
+}

@@ -1,0 +1,254 @@
+//! The `workspace-core` lifecycle tools: create, list, status, delete,
+//! exec and reset.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pyro_core::workspace::{CreateRequest, ExecOptions, Seed};
+use pyro_core::RunRequest;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::{tool, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::output::{gone, schema, CapSink, Out, ToolError, ToolResult};
+use crate::tools_run::default_env;
+use crate::types::{CommandResult, WorkspaceInfo, WorkspaceList};
+use crate::PyroServer;
+
+/// Arguments of `workspace_create`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateParams {
+    /// The environment to boot (default `debian:12`; see env_list in the vm-run profile).
+    #[serde(default = "default_env")]
+    pub env: String,
+    /// An optional unique name to refer to the workspace by (letters, digits, '.', '_', '-').
+    pub name: Option<String>,
+    /// Free-form labels, key -> value, e.g. {"task": "123"}.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// A host directory to copy into /workspace. Omit to use the server's project (if it has one).
+    pub seed_path: Option<String>,
+    /// A Git repository URL to clone into /workspace instead of seed_path.
+    pub repo_url: Option<String>,
+    /// The branch, tag or commit of repo_url to check out (default: its HEAD).
+    pub repo_ref: Option<String>,
+    /// vCPUs (default 1).
+    pub cpus: Option<u32>,
+    /// Memory in MiB (default 1024).
+    pub memory_mib: Option<u32>,
+}
+
+/// A workspace, by id, id prefix or name.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceParams {
+    /// The workspace id (or a unique prefix of it) or its name, as workspace_create returned.
+    pub workspace: String,
+}
+
+/// Arguments of `workspace_list`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only workspaces carrying every one of these labels (key -> value).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Arguments of `workspace_exec`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecParams {
+    /// The workspace id or name.
+    pub workspace: String,
+    /// A shell command line, run with `sh -c` (pipes, `&&` and redirects work).
+    pub command: String,
+    /// The working directory in the guest (default /workspace).
+    pub cwd: Option<String>,
+    /// Extra environment variables, NAME -> value.
+    #[serde(default)]
+    pub env_vars: BTreeMap<String, String>,
+    /// Stop the command after this many seconds (default: no limit).
+    pub timeout_seconds: Option<u64>,
+}
+
+/// Arguments of `workspace_reset`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetParams {
+    /// The workspace id or name.
+    pub workspace: String,
+    /// A snapshot to go back to; omit for the baseline (the state right after create).
+    pub snapshot: Option<String>,
+}
+
+#[tool_router(router = core_router, vis = "pub(crate)")]
+impl PyroServer {
+    /// Create a workspace: a Linux VM that keeps running between calls, with the project
+    /// copied into /workspace. Call it once per task and keep the returned id for every
+    /// other workspace tool. Takes a few seconds.
+    #[tool(
+        output_schema = schema::<WorkspaceInfo>(),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)
+    )]
+    async fn workspace_create(
+        &self,
+        Parameters(params): Parameters<CreateParams>,
+    ) -> ToolResult<WorkspaceInfo> {
+        let seed = match (params.repo_url, params.seed_path) {
+            (Some(_), Some(_)) => {
+                return Err(ToolError(
+                    "give either seed_path or repo_url, not both".into(),
+                ))
+            }
+            (Some(url), None) => Some(Seed::Repo {
+                url,
+                reference: params.repo_ref,
+            }),
+            (None, Some(path)) => Some(Seed::Path(PathBuf::from(path))),
+            (None, None) => self.default_seed.clone(),
+        };
+        let request = CreateRequest {
+            env: params.env,
+            name: params.name,
+            labels: params.labels.into_iter().collect(),
+            cpus: params.cpus.unwrap_or(RunRequest::DEFAULT_CPUS),
+            memory_mib: params.memory_mib.unwrap_or(RunRequest::DEFAULT_MEMORY_MIB),
+            seed: seed.clone(),
+        };
+        let info = WorkspaceInfo::from(self.pyro.workspace_create(&request).await?);
+        let seeded = match &seed {
+            Some(Seed::Path(path)) => format!(", /workspace seeded from {}", path.display()),
+            Some(Seed::Repo { url, .. }) => format!(", /workspace cloned from {url}"),
+            None => ", /workspace is empty".into(),
+        };
+        Ok(Out::new(
+            format!("created workspace {}{seeded}", info.line()),
+            info,
+        ))
+    }
+
+    /// List workspaces (id, name, environment, state), optionally filtered by labels. Use it to
+    /// find a workspace created earlier.
+    #[tool(
+        output_schema = schema::<WorkspaceList>(),
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn workspace_list(
+        &self,
+        Parameters(params): Parameters<ListParams>,
+    ) -> ToolResult<WorkspaceList> {
+        let labels: Vec<(String, String)> = params.labels.into_iter().collect();
+        let workspaces: Vec<WorkspaceInfo> = self
+            .pyro
+            .workspace_list(&labels)?
+            .into_iter()
+            .map(WorkspaceInfo::from)
+            .collect();
+        let text = if workspaces.is_empty() {
+            "no workspaces".to_string()
+        } else {
+            workspaces
+                .iter()
+                .map(WorkspaceInfo::line)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        Ok(Out::new(text, WorkspaceList { workspaces }))
+    }
+
+    /// Show one workspace: its state (running, stopped, crashed with the reason), labels and
+    /// snapshots.
+    #[tool(
+        output_schema = schema::<WorkspaceInfo>(),
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn workspace_status(
+        &self,
+        Parameters(params): Parameters<WorkspaceParams>,
+    ) -> ToolResult<WorkspaceInfo> {
+        let info = WorkspaceInfo::from(self.pyro.workspace_status(&params.workspace)?);
+        Ok(Out::new(info.line(), info))
+    }
+
+    /// Delete a workspace: kill its VM and remove its disk and snapshots for good. Export
+    /// anything you need first.
+    #[tool(
+        output_schema = schema::<WorkspaceInfo>(),
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
+    )]
+    async fn workspace_delete(
+        &self,
+        Parameters(params): Parameters<WorkspaceParams>,
+    ) -> ToolResult<WorkspaceInfo> {
+        let info = WorkspaceInfo::from(self.pyro.workspace_delete(&params.workspace)?);
+        Ok(Out::new(format!("deleted workspace {}", info.id), info))
+    }
+
+    /// Run a shell command in a workspace (cwd /workspace) and get its exit code, stdout and
+    /// stderr (each capped at 64 KiB). Use it to build, test, install packages and inspect.
+    #[tool(
+        output_schema = schema::<CommandResult>(),
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
+    )]
+    async fn workspace_exec(
+        &self,
+        Parameters(params): Parameters<ExecParams>,
+        cancel: CancellationToken,
+    ) -> ToolResult<CommandResult> {
+        let options = ExecOptions {
+            argv: vec!["sh".into(), "-c".into(), params.command],
+            cwd: params.cwd,
+            env_vars: params.env_vars.into_iter().collect(),
+            timeout: params.timeout_seconds.map(Duration::from_secs),
+        };
+        let pyro = self.pyro.clone();
+        let workspace = params.workspace;
+        let (report, sink) = self
+            .local
+            .run(cancel, move |cancel| async move {
+                let mut sink = CapSink::default();
+                let report = pyro
+                    .workspace_exec(&workspace, &options, &mut sink, cancel.cancelled_owned())
+                    .await;
+                (report, sink)
+            })
+            .await
+            .ok_or_else(gone)?;
+        let report = report?;
+        let result = CommandResult::new(
+            &report.end,
+            report.exit_code(),
+            report.duration_ms,
+            sink.stdout.finish(),
+            sink.stderr.finish(),
+        );
+        Ok(Out::new(result.text(), result))
+    }
+
+    /// Put the whole workspace disk back to the baseline (the state right after create) or to
+    /// a named snapshot, and reboot it. Every change since is lost; running commands end.
+    #[tool(
+        output_schema = schema::<WorkspaceInfo>(),
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn workspace_reset(
+        &self,
+        Parameters(params): Parameters<ResetParams>,
+    ) -> ToolResult<WorkspaceInfo> {
+        let record = self
+            .pyro
+            .workspace_reset(&params.workspace, params.snapshot.as_deref())
+            .await?;
+        let info = WorkspaceInfo::from(record);
+        let target = params.snapshot.as_deref().unwrap_or("the baseline");
+        Ok(Out::new(
+            format!("workspace {} reset to {target}", info.id),
+            info,
+        ))
+    }
+}

@@ -1,0 +1,253 @@
+//! The tools `workspace-full` adds: snapshots, stop/start, sync push, logs
+//! and update.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::{tool, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::output::{schema, Out, ToolResult};
+use crate::tools_core::WorkspaceParams;
+use crate::types::{Done, WorkspaceInfo};
+use crate::PyroServer;
+
+/// A workspace and a snapshot name.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotParams {
+    /// The workspace id or name.
+    pub workspace: String,
+    /// The snapshot name (letters, digits, '.', '_', '-').
+    pub name: String,
+}
+
+/// One snapshot.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SnapshotInfo {
+    /// Its name, for workspace_reset's `snapshot`.
+    pub name: String,
+    /// When it was taken (RFC 3339).
+    pub created_at: String,
+}
+
+/// A workspace's snapshots.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SnapshotList {
+    /// Oldest first.
+    pub snapshots: Vec<SnapshotInfo>,
+}
+
+/// Arguments of `workspace_sync_push`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncPushParams {
+    /// The workspace id or name.
+    pub workspace: String,
+    /// A directory on the host to copy in.
+    pub source: String,
+    /// Where under /workspace to put its content (default: /workspace itself).
+    pub dest: Option<String>,
+}
+
+/// What a sync copied.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SyncResult {
+    /// Files copied.
+    pub files: u64,
+    /// Bytes copied.
+    pub bytes: u64,
+}
+
+/// Arguments of `workspace_update`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateParams {
+    /// The workspace id or name.
+    pub workspace: String,
+    /// A new unique name.
+    pub name: Option<String>,
+    /// Labels to set, key -> value; an empty value removes the label.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A workspace's logs.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LogsResult {
+    /// The VM's serial console (last 64 KiB): kernel and agent messages.
+    pub console: String,
+    /// What the supervisor process printed (last 64 KiB).
+    pub supervisor: String,
+}
+
+/// The last [`crate::STREAM_CAP`] bytes of a log.
+fn tail(text: &str) -> String {
+    let mut cut = text.len().saturating_sub(crate::STREAM_CAP);
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    text[cut..].to_string()
+}
+
+#[tool_router(router = full_router, vis = "pub(crate)")]
+impl PyroServer {
+    /// Name the current whole-disk state of a workspace, cheaply, to come back to later with
+    /// workspace_reset. Take one before risky changes.
+    #[tool(
+        output_schema = schema::<SnapshotInfo>(),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)
+    )]
+    async fn workspace_snapshot_create(
+        &self,
+        Parameters(params): Parameters<SnapshotParams>,
+    ) -> ToolResult<SnapshotInfo> {
+        let snapshot = self
+            .pyro
+            .workspace_snapshot_create(&params.workspace, &params.name)?;
+        Ok(Out::new(
+            format!("snapshot {} taken", snapshot.name),
+            SnapshotInfo {
+                name: snapshot.name,
+                created_at: snapshot.created_at,
+            },
+        ))
+    }
+
+    /// List a workspace's snapshots, oldest first.
+    #[tool(
+        output_schema = schema::<SnapshotList>(),
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn workspace_snapshot_list(
+        &self,
+        Parameters(params): Parameters<WorkspaceParams>,
+    ) -> ToolResult<SnapshotList> {
+        let snapshots: Vec<SnapshotInfo> = self
+            .pyro
+            .workspace_snapshot_list(&params.workspace)?
+            .into_iter()
+            .map(|s| SnapshotInfo {
+                name: s.name,
+                created_at: s.created_at,
+            })
+            .collect();
+        let text = if snapshots.is_empty() {
+            "no snapshots".to_string()
+        } else {
+            snapshots
+                .iter()
+                .map(|s| format!("{} ({})", s.name, s.created_at))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        Ok(Out::new(text, SnapshotList { snapshots }))
+    }
+
+    /// Delete a snapshot of a workspace; the workspace itself is not changed.
+    #[tool(
+        output_schema = schema::<Done>(),
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
+    )]
+    async fn workspace_snapshot_delete(
+        &self,
+        Parameters(params): Parameters<SnapshotParams>,
+    ) -> ToolResult<Done> {
+        self.pyro
+            .workspace_snapshot_delete(&params.workspace, &params.name)?;
+        let message = format!("snapshot {} deleted", params.name);
+        Ok(Out::new(message.clone(), Done { message }))
+    }
+
+    /// Power a workspace's VM off; its disk keeps every change. Running commands end. Use
+    /// workspace_start to boot it again.
+    #[tool(
+        output_schema = schema::<WorkspaceInfo>(),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn workspace_stop(
+        &self,
+        Parameters(params): Parameters<WorkspaceParams>,
+    ) -> ToolResult<WorkspaceInfo> {
+        let info = WorkspaceInfo::from(self.pyro.workspace_stop(&params.workspace)?);
+        Ok(Out::new(info.line(), info))
+    }
+
+    /// Boot a stopped or crashed workspace again from its disk.
+    #[tool(
+        output_schema = schema::<WorkspaceInfo>(),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)
+    )]
+    async fn workspace_start(
+        &self,
+        Parameters(params): Parameters<WorkspaceParams>,
+    ) -> ToolResult<WorkspaceInfo> {
+        let info = WorkspaceInfo::from(self.pyro.workspace_start(&params.workspace)?);
+        Ok(Out::new(info.line(), info))
+    }
+
+    /// Copy a host directory into /workspace (or a subdirectory of it), overwriting files of
+    /// the same name. Use it to bring in files that changed on the host.
+    #[tool(
+        output_schema = schema::<SyncResult>(),
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn workspace_sync_push(
+        &self,
+        Parameters(params): Parameters<SyncPushParams>,
+    ) -> ToolResult<SyncResult> {
+        let source = PathBuf::from(&params.source);
+        let report = self
+            .pyro
+            .workspace_sync_push(&params.workspace, &source, params.dest.as_deref())
+            .await?;
+        Ok(Out::new(
+            format!("copied {} files ({} bytes)", report.files, report.bytes),
+            SyncResult {
+                files: report.files,
+                bytes: report.bytes,
+            },
+        ))
+    }
+
+    /// Show a workspace's VM console and supervisor log (last 64 KiB each). Use it when a
+    /// workspace crashed or will not start.
+    #[tool(
+        output_schema = schema::<LogsResult>(),
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn workspace_logs(
+        &self,
+        Parameters(params): Parameters<WorkspaceParams>,
+    ) -> ToolResult<LogsResult> {
+        let logs = self.pyro.workspace_logs(&params.workspace)?;
+        let value = LogsResult {
+            console: tail(&logs.console),
+            supervisor: tail(&logs.supervisor),
+        };
+        let text = format!(
+            "--- console ---\n{}\n--- supervisor ---\n{}",
+            value.console, value.supervisor
+        );
+        Ok(Out::new(text, value))
+    }
+
+    /// Rename a workspace or change its labels.
+    #[tool(
+        output_schema = schema::<WorkspaceInfo>(),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn workspace_update(
+        &self,
+        Parameters(params): Parameters<UpdateParams>,
+    ) -> ToolResult<WorkspaceInfo> {
+        let labels: Vec<(String, String)> = params.labels.into_iter().collect();
+        let record = self
+            .pyro
+            .workspace_update(&params.workspace, params.name, &labels)?;
+        let info = WorkspaceInfo::from(record);
+        Ok(Out::new(info.line(), info))
+    }
+}

@@ -1,0 +1,158 @@
+//! The `vm-run` profile: one command in a throw-away VM, and the
+//! environments it can use.
+
+use std::time::Duration;
+
+use pyro_core::RunRequest;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::{tool, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::output::{gone, schema, CapSink, Out, ToolError, ToolResult};
+use crate::types::CommandResult;
+use crate::PyroServer;
+
+/// Arguments of `vm_run`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmRunParams {
+    /// The environment to boot, e.g. `debian:12` (see env_list).
+    #[serde(default = "default_env")]
+    pub env: String,
+    /// The command and its arguments, e.g. ["sh", "-c", "uname -a"]; no shell unless you ask for one.
+    pub command: Vec<String>,
+    /// Stop the command after this many seconds (boot time not counted).
+    pub timeout_seconds: Option<u64>,
+    /// vCPUs for the VM (default 1).
+    pub cpus: Option<u32>,
+    /// VM memory in MiB (default 1024).
+    pub memory_mib: Option<u32>,
+    /// Extra environment variables for the command, NAME -> value.
+    #[serde(default)]
+    pub env_vars: std::collections::BTreeMap<String, String>,
+}
+
+pub(crate) fn default_env() -> String {
+    "debian:12".to_string()
+}
+
+/// `env_list` takes no arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// The result of `vm_run`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct VmRunResult {
+    /// The environment that ran it.
+    pub env: String,
+    /// `kvm` or `tcg` (software emulation, slower).
+    pub accel: String,
+    /// Milliseconds until the VM answered.
+    pub boot_ms: u64,
+    /// How the command ended and what it printed.
+    #[serde(flatten)]
+    pub result: CommandResult,
+}
+
+/// One environment.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EnvInfo {
+    /// The name to pass as `env`, e.g. `debian:12`.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// True when it is pulled and can boot now; otherwise a human runs `pyro env pull NAME`.
+    pub installed: bool,
+    /// Notable packages it contains.
+    pub packages: Vec<String>,
+}
+
+/// The environments.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EnvList {
+    /// Every curated environment.
+    pub environments: Vec<EnvInfo>,
+}
+
+#[tool_router(router = run_router, vis = "pub(crate)")]
+impl PyroServer {
+    /// Run one command in a fresh, throw-away Linux VM (network off) and get its exit code and
+    /// output. Use for a quick isolated check; nothing persists afterwards.
+    #[tool(
+        output_schema = schema::<VmRunResult>(),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)
+    )]
+    async fn vm_run(
+        &self,
+        Parameters(params): Parameters<VmRunParams>,
+        cancel: CancellationToken,
+    ) -> ToolResult<VmRunResult> {
+        let mut request = RunRequest::new(params.env, params.command);
+        request.timeout = params.timeout_seconds.map(Duration::from_secs);
+        request.cpus = params.cpus.unwrap_or(RunRequest::DEFAULT_CPUS);
+        request.memory_mib = params.memory_mib.unwrap_or(RunRequest::DEFAULT_MEMORY_MIB);
+        request.env_vars = params.env_vars.into_iter().collect();
+        let pyro = self.pyro.clone();
+        // On the long-lived VM thread, never in spawn_blocking: the VM dies
+        // with the thread that spawned it.
+        let (report, sink) = self
+            .local
+            .run(cancel, move |cancel| async move {
+                let mut sink = CapSink::default();
+                let report = pyro
+                    .run(&request, &mut sink, cancel.cancelled_owned())
+                    .await;
+                (report, sink)
+            })
+            .await
+            .ok_or_else(gone)?;
+        let report = report?;
+        let result = CommandResult::new(
+            &report.end,
+            report.exit_code(),
+            report.total_ms.saturating_sub(report.boot_ms),
+            sink.stdout.finish(),
+            sink.stderr.finish(),
+        );
+        let value = VmRunResult {
+            env: report.env,
+            accel: format!("{:?}", report.accel).to_lowercase(),
+            boot_ms: report.boot_ms,
+            result,
+        };
+        Ok(Out::new(value.result.text(), value))
+    }
+
+    /// List the VM environments (e.g. debian:12) and whether each is pulled and ready to boot.
+    #[tool(
+        output_schema = schema::<EnvList>(),
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn env_list(&self, _: Parameters<NoParams>) -> ToolResult<EnvList> {
+        let store = self.pyro.env_store()?;
+        let envs = store
+            .list()
+            .map_err(|e| ToolError::from(pyro_core::Error::from(e)))?;
+        let environments: Vec<EnvInfo> = envs
+            .into_iter()
+            .map(|env| EnvInfo {
+                name: env.name,
+                description: env.description,
+                installed: env.installed.is_some(),
+                packages: env.packages,
+            })
+            .collect();
+        let text = environments
+            .iter()
+            .map(|e| {
+                let state = if e.installed { "ready" } else { "not pulled" };
+                format!("{} ({state}): {}", e.name, e.description)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        Ok(Out::new(text, EnvList { environments }))
+    }
+}

@@ -1,0 +1,147 @@
+//! Structured results: plain, schema-described mirrors of the facade's
+//! reports.
+
+use std::collections::BTreeMap;
+
+use pyro_core::workspace::store::{WorkspaceRecord, WorkspaceState};
+use pyro_core::RunEnd;
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::output::Capped;
+
+/// One workspace.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WorkspaceInfo {
+    /// The id; any tool taking `workspace` accepts it, a unique prefix, or the name.
+    pub id: String,
+    /// The optional unique name.
+    pub name: Option<String>,
+    /// The environment it was created from, e.g. `debian:12`.
+    pub env: String,
+    /// `starting`, `running`, `stopped` or `crashed`.
+    pub state: String,
+    /// Why it crashed, when it did.
+    pub reason: Option<String>,
+    /// Free-form `key=value` labels.
+    pub labels: BTreeMap<String, String>,
+    /// vCPUs.
+    pub cpus: u32,
+    /// Memory in MiB.
+    pub memory_mib: u32,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// When a tool last used it (RFC 3339).
+    pub last_activity_at: String,
+    /// Names of its snapshots, oldest first.
+    pub snapshots: Vec<String>,
+}
+
+impl From<WorkspaceRecord> for WorkspaceInfo {
+    fn from(record: WorkspaceRecord) -> Self {
+        let reason = match &record.state {
+            WorkspaceState::Crashed { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        WorkspaceInfo {
+            state: record.state.label().to_string(),
+            reason,
+            id: record.id,
+            name: record.name,
+            env: record.env,
+            labels: record.labels,
+            cpus: record.cpus,
+            memory_mib: record.memory_mib,
+            created_at: record.created_at,
+            last_activity_at: record.last_activity_at,
+            snapshots: record.snapshots.into_iter().map(|s| s.name).collect(),
+        }
+    }
+}
+
+impl WorkspaceInfo {
+    /// `id (name) env state`, one line.
+    pub fn line(&self) -> String {
+        let name = self
+            .name
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
+        let reason = self
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        format!("{}{name} {} {}{reason}", self.id, self.env, self.state)
+    }
+}
+
+/// A list of workspaces.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WorkspaceList {
+    /// The workspaces, oldest first.
+    pub workspaces: Vec<WorkspaceInfo>,
+}
+
+/// How a command ended and what it printed.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CommandResult {
+    /// The shell-style exit code: the command's own; 124 timed out, 126 not
+    /// executable, 127 not found, 130 cancelled.
+    pub exit_code: i32,
+    /// True when the timeout stopped it.
+    pub timed_out: bool,
+    /// Set when the command could not start (not found, bad cwd, …).
+    pub failure: Option<String>,
+    /// Standard output (first 64 KiB).
+    pub stdout: Capped,
+    /// Standard error (first 64 KiB).
+    pub stderr: Capped,
+    /// Wall time of the command in milliseconds.
+    pub duration_ms: u64,
+}
+
+impl CommandResult {
+    pub fn new(
+        end: &RunEnd,
+        exit_code: i32,
+        duration_ms: u64,
+        stdout: Capped,
+        stderr: Capped,
+    ) -> Self {
+        let (timed_out, failure) = match end {
+            RunEnd::Exited { status } => (status.timed_out, None),
+            RunEnd::Failed { message, .. } => (false, Some(message.clone())),
+            RunEnd::Cancelled => (false, Some("cancelled".to_string())),
+        };
+        CommandResult {
+            exit_code,
+            timed_out,
+            failure,
+            stdout,
+            stderr,
+            duration_ms,
+        }
+    }
+
+    /// `exit 0 (12 ms)` then the streams.
+    pub fn text(&self) -> String {
+        let mut text = format!("exit {} ({} ms)", self.exit_code, self.duration_ms);
+        if self.timed_out {
+            text.push_str(", timed out");
+        }
+        if let Some(failure) = &self.failure {
+            text.push_str(&format!(", could not run: {failure}"));
+        }
+        text.push('\n');
+        text.push_str(&crate::output::streams_text(&self.stdout, &self.stderr));
+        text
+    }
+}
+
+/// A finished host-side operation with no other result.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Done {
+    /// What was done, in words.
+    pub message: String,
+}
