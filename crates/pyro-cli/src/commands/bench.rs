@@ -61,6 +61,11 @@ pub fn bench(pyro: &Pyro, args: &BenchArgs) -> anyhow::Result<i32> {
 
     let ratio = cold.median() / floor.median();
     let mut rows = vec![Row::from(floor), Row::from(cold)];
+    eprintln!(
+        "pyro bench: MCP server start and tools/list, {} runs",
+        args.runs
+    );
+    rows.extend(mcp_rows(&exe, args.runs)?.into_iter().map(Row::from));
     if !args.skip_workspaces {
         rows.extend(workspace_rows(&exe, args)?.into_iter().map(Row::from));
     }
@@ -80,6 +85,68 @@ pub fn bench(pyro: &Pyro, args: &BenchArgs) -> anyhow::Result<i32> {
         std::fs::write(path, &table)?;
     }
     Ok(0)
+}
+
+/// `pyro mcp serve` from spawn to the `initialize` answer, then a
+/// `tools/list` round trip, speaking newline-delimited JSON-RPC on stdio.
+fn mcp_rows(exe: &Path, runs: usize) -> anyhow::Result<Vec<Samples>> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut start = Samples::new("`pyro mcp serve` start to `initialize` answered");
+    let mut list = Samples::new("MCP `tools/list` round trip (workspace-core)");
+    for _ in 0..runs {
+        let started = Instant::now();
+        let mut server = Command::new(exe)
+            .args(["mcp", "serve"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut stdin = server.stdin.take().expect("piped stdin");
+        let mut stdout = BufReader::new(server.stdout.take().expect("piped stdout"));
+        let mut answer = |id: u64| -> anyhow::Result<()> {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                anyhow::ensure!(
+                    stdout.read_line(&mut line)? > 0,
+                    "the MCP server closed its output"
+                );
+                let message: serde_json::Value = serde_json::from_str(&line)?;
+                if message["id"] == id {
+                    anyhow::ensure!(message.get("error").is_none(), "MCP error: {message}");
+                    return Ok(());
+                }
+            }
+        };
+        let initialize = serde_json::json!({
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": { "name": "pyro-bench", "version": env!("CARGO_PKG_VERSION") }
+            }
+        });
+        writeln!(stdin, "{initialize}")?;
+        answer(1)?;
+        start.push(started.elapsed());
+        writeln!(
+            stdin,
+            "{}",
+            serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })
+        )?;
+        let listing = Instant::now();
+        writeln!(
+            stdin,
+            "{}",
+            serde_json::json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" })
+        )?;
+        answer(2)?;
+        list.push(listing.elapsed());
+        drop(stdin);
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    Ok(vec![start, list])
 }
 
 /// Workspace measurements, in a throw-away `PYRO_HOME`.
@@ -210,7 +277,7 @@ fn render(report: &BenchReport) -> String {
     );
     for row in &report.rows {
         out.push_str(&format!(
-            "| {:<width$} | {:>10.0} | {:>10.0} | {:>10.0} | {:>4} |\n",
+            "| {:<width$} | {:>10.1} | {:>10.1} | {:>10.1} | {:>4} |\n",
             row.samples.label,
             row.median_ms,
             row.min_ms,
