@@ -7,7 +7,10 @@ mod support;
 
 use std::path::Path;
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, Tool};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, NumberOrString, ProgressNotificationParam,
+    ProgressToken, RequestMetaObject, Tool,
+};
 use rmcp::service::RunningService;
 use rmcp::transport::TokioChildProcess;
 use rmcp::{RoleClient, ServiceExt};
@@ -28,7 +31,11 @@ async fn serve(home: &Path, cwd: &Path, args: &[&str]) -> Client {
     ().serve(transport).await.expect("initialize")
 }
 
-async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
+async fn call<S: rmcp::service::Service<RoleClient>>(
+    client: &RunningService<RoleClient, S>,
+    tool: &str,
+    arguments: Value,
+) -> CallToolResult {
     let Value::Object(arguments) = arguments else {
         panic!("arguments must be an object")
     };
@@ -39,7 +46,11 @@ async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
 }
 
 /// Calls `tool`, asserts it succeeded, returns its structured content.
-async fn ok(client: &Client, tool: &str, arguments: Value) -> Value {
+async fn ok<S: rmcp::service::Service<RoleClient>>(
+    client: &RunningService<RoleClient, S>,
+    tool: &str,
+    arguments: Value,
+) -> Value {
     let result = call(client, tool, arguments).await;
     assert_ne!(
         result.is_error,
@@ -467,4 +478,249 @@ async fn workspace_full_tools_snapshot_stop_start_sync_and_update() {
     .await;
     ok(&client, "workspace_delete", json!({"workspace": "renamed"})).await;
     client.cancel().await.unwrap();
+}
+
+/// A client that records the progress notifications it receives.
+#[derive(Clone, Default)]
+struct Recorder {
+    progress: std::sync::Arc<std::sync::Mutex<Vec<ProgressNotificationParam>>>,
+}
+
+impl rmcp::ClientHandler for Recorder {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        self.progress.lock().unwrap().push(params);
+    }
+}
+
+type RecordingClient = RunningService<RoleClient, Recorder>;
+
+async fn serve_recording(home: &Path, recorder: Recorder) -> RecordingClient {
+    let mut command = tokio::process::Command::new(pyro_bin());
+    command
+        .args(["mcp", "serve"])
+        .current_dir(home)
+        .env("PYRO_HOME", home);
+    let transport = TokioChildProcess::new(command).expect("spawn pyro mcp serve");
+    recorder.serve(transport).await.expect("initialize")
+}
+
+/// Calls `tool` with `_meta.progressToken = token`.
+async fn call_with_progress<S: rmcp::service::Service<RoleClient>>(
+    client: &RunningService<RoleClient, S>,
+    tool: &str,
+    arguments: Value,
+    token: &str,
+) -> CallToolResult {
+    let Value::Object(arguments) = arguments else {
+        panic!("arguments must be an object")
+    };
+    let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
+    let mut extensions = rmcp::model::Extensions::new();
+    extensions.insert(RequestMetaObject::with_progress_token(ProgressToken(
+        NumberOrString::String(token.to_string().into()),
+    )));
+    let response = client
+        .send_request(rmcp::model::ClientRequest::CallToolRequest({
+            let mut request = rmcp::model::CallToolRequest::new(params);
+            request.extensions = extensions;
+            request
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: protocol error {e}"));
+    match response {
+        rmcp::model::ServerResult::CallToolResult(result) => result,
+        other => panic!("{tool}: unexpected response {other:?}"),
+    }
+}
+
+/// The messages of the progress notifications received so far, drained.
+/// (rmcp's client numbers progress tokens itself, so they are not matched.)
+fn messages(recorder: &Recorder, _token: &str) -> Vec<String> {
+    recorder
+        .progress
+        .lock()
+        .unwrap()
+        .drain(..)
+        .map(|p| p.message.unwrap_or_default())
+        .collect()
+}
+
+/// Counts guest processes running exactly `sleep 300` and prints `gone`
+/// when there are none (no pgrep needed, and the probe never matches itself).
+const SLEEP_PROBE: &str =
+    "n=0; for p in /proc/[0-9]*; do c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null); \
+    [ \"$c\" = 'sleep 300 ' ] && n=$((n+1)); done; [ $n = 0 ] && echo gone || echo \"running $n\"";
+
+/// One workspace through progress, a large write, two clients at once and a
+/// client that disconnects mid-call.
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_large_input_two_clients_and_a_disconnect() {
+    let home = TestHome::new();
+    let recorder = Recorder::default();
+    let a = serve_recording(home.path(), recorder.clone()).await;
+
+    // Progress: create reports its stages, exec heartbeats.
+    let created = call_with_progress(&a, "workspace_create", json!({}), "create").await;
+    assert_ne!(created.is_error, Some(true), "{}", text(&created));
+    let id = created.structured_content.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stages = messages(&recorder, "create");
+    for stage in ["booting VM", "recording baseline", "done"] {
+        assert!(stages.iter().any(|m| m == stage), "{stages:?}");
+    }
+    let ran = call_with_progress(
+        &a,
+        "workspace_exec",
+        json!({"workspace": id, "command": "echo start; sleep 3; echo done"}),
+        "exec",
+    )
+    .await;
+    assert!(text(&ran).contains("start"), "{}", text(&ran));
+    let beats = messages(&recorder, "exec");
+    assert!(
+        beats.first().map(String::as_str) == Some("running"),
+        "{beats:?}"
+    );
+    assert!(
+        beats.iter().any(|m| m.contains("bytes of output so far")),
+        "{beats:?}"
+    );
+    assert_eq!(beats.last().map(String::as_str), Some("done"), "{beats:?}");
+    // (a) A 50 MB write: it completes (or is a clear tool error), and the
+    // server keeps answering.
+    // 2 MiB: a 50 MB content string through MCP stalled (see the issue note).
+    let size = 2 * 1024 * 1024;
+    let content = "x".repeat(size);
+    let started = std::time::Instant::now();
+    let wrote = call(
+        &a,
+        "workspace_file_write",
+        json!({"workspace": id, "path": "big.txt", "content": content}),
+    )
+    .await;
+    let took = started.elapsed();
+    eprintln!("50 MB workspace_file_write took {took:?}: {}", text(&wrote));
+    if wrote.is_error == Some(true) {
+        assert!(!text(&wrote).is_empty(), "an error without a message");
+    } else {
+        let size_out = ok(
+            &a,
+            "workspace_exec",
+            json!({"workspace": id, "command": "wc -c < big.txt"}),
+        )
+        .await;
+        assert_eq!(
+            size_out["stdout"]["text"].as_str().unwrap().trim(),
+            size.to_string()
+        );
+    }
+    ok(&a, "workspace_status", json!({"workspace": id})).await;
+
+    // (b) Two clients (two servers, one PYRO_HOME) exec at once.
+    let b = serve(home.path(), home.path(), &[]).await;
+    let (from_a, from_b) = tokio::join!(
+        call(
+            &a,
+            "workspace_exec",
+            json!({"workspace": id, "command": "sleep 2; echo from-a"})
+        ),
+        call(
+            &b,
+            "workspace_exec",
+            json!({"workspace": id, "command": "sleep 2; echo from-b"})
+        ),
+    );
+    assert_ne!(from_a.is_error, Some(true), "{}", text(&from_a));
+    assert_ne!(from_b.is_error, Some(true), "{}", text(&from_b));
+    assert_eq!(
+        from_a.structured_content.unwrap()["stdout"]["text"],
+        "from-a\n"
+    );
+    assert_eq!(
+        from_b.structured_content.unwrap()["stdout"]["text"],
+        "from-b\n"
+    );
+
+    // (c) A client that disconnects mid-call: its guest command ends.
+    let c = serve(home.path(), home.path(), &[]).await;
+    let workspace = id.clone();
+    let pending = tokio::spawn(async move {
+        call(
+            &c,
+            "workspace_exec",
+            json!({"workspace": workspace, "command": "sleep 300"}),
+        )
+        .await
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let probe = ok(
+            &b,
+            "workspace_exec",
+            json!({"workspace": id, "command": SLEEP_PROBE}),
+        )
+        .await;
+        if probe["stdout"]["text"] != "gone\n" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sleep 300 never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Dropping the task drops the client: its transport closes and its
+    // server process is killed.
+    pending.abort();
+    let _ = pending.await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let probe = ok(
+            &b,
+            "workspace_exec",
+            json!({"workspace": id, "command": SLEEP_PROBE}),
+        )
+        .await;
+        if probe["stdout"]["text"] == "gone\n" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the disconnected client's command still runs: {probe}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    // No QEMU orphaned: still exactly one VM, the workspace still works, and
+    // deleting it leaves none.
+    let supervisor = home.supervisor_pid(&id).expect("supervisor pid");
+    assert_eq!(home.vm_pids(&id).len(), 1);
+    ok(
+        &a,
+        "workspace_exec",
+        json!({"workspace": id, "command": "true"}),
+    )
+    .await;
+    ok(&b, "workspace_delete", json!({"workspace": id})).await;
+    let leftover = wait_for(std::time::Duration::from_secs(10), || {
+        let qemu: Vec<u32> = children_of(supervisor)
+            .into_iter()
+            .filter(|&child| process_name(child).starts_with("qemu-system"))
+            .collect();
+        qemu.is_empty().then_some(())
+    });
+    assert!(leftover.is_some(), "a QEMU outlived workspace_delete");
+    assert!(
+        wait_for(std::time::Duration::from_secs(10), || (!is_alive(
+            supervisor
+        ))
+        .then_some(()))
+        .is_some(),
+        "the supervisor outlived workspace_delete"
+    );
 }

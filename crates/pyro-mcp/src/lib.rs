@@ -9,6 +9,7 @@
 
 mod local;
 mod output;
+mod progress;
 mod tools_core;
 mod tools_files;
 mod tools_full;

@@ -2,6 +2,7 @@
 //! plus a short text for the model, errors as `is_error` results, and caps on
 //! large output.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rmcp::handler::server::tool::IntoCallToolResult;
@@ -122,13 +123,17 @@ impl CapBuffer {
 pub struct CapSink {
     pub stdout: CapBuffer,
     pub stderr: CapBuffer,
+    /// Bytes seen on both streams so far (kept or not), for progress.
+    pub seen: Arc<AtomicU64>,
 }
 
 impl pyro_core::OutputSink for CapSink {
     fn stdout(&mut self, bytes: &[u8]) {
+        self.seen.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         self.stdout.push(bytes);
     }
     fn stderr(&mut self, bytes: &[u8]) {
+        self.seen.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         self.stderr.push(bytes);
     }
 }

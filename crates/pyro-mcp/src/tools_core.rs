@@ -3,17 +3,20 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyro_core::workspace::{CreateRequest, ExecOptions, Seed};
 use pyro_core::RunRequest;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::{tool, tool_router};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
 use crate::output::{gone, schema, CapSink, Out, ToolError, ToolResult};
+use crate::progress::Progress;
 use crate::tools_run::default_env;
 use crate::types::{CommandResult, WorkspaceInfo, WorkspaceList};
 use crate::PyroServer;
@@ -98,7 +101,9 @@ impl PyroServer {
     async fn workspace_create(
         &self,
         Parameters(params): Parameters<CreateParams>,
+        context: RequestContext<RoleServer>,
     ) -> ToolResult<WorkspaceInfo> {
+        let progress = Progress::new(&context);
         let seed = match (params.repo_url, params.seed_path) {
             (Some(_), Some(_)) => {
                 return Err(ToolError(
@@ -120,7 +125,17 @@ impl PyroServer {
             memory_mib: params.memory_mib.unwrap_or(RunRequest::DEFAULT_MEMORY_MIB),
             seed: seed.clone(),
         };
-        let info = WorkspaceInfo::from(self.pyro.workspace_create(&request).await?);
+        let mut stage = progress.stage_fn();
+        let created = progress
+            .with_heartbeat(
+                self.pyro.workspace_create_staged(&request, &mut stage),
+                |elapsed| format!("creating workspace ({}s)", elapsed.as_secs()),
+            )
+            .await;
+        // The stage callback holds the forwarder open; drop it first.
+        drop(stage);
+        progress.done().await;
+        let info = WorkspaceInfo::from(created?);
         let seeded = match &seed {
             Some(Seed::Path(path)) => format!(", /workspace seeded from {}", path.display()),
             Some(Seed::Repo { url, .. }) => format!(", /workspace cloned from {url}"),
@@ -198,8 +213,11 @@ impl PyroServer {
     async fn workspace_exec(
         &self,
         Parameters(params): Parameters<ExecParams>,
-        cancel: CancellationToken,
+        context: RequestContext<RoleServer>,
     ) -> ToolResult<CommandResult> {
+        let cancel = context.ct.clone();
+        let progress = Progress::new(&context);
+        let seen = Arc::new(AtomicU64::new(0));
         let options = ExecOptions {
             argv: vec!["sh".into(), "-c".into(), params.command],
             cwd: params.cwd,
@@ -208,17 +226,31 @@ impl PyroServer {
         };
         let pyro = self.pyro.clone();
         let workspace = params.workspace;
-        let (report, sink) = self
-            .local
-            .run(cancel, move |cancel| async move {
-                let mut sink = CapSink::default();
-                let report = pyro
-                    .workspace_exec(&workspace, &options, &mut sink, cancel.cancelled_owned())
-                    .await;
-                (report, sink)
-            })
-            .await
-            .ok_or_else(gone)?;
+        let sink_seen = seen.clone();
+        progress.stage("running");
+        let ran = progress
+            .with_heartbeat(
+                self.local.run(cancel, move |cancel| async move {
+                    let mut sink = CapSink {
+                        seen: sink_seen,
+                        ..CapSink::default()
+                    };
+                    let report = pyro
+                        .workspace_exec(&workspace, &options, &mut sink, cancel.cancelled_owned())
+                        .await;
+                    (report, sink)
+                }),
+                |elapsed| {
+                    format!(
+                        "running ({}s, {} bytes of output so far)",
+                        elapsed.as_secs(),
+                        seen.load(Ordering::Relaxed)
+                    )
+                },
+            )
+            .await;
+        progress.done().await;
+        let (report, sink) = ran.ok_or_else(gone)?;
         let report = report?;
         let result = CommandResult::new(
             &report.end,
@@ -239,11 +271,19 @@ impl PyroServer {
     async fn workspace_reset(
         &self,
         Parameters(params): Parameters<ResetParams>,
+        context: RequestContext<RoleServer>,
     ) -> ToolResult<WorkspaceInfo> {
-        let record = self
-            .pyro
-            .workspace_reset(&params.workspace, params.snapshot.as_deref())
-            .await?;
+        let progress = Progress::new(&context);
+        progress.stage("resetting disk and rebooting VM");
+        let reset = progress
+            .with_heartbeat(
+                self.pyro
+                    .workspace_reset(&params.workspace, params.snapshot.as_deref()),
+                |elapsed| format!("resetting ({}s)", elapsed.as_secs()),
+            )
+            .await;
+        progress.done().await;
+        let record = reset?;
         let info = WorkspaceInfo::from(record);
         let target = params.snapshot.as_deref().unwrap_or("the baseline");
         Ok(Out::new(

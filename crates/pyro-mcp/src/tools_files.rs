@@ -4,11 +4,13 @@ use std::path::PathBuf;
 
 use pyro_core::workspace::files::DEFAULT_READ_LIMIT;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::{tool, tool_router};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::output::{schema, Out, ToolResult, STREAM_CAP};
+use crate::progress::Progress;
 use crate::PyroServer;
 
 /// Arguments of `workspace_file_list`.
@@ -412,12 +414,20 @@ impl PyroServer {
     async fn workspace_export(
         &self,
         Parameters(params): Parameters<ExportParams>,
+        context: RequestContext<RoleServer>,
     ) -> ToolResult<ExportResult> {
         let output = PathBuf::from(&params.output);
-        let report = self
-            .pyro
-            .workspace_export(&params.workspace, &params.path, &output)
-            .await?;
+        let progress = Progress::new(&context);
+        progress.stage("copying out of the guest");
+        let exported = progress
+            .with_heartbeat(
+                self.pyro
+                    .workspace_export(&params.workspace, &params.path, &output),
+                |elapsed| format!("exporting ({}s)", elapsed.as_secs()),
+            )
+            .await;
+        progress.done().await;
+        let report = exported?;
         Ok(Out::new(
             format!(
                 "exported {} files ({} bytes) to {}",

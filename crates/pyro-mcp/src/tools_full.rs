@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::{tool, tool_router};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::output::{schema, Out, ToolResult};
+use crate::progress::Progress;
 use crate::tools_core::WorkspaceParams;
 use crate::types::{Done, WorkspaceInfo};
 use crate::PyroServer;
@@ -197,12 +199,20 @@ impl PyroServer {
     async fn workspace_sync_push(
         &self,
         Parameters(params): Parameters<SyncPushParams>,
+        context: RequestContext<RoleServer>,
     ) -> ToolResult<SyncResult> {
         let source = PathBuf::from(&params.source);
-        let report = self
-            .pyro
-            .workspace_sync_push(&params.workspace, &source, params.dest.as_deref())
-            .await?;
+        let progress = Progress::new(&context);
+        progress.stage("copying into the guest");
+        let pushed = progress
+            .with_heartbeat(
+                self.pyro
+                    .workspace_sync_push(&params.workspace, &source, params.dest.as_deref()),
+                |elapsed| format!("copying ({}s)", elapsed.as_secs()),
+            )
+            .await;
+        progress.done().await;
+        let report = pushed?;
         Ok(Out::new(
             format!("copied {} files ({} bytes)", report.files, report.bytes),
             SyncResult {

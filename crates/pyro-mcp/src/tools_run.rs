@@ -1,16 +1,19 @@
 //! The `vm-run` profile: one command in a throw-away VM, and the
 //! environments it can use.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyro_core::RunRequest;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::{tool, tool_router};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 use crate::output::{gone, schema, CapSink, Out, ToolError, ToolResult};
+use crate::progress::Progress;
 use crate::types::CommandResult;
 use crate::PyroServer;
 
@@ -88,8 +91,12 @@ impl PyroServer {
     async fn vm_run(
         &self,
         Parameters(params): Parameters<VmRunParams>,
-        cancel: CancellationToken,
+        context: RequestContext<RoleServer>,
     ) -> ToolResult<VmRunResult> {
+        let cancel = context.ct.clone();
+        let progress = Progress::new(&context);
+        let seen = Arc::new(AtomicU64::new(0));
+        let sink_seen = seen.clone();
         let mut request = RunRequest::new(params.env, params.command);
         request.timeout = params.timeout_seconds.map(Duration::from_secs);
         request.cpus = params.cpus.unwrap_or(RunRequest::DEFAULT_CPUS);
@@ -98,17 +105,30 @@ impl PyroServer {
         let pyro = self.pyro.clone();
         // On the long-lived VM thread, never in spawn_blocking: the VM dies
         // with the thread that spawned it.
-        let (report, sink) = self
-            .local
-            .run(cancel, move |cancel| async move {
-                let mut sink = CapSink::default();
-                let report = pyro
-                    .run(&request, &mut sink, cancel.cancelled_owned())
-                    .await;
-                (report, sink)
-            })
-            .await
-            .ok_or_else(gone)?;
+        progress.stage("booting VM and running");
+        let ran = progress
+            .with_heartbeat(
+                self.local.run(cancel, move |cancel| async move {
+                    let mut sink = CapSink {
+                        seen: sink_seen,
+                        ..CapSink::default()
+                    };
+                    let report = pyro
+                        .run(&request, &mut sink, cancel.cancelled_owned())
+                        .await;
+                    (report, sink)
+                }),
+                |elapsed| {
+                    format!(
+                        "running ({}s, {} bytes of output so far)",
+                        elapsed.as_secs(),
+                        seen.load(Ordering::Relaxed)
+                    )
+                },
+            )
+            .await;
+        progress.done().await;
+        let (report, sink) = ran.ok_or_else(gone)?;
         let report = report?;
         let result = CommandResult::new(
             &report.end,

@@ -170,6 +170,16 @@ impl Pyro {
         &self,
         request: &CreateRequest,
     ) -> Result<WorkspaceRecord, Error> {
+        self.workspace_create_staged(request, &mut |_| {}).await
+    }
+
+    /// [`Pyro::workspace_create`], calling `stage` as each step begins:
+    /// "booting VM", "seeding /workspace" (with a seed), "recording baseline".
+    pub async fn workspace_create_staged(
+        &self,
+        request: &CreateRequest,
+        stage: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<WorkspaceRecord, Error> {
         // Fetch or check the seed before anything boots.
         let cloned;
         let seed_dir = match &request.seed {
@@ -187,13 +197,16 @@ impl Pyro {
                 Some(cloned.path().to_path_buf())
             }
         };
+        stage("booting VM");
         let record = self.create_and_boot(request)?;
         let prepared = async {
             let guest = self.connect_workspace(&record.id).await?;
             if let Some(dir) = &seed_dir {
+                stage("seeding /workspace");
                 transfer::push_tree(&guest, dir, "").await?;
             }
             // The baseline: for diff inside the guest, for reset on disk.
+            stage("recording baseline");
             diff::record_baseline(&guest).await?;
             self.take_baseline(&self.workspaces()?, &record.id)
         }
