@@ -63,3 +63,43 @@ impl LocalRunner {
         receiver.await.ok()
     }
 }
+
+/// Runs a streaming facade call (exec, run) on the VM thread into a capped
+/// sink: reports `stage`, then a heartbeat with the output seen so far, then
+/// done. `None` when the runner went away.
+pub async fn run_streaming<T, F>(
+    local: &LocalRunner,
+    progress: crate::progress::Progress,
+    cancel: CancellationToken,
+    stage: &str,
+    call: F,
+) -> Option<(T, crate::output::CapSink)>
+where
+    T: Send + 'static,
+    F: AsyncFnOnce(&mut crate::output::CapSink, CancellationToken) -> T + Send + 'static,
+{
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sink_seen = seen.clone();
+    progress.stage(stage);
+    let ran = progress
+        .with_heartbeat(
+            local.run(cancel, move |cancel| async move {
+                let mut sink = crate::output::CapSink {
+                    seen: sink_seen,
+                    ..crate::output::CapSink::default()
+                };
+                let report = call(&mut sink, cancel).await;
+                (report, sink)
+            }),
+            |elapsed| {
+                format!(
+                    "running ({}s, {} bytes of output so far)",
+                    elapsed.as_secs(),
+                    seen.load(std::sync::atomic::Ordering::Relaxed)
+                )
+            },
+        )
+        .await;
+    progress.done().await;
+    ran
+}

@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use pyro_core::workspace::{CreateRequest, ExecOptions, Seed};
@@ -15,7 +13,7 @@ use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::output::{gone, schema, CapSink, Out, ToolError, ToolResult};
+use crate::output::{gone, schema, Out, ToolError, ToolResult};
 use crate::progress::Progress;
 use crate::tools_run::default_env;
 use crate::types::{CommandResult, WorkspaceInfo, WorkspaceList};
@@ -217,7 +215,6 @@ impl PyroServer {
     ) -> ToolResult<CommandResult> {
         let cancel = context.ct.clone();
         let progress = Progress::new(&context);
-        let seen = Arc::new(AtomicU64::new(0));
         let options = ExecOptions {
             argv: vec!["sh".into(), "-c".into(), params.command],
             cwd: params.cwd,
@@ -226,30 +223,17 @@ impl PyroServer {
         };
         let pyro = self.pyro.clone();
         let workspace = params.workspace;
-        let sink_seen = seen.clone();
-        progress.stage("running");
-        let ran = progress
-            .with_heartbeat(
-                self.local.run(cancel, move |cancel| async move {
-                    let mut sink = CapSink {
-                        seen: sink_seen,
-                        ..CapSink::default()
-                    };
-                    let report = pyro
-                        .workspace_exec(&workspace, &options, &mut sink, cancel.cancelled_owned())
-                        .await;
-                    (report, sink)
-                }),
-                |elapsed| {
-                    format!(
-                        "running ({}s, {} bytes of output so far)",
-                        elapsed.as_secs(),
-                        seen.load(Ordering::Relaxed)
-                    )
-                },
-            )
-            .await;
-        progress.done().await;
+        let ran = crate::local::run_streaming(
+            &self.local,
+            progress,
+            cancel,
+            "running",
+            async move |sink, cancel: tokio_util::sync::CancellationToken| {
+                pyro.workspace_exec(&workspace, &options, sink, cancel.cancelled_owned())
+                    .await
+            },
+        )
+        .await;
         let (report, sink) = ran.ok_or_else(gone)?;
         let report = report?;
         let result = CommandResult::new(

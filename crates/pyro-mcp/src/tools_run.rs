@@ -1,8 +1,6 @@
 //! The `vm-run` profile: one command in a throw-away VM, and the
 //! environments it can use.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use pyro_core::RunRequest;
@@ -12,7 +10,7 @@ use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::output::{gone, schema, CapSink, Out, ToolError, ToolResult};
+use crate::output::{gone, schema, Out, ToolError, ToolResult};
 use crate::progress::Progress;
 use crate::types::CommandResult;
 use crate::PyroServer;
@@ -95,8 +93,6 @@ impl PyroServer {
     ) -> ToolResult<VmRunResult> {
         let cancel = context.ct.clone();
         let progress = Progress::new(&context);
-        let seen = Arc::new(AtomicU64::new(0));
-        let sink_seen = seen.clone();
         let mut request = RunRequest::new(params.env, params.command);
         request.timeout = params.timeout_seconds.map(Duration::from_secs);
         request.cpus = params.cpus.unwrap_or(RunRequest::DEFAULT_CPUS);
@@ -105,29 +101,16 @@ impl PyroServer {
         let pyro = self.pyro.clone();
         // On the long-lived VM thread, never in spawn_blocking: the VM dies
         // with the thread that spawned it.
-        progress.stage("booting VM and running");
-        let ran = progress
-            .with_heartbeat(
-                self.local.run(cancel, move |cancel| async move {
-                    let mut sink = CapSink {
-                        seen: sink_seen,
-                        ..CapSink::default()
-                    };
-                    let report = pyro
-                        .run(&request, &mut sink, cancel.cancelled_owned())
-                        .await;
-                    (report, sink)
-                }),
-                |elapsed| {
-                    format!(
-                        "running ({}s, {} bytes of output so far)",
-                        elapsed.as_secs(),
-                        seen.load(Ordering::Relaxed)
-                    )
-                },
-            )
-            .await;
-        progress.done().await;
+        let ran = crate::local::run_streaming(
+            &self.local,
+            progress,
+            cancel,
+            "booting VM and running",
+            async move |sink, cancel: tokio_util::sync::CancellationToken| {
+                pyro.run(&request, sink, cancel.cancelled_owned()).await
+            },
+        )
+        .await;
         let (report, sink) = ran.ok_or_else(gone)?;
         let report = report?;
         let result = CommandResult::new(
