@@ -539,14 +539,26 @@ async fn call_with_progress<S: rmcp::service::Service<RoleClient>>(
 
 /// The messages of the progress notifications received so far, drained.
 /// (rmcp's client numbers progress tokens itself, so they are not matched.)
-fn messages(recorder: &Recorder, _token: &str) -> Vec<String> {
-    recorder
-        .progress
-        .lock()
-        .unwrap()
-        .drain(..)
-        .map(|p| p.message.unwrap_or_default())
-        .collect()
+/// The progress messages of the last call, through its final "done": the
+/// server sends "done" before the result, but the client may handle that
+/// notification after the call returned, so wait for it (with a deadline).
+async fn messages(recorder: &Recorder, _token: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        {
+            let mut progress = recorder.progress.lock().unwrap();
+            let done = progress
+                .iter()
+                .any(|p| p.message.as_deref() == Some("done"));
+            if done || std::time::Instant::now() > deadline {
+                return progress
+                    .drain(..)
+                    .map(|p| p.message.unwrap_or_default())
+                    .collect();
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Counts guest processes running exactly `sleep 300` and prints `gone`
@@ -570,7 +582,7 @@ async fn progress_large_input_two_clients_and_a_disconnect() {
         .as_str()
         .unwrap()
         .to_string();
-    let stages = messages(&recorder, "create");
+    let stages = messages(&recorder, "create").await;
     for stage in ["booting VM", "recording baseline", "done"] {
         assert!(stages.iter().any(|m| m == stage), "{stages:?}");
     }
@@ -582,7 +594,7 @@ async fn progress_large_input_two_clients_and_a_disconnect() {
     )
     .await;
     assert!(text(&ran).contains("start"), "{}", text(&ran));
-    let beats = messages(&recorder, "exec");
+    let beats = messages(&recorder, "exec").await;
     assert!(
         beats.first().map(String::as_str) == Some("running"),
         "{beats:?}"
