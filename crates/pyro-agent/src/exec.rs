@@ -13,10 +13,16 @@
 //! pipes could keep them open forever; the thread then drains for at most
 //! [`DRAIN_AFTER_EXIT`], takes what is immediately readable, and reports
 //! `Exited` without waiting for end-of-file.
+//!
+//! A command on a pseudo-terminal has one output, the terminal's master,
+//! streamed as stdout; reading it fails with `EIO` once no process holds the
+//! slave any more, which counts as end-of-file. The master is non-blocking,
+//! so its stdin feeder waits for room with `poll` and gives up when the
+//! request ends, even if the command never reads its terminal.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,6 +31,7 @@ use pyro_protocol::{ErrorKind, ExitStatus, FrameKind, Message};
 
 use crate::inflow::{Inflow, Next};
 use crate::outbox::Outbox;
+use crate::pty;
 use crate::reaper::{decode_status, Reaped, Reaper};
 use crate::spawn::Spawned;
 use crate::sys::{self, log};
@@ -39,10 +46,17 @@ const FINAL_SWEEP_LIMIT: usize = 1024 * 1024;
 /// Starts the thread that writes the host's stdin frames, queued in
 /// `inflow`, to the command's stdin pipe and acknowledges them. The end of
 /// the stream (or of the request) closes the pipe.
-pub fn start_stdin_feeder(id: u32, stdin: File, inflow: Arc<Inflow>) {
+/// On a terminal (`terminal: true`) the bytes go to its master.
+pub fn start_stdin_feeder(id: u32, stdin: File, inflow: Arc<Inflow>, terminal: bool) {
     let spawned = thread::Builder::new()
         .name(format!("stdin-{id}"))
-        .spawn(move || feed_stdin(stdin, &inflow));
+        .spawn(move || {
+            if terminal {
+                feed_terminal(stdin, &inflow)
+            } else {
+                feed_stdin(stdin, &inflow)
+            }
+        });
     if let Err(err) = spawned {
         log!("request {id}: cannot start the stdin thread: {err}");
     }
@@ -62,6 +76,49 @@ fn feed_stdin(stdin: File, inflow: &Inflow) {
     }
 }
 
+fn feed_terminal(master: File, inflow: &Inflow) {
+    let mut master = Some(master);
+    while let Next::Data(chunk) = inflow.next() {
+        if let Some(terminal) = &master {
+            if write_to_terminal(terminal, &chunk, inflow).is_err() {
+                // The terminal is gone (EIO once nobody holds the slave) or
+                // the request ended while the command was not reading.
+                master = None;
+            }
+        }
+        inflow.delivered(chunk.len());
+    }
+}
+
+/// Writes all of `data` to the non-blocking master, waiting for room while
+/// the request lasts.
+fn write_to_terminal(mut master: &File, mut data: &[u8], inflow: &Inflow) -> io::Result<()> {
+    while !data.is_empty() {
+        match master.write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                if inflow.is_over() {
+                    return Err(err);
+                }
+                let mut fds = [libc::pollfd {
+                    fd: master.as_raw_fd(),
+                    events: libc::POLLOUT,
+                    revents: 0,
+                }];
+                sys::poll(&mut fds, Some(TERMINAL_WRITE_RECHECK))?;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// How often a stdin feeder blocked on a full terminal checks whether its
+/// request has ended.
+const TERMINAL_WRITE_RECHECK: Duration = Duration::from_millis(100);
+
 /// Streams a started command's output until it ends, then sends `Exited`.
 /// `on_end` runs just before `Exited` is queued (to retire the request id);
 /// when it returns a failure (the host overran the stdin window), `Error`
@@ -77,13 +134,14 @@ pub fn run_to_exit(
     let mut stream = Stream {
         id,
         pgid: spawned.pid,
+        pty: spawned.pty.clone(),
         outbox,
         kill_deadline: timeout.map(|t| spawned.started + t),
         timed_out: false,
     };
     let mut pipes = [
         Some((spawned.stdout, FrameKind::Stdout)),
-        Some((spawned.stderr, FrameKind::Stderr)),
+        spawned.stderr.map(|stderr| (stderr, FrameKind::Stderr)),
     ];
     let mut reaped: Option<Reaped> = None;
     let mut buf = vec![0u8; READ_CHUNK];
@@ -137,8 +195,10 @@ pub fn run_to_exit(
                 continue;
             }
             match read_some(pipe, &mut buf) {
-                Ok(0) | Err(_) => *slot = None,
-                Ok(n) => stream.send(*kind, &buf[..n]),
+                Ok(n) if n > 0 => stream.send(*kind, &buf[..n]),
+                // A terminal's master is non-blocking; poll may wake early.
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Ok(_) | Err(_) => *slot = None,
             }
         }
         // The eventfd, if polled, is checked through `reaper.take` above.
@@ -163,6 +223,8 @@ pub fn run_to_exit(
 struct Stream<'a> {
     id: u32,
     pgid: libc::pid_t,
+    /// The terminal's master, for a command on a pseudo-terminal.
+    pty: Option<Arc<OwnedFd>>,
     outbox: &'a Outbox,
     kill_deadline: Option<Instant>,
     timed_out: bool,
@@ -188,7 +250,7 @@ impl Stream<'_> {
             return;
         }
         self.timed_out = true;
-        let _ = sys::kill_group(self.pgid, libc::SIGKILL);
+        pty::kill_command(self.pgid, self.pty.as_deref());
     }
 
     /// Takes what is readable right now, up to a limit, without waiting.

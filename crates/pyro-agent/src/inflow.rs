@@ -126,6 +126,13 @@ impl Inflow {
         }
     }
 
+    /// Whether the request has ended or failed: a consumer waiting on its
+    /// destination should give up.
+    pub fn is_over(&self) -> bool {
+        let state = self.lock();
+        state.retired || state.failure.is_some()
+    }
+
     /// Records that `bytes` taken with [`Inflow::next`] reached their
     /// destination (or were dropped for good), acknowledging in batches.
     pub fn delivered(&self, bytes: usize) {

@@ -6,7 +6,8 @@
 //! protocol of `pyro-protocol` (`server.rs`): running commands with streamed
 //! output (`spawn.rs`, `exec.rs`) and flow-controlled stdin (`inflow.rs`),
 //! reading, writing and listing files confined beneath `/workspace`
-//! (`confine.rs`, `files.rs`, `write.rs`), reaping every process
+//! (`confine.rs`, `files.rs`, `write.rs`), commands on pseudo-terminals
+//! (`pty.rs`), readiness probes (`probe.rs`), reaping every process
 //! (`reaper.rs`), and powering the VM off (`power.rs`).
 //!
 //! Run as an ordinary process, `--serve-stdio` serves the same protocol on
@@ -28,6 +29,8 @@ mod modules;
 mod outbox;
 mod port;
 mod power;
+mod probe;
+mod pty;
 mod reaper;
 mod server;
 mod spawn;

@@ -7,16 +7,19 @@
 //! produce output. Each command then runs on its own thread (`exec.rs`), and
 //! every frame to the host goes through the outbox (`outbox.rs`).
 //!
-//! File requests (`files.rs`, `write.rs`) run on a thread each too. Host data
-//! for a request (stdin, `WriteFile` content) is only queued here, in the
-//! request's bounded [`Inflow`], for its own thread to deliver and ack.
+//! File requests (`files.rs`, `write.rs`) and probes (`probe.rs`) run on a
+//! thread each too. Host data for a request (stdin, `WriteFile` content) is
+//! only queued here, in the request's bounded [`Inflow`], for its own thread
+//! to deliver and ack.
 //!
 //! Request ids: id 0 is the connection (`Hello`, `PowerOff`); every other
 //! request takes a non-zero id that stays live until its terminal message
-//! (`Exited`, `Done` or `Error`) is queued.
+//! (`Exited`, `Done` or `Error`) is queued. `Resize` and `Signal` act on a
+//! live id and are never answered, so they cannot end an id twice.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
@@ -30,6 +33,8 @@ use crate::files;
 use crate::inflow::Inflow;
 use crate::outbox::Outbox;
 use crate::power;
+use crate::probe;
+use crate::pty;
 use crate::reaper::Reaper;
 use crate::spawn;
 use crate::sys::{self, log};
@@ -52,6 +57,8 @@ struct Live {
     pgid: Option<libc::pid_t>,
     /// Where the host's data frames of this kind for the request go.
     inflow: Option<(FrameKind, Arc<Inflow>)>,
+    /// A command's pseudo-terminal master, if it runs on one.
+    pty: Option<Arc<OwnedFd>>,
 }
 
 impl Live {
@@ -109,8 +116,10 @@ impl Server {
 
     /// Kills every running command (stdio mode shutdown).
     pub fn kill_all(&self) {
-        for pgid in self.lock_live().values().filter_map(|live| live.pgid) {
-            let _ = sys::kill_group(pgid, libc::SIGKILL);
+        for live in self.lock_live().values() {
+            if let Some(pgid) = live.pgid {
+                pty::kill_command(pgid, live.pty.as_deref());
+            }
         }
     }
 
@@ -149,7 +158,8 @@ impl Server {
                 | Message::ReadFile { .. }
                 | Message::WriteFile { .. }
                 | Message::ListDir { .. }
-                | Message::Stat { .. },
+                | Message::Stat { .. }
+                | Message::Probe(_),
             ) => self.reply_error(
                 0,
                 ErrorKind::InvalidRequest,
@@ -163,10 +173,10 @@ impl Server {
                     max_bytes,
                     root,
                 },
-            ) => self.file_request(id, None, move |outbox| {
+            ) => self.threaded_request(id, None, move |outbox| {
                 files::read(root.as_deref(), &path, max_bytes, outbox, id).map(Some)
             }),
-            (_, Message::Stat { path, root }) => self.file_request(id, None, move |outbox| {
+            (_, Message::Stat { path, root }) => self.threaded_request(id, None, move |outbox| {
                 files::stat(root.as_deref(), &path, outbox, id).map(|()| None)
             }),
             (
@@ -177,7 +187,7 @@ impl Server {
                     max_entries,
                     root,
                 },
-            ) => self.file_request(id, None, move |outbox| {
+            ) => self.threaded_request(id, None, move |outbox| {
                 files::list(root.as_deref(), &path, recursive, max_entries, outbox, id)
                     .map(|()| None)
             }),
@@ -198,11 +208,15 @@ impl Server {
                     create_parents,
                 };
                 let source = Arc::clone(&inflow);
-                self.file_request(id, Some(inflow), move |_| {
+                self.threaded_request(id, Some(inflow), move |_| {
                     write::write(&request, &source).map(Some)
                 })
             }
             (_, Message::Signal { signal }) => self.signal(id, signal),
+            (_, Message::Resize { rows, cols }) => self.resize(id, rows, cols),
+            (_, Message::Probe(check)) => {
+                self.threaded_request(id, None, move |_| probe::check(&check).map(|()| None))
+            }
             (_, other) => {
                 let name = message_name(&other);
                 self.reply_error(
@@ -238,9 +252,11 @@ impl Server {
             Err(err) => return self.reply_error(id, err.kind, &err.message),
         };
         let pid = spawned.pid;
+        let pty = spawned.pty.clone();
+        let on_terminal = pty.is_some();
         let inflow = spawned.stdin.take().map(|file| {
             let inflow = Inflow::new(id, Arc::clone(&self.outbox));
-            exec::start_stdin_feeder(id, file, Arc::clone(&inflow));
+            exec::start_stdin_feeder(id, file, Arc::clone(&inflow), on_terminal);
             (FrameKind::Stdin, inflow)
         });
         self.lock_live().insert(
@@ -248,6 +264,7 @@ impl Server {
             Live {
                 pgid: Some(pid),
                 inflow,
+                pty: pty.clone(),
             },
         );
         self.outbox
@@ -268,7 +285,7 @@ impl Server {
             });
         if let Err(err) = started {
             // Without its thread the command cannot be watched: stop it.
-            let _ = sys::kill_group(pid, libc::SIGKILL);
+            pty::kill_command(pid, pty.as_deref());
             if let Some(live) = self.lock_live().remove(&id) {
                 live.retire();
             }
@@ -284,11 +301,11 @@ impl Server {
     fn signal(&self, id: u32, signal: i32) {
         // A request that already ended has nothing to signal; its terminal
         // message is on the way, so stay silent rather than end the id twice.
-        let pgid = {
+        let (pgid, pty) = {
             let live = self.lock_live();
             let Some(entry) = live.get(&id) else { return };
             match (entry.pgid, &entry.inflow) {
-                (Some(pgid), _) => pgid,
+                (Some(pgid), _) => (pgid, entry.pty.clone()),
                 // A `WriteFile`: any signal cancels it, keeping the old file.
                 (None, Some((_, inflow))) => {
                     return inflow.fail(
@@ -299,10 +316,26 @@ impl Server {
                 (None, None) => return,
             }
         };
+        if let Some(master) = pty {
+            return pty::signal(&master, pgid, signal);
+        }
         if let Err(err) = sys::kill_group(pgid, signal) {
             if err.raw_os_error() != Some(libc::ESRCH) {
                 log!("request {id}: signal {signal}: {err}");
             }
+        }
+    }
+
+    /// Sets the window size of a command's terminal. Anything else on the
+    /// id (no such request, or one without a terminal) is only logged: a
+    /// second terminal message for the id would confuse the host.
+    fn resize(&self, id: u32, rows: u16, cols: u16) {
+        let master = self.lock_live().get(&id).and_then(|live| live.pty.clone());
+        let Some(master) = master else {
+            return log!("request {id}: resize ignored: no command on a terminal has this id");
+        };
+        if let Err(err) = sys::set_winsize(&*master, rows, cols) {
+            log!("request {id}: resize to {rows}x{cols}: {err}");
         }
     }
 
@@ -324,15 +357,15 @@ impl Server {
             // killed so that its thread reports the failure promptly.
             log!("request {id}: the host overran the data window");
             if let Some(pgid) = entry.pgid {
-                let _ = sys::kill_group(pgid, libc::SIGKILL);
+                pty::kill_command(pgid, entry.pty.as_deref());
             }
         }
     }
 
-    /// Runs a file request on its own thread. `work` returns the byte count
-    /// for `Done`, if one applies; `inflow` receives the request's `File`
-    /// frames.
-    fn file_request(
+    /// Runs a file request or a probe on its own thread. `work` returns the
+    /// byte count for `Done`, if one applies; `inflow` receives the
+    /// request's `File` frames.
+    fn threaded_request(
         &self,
         id: u32,
         inflow: Option<Arc<Inflow>>,
@@ -346,6 +379,7 @@ impl Server {
             Live {
                 pgid: None,
                 inflow: inflow.map(|inflow| (FrameKind::File, inflow)),
+                pty: None,
             },
         );
         let outbox = Arc::clone(&self.outbox);
@@ -428,6 +462,8 @@ fn message_name(message: &Message) -> &'static str {
         Message::FileInfo(_) => "file_info",
         Message::DirEntries { .. } => "dir_entries",
         Message::Done { .. } => "done",
+        Message::Resize { .. } => "resize",
+        Message::Probe(_) => "probe",
         Message::Unknown => "an unknown message type",
     }
 }

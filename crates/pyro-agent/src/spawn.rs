@@ -7,7 +7,10 @@
 //! descriptors) is prepared before `fork`, so the child only makes
 //! async-signal-safe calls: it starts a new session (so the command's process
 //! group can be signalled as a whole), wires up its standard descriptors,
-//! changes directory and execs. A failure there travels back as an errno
+//! changes directory and execs. With a pseudo-terminal (`pty`) the new
+//! session takes the terminal's slave as its controlling terminal
+//! (`TIOCSCTTY`) and as descriptors 0, 1 and 2; the agent keeps only the
+//! master. A failure there travels back as an errno
 //! over a close-on-exec pipe, so the parent can tell "not started" apart from
 //! "started and exited".
 
@@ -20,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use pyro_protocol::{ErrorKind, ExecRequest};
+use pyro_protocol::{ErrorKind, ExecRequest, PtySize};
 
 use crate::reaper::Reaper;
 use crate::sys::{self, cstring};
@@ -37,6 +40,9 @@ pub const BASE_ENV: &[(&str, &str)] = &[
     ("LOGNAME", "root"),
     ("LANG", "C.UTF-8"),
 ];
+
+/// `TERM` of a command on a pseudo-terminal, unless its request sets one.
+pub const PTY_TERM: &str = "xterm-256color";
 
 /// Where commands run when the request names no directory.
 pub const DEFAULT_CWD: &str = "/workspace";
@@ -69,15 +75,21 @@ pub struct Prepared {
     envp: Vec<CString>,
     cwd: CString,
     with_stdin: bool,
+    pty: Option<PtySize>,
 }
 
 /// A started command. Its pid is also its process group id.
+///
+/// On a pseudo-terminal, `stdin` and `stdout` are both the master (in
+/// non-blocking mode), `stderr` is `None` and `pty` is the master again, for
+/// resizing and signalling.
 pub struct Spawned {
     pub pid: libc::pid_t,
     pub started: Instant,
     pub stdin: Option<File>,
     pub stdout: File,
-    pub stderr: File,
+    pub stderr: Option<File>,
+    pub pty: Option<Arc<OwnedFd>>,
     /// Readable once the reaper has the command's exit status.
     pub exited: Arc<OwnedFd>,
 }
@@ -90,7 +102,10 @@ pub fn prepare(request: &ExecRequest) -> Result<Prepared, SpawnError> {
             "empty argv: nothing to run",
         ));
     };
-    let env = merge_env(&request.env)?;
+    let mut env = merge_env(&request.env)?;
+    if request.pty.is_some() && !env.iter().any(|(key, _)| key == "TERM") {
+        env.push(("TERM".to_owned(), PTY_TERM.to_owned()));
+    }
     let path_var = env
         .iter()
         .find(|(key, _)| key == "PATH")
@@ -145,6 +160,7 @@ pub fn prepare(request: &ExecRequest) -> Result<Prepared, SpawnError> {
             .collect::<Result<_, _>>()?,
         cwd: cstring(&cwd).map_err(|_| invalid("the working directory"))?,
         with_stdin: request.stdin,
+        pty: request.pty,
     })
 }
 
@@ -225,9 +241,17 @@ pub fn resolve_program(argv0: &str, path_var: &str) -> Result<PathBuf, SpawnErro
 /// Which step of the child failed, as reported over the error pipe.
 const STAGE_CHDIR: u8 = 1;
 const STAGE_EXEC: u8 = 2;
+const STAGE_TTY: u8 = 3;
 
 /// Forks and execs a prepared command, registering it with the reaper.
 pub fn spawn(prepared: &Prepared, reaper: &Reaper) -> Result<Spawned, SpawnError> {
+    match prepared.pty {
+        Some(size) => spawn_on_pty(prepared, size, reaper),
+        None => spawn_on_pipes(prepared, reaper),
+    }
+}
+
+fn spawn_on_pipes(prepared: &Prepared, reaper: &Reaper) -> Result<Spawned, SpawnError> {
     let internal = SpawnError::internal;
     let (stdin_child, stdin_parent) = if prepared.with_stdin {
         let (read, write) = sys::pipe().map_err(|e| internal("create stdin pipe", e))?;
@@ -240,6 +264,80 @@ pub fn spawn(prepared: &Prepared, reaper: &Reaper) -> Result<Spawned, SpawnError
         sys::pipe().map_err(|e| internal("create stdout pipe", e))?;
     let (stderr_parent, stderr_child) =
         sys::pipe().map_err(|e| internal("create stderr pipe", e))?;
+    let child_fds = ChildFds {
+        stdin: stdin_child.as_raw_fd(),
+        stdout: stdout_child.as_raw_fd(),
+        stderr: stderr_child.as_raw_fd(),
+        controlling_tty: false,
+        status: -1,
+    };
+    let (pid, started, exited) = fork_exec(prepared, child_fds, reaper, || {
+        // Close the child's ends so EOF works.
+        drop((stdin_child, stdout_child, stderr_child));
+    })?;
+    Ok(Spawned {
+        pid,
+        started,
+        stdin: stdin_parent.map(File::from),
+        stdout: File::from(stdout_parent),
+        stderr: Some(File::from(stderr_parent)),
+        pty: None,
+        exited,
+    })
+}
+
+fn spawn_on_pty(
+    prepared: &Prepared,
+    size: PtySize,
+    reaper: &Reaper,
+) -> Result<Spawned, SpawnError> {
+    let internal = SpawnError::internal;
+    let (master, slave, path) = sys::open_pty().map_err(|e| internal("create a terminal", e))?;
+    sys::set_winsize(&master, size.rows, size.cols)
+        .map_err(|e| internal(&format!("set the size of {path}"), e))?;
+    // The master's readers poll, and the stdin feeder must be able to give
+    // up on a command that never reads.
+    sys::set_nonblocking(&master).map_err(|e| internal("make the terminal non-blocking", e))?;
+    let dup = |what: &str| {
+        master
+            .try_clone()
+            .map(File::from)
+            .map_err(|e| internal(&format!("duplicate the terminal for {what}"), e))
+    };
+    let (output, input) = (dup("output")?, dup("input")?);
+    let child_fds = ChildFds {
+        stdin: slave.as_raw_fd(),
+        stdout: slave.as_raw_fd(),
+        stderr: slave.as_raw_fd(),
+        controlling_tty: true,
+        status: -1,
+    };
+    let (pid, started, exited) = fork_exec(prepared, child_fds, reaper, || {
+        // Only the command may hold the slave: reading the master gives EIO
+        // (end of output) once the last holder is gone.
+        drop(slave);
+    })?;
+    Ok(Spawned {
+        pid,
+        started,
+        stdin: Some(input),
+        stdout: output,
+        stderr: None,
+        pty: Some(Arc::new(master)),
+        exited,
+    })
+}
+
+/// Forks and execs with `child_fds` as the child's standard descriptors;
+/// `after_fork` runs in the parent right after the fork (to close the
+/// child's ends). Returns the pid, when it started and its exit eventfd.
+fn fork_exec(
+    prepared: &Prepared,
+    mut child_fds: ChildFds,
+    reaper: &Reaper,
+    after_fork: impl FnOnce(),
+) -> Result<(libc::pid_t, Instant, Arc<OwnedFd>), SpawnError> {
+    let internal = SpawnError::internal;
     let (status_read, status_write) = sys::pipe().map_err(|e| internal("create status pipe", e))?;
     let exited = Arc::new(sys::eventfd().map_err(|e| internal("create eventfd", e))?);
 
@@ -255,12 +353,7 @@ pub fn spawn(prepared: &Prepared, reaper: &Reaper) -> Result<Spawned, SpawnError
         .map(|var| var.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
-    let child_fds = ChildFds {
-        stdin: stdin_child.as_raw_fd(),
-        stdout: stdout_child.as_raw_fd(),
-        stderr: stderr_child.as_raw_fd(),
-        status: status_write.as_raw_fd(),
-    };
+    child_fds.status = status_write.as_raw_fd();
 
     let pid = reaper
         .spawn_watched(Arc::clone(&exited), || {
@@ -274,10 +367,13 @@ pub fn spawn(prepared: &Prepared, reaper: &Reaper) -> Result<Spawned, SpawnError
             }
             sys::check(pid)
         })
-        .map_err(|e| internal("fork", e))?;
+        .map_err(|e| internal("fork", e));
     let started = Instant::now();
-    // Close the child's ends so EOF and the status pipe work.
-    drop((stdin_child, stdout_child, stderr_child, status_write));
+    after_fork();
+    // Close the child's end of the status pipe so that a successful exec
+    // reads as EOF.
+    drop(status_write);
+    let pid = pid?;
 
     let mut report = [0u8; 5];
     let mut status_file = File::from(status_read);
@@ -287,20 +383,15 @@ pub fn spawn(prepared: &Prepared, reaper: &Reaper) -> Result<Spawned, SpawnError
         let errno = i32::from_ne_bytes(report[1..5].try_into().expect("4 bytes"));
         return Err(child_failure(report[0], errno, prepared));
     }
-    Ok(Spawned {
-        pid,
-        started,
-        stdin: stdin_parent.map(File::from),
-        stdout: File::from(stdout_parent),
-        stderr: File::from(stderr_parent),
-        exited,
-    })
+    Ok((pid, started, exited))
 }
 
 struct ChildFds {
     stdin: RawFd,
     stdout: RawFd,
     stderr: RawFd,
+    /// Make `stdin` (a terminal) the new session's controlling terminal.
+    controlling_tty: bool,
     status: RawFd,
 }
 
@@ -326,6 +417,9 @@ unsafe fn exec_child(
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         libc::setsid();
+        if fds.controlling_tty && libc::ioctl(fds.stdin, libc::TIOCSCTTY, 0) < 0 {
+            report_and_exit(fds.status, STAGE_TTY);
+        }
         for (fd, target) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
             if fd == target {
                 libc::fcntl(fd, libc::F_SETFD, 0);
@@ -372,6 +466,12 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> usize {
 fn child_failure(stage: u8, errno: i32, prepared: &Prepared) -> SpawnError {
     let err = io::Error::from_raw_os_error(errno);
     let argv0 = &prepared.argv0;
+    if stage == STAGE_TTY {
+        return SpawnError::new(
+            ErrorKind::Internal,
+            format!("cannot make the terminal the controlling terminal of {argv0}: {err}"),
+        );
+    }
     if stage == STAGE_CHDIR {
         let cwd = prepared.cwd.to_string_lossy();
         let kind = match errno {

@@ -133,6 +133,72 @@ pub fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<u
     }
 }
 
+/// A new pseudo-terminal: `(master, slave, slave path)`, both ends
+/// close-on-exec, neither becoming the agent's controlling terminal.
+pub fn open_pty() -> io::Result<(OwnedFd, OwnedFd, String)> {
+    // SAFETY: posix_openpt takes no pointers.
+    let fd = check(unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) })
+        .context(|| "open /dev/ptmx".to_owned())?;
+    // SAFETY: posix_openpt succeeded, so `fd` is open and owned by us.
+    let master = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: grantpt and unlockpt take a descriptor only.
+    check(unsafe { libc::grantpt(master.as_raw_fd()) }).context(|| "grantpt".to_owned())?;
+    // SAFETY: as above.
+    check(unsafe { libc::unlockpt(master.as_raw_fd()) }).context(|| "unlockpt".to_owned())?;
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: `name` is a live buffer of the length passed.
+    let ret = unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret)).context(|| "ptsname".to_owned());
+    }
+    // SAFETY: ptsname_r succeeded, so `name` holds a NUL-terminated string.
+    let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    let path_c = cstring(&path)?;
+    // SAFETY: `path_c` is a valid C string for the duration of the call.
+    let slave_fd = check(unsafe {
+        libc::open(
+            path_c.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    })
+    .context(|| format!("open {path}"))?;
+    // SAFETY: open succeeded, so `slave_fd` is open and owned by us.
+    let slave = unsafe { OwnedFd::from_raw_fd(slave_fd) };
+    Ok((master, slave, path))
+}
+
+/// Sets a terminal's window size (`TIOCSWINSZ`); on a pty master the
+/// kernel then sends `SIGWINCH` to the terminal's foreground process group.
+pub fn set_winsize(fd: &impl AsRawFd, rows: u16, cols: u16) -> io::Result<()> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from a pointer that is live for
+    // the call.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &size) }).map(drop)
+}
+
+/// The foreground process group of a terminal (on a pty master: of its
+/// slave).
+pub fn foreground_group(fd: &impl AsRawFd) -> io::Result<libc::pid_t> {
+    // SAFETY: tcgetpgrp takes a descriptor only.
+    check(unsafe { libc::tcgetpgrp(fd.as_raw_fd()) })
+}
+
+/// Puts a descriptor (its open file description, so every dup of it too)
+/// in non-blocking mode.
+pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: F_GETFL and F_SETFL take no pointers.
+    let flags = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
+}
+
 /// Sends `signal` to a process group. Errors (the group is gone) are ignored.
 pub fn kill_group(pgid: i32, signal: i32) -> io::Result<()> {
     // SAFETY: kill takes no pointers.

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pyro_protocol::{
     encode_data, encode_message, Decoder, ErrorKind, ExecRequest, ExitStatus, Frame, FrameKind,
-    Message, GENERATION,
+    Message, Probe, GENERATION,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedWriteHalf;
@@ -211,6 +211,39 @@ impl Guest {
         })
     }
 
+    /// Runs one readiness check in the guest: `Ok(Ok(()))` when it passes,
+    /// `Ok(Err(why))` when it does not. A probe the agent refuses (a URL it
+    /// cannot handle, an agent too old to know probes) also comes back as
+    /// `Ok(Err(why))`; [`Guest::probe_outcome`] tells the two apart.
+    pub async fn probe(&self, probe: Probe) -> Result<Result<(), String>, GuestError> {
+        Ok(match self.probe_outcome(probe).await? {
+            ProbeOutcome::Ready => Ok(()),
+            ProbeOutcome::NotReady(why) | ProbeOutcome::Refused { message: why, .. } => Err(why),
+        })
+    }
+
+    /// Runs one readiness check in the guest and says how it went.
+    pub async fn probe_outcome(&self, probe: Probe) -> Result<ProbeOutcome, GuestError> {
+        let mut request = self.open(&Message::Probe(probe)).await?;
+        loop {
+            let frame = request.next_frame().await?;
+            if frame.kind != FrameKind::Message {
+                continue;
+            }
+            match frame.message().map_err(GuestError::Protocol)? {
+                Message::Done { .. } => return Ok(ProbeOutcome::Ready),
+                Message::Error {
+                    kind: ErrorKind::NotReady,
+                    message,
+                } => return Ok(ProbeOutcome::NotReady(message)),
+                Message::Error { kind, message } => {
+                    return Ok(ProbeOutcome::Refused { kind, message })
+                }
+                _ => continue,
+            }
+        }
+    }
+
     /// Asks the agent to flush disks and power the VM off.
     pub async fn power_off(&self) -> Result<(), GuestError> {
         self.shared.send(0, &Message::PowerOff).await
@@ -262,6 +295,18 @@ async fn wait_hello(control: &mut mpsc::Receiver<Frame>) -> Result<AgentHello, G
             _ => continue,
         }
     }
+}
+
+/// How a readiness probe went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// The check passed.
+    Ready,
+    /// The check ran and did not pass; why (connection refused, HTTP 503 …).
+    NotReady(String),
+    /// The agent would not run the check (`invalid_request` for a URL it
+    /// cannot handle, `unsupported` from an agent that predates probes).
+    Refused { kind: ErrorKind, message: String },
 }
 
 /// One event of a running command.
@@ -372,5 +417,58 @@ impl ExecStream {
     /// Sends stdin bytes; empty `data` closes the command's stdin.
     pub async fn write_stdin(&self, data: &[u8]) -> Result<(), GuestError> {
         self.request.send_data(FrameKind::Stdin, data).await
+    }
+
+    /// Sets the window size of the command's terminal (an exec with
+    /// `pty`); the agent ignores it on a command without one.
+    pub async fn resize(&self, rows: u16, cols: u16) -> Result<(), GuestError> {
+        self.request.send(&Message::Resize { rows, cols }).await
+    }
+
+    /// A handle that sends to this command (stdin, signals, resizes) from
+    /// elsewhere while its owner reads events with [`ExecStream::next`].
+    pub fn control(&self) -> ExecControl {
+        ExecControl {
+            shared: Arc::clone(&self.request.shared),
+            id: self.request.id,
+        }
+    }
+}
+
+/// Sends to one running command; cheap to clone. Whatever it sends after
+/// the command ended is ignored by the agent (request ids are not reused).
+///
+/// Stdin is flow-controlled: keep at most
+/// [`STDIN_WINDOW`](pyro_protocol::STDIN_WINDOW) bytes sent but not yet
+/// acknowledged by [`ExecEvent::Ack`] on the command's stream. On a terminal,
+/// stdin is always open and keystrokes are bytes (`\x03` is Ctrl-C).
+#[derive(Clone)]
+pub struct ExecControl {
+    shared: Arc<Shared>,
+    id: u32,
+}
+
+impl ExecControl {
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Sends stdin bytes; empty `data` ends the stream (on a pipe, closes
+    /// the command's stdin; on a terminal, only stops further input).
+    pub async fn write_stdin(&self, data: &[u8]) -> Result<(), GuestError> {
+        self.shared.send_data(self.id, FrameKind::Stdin, data).await
+    }
+
+    /// Delivers a signal: to the command's process group, or on a terminal
+    /// to its foreground job (`SIGKILL` and `SIGHUP` to the command too).
+    pub async fn signal(&self, signal: i32) -> Result<(), GuestError> {
+        self.shared.send(self.id, &Message::Signal { signal }).await
+    }
+
+    /// Sets the window size of the command's terminal.
+    pub async fn resize(&self, rows: u16, cols: u16) -> Result<(), GuestError> {
+        self.shared
+            .send(self.id, &Message::Resize { rows, cols })
+            .await
     }
 }

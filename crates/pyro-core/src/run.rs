@@ -193,6 +193,7 @@ impl Pyro {
             env: request.env_vars.clone(),
             timeout_ms: request.timeout.map(|t| t.as_millis() as u64),
             stdin: false,
+            pty: None,
         };
         let host_deadline = request.timeout.map(|t| t + TIMEOUT_GRACE);
         let end = {

@@ -51,6 +51,19 @@
 //!   target keeps its old content on every failure.
 //! - `ListDir` → one or more `DirEntries`, `Done`.
 //! - `Stat` → `FileInfo`, `Done`.
+//! - `Probe` → `Done`, or `Error { kind: NotReady }` when the check fails.
+//!
+//! # Terminals
+//!
+//! An `Exec` with `pty: {rows, cols}` runs its command on a new
+//! pseudo-terminal: the command leads a new session whose controlling
+//! terminal it is, with the terminal as descriptors 0, 1 and 2. All its
+//! output arrives as stdout frames; the host may always send stdin frames
+//! (keystrokes, acked as below). `Resize` on the id sets the window size.
+//! `Signal` goes to the terminal's foreground process group (a job the
+//! shell started), falling back to the command's own group; `SIGKILL` and
+//! `SIGHUP` go to both. The request ends as for pipes, with `Exited` once
+//! the command's main process is gone.
 //!
 //! File requests resolve their path beneath a root directory (`/workspace`
 //! unless the request names another), with the kernel refusing any path that
@@ -86,7 +99,9 @@ pub use codec::{
     encode_data, encode_frame, encode_message, read_frame, write_frame, DecodeError, Decoder,
     Frame, FrameKind, HEADER_LEN, MAX_FRAME_LEN, MAX_PAYLOAD_LEN,
 };
-pub use message::{DirEntry, ErrorKind, ExecRequest, ExitStatus, FileInfo, FileKind, Message};
+pub use message::{
+    DirEntry, ErrorKind, ExecRequest, ExitStatus, FileInfo, FileKind, Message, Probe, PtySize,
+};
 
 /// Protocol generation spoken by this build. Bumped on incompatible changes.
 pub const GENERATION: u32 = 1;

@@ -117,7 +117,45 @@ pub enum Message {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         bytes: Option<u64>,
     },
+    /// Host → guest, on the id of a running `Exec` that has a `pty`: set the
+    /// terminal's window size (the kernel sends `SIGWINCH` to its foreground
+    /// job). Ignored on any other id; never answered.
+    Resize { rows: u16, cols: u16 },
+    /// Host → guest, on a fresh request id: check once whether something is
+    /// ready. Answered by `Done {}` when it is, or by
+    /// `Error { kind: NotReady }` saying why not.
+    Probe(Probe),
     /// A message type this build does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// The size of a pseudo-terminal, in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PtySize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// One readiness check, run by the agent inside the guest. Tagged by
+/// `kind` on the wire (inside the `probe` message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Probe {
+    /// Passes when a TCP connection to `host:port` succeeds within 1 s.
+    Tcp {
+        port: u16,
+        /// An IP literal or `localhost`; `127.0.0.1` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+    },
+    /// Passes when `GET url` (HTTP/1.0, 2 s in all) answers a status from
+    /// 200 to 399. Only `http://HOST[:PORT]/PATH` with `HOST` an IP literal
+    /// or `localhost`; other URLs are refused as invalid.
+    Http { url: String },
+    /// Passes when the path exists. Absolute, or relative to `/workspace`.
+    File { path: String },
+    /// A probe kind this build does not know.
     #[serde(other)]
     Unknown,
 }
@@ -138,7 +176,13 @@ pub struct ExecRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// Whether the host will send stdin frames; otherwise stdin is /dev/null.
+    /// Ignored with a `pty`, whose stdin is always open.
     pub stdin: bool,
+    /// Run on a new pseudo-terminal of this size instead of pipes: the
+    /// command's stdin, stdout and stderr are the terminal, all its output
+    /// arrives as stdout frames, and `TERM` defaults to `xterm-256color`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pty: Option<PtySize>,
 }
 
 /// What kind of file a path names (not following a final symlink).
@@ -225,7 +269,61 @@ pub enum ErrorKind {
     Internal,
     /// The host cancelled the request (`Signal` on a `WriteFile`).
     Cancelled,
+    /// A `Probe` ran and did not pass; the message says why.
+    NotReady,
     /// A kind this build does not know.
     #[serde(other)]
     Other,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exec_without_pty_decodes_as_pipes() {
+        let old = br#"{"type":"exec","argv":["true"],"stdin":true}"#;
+        let Message::Exec(request) = serde_json::from_slice(old).unwrap() else {
+            panic!("not an exec");
+        };
+        assert_eq!(request.pty, None);
+        assert!(request.stdin);
+    }
+
+    #[test]
+    fn probes_nest_their_kind_inside_the_message() {
+        let probe = Message::Probe(Probe::Http {
+            url: "http://127.0.0.1/".into(),
+        });
+        let json = serde_json::to_string(&probe).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"probe","kind":"http","url":"http://127.0.0.1/"}"#
+        );
+        assert_eq!(serde_json::from_str::<Message>(&json).unwrap(), probe);
+        let default_host = r#"{"type":"probe","kind":"tcp","port":22}"#;
+        assert_eq!(
+            serde_json::from_str::<Message>(default_host).unwrap(),
+            Message::Probe(Probe::Tcp {
+                port: 22,
+                host: None
+            })
+        );
+        let missing_port = r#"{"type":"probe","kind":"tcp"}"#;
+        assert!(serde_json::from_str::<Message>(missing_port).is_err());
+    }
+
+    #[test]
+    fn resize_and_not_ready_round_trip() {
+        for message in [
+            Message::Resize { rows: 1, cols: 2 },
+            Message::Error {
+                kind: ErrorKind::NotReady,
+                message: "connection refused".into(),
+            },
+        ] {
+            let json = serde_json::to_vec(&message).unwrap();
+            assert_eq!(serde_json::from_slice::<Message>(&json).unwrap(), message);
+        }
+    }
 }

@@ -9,7 +9,7 @@
 
 use pyro_protocol::{
     encode_data, encode_message, Decoder, DirEntry, ErrorKind, ExecRequest, ExitStatus, FileInfo,
-    FileKind, FrameKind, Message, GENERATION,
+    FileKind, FrameKind, Message, Probe, PtySize, GENERATION,
 };
 
 fn samples() -> Vec<(u32, Message)> {
@@ -40,6 +40,7 @@ fn samples() -> Vec<(u32, Message)> {
                 env: vec![("K".into(), "V".into())],
                 timeout_ms: Some(5000),
                 stdin: false,
+                pty: None,
             }),
         ),
         (
@@ -171,6 +172,55 @@ fn samples() -> Vec<(u32, Message)> {
                 message: "cancelled by the host".into(),
             },
         ),
+        // Added in generation 1 without breaking it: terminals and probes.
+        (
+            14,
+            Message::Exec(ExecRequest {
+                argv: vec!["bash".into(), "-i".into()],
+                pty: Some(PtySize { rows: 24, cols: 80 }),
+                ..Default::default()
+            }),
+        ),
+        (
+            14,
+            Message::Resize {
+                rows: 50,
+                cols: 132,
+            },
+        ),
+        (
+            15,
+            Message::Probe(Probe::Tcp {
+                port: 5432,
+                host: None,
+            }),
+        ),
+        (
+            15,
+            Message::Probe(Probe::Tcp {
+                port: 80,
+                host: Some("10.0.2.2".into()),
+            }),
+        ),
+        (
+            16,
+            Message::Probe(Probe::Http {
+                url: "http://localhost:8000/healthz".into(),
+            }),
+        ),
+        (
+            17,
+            Message::Probe(Probe::File {
+                path: "build/ready".into(),
+            }),
+        ),
+        (
+            16,
+            Message::Error {
+                kind: ErrorKind::NotReady,
+                message: "http://localhost:8000/healthz: HTTP 503 Service Unavailable".into(),
+            },
+        ),
     ]
 }
 
@@ -250,6 +300,11 @@ fn unknown_message_types_and_fields_are_tolerated() {
             ..
         })
     ));
+    let probe = br#"{"type":"probe","kind":"dns","name":"x"}"#;
+    assert_eq!(
+        serde_json::from_slice::<Message>(probe).unwrap(),
+        Message::Probe(Probe::Unknown)
+    );
     let kind = br#"{"type":"error","kind":"quota_exceeded","message":"m"}"#;
     assert!(matches!(
         serde_json::from_slice::<Message>(kind).unwrap(),

@@ -4,6 +4,10 @@
 
 use std::io::Write;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use pyro_protocol::{
     encode_data, encode_message, read_frame, DirEntry, ErrorKind, ExitStatus, FileInfo, Frame,
@@ -221,6 +225,57 @@ impl Agent {
         self.wait(id)
     }
 
+    /// Reads frames of request `id` into `outcome` until its stdout
+    /// contains `needle` (after byte `from`); other ids are ignored. Fails
+    /// the test if the request ends first or nothing matches within
+    /// `timeout` (the agent is then killed, which unblocks the read).
+    pub fn stdout_until(
+        &mut self,
+        id: u32,
+        outcome: &mut Outcome,
+        from: usize,
+        needle: &str,
+        timeout: Duration,
+    ) -> usize {
+        let watchdog = Watchdog::arm(self.child.id(), timeout);
+        loop {
+            if let Some(at) = find(&outcome.stdout[from.min(outcome.stdout.len())..], needle) {
+                return from + at + needle.len();
+            }
+            let Some(frame) = read_frame(&mut self.output).ok().flatten() else {
+                panic!(
+                    "no {needle:?} within {timeout:?} (fired: {}); output so far: {:?}",
+                    watchdog.fired(),
+                    String::from_utf8_lossy(&outcome.stdout)
+                );
+            };
+            if frame.id == id && outcome.take(frame) {
+                panic!(
+                    "request {id} ended before printing {needle:?}: {outcome:?}; output: {:?}",
+                    String::from_utf8_lossy(&outcome.stdout)
+                );
+            }
+        }
+    }
+
+    /// Like [`Agent::wait`], but continues `outcome` and fails the test after
+    /// `timeout`.
+    pub fn wait_within(&mut self, id: u32, outcome: &mut Outcome, timeout: Duration) {
+        let watchdog = Watchdog::arm(self.child.id(), timeout);
+        loop {
+            let Some(frame) = read_frame(&mut self.output).ok().flatten() else {
+                panic!(
+                    "request {id} did not end within {timeout:?} (fired: {}); output so far: {:?}",
+                    watchdog.fired(),
+                    String::from_utf8_lossy(&outcome.stdout)
+                );
+            };
+            if frame.id == id && outcome.take(frame) {
+                return;
+            }
+        }
+    }
+
     /// Peak resident memory of the agent process, in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
@@ -233,5 +288,51 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+fn find(haystack: &[u8], needle: &str) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle.as_bytes())
+}
+
+/// Kills the agent if a wait outlives its deadline, so a blocking read
+/// fails instead of hanging the test run.
+struct Watchdog {
+    disarmed: Arc<AtomicBool>,
+    fired: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    fn arm(pid: u32, timeout: Duration) -> Self {
+        let disarmed = Arc::new(AtomicBool::new(false));
+        let fired = Arc::new(AtomicBool::new(false));
+        let (stop, shot) = (Arc::clone(&disarmed), Arc::clone(&fired));
+        let deadline = Instant::now() + timeout;
+        thread::spawn(move || {
+            while Instant::now() < deadline {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            if !stop.load(Ordering::SeqCst) {
+                shot.store(true, Ordering::SeqCst);
+                // SAFETY: kill takes no pointers; the pid is our child's.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+        });
+        Self { disarmed, fired }
+    }
+
+    fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.disarmed.store(true, Ordering::SeqCst);
     }
 }

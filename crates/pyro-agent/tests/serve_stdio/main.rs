@@ -2,12 +2,15 @@
 //! binary serves the protocol on stdin/stdout with `--serve-stdio`.
 //!
 //! Run with `cargo test -p pyro-agent --test serve_stdio`. Exec requests are
-//! tested here; file requests in `files.rs`, flow control in `flow.rs`, and
-//! the harness is `agent.rs`.
+//! tested here; file requests in `files.rs`, flow control in `flow.rs`,
+//! commands on pseudo-terminals in `pty.rs`, readiness probes in `probe.rs`,
+//! and the harness is `agent.rs`.
 
 mod agent;
 mod files;
 mod flow;
+mod probe;
+mod pty;
 
 use std::time::{Duration, Instant};
 

@@ -405,6 +405,7 @@ impl Pyro {
             env: options.env_vars.clone(),
             timeout_ms: options.timeout.map(|t| t.as_millis() as u64),
             stdin: false,
+            pty: None,
         };
         let host_deadline = options.timeout.map(|t| t + crate::run::TIMEOUT_GRACE);
         let end = tokio::select! {
