@@ -116,6 +116,15 @@ anything outside --output. --output must not exist yet (or be an empty directory
     /// Show what changed in /workspace since the baseline (create or last reset).
     #[command(after_help = DIFF_HELP)]
     Diff(DiffArgs),
+    /// Review what was run and changed since the last reset (or create).
+    #[command(after_help = SUMMARY_HELP)]
+    Summary(WorkspaceRef),
+    /// Interactive shells on a terminal, read back as plain text.
+    #[command(subcommand)]
+    Shell(crate::cli_sessions::ShellCommand),
+    /// Named long-running services with readiness checks, logs and stop.
+    #[command(subcommand)]
+    Service(crate::cli_sessions::ServiceCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -380,6 +389,15 @@ pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
         _ => Err(format!("expected K=V, got `{text}`")),
     }
 }
+
+const SUMMARY_HELP: &str = "Commands run (failures first), files changed (from the diff \
+against the baseline; from the recorded writes and patches when the workspace is stopped or \
+has no git), services and their state, snapshots, syncs and exports. Secrets in command lines \
+are shown as ***; environment variables are never recorded.
+
+Examples:
+  pyro workspace summary api-fix
+  pyro workspace summary api-fix --json";
 
 const DIFF_HELP: &str = "Everything under /workspace is compared, .gitignored files included; \
 .git directories are not. Binary files are noted, not dumped. Needs git in the \

@@ -67,7 +67,7 @@ pub fn bench(pyro: &Pyro, args: &BenchArgs) -> anyhow::Result<i32> {
     );
     rows.extend(mcp_rows(&exe, args.runs)?.into_iter().map(Row::from));
     if !args.skip_workspaces {
-        rows.extend(workspace_rows(&exe, args)?.into_iter().map(Row::from));
+        rows.extend(workspace_rows(pyro, &exe, args)?.into_iter().map(Row::from));
     }
     let report = BenchReport {
         env: args.env.clone(),
@@ -150,7 +150,7 @@ fn mcp_rows(exe: &Path, runs: usize) -> anyhow::Result<Vec<Samples>> {
 }
 
 /// Workspace measurements, in a throw-away `PYRO_HOME`.
-fn workspace_rows(exe: &Path, args: &BenchArgs) -> anyhow::Result<Vec<Samples>> {
+fn workspace_rows(facade: &Pyro, exe: &Path, args: &BenchArgs) -> anyhow::Result<Vec<Samples>> {
     let home = tempfile::tempdir()?;
     let pyro = |cmd_args: &[&str]| -> anyhow::Result<Duration> {
         let started = Instant::now();
@@ -194,6 +194,7 @@ fn workspace_rows(exe: &Path, args: &BenchArgs) -> anyhow::Result<Vec<Samples>> 
     for _ in 0..args.runs {
         reset.push(pyro(&["workspace", "reset", "hot"])?);
     }
+    let sessions = super::bench_sessions::session_rows(facade, home.path(), "hot", args.runs)?;
     pyro(&["workspace", "delete", "hot"])?;
 
     let seed_runs = args.runs.min(3);
@@ -228,7 +229,10 @@ fn workspace_rows(exe: &Path, args: &BenchArgs) -> anyhow::Result<Vec<Samples>> 
     throughput
         .millis
         .push(bytes as f64 / 1e6 / seconds.max(0.001));
-    Ok(vec![tti, exec, reset, bare_create, seed_create, throughput])
+    let mut rows = vec![tti, exec, reset];
+    rows.extend(sessions);
+    rows.extend([bare_create, seed_create, throughput]);
+    Ok(rows)
 }
 
 /// Writes `mb` megabytes of incompressible data as 100 x 100 files.

@@ -1,6 +1,7 @@
 //! One module per top-level command; each returns the process exit status.
 
 mod bench;
+mod bench_sessions;
 mod doctor;
 mod env;
 pub(crate) mod host;
@@ -9,6 +10,8 @@ mod run;
 mod workspace;
 mod workspace_diff;
 mod workspace_files;
+mod workspace_sessions;
+mod workspace_summary;
 
 use crate::cli::{Cli, Command};
 

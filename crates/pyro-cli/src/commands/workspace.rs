@@ -152,7 +152,12 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
         }
         WorkspaceCommand::File(command) => return super::workspace_files::file(pyro, command),
         WorkspaceCommand::Patch(command) => return super::workspace_files::patch(pyro, command),
+        WorkspaceCommand::Shell(command) => return super::workspace_sessions::shell(pyro, command),
+        WorkspaceCommand::Service(command) => {
+            return super::workspace_sessions::service(pyro, command)
+        }
         WorkspaceCommand::Diff(args) => return super::workspace_diff::diff(pyro, &args),
+        WorkspaceCommand::Summary(args) => return super::workspace_summary::summary(pyro, &args),
         WorkspaceCommand::Exec(args) => {
             let options = ExecOptions {
                 argv: args.command,

@@ -229,6 +229,11 @@ impl Pyro {
         let files = Files::connect(self, query).await?;
         let bytes = files.write(path, content, mode).await?;
         self.record_activity(query);
+        let event = super::events::EventKind::FileWrite {
+            path: path.to_string(),
+            bytes,
+        };
+        self.record_event(query, event);
         Ok(WriteReport {
             workspace: query.to_string(),
             path: path.to_string(),
@@ -273,7 +278,12 @@ impl Pyro {
             tree.insert(path, content, git_mode(info.mode));
         }
 
-        let applied = pyro_patch::apply(&patch, &tree).map_err(|error| match error {
+        let applied = pyro_patch::apply(&patch, &tree);
+        let named = || patch.files.iter().map(|file| file.display_path());
+        if applied.is_err() {
+            self.record_event(query, super::events::EventKind::patch(named(), false));
+        }
+        let applied = applied.map_err(|error| match error {
             pyro_patch::ApplyError::Rejected(failures) => FilesError::Rejected { failures },
             // The tree is in memory: reads cannot fail.
             other => FilesError::Agent {
@@ -341,6 +351,7 @@ impl Pyro {
             done_paths.push(format!("wrote {path}"));
         }
         self.record_activity(query);
+        self.record_event(query, super::events::EventKind::patch(named(), true));
 
         let stat = DiffStat::of(&patch);
         Ok(PatchReport {

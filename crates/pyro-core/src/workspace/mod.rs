@@ -5,10 +5,17 @@
 //! The facade here creates, inspects and controls workspaces; the state on
 //! disk is in [`store`]; the process that owns each VM is in [`supervisor`].
 
+pub(crate) mod control;
 pub mod diff;
+pub mod events;
 pub mod files;
+pub mod service_log;
+pub mod services;
+pub(crate) mod sessions;
+pub mod shells;
 pub mod snapshots;
 pub mod store;
+pub mod summary;
 pub mod supervisor;
 pub mod transfer;
 
@@ -25,6 +32,7 @@ use crate::guest::{Guest, Handshake};
 use crate::run::{drive_exec, OutputSink};
 use crate::{Error, Pyro, RunEnd};
 pub use store::{WorkspaceRecord, WorkspaceState, WorkspaceStore};
+pub use summary::WorkspaceSummary;
 
 /// The workspace's disk overlay, inside its directory.
 pub(crate) const DISK: &str = "disk.qcow2";
@@ -76,6 +84,8 @@ pub enum WorkspaceError {
     Transfer(#[from] transfer::TransferError),
     #[error(transparent)]
     Snapshot(#[from] snapshots::SnapshotError),
+    #[error(transparent)]
+    Session(#[from] sessions::SessionError),
     #[error("i/o on {path} failed")]
     Io {
         path: PathBuf,
@@ -106,6 +116,22 @@ pub enum Seed {
         url: String,
         reference: Option<String>,
     },
+}
+
+impl Seed {
+    /// The seed for the review log: the path, or the URL without its
+    /// password.
+    fn describe(&self) -> String {
+        match self {
+            Seed::Path(path) => path.display().to_string(),
+            Seed::Repo { url, reference } => {
+                let url = events::redact_urls(url);
+                reference
+                    .as_ref()
+                    .map_or(url.clone(), |r| format!("{url} at {r}"))
+            }
+        }
+    }
 }
 
 /// A command for `workspace exec`.
@@ -215,6 +241,9 @@ impl Pyro {
             let _ = self.workspace_delete(&record.id);
             return Err(error);
         }
+        let seed = request.seed.as_ref().map(Seed::describe);
+        let env = request.env.clone();
+        self.record_event(&record.id, events::EventKind::Created { env, seed });
         Ok(self.workspaces()?.read(&record.id)?)
     }
 
@@ -309,11 +338,13 @@ impl Pyro {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        Ok(store.update(&record.id, |record| {
+        let stopped = store.update(&record.id, |record| {
             record.state = WorkspaceState::Stopped;
             record.supervisor_pid = None;
             Ok(())
-        })?)
+        })?;
+        events::record(&store.dir(&record.id), events::EventKind::Stopped);
+        Ok(stopped)
     }
 
     /// Boots a stopped or crashed workspace from its disk.
@@ -331,6 +362,7 @@ impl Pyro {
             Ok(())
         })?;
         self.spawn_supervisor(&store, &record)?;
+        events::record(&store.dir(&record.id), events::EventKind::Started);
         Ok(store.read(&record.id)?)
     }
 
@@ -416,10 +448,13 @@ impl Pyro {
             },
             _ = cancel => RunEnd::Cancelled,
         };
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let event = events::EventKind::exec(&options.argv, &end, duration_ms);
+        self.record_event(query, event);
         Ok(ExecReport {
             end,
             workspace: query.to_string(),
-            duration_ms: started.elapsed().as_millis() as u64,
+            duration_ms,
         })
     }
 
@@ -461,6 +496,24 @@ impl Pyro {
 
     /// A guest channel to a running workspace, through its supervisor.
     pub async fn connect_workspace(&self, query: &str) -> Result<Guest, Error> {
+        let (record, dir) = self.running_workspace(query)?;
+        let name = record.display_name().to_string();
+        let socket = dir.join(SOCKET);
+        let stream = std::os::unix::net::UnixStream::connect(&socket).map_err(|_| {
+            WorkspaceError::Crashed {
+                name: name.clone(),
+                reason: "its supervisor does not answer".into(),
+            }
+        })?;
+        Ok(Guest::connect(stream, Handshake::FreshBoot).await?)
+    }
+
+    /// A running workspace's record and directory; else why it is not
+    /// running, and what to do.
+    pub(crate) fn running_workspace(
+        &self,
+        query: &str,
+    ) -> Result<(WorkspaceRecord, PathBuf), Error> {
         let store = self.workspaces()?;
         let record = store.observe(&store.resolve(query)?.id)?;
         let name = record.display_name().to_string();
@@ -476,14 +529,8 @@ impl Pyro {
                 .into())
             }
         }
-        let socket = store.dir(&record.id).join(SOCKET);
-        let stream = std::os::unix::net::UnixStream::connect(&socket).map_err(|_| {
-            WorkspaceError::Crashed {
-                name: name.clone(),
-                reason: "its supervisor does not answer".into(),
-            }
-        })?;
-        Ok(Guest::connect(stream, Handshake::FreshBoot).await?)
+        let dir = store.dir(&record.id);
+        Ok((record, dir))
     }
 
     /// Starts the supervisor process and waits for it to report ready.

@@ -77,6 +77,8 @@ impl Pyro {
             record.snapshots.push(saved);
             Ok(())
         })?;
+        let event = super::events::EventKind::Snapshot { name: name.into() };
+        super::events::record(&store.dir(&record.id), event);
         Ok(snapshot)
     }
 
@@ -103,6 +105,8 @@ impl Pyro {
             Ok(())
         })?;
         collect_garbage(&store.dir(&record.id), &record);
+        let event = super::events::EventKind::SnapshotDelete { name: name.into() };
+        super::events::record(&store.dir(&record.id), event);
         Ok(())
     }
 
@@ -137,6 +141,7 @@ impl Pyro {
             };
             // The writable top is thrown away: no clean shutdown needed.
             self.kill_supervisor(&store, &record)?;
+            super::sessions::end_all(&dir, "the workspace was reset");
             let top = format!("{LAYERS}/{}.qcow2", new_id());
             fs_err::create_dir_all(dir.join(LAYERS)).map_err(|source| WorkspaceError::Io {
                 path: dir.join(LAYERS),
@@ -161,6 +166,8 @@ impl Pyro {
             let guest = self.connect_workspace(&record.id).await?;
             super::diff::record_baseline(&guest).await?;
         }
+        let snapshot = snapshot.map(str::to_string);
+        super::events::record(&dir, super::events::EventKind::Reset { snapshot });
         Ok(store.read(&record.id)?)
     }
 
@@ -221,12 +228,10 @@ fn ask_supervisor(dir: &Path, top: &str) -> Result<(), Error> {
     BufReader::new(&stream)
         .read_line(&mut line)
         .map_err(|e| fail(e.to_string()))?;
-    let reply: serde_json::Value =
-        serde_json::from_str(&line).map_err(|_| fail(format!("unexpected reply {line:?}")))?;
-    match reply["error"].as_str() {
-        None if reply["ok"] == true => Ok(()),
-        Some(message) => Err(fail(message.to_string())),
-        None => Err(fail(format!("unexpected reply {line:?}"))),
+    match serde_json::from_str(&line) {
+        Ok(super::control::ControlReply::Ok(_)) => Ok(()),
+        Ok(super::control::ControlReply::Error(error)) => Err(fail(error.to_string())),
+        Err(_) => Err(fail(format!("unexpected reply {line:?}"))),
     }
 }
 

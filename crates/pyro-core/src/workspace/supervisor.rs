@@ -27,8 +27,10 @@ use pyro_protocol::{encode_frame, encode_message, Decoder, Frame, FrameKind, Mes
 use pyro_vmm::{DiskFormat, RootDisk, VmSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
+use super::control::{self, ControlReply, ControlRequest};
+use super::sessions::{SessionError, Sessions};
 use super::store::{now, WorkspaceState, WorkspaceStore};
 use super::{CONTROL, SOCKET};
 use crate::boot::boot;
@@ -144,6 +146,12 @@ async fn supervise(
             Ok(())
         })
         .map_err(|e| e.to_string())?;
+    let sessions = Arc::new(Sessions::new(
+        dir.clone(),
+        record.display_name().to_string(),
+        Arc::clone(&guest),
+    ));
+    let (snapshot_tx, mut snapshot_rx) = mpsc::channel::<SnapshotJob>(4);
     report("ok");
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -159,8 +167,18 @@ async fn supervise(
             }
             accepted = control.accept() => {
                 if let Ok((stream, _)) = accepted {
-                    serve_control(stream, &guest, vm.as_mut(), &dir).await;
+                    tokio::spawn(serve_control(stream, Arc::clone(&sessions), snapshot_tx.clone()));
                 }
+            }
+            Some((new_top, reply)) = snapshot_rx.recv() => {
+                // Push the guest's dirty pages to the disk first, so the
+                // frozen layer holds everything written so far.
+                let _ = sync_guest(&guest).await;
+                let result = vm
+                    .snapshot_disk(&dir.join(&new_top))
+                    .map(|()| true)
+                    .map_err(|e| SessionError::Invalid(pyro_env::error_chain(&e)));
+                let _ = reply.send(ControlReply::from_result(result));
             }
             _ = terminate.recv() => break Ok(()),
             _ = &mut guest_gone => {
@@ -180,6 +198,10 @@ async fn supervise(
     };
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(&control_socket);
+    match &outcome {
+        Ok(()) => sessions.end_all("the workspace was stopped"),
+        Err(reason) => sessions.end_all(&format!("the VM crashed ({reason})")),
+    }
     if outcome.is_ok() {
         // Flush the guest's disk before the VM goes away.
         let _ = guest.power_off().await;
@@ -200,41 +222,33 @@ async fn supervise(
     outcome
 }
 
-/// A request on the control socket, one JSON line.
-#[derive(serde::Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-enum ControlRequest {
-    /// Flush the guest, freeze the disk as it is and continue on `new_top`
-    /// (relative to the workspace dir).
-    Snapshot { new_top: String },
-}
+/// A snapshot for the main loop (which owns the VM): the new top layer,
+/// and where the reply goes.
+type SnapshotJob = (String, oneshot::Sender<ControlReply>);
 
-/// Answers one control request (the VM is this task's alone meanwhile).
-async fn serve_control(stream: UnixStream, guest: &Guest, vm: &mut dyn pyro_vmm::Vm, dir: &Path) {
+/// Answers one control connection: snapshots through the main loop, shells
+/// and services right here.
+async fn serve_control(
+    stream: UnixStream,
+    sessions: Arc<Sessions>,
+    snapshots: mpsc::Sender<SnapshotJob>,
+) {
     let (reader, mut writer) = stream.into_split();
-    let mut line = String::new();
     let mut reader = tokio::io::BufReader::new(reader);
-    let read = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::io::AsyncBufReadExt::read_line(&mut reader, &mut line),
-    )
-    .await;
-    let reply = match (read, serde_json::from_str::<ControlRequest>(&line)) {
-        (Ok(Ok(_)), Ok(ControlRequest::Snapshot { new_top })) => {
-            // Push the guest's dirty pages to the disk first, so the frozen
-            // layer holds everything written so far.
-            let _ = sync_guest(guest).await;
-            match vm.snapshot_disk(&dir.join(&new_top)) {
-                Ok(()) => serde_json::json!({ "ok": true }),
-                Err(e) => serde_json::json!({ "error": pyro_env::error_chain(&e) }),
+    let reply = match control::read_request(&mut reader, Duration::from_secs(5)).await {
+        Err(error) => ControlReply::Error(error),
+        Ok(ControlRequest::Snapshot { new_top }) => {
+            let (reply, answer) = oneshot::channel();
+            match snapshots.send((new_top, reply)).await {
+                Ok(()) => answer.await.unwrap_or_else(|_| {
+                    ControlReply::Error(SessionError::Invalid("the VM stopped".into()))
+                }),
+                Err(_) => ControlReply::Error(SessionError::Invalid("the VM stopped".into())),
             }
         }
-        (_, Err(e)) => serde_json::json!({ "error": format!("bad control request: {e}") }),
-        (_, _) => serde_json::json!({ "error": "no control request" }),
+        Ok(request) => sessions.handle(request).await,
     };
-    let mut bytes = reply.to_string().into_bytes();
-    bytes.push(b'\n');
-    let _ = writer.write_all(&bytes).await;
+    control::write_reply(&mut writer, reply).await;
 }
 
 /// Runs `sync` in the guest.

@@ -64,6 +64,11 @@ impl Pyro {
         let guest = self.connect_workspace(query).await?;
         let report = push_tree(&guest, source, &dest).await?;
         self.record_activity(query);
+        let event = super::events::EventKind::SyncPush {
+            source: source.display().to_string(),
+            destination: format!("/workspace/{dest}"),
+        };
+        self.record_event(query, event);
         Ok(report)
     }
 
@@ -139,6 +144,11 @@ impl Pyro {
         }
         let report = unpacked.map_err(TransferError::Export)?;
         self.record_activity(query);
+        let event = super::events::EventKind::Export {
+            path,
+            output: output.display().to_string(),
+        };
+        self.record_event(query, event);
         Ok(TransferReport {
             files: report.files,
             bytes: report.bytes,

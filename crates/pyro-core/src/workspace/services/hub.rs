@@ -1,0 +1,513 @@
+//! The supervisor's side of services: each one a guest exec it keeps open,
+//! its output appended to a bounded log, its readiness probed in the guest,
+//! its stop carried out by a task of its own.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pyro_protocol::{ExecRequest, Probe};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::{log_path, Readiness, ServiceInfo, ServiceRegistry, ServiceSpec, ServiceState};
+use crate::guest::{ExecEvent, ExecStream, Guest};
+use crate::workspace::events::{self, command_line, EventKind};
+use crate::workspace::service_log::{self, LogRange, LogRead, ServiceLog};
+use crate::workspace::sessions::{self, lock, SessionError, SERVICES_FILE, SERVICE_LOGS};
+use crate::workspace::store::{is_valid_name, now};
+
+/// Log lines quoted when a service fails.
+const FAILURE_LINES: usize = 20;
+/// Longest pause between two readiness probes.
+const MAX_PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// A `--ready-command` attempt may take this long.
+const READY_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A service the supervisor holds.
+struct LiveService {
+    info: Mutex<ServiceInfo>,
+    log: Mutex<ServiceLog>,
+    changed: Notify,
+    stop: mpsc::Sender<(Duration, oneshot::Sender<()>)>,
+    /// Set when readiness failed: the reason its end is recorded with.
+    failure: Mutex<Option<String>>,
+    /// The agent said the command started (it was found and exec'd).
+    started: std::sync::atomic::AtomicBool,
+}
+
+impl LiveService {
+    fn info(&self) -> ServiceInfo {
+        let mut info = lock(&self.info).clone();
+        let log = lock(&self.log);
+        info.log_bytes = log.total();
+        info.log_dropped = log.dropped;
+        info
+    }
+
+    fn last_lines(&self) -> Vec<String> {
+        lock(&self.log)
+            .read(LogRange::Tail(FAILURE_LINES), 16 * 1024)
+            .text
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The supervisor's services.
+pub(crate) struct ServiceHub {
+    dir: PathBuf,
+    workspace: String,
+    guest: Arc<Guest>,
+    state: Mutex<HubState>,
+}
+
+struct HubState {
+    registry: ServiceRegistry,
+    live: HashMap<String, Arc<LiveService>>,
+}
+
+impl ServiceHub {
+    pub(crate) fn new(dir: PathBuf, workspace: String, guest: Arc<Guest>) -> Arc<Self> {
+        let registry = sessions::load(&dir, SERVICES_FILE);
+        Arc::new(ServiceHub {
+            dir,
+            workspace,
+            guest,
+            state: Mutex::new(HubState {
+                registry,
+                live: HashMap::new(),
+            }),
+        })
+    }
+
+    /// Records a service's current info in `services.json`.
+    fn publish(&self, service: &LiveService) {
+        let info = service.info();
+        let mut state = lock(&self.state);
+        state.registry.put(info);
+        sessions::save(&self.dir, SERVICES_FILE, &state.registry);
+    }
+
+    pub(crate) async fn start(
+        self: &Arc<Self>,
+        spec: ServiceSpec,
+    ) -> Result<ServiceInfo, SessionError> {
+        if !is_valid_name(&spec.name) {
+            return Err(SessionError::BadServiceName { name: spec.name });
+        }
+        if spec.argv.is_empty() {
+            return Err(SessionError::Invalid(
+                "no command given; put it after `--`, e.g. pyro workspace service start ID web -- python3 -m http.server".into(),
+            ));
+        }
+        let started = Instant::now();
+        let (stop, stop_rx) = mpsc::channel(4);
+        let log = ServiceLog::create(
+            &self
+                .dir
+                .join(SERVICE_LOGS)
+                .join(format!("{}.log", spec.name)),
+        )
+        .map_err(|e| SessionError::Supervisor(format!("cannot create the service log: {e}")))?;
+        let service = Arc::new(LiveService {
+            info: Mutex::new(ServiceInfo {
+                name: spec.name.clone(),
+                command: command_line(&spec.argv),
+                cwd: spec.cwd.clone(),
+                env_names: spec.env.iter().map(|(name, _)| name.clone()).collect(),
+                readiness: spec.readiness.clone(),
+                started_at: now(),
+                ready_after_ms: None,
+                ended_at: None,
+                state: ServiceState::Starting,
+                log_bytes: 0,
+                log_dropped: 0,
+            }),
+            log: Mutex::new(log),
+            changed: Notify::new(),
+            stop,
+            failure: Mutex::new(None),
+            started: std::sync::atomic::AtomicBool::new(false),
+        });
+        {
+            let mut state = lock(&self.state);
+            if let Some(existing) = state.live.get(&spec.name) {
+                if lock(&existing.info).state.is_live() {
+                    return Err(SessionError::ServiceRunning {
+                        name: spec.name,
+                        workspace: self.workspace.clone(),
+                    });
+                }
+            }
+            state.live.insert(spec.name.clone(), Arc::clone(&service));
+        }
+        events::record(
+            &self.dir,
+            EventKind::ServiceStarted {
+                name: spec.name.clone(),
+                command: command_line(&spec.argv),
+            },
+        );
+        let request = ExecRequest {
+            argv: spec.argv.clone(),
+            cwd: spec.cwd.clone(),
+            env: spec.env.clone(),
+            ..ExecRequest::default()
+        };
+        match self.guest.exec(request).await {
+            Ok(stream) => {
+                tokio::spawn(Arc::clone(self).pump(Arc::clone(&service), stream, stop_rx));
+            }
+            Err(e) => {
+                self.finish(&service, fail(format!("could not start: {e}")));
+            }
+        }
+        self.publish(&service);
+        let ready = self.await_ready(&service, &spec, started).await;
+        match ready {
+            Ok(()) => {
+                let after = started.elapsed().as_millis() as u64;
+                {
+                    let mut info = lock(&service.info);
+                    if info.state == ServiceState::Starting {
+                        info.state = ServiceState::Running;
+                        info.ready_after_ms = Some(after);
+                    }
+                }
+                self.publish(&service);
+                events::record(
+                    &self.dir,
+                    EventKind::ServiceReady {
+                        name: spec.name.clone(),
+                        after_ms: after,
+                    },
+                );
+                Ok(service.info())
+            }
+            Err(reason) => {
+                if lock(&service.info).state.is_live() {
+                    // Not ready in time: stop it, and record why.
+                    *lock(&service.failure) = Some(reason.clone());
+                    let (done, finished) = oneshot::channel();
+                    if service
+                        .stop
+                        .send((Duration::from_secs(2), done))
+                        .await
+                        .is_ok()
+                    {
+                        let _ = finished.await;
+                    }
+                }
+                let info = service.info();
+                let reason = match &info.state {
+                    ServiceState::Failed { reason, .. } => reason.clone(),
+                    ServiceState::Exited => "exited (code 0) before it was ready".into(),
+                    ServiceState::Ended { reason } => reason.clone(),
+                    _ => reason,
+                };
+                Err(SessionError::ServiceFailed {
+                    name: spec.name,
+                    reason,
+                    last_lines: service.last_lines(),
+                })
+            }
+        }
+    }
+
+    /// Probes until ready; `Err` says why it never was.
+    async fn await_ready(
+        &self,
+        service: &LiveService,
+        spec: &ServiceSpec,
+        started: Instant,
+    ) -> Result<(), String> {
+        let deadline = started + Duration::from_millis(spec.ready_timeout_ms);
+        let mut interval = Duration::from_millis(50);
+        loop {
+            let changed = service.changed.notified();
+            let state = lock(&service.info).state.clone();
+            if !state.is_live() {
+                return Err(describe_end(&state));
+            }
+            let Some(readiness) = &spec.readiness else {
+                // No check: ready once the agent says it started.
+                if service.started.load(std::sync::atomic::Ordering::Acquire) {
+                    return Ok(());
+                }
+                let _ = tokio::time::timeout(MAX_PROBE_INTERVAL, changed).await;
+                continue;
+            };
+            let last_miss = match self.probe(readiness).await {
+                Ok(()) => return Ok(()),
+                Err(miss) => miss,
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(format!(
+                    "was not ready within {} s ({}: {last_miss}); it was stopped",
+                    spec.ready_timeout_ms.div_ceil(1000),
+                    readiness.describe()
+                ));
+            }
+            // Wake early if the service ends meanwhile.
+            let _ = tokio::time::timeout(interval.min(deadline - now), changed).await;
+            interval = (interval * 2).min(MAX_PROBE_INTERVAL);
+        }
+    }
+
+    async fn probe(&self, readiness: &Readiness) -> Result<(), String> {
+        let probe = match readiness {
+            Readiness::File { path } => Probe::File { path: path.clone() },
+            Readiness::Tcp { port } => Probe::Tcp {
+                port: *port,
+                host: None,
+            },
+            Readiness::Http { url } => Probe::Http { url: url.clone() },
+            Readiness::Command { command } => return self.probe_command(command).await,
+        };
+        match self.guest.probe(probe).await {
+            Ok(result) => result,
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn probe_command(&self, command: &str) -> Result<(), String> {
+        let request = ExecRequest {
+            argv: vec!["/bin/sh".into(), "-c".into(), command.into()],
+            timeout_ms: Some(READY_COMMAND_TIMEOUT.as_millis() as u64),
+            ..ExecRequest::default()
+        };
+        let mut stream = self.guest.exec(request).await.map_err(|e| e.to_string())?;
+        loop {
+            match stream.next().await.map_err(|e| e.to_string())? {
+                ExecEvent::Exited(status) if status.code == Some(0) => return Ok(()),
+                ExecEvent::Exited(status) => {
+                    return Err(format!("it exited with status {}", status.shell_code()))
+                }
+                ExecEvent::Failed { message, .. } => return Err(message),
+                _ => {}
+            }
+        }
+    }
+
+    /// Logs a service's output until it ends; carries out stop requests.
+    async fn pump(
+        self: Arc<Self>,
+        service: Arc<LiveService>,
+        mut stream: ExecStream,
+        mut stop: mpsc::Receiver<(Duration, oneshot::Sender<()>)>,
+    ) {
+        let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut kill_at: Option<tokio::time::Instant> = None;
+        let mut killed = false;
+        let end = loop {
+            let kill_timer = async {
+                match kill_at {
+                    Some(at) if !killed => tokio::time::sleep_until(at).await,
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = stream.next() => match event {
+                    Ok(ExecEvent::Stdout(bytes) | ExecEvent::Stderr(bytes)) => {
+                        lock(&service.log).append(&bytes);
+                    }
+                    Ok(ExecEvent::Started { .. }) => {
+                        service.started.store(true, std::sync::atomic::Ordering::Release);
+                        service.changed.notify_waiters();
+                    }
+                    Ok(ExecEvent::Exited(status)) => break End::Exited(status),
+                    Ok(ExecEvent::Failed { message, .. }) => break End::Failed(message),
+                    Ok(_) => {}
+                    Err(_) => break End::Gone,
+                },
+                Some((grace, done)) = stop.recv() => {
+                    waiting.push(done);
+                    if kill_at.is_none() {
+                        let _ = stream.signal(libc::SIGTERM).await;
+                        kill_at = Some(tokio::time::Instant::now() + grace);
+                    }
+                },
+                _ = kill_timer => {
+                    let _ = stream.signal(libc::SIGKILL).await;
+                    killed = true;
+                }
+            }
+        };
+        let failure = lock(&service.failure).take();
+        let state = match (end, failure) {
+            (End::Gone, _) => ServiceState::Ended {
+                reason: "the VM stopped".into(),
+            },
+            (End::Failed(message), _) => fail(format!("could not start: {message}")),
+            (End::Exited(status), Some(reason)) => ServiceState::Failed {
+                reason,
+                exit_code: status.code,
+                signal: status.signal,
+            },
+            (End::Exited(_), None) if kill_at.is_some() => ServiceState::Stopped { killed },
+            (End::Exited(status), None) if status.code == Some(0) => ServiceState::Exited,
+            (End::Exited(status), None) => ServiceState::Failed {
+                reason: match (status.code, status.signal) {
+                    (Some(code), _) => format!("exited with code {code}"),
+                    (_, Some(signal)) => format!("was killed by signal {signal}"),
+                    _ => "ended".into(),
+                },
+                exit_code: status.code,
+                signal: status.signal,
+            },
+        };
+        self.finish(&service, state);
+        for done in waiting {
+            let _ = done.send(());
+        }
+    }
+
+    /// Records how a service ended (an ending already recorded, say by a
+    /// stop of the workspace, stays).
+    fn finish(&self, service: &LiveService, state: ServiceState) {
+        let name = {
+            let mut info = lock(&service.info);
+            if matches!(info.state, ServiceState::Ended { .. }) {
+                return;
+            }
+            info.state = state.clone();
+            info.ended_at = Some(now());
+            info.name.clone()
+        };
+        service.changed.notify_waiters();
+        self.publish(service);
+        let event = match state {
+            ServiceState::Failed { reason, .. } => EventKind::ServiceFailed { name, reason },
+            ServiceState::Stopped { .. } => EventKind::ServiceStopped { name },
+            ServiceState::Exited => EventKind::ServiceExited {
+                name,
+                exit_code: Some(0),
+                signal: None,
+            },
+            // A VM going away is recorded as the workspace's own event.
+            _ => return,
+        };
+        events::record(&self.dir, event);
+    }
+
+    fn live(&self, name: &str) -> Result<Arc<LiveService>, SessionError> {
+        let state = lock(&self.state);
+        state
+            .live
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SessionError::UnknownService {
+                name: name.to_string(),
+                workspace: self.workspace.clone(),
+            })
+    }
+
+    pub(crate) fn list(&self) -> Vec<ServiceInfo> {
+        let state = lock(&self.state);
+        state
+            .registry
+            .services
+            .iter()
+            .map(|recorded| match state.live.get(&recorded.name) {
+                Some(live) => live.info(),
+                None => recorded.clone(),
+            })
+            .collect()
+    }
+
+    /// Records every live service as ended (the VM is going away).
+    pub(crate) fn end_all(&self, reason: &str) {
+        let live: Vec<Arc<LiveService>> = lock(&self.state).live.values().cloned().collect();
+        for service in live {
+            {
+                let mut info = lock(&service.info);
+                if !info.state.is_live() {
+                    continue;
+                }
+                info.state = ServiceState::Ended {
+                    reason: reason.to_string(),
+                };
+                info.ended_at = Some(now());
+            }
+            self.publish(&service);
+        }
+    }
+
+    pub(crate) fn status(&self, name: &str) -> Result<ServiceInfo, SessionError> {
+        if let Ok(service) = self.live(name) {
+            return Ok(service.info());
+        }
+        lock(&self.state)
+            .registry
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SessionError::UnknownService {
+                name: name.to_string(),
+                workspace: self.workspace.clone(),
+            })
+    }
+
+    pub(crate) fn logs(
+        &self,
+        name: &str,
+        range: LogRange,
+        max_bytes: u64,
+    ) -> Result<LogRead, SessionError> {
+        if let Ok(service) = self.live(name) {
+            return Ok(lock(&service.log).read(range, max_bytes));
+        }
+        let info = self.status(name)?;
+        Ok(service_log::read(
+            &log_path(&self.dir, name),
+            info.log_dropped,
+            range,
+            max_bytes,
+        ))
+    }
+
+    pub(crate) async fn stop(
+        &self,
+        name: &str,
+        grace: Duration,
+    ) -> Result<ServiceInfo, SessionError> {
+        let Ok(service) = self.live(name) else {
+            // Known from an earlier boot, so already over (or unknown):
+            // nothing to stop.
+            return self.status(name);
+        };
+        if lock(&service.info).state.is_live() {
+            let (done, finished) = oneshot::channel();
+            if service.stop.send((grace, done)).await.is_ok() {
+                let _ = finished.await;
+            }
+        }
+        Ok(service.info())
+    }
+}
+
+enum End {
+    Exited(pyro_protocol::ExitStatus),
+    Failed(String),
+    Gone,
+}
+
+fn fail(reason: String) -> ServiceState {
+    ServiceState::Failed {
+        reason,
+        exit_code: None,
+        signal: None,
+    }
+}
+
+fn describe_end(state: &ServiceState) -> String {
+    match state {
+        ServiceState::Failed { reason, .. } => reason.clone(),
+        ServiceState::Exited => "exited (code 0) before it was ready".into(),
+        ServiceState::Stopped { .. } => "was stopped before it was ready".into(),
+        ServiceState::Ended { reason } => reason.clone(),
+        ServiceState::Starting | ServiceState::Running => "is running".into(),
+    }
+}
