@@ -14,6 +14,8 @@ mod tools_core;
 mod tools_files;
 mod tools_full;
 mod tools_run;
+mod tools_sessions;
+mod transport;
 mod types;
 
 use std::path::{Path, PathBuf};
@@ -21,10 +23,13 @@ use std::path::{Path, PathBuf};
 use pyro_core::workspace::Seed;
 use pyro_core::Pyro;
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
-use rmcp::{tool_handler, ServerHandler, ServiceExt};
+use rmcp::model::{CustomRequest, CustomResult, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::service::RequestContext;
+use rmcp::transport::async_rw::AsyncRwTransport;
+use rmcp::{tool_handler, RoleServer, ServerHandler, ServiceExt};
 
 pub use output::STREAM_CAP;
+pub use transport::MAX_MESSAGE_BYTES;
 
 /// Which tools the server offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -95,9 +100,15 @@ impl PyroServer {
     pub fn new(pyro: Pyro, options: ServeOptions) -> Self {
         let tool_router = match options.profile {
             Profile::VmRun => Self::run_router(),
-            Profile::WorkspaceCore => Self::core_router() + Self::files_router(),
+            Profile::WorkspaceCore => {
+                Self::core_router() + Self::files_router() + Self::summary_router()
+            }
             Profile::WorkspaceFull => {
-                Self::core_router() + Self::files_router() + Self::full_router()
+                Self::core_router()
+                    + Self::files_router()
+                    + Self::summary_router()
+                    + Self::full_router()
+                    + Self::sessions_router()
             }
         };
         PyroServer {
@@ -136,6 +147,15 @@ impl PyroServer {
             ),
             None => "workspace_create without a seed starts with an empty /workspace.".into(),
         };
+        let extra = match self.profile {
+            Profile::WorkspaceFull => {
+                " Interactive programs (a REPL, prompts, state kept between commands): \
+                 workspace_shell_open, then workspace_shell_write and workspace_shell_read \
+                 (plain text). Servers and databases: workspace_service_start with a readiness \
+                 check, then workspace_service_logs / _status / _stop."
+            }
+            _ => "",
+        };
         match self.profile {
             Profile::VmRun => "pyro runs commands in disposable Linux VMs (network off). \
                  Use vm_run for one command in a fresh VM (env_list shows the environments); \
@@ -147,8 +167,9 @@ impl PyroServer {
                  workspace_exec to run commands (cwd /workspace), workspace_file_read / \
                  workspace_file_write / workspace_patch_apply to inspect and edit, \
                  workspace_diff to review changes since the baseline, workspace_export to copy \
-                 results to the host, workspace_reset to start over, and workspace_delete when \
-                 done. Paths are relative to /workspace. {seed}"
+                 results to the host, workspace_reset to start over, workspace_summary to \
+                 review what was run and changed, and workspace_delete when done. Paths are \
+                 relative to /workspace. {seed}{extra}"
             ),
         }
     }
@@ -161,12 +182,39 @@ impl ServerHandler for PyroServer {
             .with_server_info(Implementation::new("pyro", env!("CARGO_PKG_VERSION")))
             .with_instructions(self.instructions())
     }
+
+    /// Answers the stand-in for a message too large to read (see
+    /// [`transport`]); any other custom method is unknown.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, rmcp::ErrorData> {
+        if request.method == transport::OVERSIZED_METHOD {
+            return transport::oversized_response(request.params.as_ref());
+        }
+        Err(rmcp::ErrorData::new(
+            rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+            request.method,
+            None,
+        ))
+    }
 }
 
 /// Serves `server` over stdin/stdout until the client disconnects. Call it
 /// on a multi-thread runtime whose worker threads outlive any VM it starts.
+/// Messages up to [`MAX_MESSAGE_BYTES`] are read; a larger request is
+/// answered with an error instead of being dropped.
 pub async fn serve_stdio(server: PyroServer) -> anyhow::Result<()> {
-    let running = server.serve(rmcp::transport::stdio()).await?;
+    let (stdin, stdout) = rmcp::transport::stdio();
+    let transport = AsyncRwTransport::new_server(
+        transport::MessageGuard::new(stdin, MAX_MESSAGE_BYTES),
+        stdout,
+    )
+    // The guard ends every line it passes on within the limit (plus the
+    // byte that marks a cut line invalid).
+    .with_max_line_length(MAX_MESSAGE_BYTES + 2);
+    let running = server.serve(transport).await?;
     running.waiting().await?;
     Ok(())
 }

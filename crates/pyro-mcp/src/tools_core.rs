@@ -133,7 +133,19 @@ impl PyroServer {
         // The stage callback holds the forwarder open; drop it first.
         drop(stage);
         progress.done().await;
-        let info = WorkspaceInfo::from(created?);
+        let record = created?;
+        if context.ct.is_cancelled() {
+            // The client cancelled the call, so it never learns this id:
+            // delete the workspace rather than leave its VM running for
+            // nobody. (Creation itself runs to the end: a half-made
+            // workspace would be worse.)
+            let _ = self.pyro.workspace_delete(&record.id);
+            return Err(ToolError(format!(
+                "cancelled; workspace {} was deleted",
+                record.id
+            )));
+        }
+        let info = WorkspaceInfo::from(record);
         let seeded = match &seed {
             Some(Seed::Path(path)) => format!(", /workspace seeded from {}", path.display()),
             Some(Seed::Repo { url, .. }) => format!(", /workspace cloned from {url}"),

@@ -266,3 +266,9 @@ pub fn git(dir: &Path, args: &[&str]) {
         .expect("run git");
     assert!(status.success(), "git {args:?} failed");
 }
+
+/// Counts guest processes running exactly `sleep 300` and prints `gone`
+/// when there are none (no pgrep needed, and the probe never matches itself).
+pub const SLEEP_PROBE: &str =
+    "n=0; for p in /proc/[0-9]*; do c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null); \
+    [ \"$c\" = 'sleep 300 ' ] && n=$((n+1)); done; [ $n = 0 ] && echo gone || echo \"running $n\"";

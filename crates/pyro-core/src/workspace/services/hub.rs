@@ -20,7 +20,7 @@ use crate::workspace::store::{is_valid_name, now};
 /// Log lines quoted when a service fails.
 const FAILURE_LINES: usize = 20;
 /// Longest pause between two readiness probes.
-const MAX_PROBE_INTERVAL: Duration = Duration::from_millis(500);
+const MAX_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 /// A `--ready-command` attempt may take this long.
 const READY_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
