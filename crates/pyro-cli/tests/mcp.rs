@@ -15,61 +15,8 @@ use rmcp::service::RunningService;
 use rmcp::transport::TokioChildProcess;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{json, Value};
+use support::mcp::*;
 use support::*;
-
-type Client = RunningService<RoleClient, ()>;
-
-/// Starts `pyro mcp serve <args>` in `cwd` with `PYRO_HOME=home`.
-async fn serve(home: &Path, cwd: &Path, args: &[&str]) -> Client {
-    let mut command = tokio::process::Command::new(pyro_bin());
-    command
-        .args(["mcp", "serve"])
-        .args(args)
-        .current_dir(cwd)
-        .env("PYRO_HOME", home);
-    let transport = TokioChildProcess::new(command).expect("spawn pyro mcp serve");
-    ().serve(transport).await.expect("initialize")
-}
-
-async fn call<S: rmcp::service::Service<RoleClient>>(
-    client: &RunningService<RoleClient, S>,
-    tool: &str,
-    arguments: Value,
-) -> CallToolResult {
-    let Value::Object(arguments) = arguments else {
-        panic!("arguments must be an object")
-    };
-    client
-        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(arguments))
-        .await
-        .unwrap_or_else(|e| panic!("{tool}: protocol error {e}"))
-}
-
-/// Calls `tool`, asserts it succeeded, returns its structured content.
-async fn ok<S: rmcp::service::Service<RoleClient>>(
-    client: &RunningService<RoleClient, S>,
-    tool: &str,
-    arguments: Value,
-) -> Value {
-    let result = call(client, tool, arguments).await;
-    assert_ne!(
-        result.is_error,
-        Some(true),
-        "{tool} failed: {}",
-        text(&result)
-    );
-    result
-        .structured_content
-        .unwrap_or_else(|| panic!("{tool}: no structured content"))
-}
-
-fn text(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect()
-}
 
 fn names(tools: &[Tool]) -> Vec<String> {
     let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
@@ -209,7 +156,7 @@ async fn bad_calls_are_tool_errors_and_the_server_keeps_working() {
     )
     .await;
     assert_eq!(result.is_error, Some(true));
-    let listed = ok(&client, "workspace_list", json!({})).await;
+    let listed = tool_ok(&client, "workspace_list", json!({})).await;
     assert_eq!(listed["workspaces"], json!([]));
     client.cancel().await.unwrap();
 }
@@ -242,11 +189,11 @@ async fn project_aware_workflow_against_a_real_vm() {
     std::fs::create_dir(repo.path().join("sub")).unwrap();
     // Started in a subdirectory: the repo root is still found.
     let client = serve(home.path(), &repo.path().join("sub"), &[]).await;
-    let created = ok(&client, "workspace_create", json!({"name": "mcp-flow"})).await;
+    let created = tool_ok(&client, "workspace_create", json!({"name": "mcp-flow"})).await;
     let id = created["id"].as_str().unwrap().to_string();
     assert_eq!(created["state"], "running");
 
-    let read = ok(
+    let read = tool_ok(
         &client,
         "workspace_file_read",
         json!({"workspace": id, "path": "calc.py"}),
@@ -256,7 +203,7 @@ async fn project_aware_workflow_against_a_real_vm() {
         read["content"].as_str().unwrap().contains("return a - b"),
         "{read}"
     );
-    let page = ok(
+    let page = tool_ok(
         &client,
         "workspace_file_read",
         json!({"workspace": "mcp-flow", "path": "calc.py", "offset": 4, "max_bytes": 3}),
@@ -265,7 +212,7 @@ async fn project_aware_workflow_against_a_real_vm() {
     assert_eq!(page["content"], "add");
     assert_eq!(page["next_offset"], 7);
 
-    let failing = ok(
+    let failing = tool_ok(
         &client,
         "workspace_exec",
         json!({"workspace": id, "command": "sh test_calc.sh"}),
@@ -286,7 +233,7 @@ async fn project_aware_workflow_against_a_real_vm() {
         "{}",
         text(&rejected)
     );
-    let patched = ok(
+    let patched = tool_ok(
         &client,
         "workspace_patch_apply",
         json!({"workspace": id, "patch": FIX}),
@@ -294,7 +241,7 @@ async fn project_aware_workflow_against_a_real_vm() {
     .await;
     assert_eq!(patched["files"][0]["path"], "calc.py");
 
-    let passing = ok(
+    let passing = tool_ok(
         &client,
         "workspace_exec",
         json!({"workspace": id, "command": "sh test_calc.sh"}),
@@ -302,7 +249,7 @@ async fn project_aware_workflow_against_a_real_vm() {
     .await;
     assert_eq!(passing["exit_code"], 0, "{passing}");
 
-    let big = ok(
+    let big = tool_ok(
         &client,
         "workspace_exec",
         json!({"workspace": id, "command": "head -c 70000 /dev/zero | tr '\\0' x"}),
@@ -319,7 +266,7 @@ async fn project_aware_workflow_against_a_real_vm() {
     assert_eq!(outside.is_error, Some(true));
     assert!(text(&outside).contains("/workspace"), "{}", text(&outside));
 
-    let diff = ok(&client, "workspace_diff", json!({"workspace": id})).await;
+    let diff = tool_ok(&client, "workspace_diff", json!({"workspace": id})).await;
     assert_eq!(diff["files"][0]["path"], "calc.py");
     assert!(diff["patch"]
         .as_str()
@@ -328,7 +275,7 @@ async fn project_aware_workflow_against_a_real_vm() {
 
     let out = tempfile::tempdir().unwrap();
     let output = out.path().join("calc.py");
-    ok(
+    tool_ok(
         &client,
         "workspace_export",
         json!({"workspace": id, "path": "calc.py", "output": output}),
@@ -336,11 +283,11 @@ async fn project_aware_workflow_against_a_real_vm() {
     .await;
     assert!(std::fs::read_to_string(&output).unwrap().contains("a + b"));
 
-    ok(&client, "workspace_reset", json!({"workspace": id})).await;
-    let diff = ok(&client, "workspace_diff", json!({"workspace": id})).await;
+    tool_ok(&client, "workspace_reset", json!({"workspace": id})).await;
+    let diff = tool_ok(&client, "workspace_diff", json!({"workspace": id})).await;
     assert_eq!(diff["files"], json!([]));
 
-    ok(&client, "workspace_delete", json!({"workspace": id})).await;
+    tool_ok(&client, "workspace_delete", json!({"workspace": id})).await;
     let gone = call(&client, "workspace_status", json!({"workspace": id})).await;
     assert_eq!(gone.is_error, Some(true));
     client.cancel().await.unwrap();
@@ -384,7 +331,7 @@ fn python_mcp_client_runs_the_workflow() {
 async fn vm_run_profile_runs_one_command_in_a_fresh_vm() {
     let home = TestHome::new();
     let client = serve(home.path(), home.path(), &["--profile", "vm-run"]).await;
-    let envs = ok(&client, "env_list", json!({})).await;
+    let envs = tool_ok(&client, "env_list", json!({})).await;
     assert!(envs["environments"]
         .as_array()
         .unwrap()
@@ -416,29 +363,29 @@ async fn workspace_full_tools_snapshot_stop_start_sync_and_update() {
     let home = TestHome::new();
     let repo = project();
     let client = serve(home.path(), repo.path(), &["--profile", "workspace-full"]).await;
-    let id = ok(&client, "workspace_create", json!({})).await["id"]
+    let id = tool_ok(&client, "workspace_create", json!({})).await["id"]
         .as_str()
         .unwrap()
         .to_string();
     let ws = json!({"workspace": id});
-    ok(
+    tool_ok(
         &client,
         "workspace_patch_apply",
         json!({"workspace": id, "patch": FIX}),
     )
     .await;
-    ok(
+    tool_ok(
         &client,
         "workspace_snapshot_create",
         json!({"workspace": id, "name": "fixed"}),
     )
     .await;
-    let listed = ok(&client, "workspace_snapshot_list", ws.clone()).await;
+    let listed = tool_ok(&client, "workspace_snapshot_list", ws.clone()).await;
     assert_eq!(listed["snapshots"][0]["name"], "fixed");
 
     let extra = tempfile::tempdir().unwrap();
     std::fs::write(extra.path().join("notes.txt"), "synced\n").unwrap();
-    let synced = ok(
+    let synced = tool_ok(
         &client,
         "workspace_sync_push",
         json!({"workspace": id, "source": extra.path(), "dest": "in"}),
@@ -446,20 +393,20 @@ async fn workspace_full_tools_snapshot_stop_start_sync_and_update() {
     .await;
     assert_eq!(synced["files"], 1);
 
-    ok(
+    tool_ok(
         &client,
         "workspace_reset",
         json!({"workspace": id, "snapshot": "fixed"}),
     )
     .await;
-    let run = ok(&client, "workspace_exec", json!({"workspace": id, "command": "sh test_calc.sh; test -e in/notes.txt || echo no-notes"})).await;
+    let run = tool_ok(&client, "workspace_exec", json!({"workspace": id, "command": "sh test_calc.sh; test -e in/notes.txt || echo no-notes"})).await;
     let stdout = run["stdout"]["text"].as_str().unwrap();
     assert!(
         stdout.contains("PASS") && stdout.contains("no-notes"),
         "{run}"
     );
 
-    let stopped = ok(&client, "workspace_stop", ws.clone()).await;
+    let stopped = tool_ok(&client, "workspace_stop", ws.clone()).await;
     assert_eq!(stopped["state"], "stopped");
     let refused = call(
         &client,
@@ -469,10 +416,10 @@ async fn workspace_full_tools_snapshot_stop_start_sync_and_update() {
     .await;
     assert_eq!(refused.is_error, Some(true));
     assert!(text(&refused).contains("stopped"), "{}", text(&refused));
-    let started = ok(&client, "workspace_start", ws.clone()).await;
+    let started = tool_ok(&client, "workspace_start", ws.clone()).await;
     assert_eq!(started["state"], "running");
 
-    let updated = ok(
+    let updated = tool_ok(
         &client,
         "workspace_update",
         json!({"workspace": id, "name": "renamed", "labels": {"task": "7"}}),
@@ -480,15 +427,15 @@ async fn workspace_full_tools_snapshot_stop_start_sync_and_update() {
     .await;
     assert_eq!(updated["name"], "renamed");
     assert_eq!(updated["labels"]["task"], "7");
-    let logs = ok(&client, "workspace_logs", json!({"workspace": "renamed"})).await;
+    let logs = tool_ok(&client, "workspace_logs", json!({"workspace": "renamed"})).await;
     assert!(!logs["console"].as_str().unwrap().is_empty());
-    ok(
+    tool_ok(
         &client,
         "workspace_snapshot_delete",
         json!({"workspace": "renamed", "name": "fixed"}),
     )
     .await;
-    ok(&client, "workspace_delete", json!({"workspace": "renamed"})).await;
+    tool_ok(&client, "workspace_delete", json!({"workspace": "renamed"})).await;
     client.cancel().await.unwrap();
 }
 
@@ -631,7 +578,7 @@ async fn progress_large_input_two_clients_and_a_disconnect() {
     );
     assert_ne!(wrote.is_error, Some(true), "{}", text(&wrote));
     assert_eq!(wrote.structured_content.as_ref().unwrap()["bytes"], size);
-    let listed = ok(&a, "workspace_file_list", json!({"workspace": id})).await;
+    let listed = tool_ok(&a, "workspace_file_list", json!({"workspace": id})).await;
     let entry = listed["entries"]
         .as_array()
         .unwrap()
@@ -643,7 +590,7 @@ async fn progress_large_input_two_clients_and_a_disconnect() {
         Some(json!(size)),
         "{listed}"
     );
-    let counted = ok(
+    let counted = tool_ok(
         &a,
         "workspace_exec",
         json!({"workspace": id, "command": "wc -c < big.txt; tr -d x < big.txt | wc -c; rm big.txt"}),
@@ -654,7 +601,7 @@ async fn progress_large_input_two_clients_and_a_disconnect() {
         format!("{size}\n0\n"),
         "{counted}"
     );
-    ok(&a, "workspace_status", json!({"workspace": id})).await;
+    tool_ok(&a, "workspace_status", json!({"workspace": id})).await;
 
     // (b) Two clients (two servers, one PYRO_HOME) exec at once.
     let b = serve(home.path(), home.path(), &[]).await;
@@ -694,7 +641,7 @@ async fn progress_large_input_two_clients_and_a_disconnect() {
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let probe = ok(
+        let probe = tool_ok(
             &b,
             "workspace_exec",
             json!({"workspace": id, "command": SLEEP_PROBE}),
@@ -715,7 +662,7 @@ async fn progress_large_input_two_clients_and_a_disconnect() {
     let _ = pending.await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let probe = ok(
+        let probe = tool_ok(
             &b,
             "workspace_exec",
             json!({"workspace": id, "command": SLEEP_PROBE}),
@@ -734,13 +681,13 @@ async fn progress_large_input_two_clients_and_a_disconnect() {
     // deleting it leaves none.
     let supervisor = home.supervisor_pid(&id).expect("supervisor pid");
     assert_eq!(home.vm_pids(&id).len(), 1);
-    ok(
+    tool_ok(
         &a,
         "workspace_exec",
         json!({"workspace": id, "command": "true"}),
     )
     .await;
-    ok(&b, "workspace_delete", json!({"workspace": id})).await;
+    tool_ok(&b, "workspace_delete", json!({"workspace": id})).await;
     let leftover = wait_for(std::time::Duration::from_secs(10), || {
         let qemu: Vec<u32> = children_of(supervisor)
             .into_iter()

@@ -7,58 +7,11 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
-use rmcp::transport::TokioChildProcess;
-use rmcp::{RoleClient, ServiceExt};
-use serde_json::{json, Value};
+use serde_json::json;
+use support::mcp::*;
 use support::*;
-
-type Client = RunningService<RoleClient, ()>;
-
-async fn serve(home: &Path, profile: &str) -> Client {
-    let mut command = tokio::process::Command::new(pyro_bin());
-    command
-        .args(["mcp", "serve", "--profile", profile])
-        .current_dir(home)
-        .env("PYRO_HOME", home);
-    let transport = TokioChildProcess::new(command).expect("spawn pyro mcp serve");
-    ().serve(transport).await.expect("initialize")
-}
-
-async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
-    let Value::Object(arguments) = arguments else {
-        panic!("arguments must be an object")
-    };
-    client
-        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(arguments))
-        .await
-        .unwrap_or_else(|e| panic!("{tool}: protocol error {e}"))
-}
-
-fn text(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect()
-}
-
-async fn ok(client: &Client, tool: &str, arguments: Value) -> Value {
-    let result = call(client, tool, arguments).await;
-    assert_ne!(
-        result.is_error,
-        Some(true),
-        "{tool} failed: {}",
-        text(&result)
-    );
-    result
-        .structured_content
-        .unwrap_or_else(|| panic!("{tool}: no structured content"))
-}
 
 /// Reads a shell until its accumulated text contains `needle`.
 async fn read_until(client: &Client, ws: &str, shell: &str, needle: &str) -> String {
@@ -69,7 +22,7 @@ async fn read_until(client: &Client, ws: &str, shell: &str, needle: &str) -> Str
             Instant::now() < deadline,
             "never saw {needle:?}; saw:\n{seen}"
         );
-        let read = ok(
+        let read = tool_ok(
             client,
             "workspace_shell_read",
             json!({"workspace": ws, "shell": shell, "wait_idle_ms": 300}),
@@ -82,7 +35,7 @@ async fn read_until(client: &Client, ws: &str, shell: &str, needle: &str) -> Str
 }
 
 async fn line(client: &Client, ws: &str, shell: &str, text: &str) {
-    ok(
+    tool_ok(
         client,
         "workspace_shell_write",
         json!({"workspace": ws, "shell": shell, "line": text}),
@@ -93,12 +46,12 @@ async fn line(client: &Client, ws: &str, shell: &str, text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shells_services_and_summary_through_mcp() {
     let home = TestHome::new();
-    let client = serve(home.path(), "workspace-full").await;
-    let created = ok(&client, "workspace_create", json!({"env": "debian:12"})).await;
+    let client = serve(home.path(), home.path(), &["--profile", "workspace-full"]).await;
+    let created = tool_ok(&client, "workspace_create", json!({"env": "debian:12"})).await;
     let ws = created["id"].as_str().unwrap().to_string();
 
     // A shell: python3 interactively, then a progress bar.
-    let shell = ok(&client, "workspace_shell_open", json!({"workspace": ws})).await;
+    let shell = tool_ok(&client, "workspace_shell_open", json!({"workspace": ws})).await;
     let shell = shell["shell"].as_str().unwrap().to_string();
     read_until(&client, &ws, &shell, "#").await;
     line(&client, &ws, &shell, "python3 -q").await;
@@ -106,7 +59,7 @@ async fn shells_services_and_summary_through_mcp() {
     line(&client, &ws, &shell, "print(6 * 7)").await;
     let seen = read_until(&client, &ws, &shell, "42").await;
     assert!(!seen.contains('\x1b'), "{seen:?}");
-    ok(
+    tool_ok(
         &client,
         "workspace_shell_write",
         json!({"workspace": ws, "shell": shell, "keys": ["ctrl-d"]}),
@@ -121,7 +74,7 @@ async fn shells_services_and_summary_through_mcp() {
     .await;
     let seen = read_until(&client, &ws, &shell, "done 100%").await;
     assert!(!seen.contains("done  50%"), "{seen}");
-    let closed = ok(
+    let closed = tool_ok(
         &client,
         "workspace_shell_close",
         json!({"workspace": ws, "shell": shell}),
@@ -138,7 +91,7 @@ async fn shells_services_and_summary_through_mcp() {
     assert!(text(&gone).contains("been closed"), "{}", text(&gone));
 
     // A service ready by URL, reachable from exec.
-    let web = ok(
+    let web = tool_ok(
         &client,
         "workspace_service_start",
         json!({
@@ -149,14 +102,14 @@ async fn shells_services_and_summary_through_mcp() {
     )
     .await;
     assert_eq!(web["state"], "running", "{web}");
-    let curl = ok(
+    let curl = tool_ok(
         &client,
         "workspace_exec",
         json!({"workspace": ws, "command": "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/"}),
     )
     .await;
     assert_eq!(curl["stdout"]["text"], "200", "{curl}");
-    let logs = ok(
+    let logs = tool_ok(
         &client,
         "workspace_service_logs",
         json!({"workspace": ws, "name": "web", "tail_lines": 5}),
@@ -186,7 +139,7 @@ async fn shells_services_and_summary_through_mcp() {
         "{}",
         text(&failed)
     );
-    let list = ok(&client, "workspace_service_list", json!({"workspace": ws})).await;
+    let list = tool_ok(&client, "workspace_service_list", json!({"workspace": ws})).await;
     let states: Vec<(String, String)> = list["services"]
         .as_array()
         .unwrap()
@@ -203,7 +156,7 @@ async fn shells_services_and_summary_through_mcp() {
         states.contains(&("broken".into(), "failed".into())),
         "{list}"
     );
-    let stopped = ok(
+    let stopped = tool_ok(
         &client,
         "workspace_service_stop",
         json!({"workspace": ws, "name": "web"}),
@@ -219,6 +172,6 @@ async fn shells_services_and_summary_through_mcp() {
     assert!(summary_text.contains("broken"), "{summary_text}");
     assert!(summary_text.contains("curl"), "{summary_text}");
 
-    ok(&client, "workspace_delete", json!({"workspace": ws})).await;
+    tool_ok(&client, "workspace_delete", json!({"workspace": ws})).await;
     client.cancel().await.expect("close the client");
 }

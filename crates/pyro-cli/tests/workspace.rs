@@ -9,11 +9,6 @@ use std::time::Duration;
 
 use support::*;
 
-fn json(output: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", stdout(output), stderr(output)))
-}
-
 #[test]
 fn lifecycle_create_list_update_stop_start_delete() {
     let home = TestHome::new();

@@ -13,11 +13,6 @@ use std::process::{Output, Stdio};
 
 use support::*;
 
-fn json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", stdout(output), stderr(output)))
-}
-
 fn assert_ok(output: &Output, what: &str) {
     assert!(
         output.status.success(),

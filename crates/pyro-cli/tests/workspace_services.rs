@@ -12,22 +12,6 @@ use std::process::Output;
 
 use support::*;
 
-fn json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", stdout(output), stderr(output)))
-}
-
-fn ok(output: Output, what: &str) -> Output {
-    assert!(
-        output.status.success(),
-        "{what} failed ({:?}): {}{}",
-        output.status.code(),
-        stdout(&output),
-        stderr(&output)
-    );
-    output
-}
-
 fn start(home: &TestHome, ws: &str, name: &str, args: &[&str]) -> Output {
     let mut argv = vec!["workspace", "service", "start", ws, name];
     argv.extend_from_slice(args);

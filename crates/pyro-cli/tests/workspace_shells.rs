@@ -8,26 +8,9 @@
 
 mod support;
 
-use std::process::Output;
 use std::time::Duration;
 
 use support::*;
-
-fn json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", stdout(output), stderr(output)))
-}
-
-fn ok(output: Output, what: &str) -> Output {
-    assert!(
-        output.status.success(),
-        "{what} failed ({:?}): {}{}",
-        output.status.code(),
-        stdout(&output),
-        stderr(&output)
-    );
-    output
-}
 
 fn open(home: &TestHome, ws: &str) -> String {
     let output = ok(

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod mcp;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -272,3 +274,21 @@ pub fn git(dir: &Path, args: &[&str]) {
 pub const SLEEP_PROBE: &str =
     "n=0; for p in /proc/[0-9]*; do c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null); \
     [ \"$c\" = 'sleep 300 ' ] && n=$((n+1)); done; [ $n = 0 ] && echo gone || echo \"running $n\"";
+
+/// A command's stdout as JSON; panics with its output when it is not.
+pub fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", stdout(output), stderr(output)))
+}
+
+/// Asserts `output` is a success (else panics with its output); returns it.
+pub fn ok(output: Output, what: &str) -> Output {
+    assert!(
+        output.status.success(),
+        "{what} failed ({:?}): {}{}",
+        output.status.code(),
+        stdout(&output),
+        stderr(&output)
+    );
+    output
+}

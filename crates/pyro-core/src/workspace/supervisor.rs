@@ -15,6 +15,11 @@
 //! id, copying frames both ways with the client's own ids. A client that
 //! disconnects has its running commands killed. SIGTERM powers the guest
 //! off cleanly (disk flushed) and records the workspace as stopped.
+//!
+//! A second socket, `control.sock`, takes one JSON request per connection
+//! (`control.rs`): disk snapshots, answered by the main loop because they
+//! need the VM, and the shells and services this process keeps open for
+//! the workspace (`sessions.rs`), answered by a task per connection.
 
 use std::collections::HashMap;
 use std::io::Write;

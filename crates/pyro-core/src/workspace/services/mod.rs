@@ -189,7 +189,7 @@ impl Pyro {
             .await
         {
             Ok(list) => Ok(list),
-            Err(error) => Ok(self.offline_services(query, error)?.services),
+            Err(error) => Ok(self.offline_services(query, error)?.0.services),
         }
     }
 
@@ -203,16 +203,7 @@ impl Pyro {
         };
         match self.session_call(query, &request, CALL_SLACK).await {
             Ok(info) => Ok(info),
-            Err(error) => {
-                let registry = self.offline_services(query, error)?;
-                registry.get(name).cloned().ok_or_else(|| {
-                    SessionError::UnknownService {
-                        name: name.to_string(),
-                        workspace: query.to_string(),
-                    }
-                    .into()
-                })
-            }
+            Err(error) => Ok(self.offline_service(query, name, error)?.0),
         }
     }
 
@@ -237,26 +228,15 @@ impl Pyro {
         match self.session_call(query, &request, CALL_SLACK).await {
             Ok(read) => Ok(read),
             Err(error) => {
-                let store = self.workspaces()?;
-                let registry = self.offline_services(query, error)?;
-                let info = registry
-                    .get(name)
-                    .ok_or_else(|| SessionError::UnknownService {
-                        name: name.to_string(),
-                        workspace: query.to_string(),
-                    })?;
-                let dir = store.dir(&store.resolve(query)?.id);
-                Ok(service_log::read(
-                    &log_path(&dir, name),
-                    info.log_dropped,
-                    range,
-                    max_bytes,
-                ))
+                let (info, dir) = self.offline_service(query, name, error)?;
+                let path = log_path(&dir, name);
+                Ok(service_log::read(&path, info.log_dropped, range, max_bytes))
             }
         }
     }
 
-    /// Stops a service: SIGTERM, then SIGKILL after `grace`.
+    /// Stops a service: SIGTERM, then SIGKILL after `grace`. On a stopped
+    /// workspace there is nothing to stop: the record says how it ended.
     pub async fn workspace_service_stop(
         &self,
         query: &str,
@@ -269,28 +249,42 @@ impl Pyro {
         };
         match self.session_call(query, &request, grace + CALL_SLACK).await {
             Ok(info) => Ok(info),
-            Err(error) => {
-                // Stopping on a stopped workspace: report what is recorded.
-                let registry = self.offline_services(query, error)?;
-                registry.get(name).cloned().ok_or_else(|| {
-                    SessionError::UnknownService {
-                        name: name.to_string(),
-                        workspace: query.to_string(),
-                    }
-                    .into()
-                })
-            }
+            Err(error) => Ok(self.offline_service(query, name, error)?.0),
         }
     }
 
-    /// The recorded services of a workspace whose supervisor is gone; else
-    /// `error` (the supervisor is up and the call failed for real).
-    fn offline_services(&self, query: &str, error: Error) -> Result<ServiceRegistry, Error> {
+    /// The recorded services of a workspace whose supervisor is gone, and
+    /// its directory; else `error` (the supervisor is up and the call
+    /// failed for real).
+    fn offline_services(
+        &self,
+        query: &str,
+        error: Error,
+    ) -> Result<(ServiceRegistry, PathBuf), Error> {
         let store = self.workspaces()?;
         let record = store.resolve(query)?;
         if store.supervisor_alive(&record.id)? {
             return Err(error);
         }
-        Ok(sessions::load(&store.dir(&record.id), SERVICES_FILE))
+        let dir = store.dir(&record.id);
+        Ok((sessions::load(&dir, SERVICES_FILE), dir))
+    }
+
+    /// One recorded service of a workspace whose supervisor is gone.
+    fn offline_service(
+        &self,
+        query: &str,
+        name: &str,
+        error: Error,
+    ) -> Result<(ServiceInfo, PathBuf), Error> {
+        let (registry, dir) = self.offline_services(query, error)?;
+        let info = registry
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SessionError::UnknownService {
+                name: name.to_string(),
+                workspace: query.to_string(),
+            })?;
+        Ok((info, dir))
     }
 }
