@@ -204,6 +204,10 @@ pub fn run_to_exit(
         // The eventfd, if polled, is checked through `reaper.take` above.
     }
     drop(pipes);
+    if stream.pty.is_some() {
+        // What the command left running on its terminal goes with it.
+        pty::end_session(spawned.pid);
+    }
     let reaped = reaped.or_else(|| reaper.take(spawned.pid));
     let (code, signal) = reaped.map_or((None, None), |r| decode_status(r.status));
     let ended = reaped.map_or_else(Instant::now, |r| r.at);

@@ -212,7 +212,7 @@ impl Server {
                     write::write(&request, &source).map(Some)
                 })
             }
-            (_, Message::Signal { signal }) => self.signal(id, signal),
+            (_, Message::Signal { signal, foreground }) => self.signal(id, signal, foreground),
             (_, Message::Resize { rows, cols }) => self.resize(id, rows, cols),
             (_, Message::Probe(check)) => {
                 self.threaded_request(id, None, move |_| probe::check(&check).map(|()| None))
@@ -298,7 +298,7 @@ impl Server {
         }
     }
 
-    fn signal(&self, id: u32, signal: i32) {
+    fn signal(&self, id: u32, signal: i32, foreground: bool) {
         // A request that already ended has nothing to signal; its terminal
         // message is on the way, so stay silent rather than end the id twice.
         let (pgid, pty) = {
@@ -317,7 +317,7 @@ impl Server {
             }
         };
         if let Some(master) = pty {
-            return pty::signal(&master, pgid, signal);
+            return pty::signal(&master, pgid, signal, foreground);
         }
         if let Err(err) = sys::kill_group(pgid, signal) {
             if err.raw_os_error() != Some(libc::ESRCH) {

@@ -48,10 +48,10 @@ pub struct ShellOpenArgs {
     /// Directory to start in [default: /workspace].
     #[arg(long)]
     pub cwd: Option<String>,
-    /// Terminal rows [default: 40].
+    /// Terminal rows, 1-500 [default: 40].
     #[arg(long, requires = "cols")]
     pub rows: Option<u16>,
-    /// Terminal columns [default: 120].
+    /// Terminal columns, 1-1000 [default: 120].
     #[arg(long, requires = "rows")]
     pub cols: Option<u16>,
     /// Print only the shell id.

@@ -10,6 +10,7 @@ mod progress;
 use clap::Parser;
 
 fn main() {
+    quiet_on_closed_stdout();
     let cli = cli::Cli::parse();
     let code = match commands::dispatch(cli) {
         Ok(code) => code,
@@ -31,4 +32,24 @@ fn render_chain(error: &anyhow::Error) -> String {
         }
     }
     parts.join(": ")
+}
+
+/// `pyro workspace list | head -1`: when the reader of our stdout goes away,
+/// stop quietly with the status a shell expects (128 + SIGPIPE), like any
+/// Unix tool, instead of a panic report. SIGPIPE itself stays ignored, so a
+/// socket to a supervisor that died still gives a proper error.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(128 + libc::SIGPIPE);
+        }
+        default(info);
+    }));
 }

@@ -272,3 +272,18 @@ fn a_same_size_corruption_is_detected_and_not_booted() {
     });
     assert_refused_as_corrupt(&cache, "modules.cpio");
 }
+
+#[test]
+fn a_closed_stdout_ends_quietly_like_a_unix_tool() {
+    let mut child = pyro()
+        .args(["env", "list"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pyro");
+    // The reader goes away before pyro prints anything (`pyro ... | head -0`).
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait");
+    assert_eq!(output.status.code(), Some(141), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+}

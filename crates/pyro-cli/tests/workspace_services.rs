@@ -67,6 +67,32 @@ fn http_service_is_ready_reachable_logged_stopped_and_restarted() {
         "{}",
         stderr(&twice)
     );
+    // ... and the refused start left the running one's log alone.
+    let logs = ok(
+        home.run(&["workspace", "service", "logs", &ws, "web", "--tail", "5"]),
+        "logs after a refused start",
+    );
+    assert!(
+        stdout(&logs).contains("\"GET / HTTP/1.1\" 200"),
+        "{:?}",
+        stdout(&logs)
+    );
+    assert!(!stdout(&logs).contains('\0'), "{:?}", stdout(&logs));
+
+    // A URL the guest cannot probe is refused before anything starts.
+    let https = start(
+        &home,
+        &ws,
+        "tls",
+        &[
+            "--ready-http",
+            "https://127.0.0.1:8443/",
+            "--",
+            "sleep",
+            "1000",
+        ],
+    );
+    assert!(stderr(&https).contains("http:// URL"), "{}", stderr(&https));
 
     // TCP and command readiness.
     ok(

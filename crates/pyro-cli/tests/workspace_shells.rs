@@ -118,6 +118,16 @@ fn a_shell_reads_as_plain_text() {
     write_line(&home, &ws, &shell, "echo sleep-status=$?");
     read_until(&home, &ws, &shell, "sleep-status=130");
 
+    // KILL hits the foreground job only: the shell and its state survive.
+    write_line(&home, &ws, &shell, "export KEPT=yes; sleep 301");
+    std::thread::sleep(Duration::from_millis(500));
+    ok(
+        home.run(&["workspace", "shell", "signal", &ws, &shell, "KILL"]),
+        "signal KILL",
+    );
+    write_line(&home, &ws, &shell, "echo kept=$KEPT-$((3 * 3))");
+    read_until(&home, &ws, &shell, "kept=yes-9");
+
     // Raw mode keeps the bytes.
     write_line(&home, &ws, &shell, "printf '\\033[32mgreen\\033[0m\\n'");
     std::thread::sleep(Duration::from_millis(800));
@@ -155,7 +165,25 @@ fn a_shell_reads_as_plain_text() {
         stderr(&refused)
     );
 
-    // Unknown shells and keys are refused clearly.
+    // Impossible sizes, unknown shells and keys are refused clearly.
+    let huge = home.run(&[
+        "workspace",
+        "shell",
+        "open",
+        &ws,
+        "--rows",
+        "5000",
+        "--cols",
+        "80",
+    ]);
+    assert!(stderr(&huge).contains("1-500 rows"), "{}", stderr(&huge));
+    let nowhere = home.run(&["workspace", "shell", "open", &ws, "--cwd", "/no/such/dir"]);
+    assert_eq!(nowhere.status.code(), Some(125));
+    assert!(
+        stderr(&nowhere).contains("does not exist"),
+        "{}",
+        stderr(&nowhere)
+    );
     let unknown = home.run(&["workspace", "shell", "read", &ws, "s999"]);
     assert!(
         stderr(&unknown).contains("no shell 's999'"),
@@ -202,12 +230,20 @@ fn twenty_shells_then_a_reset_ends_them() {
         .count();
     assert_eq!(open_count, 20, "{list}");
 
-    // Closing one ends what runs in it.
-    write_line(&home, &ws, &shells[0], "sleep 1000 &");
+    // Closing one ends what runs in it, background jobs too.
+    write_line(
+        &home,
+        &ws,
+        &shells[0],
+        "sleep 1000 & nohup sleep 1001 >/dev/null 2>&1 &",
+    );
+    read_until(&home, &ws, &shells[0], "#");
     ok(
         home.run(&["workspace", "shell", "close", &ws, &shells[0]]),
         "close",
     );
+    let procs = ok(home.sh(&ws, "ps -eo args"), "ps");
+    assert!(!stdout(&procs).contains("sleep 100"), "{}", stdout(&procs));
     let closed = home.run(&["workspace", "shell", "read", &ws, &shells[0]]);
     assert!(
         stderr(&closed).contains("been closed"),

@@ -411,7 +411,22 @@ impl ExecStream {
 
     /// Delivers a signal to the command's process group.
     pub async fn signal(&self, signal: i32) -> Result<(), GuestError> {
-        self.request.send(&Message::Signal { signal }).await
+        self.request
+            .send(&Message::Signal {
+                signal,
+                foreground: false,
+            })
+            .await
+    }
+
+    /// On a pty exec: delivers a signal to the terminal's foreground job
+    /// only (the shell itself when nothing else runs), as a key would.
+    pub async fn signal_foreground(&self, signal: i32) -> Result<(), GuestError> {
+        let message = Message::Signal {
+            signal,
+            foreground: true,
+        };
+        self.request.send(&message).await
     }
 
     /// Sends stdin bytes; empty `data` closes the command's stdin.
@@ -462,7 +477,15 @@ impl ExecControl {
     /// Delivers a signal: to the command's process group, or on a terminal
     /// to its foreground job (`SIGKILL` and `SIGHUP` to the command too).
     pub async fn signal(&self, signal: i32) -> Result<(), GuestError> {
-        self.shared.send(self.id, &Message::Signal { signal }).await
+        self.shared
+            .send(
+                self.id,
+                &Message::Signal {
+                    signal,
+                    foreground: false,
+                },
+            )
+            .await
     }
 
     /// Sets the window size of the command's terminal.

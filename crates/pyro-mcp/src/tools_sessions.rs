@@ -38,9 +38,9 @@ pub struct ShellOpenParams {
     pub workspace: String,
     /// Directory to start in (default /workspace).
     pub cwd: Option<String>,
-    /// Terminal rows (default 40).
+    /// Terminal rows, 1-500 (default 40).
     pub rows: Option<u16>,
-    /// Terminal columns (default 120).
+    /// Terminal columns, 1-1000 (default 120).
     pub cols: Option<u16>,
 }
 
@@ -439,7 +439,8 @@ impl PyroServer {
         ))
     }
 
-    /// Send a signal to what runs in a shell's foreground (INT is like Ctrl-C; TERM, KILL).
+    /// Send a signal to what runs in a shell's foreground (INT is like Ctrl-C; TERM, KILL); the
+    /// shell itself gets it only when nothing else runs.
     #[tool(
         output_schema = schema::<crate::types::Done>(),
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)

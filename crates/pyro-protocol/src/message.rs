@@ -28,8 +28,17 @@ pub enum Message {
     Started { pid: u32 },
     /// Host → guest: deliver a signal to the command's process group. On a
     /// `WriteFile` any signal cancels it: the agent answers
-    /// `Error { kind: Cancelled }` and the old file stays as it was.
-    Signal { signal: i32 },
+    /// `Error { kind: Cancelled }` and the old file stays as it was. On a
+    /// pty exec see `foreground`.
+    Signal {
+        signal: i32,
+        /// On a pty exec: only the terminal's foreground job gets it (what a
+        /// key like Ctrl-C would hit; the shell itself when nothing else
+        /// runs). When false, `SIGKILL` and `SIGHUP` also reach the
+        /// command's own group. Ignored for commands without a terminal.
+        #[serde(default, skip_serializing_if = "is_false")]
+        foreground: bool,
+    },
     /// Guest → host: the command of this request id ended; no more frames
     /// follow for the id. Output frames all precede it.
     Exited(ExitStatus),
@@ -274,6 +283,10 @@ pub enum ErrorKind {
     /// A kind this build does not know.
     #[serde(other)]
     Other,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 #[cfg(test)]

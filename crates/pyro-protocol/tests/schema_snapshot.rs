@@ -51,7 +51,20 @@ fn samples() -> Vec<(u32, Message)> {
             }),
         ),
         (7, Message::Started { pid: 42 }),
-        (7, Message::Signal { signal: 15 }),
+        (
+            7,
+            Message::Signal {
+                signal: 15,
+                foreground: false,
+            },
+        ),
+        (
+            7,
+            Message::Signal {
+                signal: 2,
+                foreground: true,
+            },
+        ),
         (
             7,
             Message::Exited(ExitStatus {

@@ -112,7 +112,13 @@ fn writes_replace_atomically_and_keep_modes() {
     let mut wire = Vec::new();
     encode_data(2, FrameKind::File, b"half of the new", &mut wire);
     agent.send_raw(&wire);
-    agent.send(2, &Message::Signal { signal: 15 });
+    agent.send(
+        2,
+        &Message::Signal {
+            signal: 15,
+            foreground: false,
+        },
+    );
     let cancelled = agent.wait(2);
     assert_eq!(cancelled.error.as_ref().unwrap().0, ErrorKind::Cancelled);
     assert_eq!(std::fs::read(&target).unwrap(), b"new");

@@ -86,5 +86,11 @@ fn a_host_flooding_past_the_window_fails_the_request_with_bounded_memory() {
     // The agent goes on serving.
     agent.exec(4, crate::sh("echo still here"));
     assert_eq!(agent.wait(4).stdout, b"still here\n");
-    agent.send(3, &Message::Signal { signal: 9 });
+    agent.send(
+        3,
+        &Message::Signal {
+            signal: 9,
+            foreground: false,
+        },
+    );
 }

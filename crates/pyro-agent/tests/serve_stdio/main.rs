@@ -100,7 +100,13 @@ fn duplicate_live_id_is_rejected_and_signal_reaches_the_group() {
     assert!(matches!(first.message().unwrap(), Message::Started { .. }));
     let (kind, _) = agent.wait(6).error.unwrap();
     assert_eq!(kind, ErrorKind::InvalidRequest);
-    agent.send(6, &Message::Signal { signal: 15 });
+    agent.send(
+        6,
+        &Message::Signal {
+            signal: 15,
+            foreground: false,
+        },
+    );
     let status = agent.wait(6).exited.unwrap();
     assert_eq!(status.signal, Some(15));
 }

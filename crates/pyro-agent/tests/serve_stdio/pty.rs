@@ -138,6 +138,7 @@ fn ctrl_c_interrupts_the_foreground_job_and_the_shell_survives() {
         1,
         &Message::Signal {
             signal: libc::SIGKILL,
+            foreground: false,
         },
     );
     agent.wait_within(1, &mut outcome, PATIENCE);
@@ -157,6 +158,7 @@ fn signal_goes_to_the_foreground_job() {
         1,
         &Message::Signal {
             signal: libc::SIGINT,
+            foreground: false,
         },
     );
     type_keys(&mut agent, 1, b"echo alive-$?\r");
@@ -168,6 +170,7 @@ fn signal_goes_to_the_foreground_job() {
         1,
         &Message::Signal {
             signal: libc::SIGHUP,
+            foreground: false,
         },
     );
     agent.wait_within(1, &mut outcome, PATIENCE);

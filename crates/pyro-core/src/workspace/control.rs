@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use super::services::ServiceSpec;
@@ -89,7 +89,7 @@ impl ControlReply {
     pub(crate) fn from_result<T: Serialize>(result: Result<T, SessionError>) -> Self {
         match result.map(|value| serde_json::to_value(value)) {
             Ok(Ok(value)) => ControlReply::Ok(value),
-            Ok(Err(e)) => ControlReply::Error(SessionError::Supervisor(e.to_string())),
+            Ok(Err(e)) => ControlReply::Error(SessionError::Internal(e.to_string())),
             Err(error) => ControlReply::Error(error),
         }
     }
@@ -147,19 +147,30 @@ pub(crate) async fn read_request(
     limit: Duration,
 ) -> Result<ControlRequest, SessionError> {
     let mut line = String::new();
-    match tokio::time::timeout(limit, reader.read_line(&mut line)).await {
+    let mut bounded = reader.take(MAX_REQUEST_BYTES);
+    match tokio::time::timeout(limit, bounded.read_line(&mut line)).await {
+        Ok(Ok(_)) if !line.ends_with('\n') && line.len() as u64 >= MAX_REQUEST_BYTES => Err(
+            SessionError::Invalid(format!("control request over {MAX_REQUEST_BYTES} bytes")),
+        ),
         Ok(Ok(n)) if n > 0 => serde_json::from_str(&line)
             .map_err(|e| SessionError::Invalid(format!("bad control request: {e}"))),
         _ => Err(SessionError::Invalid("no control request".into())),
     }
 }
 
+/// Largest request line: a shell write (64 KiB) with every byte escaped
+/// fits.
+const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+
 /// Writes one reply line.
 pub(crate) async fn write_reply(
     writer: &mut tokio::net::unix::OwnedWriteHalf,
     reply: ControlReply,
 ) {
-    let mut bytes = serde_json::to_vec(&reply).expect("serialise a control reply");
+    let mut bytes = serde_json::to_vec(&reply).unwrap_or_else(|e| {
+        let error = SessionError::Internal(format!("cannot encode the reply: {e}"));
+        serde_json::to_vec(&ControlReply::Error(error)).unwrap_or_default()
+    });
     bytes.push(b'\n');
     let _ = writer.write_all(&bytes).await;
 }

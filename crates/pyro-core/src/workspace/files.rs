@@ -516,6 +516,7 @@ impl Files {
                     let _ = request
                         .send(&Message::Signal {
                             signal: libc::SIGTERM,
+                            foreground: false,
                         })
                         .await;
                     return Err(FilesError::Source {

@@ -90,16 +90,22 @@ impl ServiceLog {
 
     /// Keeps the newest `KEEP` bytes, through a temporary file and rename.
     fn compact(&mut self) {
-        let tail = match read_tail(&self.path, KEEP) {
-            Ok(tail) => tail,
-            Err(_) => return,
-        };
         let tmp = self.path.with_extension("log.tmp");
-        let written = std::fs::write(&tmp, &tail).and_then(|()| std::fs::rename(&tmp, &self.path));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-            return;
-        }
+        let compacted = read_tail(&self.path, KEEP).and_then(|tail| {
+            std::fs::write(&tmp, &tail)?;
+            std::fs::rename(&tmp, &self.path)?;
+            Ok(tail)
+        });
+        let tail = match compacted {
+            Ok(tail) => tail,
+            Err(_) => {
+                // A full host disk, say: stop logging rather than let the
+                // file grow past its bound.
+                let _ = std::fs::remove_file(&tmp);
+                self.file = None;
+                return;
+            }
+        };
         self.file = OpenOptions::new().append(true).open(&self.path).ok();
         self.dropped += self.kept - tail.len() as u64;
         self.kept = tail.len() as u64;

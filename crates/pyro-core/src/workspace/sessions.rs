@@ -28,7 +28,7 @@ pub(crate) const SERVICE_LOGS: &str = "services";
 
 /// Why a shell or service call failed. Messages say what to do next.
 #[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum SessionError {
     #[error("no shell '{shell}' in workspace '{workspace}'; see them with: pyro workspace shell list {workspace}")]
     UnknownShell { shell: String, workspace: String },
@@ -42,7 +42,7 @@ pub enum SessionError {
     },
     #[error("workspace '{workspace}' already has {limit} open shells; close some with: pyro workspace shell close {workspace} SHELL")]
     TooManyShells { workspace: String, limit: usize },
-    #[error("shell '{shell}' is not reading its input ({pending} bytes still pending); read its output or send ctrl-c, then write again")]
+    #[error("shell '{shell}' is not reading its input ({pending} bytes still pending); interrupt what runs with: pyro workspace shell signal WORKSPACE {shell} INT (workspace_shell_signal), then write again")]
     ShellBusy { shell: String, pending: u64 },
     #[error("no service '{name}' in workspace '{workspace}'; see them with: pyro workspace service list {workspace}")]
     UnknownService { name: String, workspace: String },
@@ -60,6 +60,12 @@ pub enum SessionError {
     Invalid(String),
     #[error("the workspace's supervisor did not answer ({0}); see pyro workspace logs")]
     Supervisor(String),
+    #[error(
+        "the workspace's VM went away ({0}); see pyro workspace status and pyro workspace logs"
+    )]
+    VmGone(String),
+    #[error("internal error in the workspace's supervisor: {0}; see pyro workspace logs")]
+    Internal(String),
 }
 
 impl From<SessionError> for Error {
@@ -78,6 +84,11 @@ fn log_tail(lines: &[String]) -> String {
         text.push_str(line);
     }
     text
+}
+
+/// A guest channel failure, as a session error.
+pub(crate) fn vm_gone(error: crate::guest::GuestError) -> SessionError {
+    SessionError::VmGone(error.to_string())
 }
 
 /// Locks a mutex, also after a panic elsewhere (the state it guards stays
@@ -222,5 +233,36 @@ impl crate::Pyro {
     ) -> Result<T, Error> {
         let (_, dir) = self.running_workspace(query)?;
         Ok(super::control::call(&dir, request, timeout).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_crosses_the_control_socket() {
+        let errors = [
+            SessionError::UnknownShell {
+                shell: "s1".into(),
+                workspace: "w".into(),
+            },
+            SessionError::ServiceFailed {
+                name: "web".into(),
+                reason: "exited with code 3".into(),
+                last_lines: vec!["boom".into()],
+            },
+            SessionError::Invalid("bad".into()),
+            SessionError::Supervisor("gone".into()),
+            SessionError::VmGone("closed".into()),
+            SessionError::Internal("oops".into()),
+        ];
+        for error in errors {
+            let line = serde_json::to_string(&ControlReply::Error(error.clone())).unwrap();
+            match serde_json::from_str::<ControlReply>(&line).unwrap() {
+                ControlReply::Error(back) => assert_eq!(back.to_string(), error.to_string()),
+                ControlReply::Ok(_) => panic!("{line}"),
+            }
+        }
     }
 }

@@ -44,6 +44,8 @@ use crate::Pyro;
 
 /// Frames queued towards one client before its proxies wait.
 const CLIENT_QUEUE: usize = 64;
+/// How long the guest's `sync` before a snapshot may take.
+const SYNC_LIMIT: Duration = Duration::from_secs(60);
 /// How long a clean power-off may take before the VM is killed.
 const POWER_OFF_GRACE: Duration = Duration::from_secs(15);
 
@@ -178,7 +180,7 @@ async fn supervise(
             Some((new_top, reply)) = snapshot_rx.recv() => {
                 // Push the guest's dirty pages to the disk first, so the
                 // frozen layer holds everything written so far.
-                let _ = sync_guest(&guest).await;
+                let _ = tokio::time::timeout(SYNC_LIMIT, sync_guest(&guest)).await;
                 let result = vm
                     .snapshot_disk(&dir.join(&new_top))
                     .map(|()| true)
@@ -419,6 +421,7 @@ impl RequestHandle {
                 kind: FrameKind::Message,
                 payload: serde_json::to_vec(&Message::Signal {
                     signal: libc::SIGKILL,
+                    foreground: false,
                 })
                 .expect("serialise"),
             };

@@ -11,16 +11,18 @@ use pyro_protocol::{ExecRequest, Probe};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::{log_path, Readiness, ServiceInfo, ServiceRegistry, ServiceSpec, ServiceState};
-use crate::guest::{ExecEvent, ExecStream, Guest};
+use crate::guest::{ExecEvent, ExecStream, Guest, ProbeOutcome};
 use crate::workspace::events::{self, command_line, EventKind};
 use crate::workspace::service_log::{self, LogRange, LogRead, ServiceLog};
-use crate::workspace::sessions::{self, lock, SessionError, SERVICES_FILE, SERVICE_LOGS};
+use crate::workspace::sessions::{self, lock, SessionError, SERVICES_FILE};
 use crate::workspace::store::{is_valid_name, now};
 
 /// Log lines quoted when a service fails.
 const FAILURE_LINES: usize = 20;
 /// Longest pause between two readiness probes.
 const MAX_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+/// Services running at once in one workspace.
+const MAX_SERVICES: usize = 64;
 /// A `--ready-command` attempt may take this long.
 const READY_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -102,36 +104,18 @@ impl ServiceHub {
                 "no command given; put it after `--`, e.g. pyro workspace service start ID web -- python3 -m http.server".into(),
             ));
         }
+        if let Some(Readiness::Http { url }) = &spec.readiness {
+            if !url.starts_with("http://") {
+                return Err(SessionError::Invalid(format!(
+                    "--ready-http takes an http:// URL in the guest, e.g. http://127.0.0.1:8000/ (not {url})"
+                )));
+            }
+        }
         let started = Instant::now();
         let (stop, stop_rx) = mpsc::channel(4);
-        let log = ServiceLog::create(
-            &self
-                .dir
-                .join(SERVICE_LOGS)
-                .join(format!("{}.log", spec.name)),
-        )
-        .map_err(|e| SessionError::Supervisor(format!("cannot create the service log: {e}")))?;
-        let service = Arc::new(LiveService {
-            info: Mutex::new(ServiceInfo {
-                name: spec.name.clone(),
-                command: command_line(&spec.argv),
-                cwd: spec.cwd.clone(),
-                env_names: spec.env.iter().map(|(name, _)| name.clone()).collect(),
-                readiness: spec.readiness.clone(),
-                started_at: now(),
-                ready_after_ms: None,
-                ended_at: None,
-                state: ServiceState::Starting,
-                log_bytes: 0,
-                log_dropped: 0,
-            }),
-            log: Mutex::new(log),
-            changed: Notify::new(),
-            stop,
-            failure: Mutex::new(None),
-            started: std::sync::atomic::AtomicBool::new(false),
-        });
-        {
+        let service = {
+            // Claim the name first: a running service's log must not be
+            // touched by a start that is about to be refused.
             let mut state = lock(&self.state);
             if let Some(existing) = state.live.get(&spec.name) {
                 if lock(&existing.info).state.is_live() {
@@ -141,8 +125,43 @@ impl ServiceHub {
                     });
                 }
             }
+            let live = state
+                .live
+                .values()
+                .filter(|s| lock(&s.info).state.is_live())
+                .count();
+            if live >= MAX_SERVICES {
+                return Err(SessionError::Invalid(format!(
+                    "workspace '{}' already runs {MAX_SERVICES} services; stop some first",
+                    self.workspace
+                )));
+            }
+            let log = ServiceLog::create(&log_path(&self.dir, &spec.name)).map_err(|e| {
+                SessionError::Internal(format!("cannot create the service log: {e}"))
+            })?;
+            let service = Arc::new(LiveService {
+                info: Mutex::new(ServiceInfo {
+                    name: spec.name.clone(),
+                    command: command_line(&spec.argv),
+                    cwd: spec.cwd.clone(),
+                    env_names: spec.env.iter().map(|(name, _)| name.clone()).collect(),
+                    readiness: spec.readiness.clone(),
+                    started_at: now(),
+                    ready_after_ms: None,
+                    ended_at: None,
+                    state: ServiceState::Starting,
+                    log_bytes: 0,
+                    log_dropped: 0,
+                }),
+                log: Mutex::new(log),
+                changed: Notify::new(),
+                stop,
+                failure: Mutex::new(None),
+                started: std::sync::atomic::AtomicBool::new(false),
+            });
             state.live.insert(spec.name.clone(), Arc::clone(&service));
-        }
+            service
+        };
         events::record(
             &self.dir,
             EventKind::ServiceStarted {
@@ -165,17 +184,23 @@ impl ServiceHub {
             }
         }
         self.publish(&service);
-        let ready = self.await_ready(&service, &spec, started).await;
+        let after = started.elapsed().as_millis() as u64;
+        let ready = self
+            .await_ready(&service, &spec, started)
+            .await
+            .and_then(|()| {
+                // It may have ended between the probe and here.
+                let mut info = lock(&service.info);
+                if info.state != ServiceState::Starting {
+                    return Err(describe_end(&info.state));
+                }
+                info.state = ServiceState::Running;
+                info.ready_after_ms = Some(started.elapsed().as_millis() as u64);
+                Ok(())
+            });
         match ready {
             Ok(()) => {
-                let after = started.elapsed().as_millis() as u64;
-                {
-                    let mut info = lock(&service.info);
-                    if info.state == ServiceState::Starting {
-                        info.state = ServiceState::Running;
-                        info.ready_after_ms = Some(after);
-                    }
-                }
+                let after = lock(&service.info).ready_after_ms.unwrap_or(after);
                 self.publish(&service);
                 events::record(
                     &self.dir,
@@ -204,7 +229,7 @@ impl ServiceHub {
                 let reason = match &info.state {
                     ServiceState::Failed { reason, .. } => reason.clone(),
                     ServiceState::Exited => "exited (code 0) before it was ready".into(),
-                    ServiceState::Ended { reason } => reason.clone(),
+                    ServiceState::Ended { reason } => format!("ended: {reason}"),
                     _ => reason,
                 };
                 Err(SessionError::ServiceFailed {
@@ -216,7 +241,9 @@ impl ServiceHub {
         }
     }
 
-    /// Probes until ready; `Err` says why it never was.
+    /// Probes until ready; `Err` says why it never was. A probe the guest
+    /// cannot run (a URL it does not take) fails at once; one that hangs
+    /// is cut at the deadline; the service ending stops the wait.
     async fn await_ready(
         &self,
         service: &LiveService,
@@ -224,9 +251,10 @@ impl ServiceHub {
         started: Instant,
     ) -> Result<(), String> {
         let deadline = started + Duration::from_millis(spec.ready_timeout_ms);
-        let mut interval = Duration::from_millis(50);
+        let mut interval = Duration::from_millis(20);
         loop {
             let changed = service.changed.notified();
+            tokio::pin!(changed);
             let state = lock(&service.info).state.clone();
             if !state.is_live() {
                 return Err(describe_end(&state));
@@ -239,25 +267,34 @@ impl ServiceHub {
                 let _ = tokio::time::timeout(MAX_PROBE_INTERVAL, changed).await;
                 continue;
             };
-            let last_miss = match self.probe(readiness).await {
-                Ok(()) => return Ok(()),
-                Err(miss) => miss,
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let miss = tokio::select! {
+                result = self.probe(readiness, remaining) => match result {
+                    Ok(()) => return Ok(()),
+                    Err(Miss::Refused(message)) => {
+                        return Err(format!("cannot be checked ({}: {message})", readiness.describe()))
+                    }
+                    Err(Miss::NotYet(message)) => message,
+                },
+                // The service ended (or started) meanwhile: look again.
+                _ = &mut changed => continue,
+                _ = tokio::time::sleep(remaining) => "the check did not finish in time".to_string(),
             };
             let now = Instant::now();
             if now >= deadline {
                 return Err(format!(
-                    "was not ready within {} s ({}: {last_miss}); it was stopped",
+                    "was not ready within {} s ({}: {miss}); it was stopped",
                     spec.ready_timeout_ms.div_ceil(1000),
                     readiness.describe()
                 ));
             }
-            // Wake early if the service ends meanwhile.
             let _ = tokio::time::timeout(interval.min(deadline - now), changed).await;
             interval = (interval * 2).min(MAX_PROBE_INTERVAL);
         }
     }
 
-    async fn probe(&self, readiness: &Readiness) -> Result<(), String> {
+    /// One readiness check, in the guest.
+    async fn probe(&self, readiness: &Readiness, limit: Duration) -> Result<(), Miss> {
         let probe = match readiness {
             Readiness::File { path } => Probe::File { path: path.clone() },
             Readiness::Tcp { port } => Probe::Tcp {
@@ -265,28 +302,35 @@ impl ServiceHub {
                 host: None,
             },
             Readiness::Http { url } => Probe::Http { url: url.clone() },
-            Readiness::Command { command } => return self.probe_command(command).await,
+            Readiness::Command { command } => return self.probe_command(command, limit).await,
         };
-        match self.guest.probe(probe).await {
-            Ok(result) => result,
-            Err(e) => Err(e.to_string()),
+        match self.guest.probe_outcome(probe).await {
+            Ok(ProbeOutcome::Ready) => Ok(()),
+            Ok(ProbeOutcome::NotReady(message)) => Err(Miss::NotYet(message)),
+            Ok(ProbeOutcome::Refused { message, .. }) => Err(Miss::Refused(message)),
+            Err(e) => Err(Miss::NotYet(e.to_string())),
         }
     }
 
-    async fn probe_command(&self, command: &str) -> Result<(), String> {
+    async fn probe_command(&self, command: &str, limit: Duration) -> Result<(), Miss> {
+        let limit = limit.clamp(Duration::from_millis(100), READY_COMMAND_TIMEOUT);
         let request = ExecRequest {
             argv: vec!["/bin/sh".into(), "-c".into(), command.into()],
-            timeout_ms: Some(READY_COMMAND_TIMEOUT.as_millis() as u64),
+            timeout_ms: Some(limit.as_millis() as u64),
             ..ExecRequest::default()
         };
-        let mut stream = self.guest.exec(request).await.map_err(|e| e.to_string())?;
+        let not_yet = |e: crate::guest::GuestError| Miss::NotYet(e.to_string());
+        let mut stream = self.guest.exec(request).await.map_err(not_yet)?;
         loop {
-            match stream.next().await.map_err(|e| e.to_string())? {
+            match stream.next().await.map_err(not_yet)? {
                 ExecEvent::Exited(status) if status.code == Some(0) => return Ok(()),
                 ExecEvent::Exited(status) => {
-                    return Err(format!("it exited with status {}", status.shell_code()))
+                    return Err(Miss::NotYet(format!(
+                        "it exited with status {}",
+                        status.shell_code()
+                    )))
                 }
-                ExecEvent::Failed { message, .. } => return Err(message),
+                ExecEvent::Failed { message, .. } => return Err(Miss::Refused(message)),
                 _ => {}
             }
         }
@@ -337,29 +381,35 @@ impl ServiceHub {
             }
         };
         let failure = lock(&service.failure).take();
-        let state = match (end, failure) {
-            (End::Gone, _) => ServiceState::Ended {
-                reason: "the VM stopped".into(),
-            },
-            (End::Failed(message), _) => fail(format!("could not start: {message}")),
-            (End::Exited(status), Some(reason)) => ServiceState::Failed {
-                reason,
-                exit_code: status.code,
-                signal: status.signal,
-            },
-            (End::Exited(_), None) if kill_at.is_some() => ServiceState::Stopped { killed },
-            (End::Exited(status), None) if status.code == Some(0) => ServiceState::Exited,
-            (End::Exited(status), None) => ServiceState::Failed {
-                reason: match (status.code, status.signal) {
-                    (Some(code), _) => format!("exited with code {code}"),
-                    (_, Some(signal)) => format!("was killed by signal {signal}"),
-                    _ => "ended".into(),
+        let state = match end {
+            End::Gone => {
+                // The VM is going away: the supervisor records why (end_all).
+                service.changed.notify_waiters();
+                None
+            }
+            End::Failed(message) => Some(fail(format!("could not start: {message}"))),
+            End::Exited(status) => Some(match failure {
+                Some(reason) => ServiceState::Failed {
+                    reason,
+                    exit_code: status.code,
+                    signal: status.signal,
                 },
-                exit_code: status.code,
-                signal: status.signal,
-            },
+                None if kill_at.is_some() => ServiceState::Stopped { killed },
+                None if status.code == Some(0) => ServiceState::Exited,
+                None => ServiceState::Failed {
+                    reason: match (status.code, status.signal) {
+                        (Some(code), _) => format!("exited with code {code}"),
+                        (_, Some(signal)) => format!("was killed by signal {signal}"),
+                        _ => "ended".into(),
+                    },
+                    exit_code: status.code,
+                    signal: status.signal,
+                },
+            }),
         };
-        self.finish(&service, state);
+        if let Some(state) = state {
+            self.finish(&service, state);
+        }
         for done in waiting {
             let _ = done.send(());
         }
@@ -432,6 +482,7 @@ impl ServiceHub {
                 };
                 info.ended_at = Some(now());
             }
+            service.changed.notify_waiters();
             self.publish(&service);
         }
     }
@@ -486,6 +537,15 @@ impl ServiceHub {
         }
         Ok(service.info())
     }
+}
+
+/// Why a readiness check did not pass.
+enum Miss {
+    /// Not yet: try again.
+    NotYet(String),
+    /// The check itself cannot run (a URL the guest does not take, a
+    /// missing shell): trying again will not help.
+    Refused(String),
 }
 
 enum End {

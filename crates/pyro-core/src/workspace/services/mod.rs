@@ -167,6 +167,8 @@ fn log_path(dir: &std::path::Path, name: &str) -> PathBuf {
     dir.join(SERVICE_LOGS).join(format!("{name}.log"))
 }
 
+/// The longest readiness wait or stop grace, whatever is asked.
+const LONGEST_WAIT: Duration = Duration::from_secs(3600);
 /// How long a control call may take beyond the work it asks for.
 const CALL_SLACK: Duration = Duration::from_secs(30);
 
@@ -177,7 +179,9 @@ impl Pyro {
         query: &str,
         spec: ServiceSpec,
     ) -> Result<ServiceInfo, Error> {
-        let wait = Duration::from_millis(spec.ready_timeout_ms) + CALL_SLACK;
+        let mut spec = spec;
+        spec.ready_timeout_ms = spec.ready_timeout_ms.min(LONGEST_WAIT.as_millis() as u64);
+        let wait = Duration::from_millis(spec.ready_timeout_ms).saturating_add(CALL_SLACK);
         self.session_call(query, &ControlRequest::ServiceStart(spec), wait)
             .await
     }
@@ -243,11 +247,15 @@ impl Pyro {
         name: &str,
         grace: Duration,
     ) -> Result<ServiceInfo, Error> {
+        let grace = grace.min(LONGEST_WAIT);
         let request = ControlRequest::ServiceStop {
             name: name.to_string(),
             grace_ms: grace.as_millis() as u64,
         };
-        match self.session_call(query, &request, grace + CALL_SLACK).await {
+        match self
+            .session_call(query, &request, grace.saturating_add(CALL_SLACK))
+            .await
+        {
             Ok(info) => Ok(info),
             Err(error) => Ok(self.offline_service(query, name, error)?.0),
         }

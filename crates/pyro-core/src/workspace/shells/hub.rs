@@ -11,10 +11,12 @@ use pyro_protocol::{ExecRequest, PtySize, STDIN_WINDOW};
 use pyro_term::Terminal;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::{ShellInfo, ShellRead, ShellRegistry, ShellState, MAX_OPEN_SHELLS, MAX_WRITE};
+use super::{
+    check_size, ShellInfo, ShellRead, ShellRegistry, ShellState, MAX_OPEN_SHELLS, MAX_WRITE,
+};
 use crate::guest::{ExecEvent, ExecStream, Guest};
 use crate::workspace::events::{self, EventKind};
-use crate::workspace::sessions::{self, lock, SessionError, SHELLS_FILE};
+use crate::workspace::sessions::{self, lock, vm_gone, SessionError, SHELLS_FILE};
 use crate::workspace::store::now;
 
 /// How long a closing shell gets after SIGHUP before SIGKILL.
@@ -73,6 +75,8 @@ pub(crate) struct ShellHub {
 struct HubState {
     registry: ShellRegistry,
     live: HashMap<String, Arc<LiveShell>>,
+    /// Shells being started right now (they count against the limit).
+    opening: usize,
 }
 
 impl ShellHub {
@@ -85,6 +89,7 @@ impl ShellHub {
             state: Mutex::new(HubState {
                 registry,
                 live: HashMap::new(),
+                opening: 0,
             }),
         })
     }
@@ -99,46 +104,28 @@ impl ShellHub {
         rows: u16,
         cols: u16,
     ) -> Result<ShellInfo, SessionError> {
-        if rows == 0 || cols == 0 {
-            return Err(SessionError::Invalid(
-                "a terminal needs at least one row and one column".into(),
-            ));
+        check_size(rows, cols)?;
+        // Hold a slot while the guest starts the shell, so concurrent opens
+        // cannot pass the limit together.
+        {
+            let mut state = lock(&self.state);
+            let open = state
+                .registry
+                .shells
+                .iter()
+                .filter(|s| s.state.is_open())
+                .count();
+            if open + state.opening >= MAX_OPEN_SHELLS {
+                return Err(SessionError::TooManyShells {
+                    workspace: self.workspace.clone(),
+                    limit: MAX_OPEN_SHELLS,
+                });
+            }
+            state.opening += 1;
         }
-        let open = lock(&self.state)
-            .registry
-            .shells
-            .iter()
-            .filter(|s| s.state.is_open())
-            .count();
-        if open >= MAX_OPEN_SHELLS {
-            return Err(SessionError::TooManyShells {
-                workspace: self.workspace.clone(),
-                limit: MAX_OPEN_SHELLS,
-            });
-        }
-        let request = ExecRequest {
-            argv: vec!["/bin/sh".into(), "-c".into(), SHELL_SCRIPT.into()],
-            cwd: cwd.clone(),
-            env: vec![
-                // A pager would wait for keys nobody sends.
-                ("PAGER".into(), "cat".into()),
-                ("GIT_PAGER".into(), "cat".into()),
-            ],
-            pty: Some(PtySize { rows, cols }),
-            ..ExecRequest::default()
-        };
-        let mut stream = self
-            .guest
-            .exec(request)
-            .await
-            .map_err(|e| SessionError::Supervisor(e.to_string()))?;
-        // The agent answers Started, or Failed (a bad cwd, say).
-        match stream.next().await {
-            Ok(ExecEvent::Started { .. }) => {}
-            Ok(ExecEvent::Failed { message, .. }) => return Err(SessionError::Invalid(message)),
-            Ok(_) => {}
-            Err(e) => return Err(SessionError::Supervisor(e.to_string())),
-        }
+        let started = self.start_shell(cwd.clone(), rows, cols).await;
+        lock(&self.state).opening -= 1;
+        let stream = started?;
         let (commands, commands_rx) = mpsc::channel(16);
         let info = {
             let mut state = lock(&self.state);
@@ -176,6 +163,32 @@ impl ShellHub {
         Ok(info)
     }
 
+    /// Starts the shell's program on a terminal in the guest.
+    async fn start_shell(
+        &self,
+        cwd: Option<String>,
+        rows: u16,
+        cols: u16,
+    ) -> Result<ExecStream, SessionError> {
+        let request = ExecRequest {
+            argv: vec!["/bin/sh".into(), "-c".into(), SHELL_SCRIPT.into()],
+            cwd,
+            env: vec![
+                // A pager would wait for keys nobody sends.
+                ("PAGER".into(), "cat".into()),
+                ("GIT_PAGER".into(), "cat".into()),
+            ],
+            pty: Some(PtySize { rows, cols }),
+            ..ExecRequest::default()
+        };
+        let mut stream = self.guest.exec(request).await.map_err(vm_gone)?;
+        // The agent answers Started, or Failed (a bad cwd, say).
+        match stream.next().await.map_err(vm_gone)? {
+            ExecEvent::Failed { message, .. } => Err(SessionError::Invalid(message)),
+            _ => Ok(stream),
+        }
+    }
+
     /// Carries a shell's output into its terminal and its commands to the
     /// guest, until its program ends.
     async fn pump(
@@ -197,17 +210,18 @@ impl ShellHub {
             tokio::select! {
                 event = stream.next() => match event {
                     Ok(ExecEvent::Stdout(bytes) | ExecEvent::Stderr(bytes)) => {
-                        lock(&shell.term).feed(&bytes);
+                        feed(&shell.term, &bytes);
                         shell.touch();
                     }
                     Ok(ExecEvent::Ack(bytes)) => unacked = unacked.saturating_sub(bytes),
                     Ok(ExecEvent::Started { .. }) => {}
-                    Ok(ExecEvent::Exited(status)) => break ShellState::Exited {
+                    Ok(ExecEvent::Exited(status)) => break Some(ShellState::Exited {
                         exit_code: status.code,
                         signal: status.signal,
-                    },
-                    Ok(ExecEvent::Failed { message, .. }) => break ShellState::Ended { reason: message },
-                    Err(_) => break ShellState::Ended { reason: "the VM stopped".into() },
+                    }),
+                    Ok(ExecEvent::Failed { message, .. }) => break Some(ShellState::Ended { reason: message }),
+                    // The VM is going away: the supervisor records why.
+                    Err(_) => break None,
                 },
                 command = commands.recv() => match command {
                     Some(ShellCommand::Write(bytes, reply)) => {
@@ -216,13 +230,13 @@ impl ShellHub {
                             Err(SessionError::ShellBusy { shell: shell.id.clone(), pending: unacked })
                         } else {
                             unacked += len;
-                            stream.write_stdin(&bytes).await.map_err(|e| SessionError::Supervisor(e.to_string()))
+                            stream.write_stdin(&bytes).await.map_err(vm_gone)
                         };
                         shell.touch();
                         let _ = reply.send(result);
                     }
                     Some(ShellCommand::Signal(signal)) => {
-                        let _ = stream.signal(signal).await;
+                        let _ = stream.signal_foreground(signal).await;
                         shell.touch();
                     }
                     Some(ShellCommand::Resize(rows, cols)) => {
@@ -243,6 +257,15 @@ impl ShellHub {
                     kill_at = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
                 }
             }
+        };
+        let Some(end) = end else {
+            // The guest channel closed: readers learn it now; the record is
+            // written by the supervisor with the reason (stop or crash).
+            *lock(&shell.ended) = Some(ShellState::Ended {
+                reason: "the VM stopped".into(),
+            });
+            shell.changed.notify_waiters();
+            return;
         };
         let end = if closing.is_empty() {
             end
@@ -382,11 +405,16 @@ impl ShellHub {
             .await
             .is_err()
         {
-            return Err(gone().unwrap_or_else(|| SessionError::Supervisor("shell gone".into())));
+            return Err(
+                gone().unwrap_or_else(|| SessionError::Internal("the shell's task ended".into()))
+            );
         }
         match replied.await {
             Ok(result) => result.map(|()| len),
-            Err(_) => Err(gone().unwrap_or_else(|| SessionError::Supervisor("shell gone".into()))),
+            Err(_) => {
+                Err(gone()
+                    .unwrap_or_else(|| SessionError::Internal("the shell's task ended".into())))
+            }
         }
     }
 
@@ -400,11 +428,7 @@ impl ShellHub {
     }
 
     pub(crate) async fn resize(&self, id: &str, rows: u16, cols: u16) -> Result<(), SessionError> {
-        if rows == 0 || cols == 0 {
-            return Err(SessionError::Invalid(
-                "a terminal needs at least one row and one column".into(),
-            ));
-        }
+        check_size(rows, cols)?;
         let shell = self.live(id)?;
         if let Some(gone) = shell.gone(&self.workspace) {
             return Err(gone);
@@ -419,22 +443,24 @@ impl ShellHub {
         Ok(())
     }
 
-    /// Ends a shell (SIGHUP, then SIGKILL) and forgets its output.
+    /// Ends a shell (SIGHUP, then SIGKILL) and forgets its output. Closing
+    /// a shell that already ended just forgets it.
     pub(crate) async fn close(&self, id: &str) -> Result<ShellInfo, SessionError> {
-        let shell = self.live(id)?;
-        if shell.ended().is_some() {
-            // Already over by itself: closing just forgets it.
-            let mut state = lock(&self.state);
-            state.live.remove(id);
-            state.registry.set_state(id, ShellState::Closed);
-            self.save(&state);
-        } else {
-            let (done, finished) = oneshot::channel();
-            if shell.commands.send(ShellCommand::Close(done)).await.is_ok() {
-                let _ = finished.await;
+        let live = lock(&self.state).live.get(id).cloned();
+        if let Some(shell) = live {
+            if shell.ended().is_none() {
+                let (done, finished) = oneshot::channel();
+                if shell.commands.send(ShellCommand::Close(done)).await.is_ok() {
+                    let _ = finished.await;
+                }
             }
         }
-        let state = lock(&self.state);
+        // Whether it was closed just now, had exited by itself (maybe while
+        // the close was on its way) or is long gone: forget its output.
+        let mut state = lock(&self.state);
+        state.live.remove(id);
+        state.registry.set_state(id, ShellState::Closed);
+        self.save(&state);
         state
             .registry
             .get(id)
@@ -470,5 +496,18 @@ fn prune_exited(live: &mut HashMap<String, Arc<LiveShell>>) {
         for (_, id) in &exited[..exited.len() - KEEP_EXITED_LIVE] {
             live.remove(id);
         }
+    }
+}
+
+/// Feeds output to a shell's terminal. The emulator is third-party code
+/// fed by an untrusted program: should it panic, the shell keeps working on
+/// a fresh screen instead of taking the supervisor's task down.
+fn feed(term: &Mutex<Terminal>, bytes: &[u8]) {
+    let mut term = lock(term);
+    let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| term.feed(bytes)));
+    if fed.is_err() {
+        let (rows, cols) = term.size();
+        *term = Terminal::new(rows, cols);
+        term.feed(b"[pyro: the terminal emulator failed on this output; the screen was reset]\r\n");
     }
 }

@@ -28,6 +28,9 @@ pub const MAX_WRITE: usize = 64 * 1024;
 /// Default terminal size: roomy, so fewer lines wrap.
 pub const DEFAULT_ROWS: u16 = 40;
 pub const DEFAULT_COLS: u16 = 120;
+/// Largest terminal: the emulator keeps rows x cols cells.
+pub const MAX_ROWS: u16 = 500;
+pub const MAX_COLS: u16 = 1000;
 /// Records kept in `shells.json` beyond the open ones.
 const KEEP_ENDED: usize = 64;
 
@@ -153,6 +156,16 @@ impl ShellRegistry {
     }
 }
 
+/// Refuses terminal sizes outside 1x1 ..= MAX_ROWS x MAX_COLS.
+fn check_size(rows: u16, cols: u16) -> Result<(), SessionError> {
+    if (1..=MAX_ROWS).contains(&rows) && (1..=MAX_COLS).contains(&cols) {
+        return Ok(());
+    }
+    Err(SessionError::Invalid(format!(
+        "a terminal of {rows} rows and {cols} columns is not possible; use 1-{MAX_ROWS} rows and 1-{MAX_COLS} columns"
+    )))
+}
+
 /// How `workspace shell read` waits.
 #[derive(Debug, Clone, Copy)]
 pub struct ShellReadOptions {
@@ -174,6 +187,8 @@ impl Default for ShellReadOptions {
     }
 }
 
+/// The longest any shell call waits, whatever it is asked.
+const LONGEST_WAIT: Duration = Duration::from_secs(3600);
 /// How long a control call may take beyond the work it asks for.
 const CALL_SLACK: Duration = Duration::from_secs(30);
 
@@ -201,13 +216,18 @@ impl Pyro {
         shell: &str,
         options: ShellReadOptions,
     ) -> Result<ShellRead, Error> {
+        let options = ShellReadOptions {
+            wait_idle: options.wait_idle.min(LONGEST_WAIT),
+            timeout: options.timeout.min(LONGEST_WAIT),
+            raw: options.raw,
+        };
         let request = ControlRequest::ShellRead {
             shell: shell.to_string(),
             wait_idle_ms: options.wait_idle.as_millis() as u64,
             timeout_ms: options.timeout.as_millis() as u64,
             raw: options.raw,
         };
-        self.session_call(query, &request, options.timeout + CALL_SLACK)
+        self.session_call(query, &request, options.timeout.saturating_add(CALL_SLACK))
             .await
             .map_err(|e| self.shell_gone(query, shell, e))
     }
