@@ -36,6 +36,17 @@ pub const MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
 /// The method of the request that stands in for a dropped oversized one.
 pub const OVERSIZED_METHOD: &str = "pyro/oversizedMessage";
 
+/// The most of an `id` or `method` value the scanner keeps; a longer one
+/// is cut, so it no longer parses and counts as absent.
+const MAX_CAPTURE: usize = 1024;
+
+/// Keeps `b` in a captured value, up to [`MAX_CAPTURE`] bytes.
+fn capture_byte(capture: &mut Vec<u8>, b: u8) {
+    if capture.len() <= MAX_CAPTURE {
+        capture.push(b);
+    }
+}
+
 /// How much of stdin the guard reads at once.
 const CHUNK: usize = 1024 * 1024;
 
@@ -266,7 +277,7 @@ impl Scanner {
     fn byte(&mut self, b: u8) {
         if self.in_string {
             if let Some(capture) = &mut self.capture {
-                capture.push(b);
+                capture_byte(capture, b);
             }
             if self.escaped {
                 self.escaped = false;
@@ -322,7 +333,7 @@ impl Scanner {
             _ => {
                 if self.depth == 1 && !self.expect_key {
                     match &mut self.capture {
-                        Some(capture) => capture.push(b),
+                        Some(capture) => capture_byte(capture, b),
                         None => self.start_capture(b),
                     }
                 }
@@ -397,6 +408,21 @@ mod tests {
         assert_eq!(id, None);
         let (id, _) = scan(r#"{"id":null,"method":"x"}"#);
         assert_eq!(id, None);
+    }
+
+    #[test]
+    fn a_huge_id_is_not_buffered_and_counts_as_absent() {
+        let line = format!(
+            r#"{{"id":"{}","method":"tools/call"}}"#,
+            "9".repeat(100_000)
+        );
+        let mut scanner = Scanner::default();
+        scanner.feed(line.as_bytes());
+        assert_eq!(scanner.id(), None);
+        assert!(scanner
+            .id
+            .as_ref()
+            .is_none_or(|raw| raw.len() <= MAX_CAPTURE + 1));
     }
 
     async fn guarded(input: &[u8], limit: usize, chunk: usize) -> Vec<u8> {
