@@ -61,6 +61,20 @@ fn every_kind_of_change_shows_and_a_revert_empties_the_diff() {
     let report = diff_json(&home, &id);
     assert_eq!(report["files_changed"], 0);
     assert_eq!(report["patch"], "");
+    // The baseline came from the host: one pack, no loose objects.
+    let objects = ok(
+        home.sh(
+            &id,
+            "cd /var/lib/pyro/baseline.git/objects && ls pack/*.pack | wc -l \
+             && find . -mindepth 1 -maxdepth 1 -name '??' | wc -l",
+        ),
+        "count baseline objects",
+    );
+    assert_eq!(
+        stdout(&objects),
+        "1\n0\n",
+        "the baseline was recorded in the guest"
+    );
 
     sh_ok(
         &home,

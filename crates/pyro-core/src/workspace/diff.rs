@@ -51,13 +51,13 @@ const SUMMARY_LIMIT: u64 = 128 * 1024 * 1024;
 const MESSAGES_KEPT: usize = 64 * 1024;
 /// The scripts' exit status when the environment has no `git` (the
 /// scripts spell it out; a unit test keeps them in step).
-const NO_GIT_EXIT: i32 = 90;
+pub(crate) const NO_GIT_EXIT: i32 = 90;
 /// The diff script's exit status when no baseline was recorded.
 const NO_BASELINE_EXIT: i32 = 91;
 
 /// What every script starts with: the private repository, and no config
 /// but its own.
-const PREAMBLE: &str = r#"set -eu
+pub(crate) const PREAMBLE: &str = r#"set -eu
 command -v git >/dev/null 2>&1 || exit 90
 B=/var/lib/pyro/baseline
 export GIT_DIR="$B.git" GIT_WORK_TREE=/workspace
@@ -291,8 +291,8 @@ pub(crate) async fn record_baseline(guest: &Guest) -> Result<(), Error> {
 }
 
 /// What a script printed, and how it ended.
-struct ScriptOutput {
-    status: i32,
+pub(crate) struct ScriptOutput {
+    pub(crate) status: i32,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
 }
@@ -300,7 +300,11 @@ struct ScriptOutput {
 /// Runs `sh -c script sh args...` in the guest, keeping at most
 /// `SUMMARY_LIMIT + PATCH_LIMIT + MESSAGES_KEPT` bytes of stdout (more is
 /// malformed: the script caps what it prints).
-async fn run_script(guest: &Guest, script: &str, args: &[String]) -> Result<ScriptOutput, Error> {
+pub(crate) async fn run_script(
+    guest: &Guest,
+    script: &str,
+    args: &[String],
+) -> Result<ScriptOutput, Error> {
     let mut argv = vec!["sh".to_string(), "-c".into(), script.into(), "sh".into()];
     argv.extend(args.iter().cloned());
     let mut stream = guest

@@ -5,6 +5,7 @@
 //! The facade here creates, inspects and controls workspaces; the state on
 //! disk is in [`store`]; the process that owns each VM is in [`supervisor`].
 
+pub(crate) mod baseline;
 pub(crate) mod control;
 pub mod diff;
 pub mod events;
@@ -223,6 +224,8 @@ impl Pyro {
                 Some(cloned.path().to_path_buf())
             }
         };
+        // The diff baseline of the seed is built on the host meanwhile.
+        let mut host_baseline = seed_dir.as_deref().map(baseline::HostBuild::start);
         stage("booting VM");
         let record = self.create_and_boot(request)?;
         let prepared = async {
@@ -233,7 +236,10 @@ impl Pyro {
             }
             // The baseline: for diff inside the guest, for reset on disk.
             stage("recording baseline");
-            diff::record_baseline(&guest).await?;
+            match host_baseline.take() {
+                Some(build) => baseline::record_from_seed(&guest, build).await?,
+                None => diff::record_baseline(&guest).await?,
+            }
             self.take_baseline(&self.workspaces()?, &record.id)
         }
         .await;

@@ -195,6 +195,16 @@ pub(crate) async fn push_tree(
     source: &Path,
     dest: &str,
 ) -> Result<TransferReport, Error> {
+    push_tree_into(guest, source, &format!("/workspace/{dest}")).await
+}
+
+/// Packs `source` into the guest directory `target` (created if missing)
+/// through the guest's `tar -x`.
+pub(crate) async fn push_tree_into(
+    guest: &Guest,
+    source: &Path,
+    target: &str,
+) -> Result<TransferReport, Error> {
     if !source.is_dir() {
         return Err(TransferError::NotADirectory {
             path: source.to_path_buf(),
@@ -212,13 +222,12 @@ pub(crate) async fn push_tree(
         pyro_transfer::pack_dir(&source_owned, writer, &PackOptions::default())
             .map_err(|e| e.to_string())
     });
-    let target = format!("/workspace/{dest}");
     let argv = vec![
         "sh".into(),
         "-c".into(),
         r#"mkdir -p -- "$1" && exec tar -x -p --no-same-owner -f - -C "$1""#.into(),
         "sh".into(),
-        target,
+        target.to_string(),
     ];
     let mut stream = guest
         .exec(ExecRequest {
