@@ -1,23 +1,10 @@
 //! Line mode: what a chat model reads back from a shell session on the
 //! primary screen, through `Terminal`'s public API.
 
+mod common;
+
+use common::*;
 use pyro_term::{Terminal, HISTORY_MAX_LINES};
-
-fn term() -> Terminal {
-    Terminal::new(24, 80)
-}
-
-fn fed(bytes: &[u8]) -> Terminal {
-    let mut term = term();
-    term.feed(bytes);
-    term
-}
-
-fn text(term: &mut Terminal) -> String {
-    let read = term.read_text();
-    assert!(!read.full_screen, "unexpected full-screen read: {read:?}");
-    read.text
-}
 
 #[test]
 fn lines_then_nothing_new() {

@@ -1,19 +1,10 @@
 //! Full-screen programs, resizing, the title, key encoding and raw reads,
 //! through `Terminal`'s public API.
 
+mod common;
+
+use common::*;
 use pyro_term::{Terminal, TextRead, RAW_MAX_BYTES};
-
-fn fed(bytes: &[u8]) -> Terminal {
-    let mut term = Terminal::new(24, 80);
-    term.feed(bytes);
-    term
-}
-
-fn text(term: &mut Terminal) -> String {
-    let read = term.read_text();
-    assert!(!read.full_screen, "unexpected full-screen read: {read:?}");
-    read.text
-}
 
 #[test]
 fn full_screen_program_reads_as_whole_screens() {
