@@ -274,6 +274,9 @@ pub struct WorkspaceExecArgs {
     /// Stop the command after this many seconds; exit status 124.
     #[arg(long, value_name = "S")]
     pub timeout: Option<u64>,
+    /// Pass pyro's standard input to the command (else it reads /dev/null).
+    #[arg(long, short = 'i')]
+    pub stdin: bool,
     /// Print a JSON report (exit status, duration) on stderr afterwards.
     #[arg(long)]
     pub json: bool,
@@ -353,6 +356,9 @@ pub struct RunArgs {
     /// Set an environment variable for the command (repeatable).
     #[arg(long = "env", value_name = "K=V", value_parser = parse_key_value)]
     pub env_vars: Vec<(String, String)>,
+    /// Pass pyro's standard input to the command (else it reads /dev/null).
+    #[arg(long, short = 'i')]
+    pub stdin: bool,
     /// Print a JSON report (exit status, timings) on stderr after the run.
     #[arg(long)]
     pub json: bool,

@@ -117,6 +117,19 @@ async fn shells_services_and_summary_through_mcp() {
     .await;
     assert!(logs["text"].as_str().unwrap().contains("GET /"), "{logs}");
 
+    // workspace_exec can feed the command's stdin.
+    let counted = tool_ok(
+        &client,
+        "workspace_exec",
+        json!({"workspace": ws, "command": "wc -w", "stdin": "one two three"}),
+    )
+    .await;
+    assert_eq!(
+        counted["stdout"]["text"].as_str().unwrap().trim(),
+        "3",
+        "{counted}"
+    );
+
     // A failing service: an error result with its logs.
     let failed = call(
         &client,

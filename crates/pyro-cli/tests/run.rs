@@ -211,3 +211,19 @@ fn a_vm_that_dies_mid_command_is_reported_with_its_reason() {
     assert!(!is_alive(vm), "QEMU outlived pyro");
     assert!(dir_is_empty(scratch.path()), "files left in TMPDIR");
 }
+
+#[test]
+fn run_stdin_reaches_the_command() {
+    let mut child = pyro()
+        .args(["run", ENV, "--stdin", "--", "wc", "-l"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pyro run");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"a\nb\nc\n").unwrap();
+    drop(child.stdin.take());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), "3");
+}

@@ -307,3 +307,65 @@ fn a_full_guest_disk_fails_the_command_and_the_workspace_recovers() {
     assert!(freed.status.success(), "{}", stderr(&freed));
     assert_eq!(stdout(&freed), "ok\n");
 }
+
+/// `pyro <args>` with `input` on its stdin; its output.
+fn run_fed(home: &TestHome, args: &[&str], input: Vec<u8>) -> std::process::Output {
+    let mut child = home
+        .pyro()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pyro");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    // A command that stops reading must not leave this writer stuck.
+    let writer = std::thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut stdin, &input);
+    });
+    let output = child.wait_with_output().expect("wait for pyro");
+    let _ = writer.join();
+    output
+}
+
+#[test]
+fn exec_stdin_streams_into_the_command() {
+    let home = TestHome::new();
+    let id = home.create(&[]);
+    // Several windows' worth, checked end to end.
+    let data: Vec<u8> = (0..6 * 1024 * 1024u32)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let expected = {
+        let out = std::process::Command::new("sha256sum")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                std::io::Write::write_all(child.stdin.as_mut().unwrap(), &data)?;
+                drop(child.stdin.take());
+                child.wait_with_output()
+            })
+            .expect("host sha256sum");
+        String::from_utf8_lossy(&out.stdout)[..64].to_string()
+    };
+    let output = run_fed(
+        &home,
+        &["workspace", "exec", &id, "--stdin", "--", "sha256sum"],
+        data.clone(),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(&stdout(&output)[..64], expected);
+
+    // A command that never reads its input still ends, and so does pyro.
+    let output = run_fed(&home, &["workspace", "exec", &id, "-i", "--", "true"], data);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // Without --stdin the command reads an empty input.
+    let output = run_fed(
+        &home,
+        &["workspace", "exec", &id, "--", "wc", "-c"],
+        b"ignored".to_vec(),
+    );
+    assert_eq!(stdout(&output).trim(), "0");
+}

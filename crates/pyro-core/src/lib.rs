@@ -13,6 +13,7 @@ pub mod bench;
 pub mod boot;
 pub mod doctor;
 pub mod guest;
+mod input;
 pub mod paths;
 pub mod run;
 pub mod workspace;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use pyro_env::{EnvStore, StoreError};
 use pyro_vmm::{AccelReport, QemuEngine};
 
+pub use input::Input;
 pub use pyro_env;
 pub use pyro_protocol::{ErrorKind, ExitStatus};
 pub use pyro_vmm::Accel;

@@ -36,6 +36,8 @@ pub struct RunRequest {
     pub cpus: u32,
     pub memory_mib: u32,
     pub env_vars: Vec<(String, String)>,
+    /// The command's standard input (none: `/dev/null`).
+    pub stdin: crate::Input,
 }
 
 impl RunRequest {
@@ -50,6 +52,7 @@ impl RunRequest {
             cpus: Self::DEFAULT_CPUS,
             memory_mib: Self::DEFAULT_MEMORY_MIB,
             env_vars: Vec::new(),
+            stdin: crate::Input::default(),
         }
     }
 
@@ -198,7 +201,7 @@ impl Pyro {
         let host_deadline = request.timeout.map(|t| t + TIMEOUT_GRACE);
         let end = {
             let result = tokio::select! {
-                end = drive_exec(&booted.guest, exec, sink, host_deadline) => end,
+                end = drive_exec(&booted.guest, exec, &request.stdin, sink, host_deadline) => end,
                 _ = &mut cancel => Ok(RunEnd::Cancelled),
             };
             match result {
@@ -237,16 +240,39 @@ impl Pyro {
 /// Sends the exec and pumps its events into `sink` until it ends.
 pub(crate) async fn drive_exec(
     guest: &crate::guest::Guest,
-    exec: ExecRequest,
+    mut exec: ExecRequest,
+    input: &crate::Input,
     sink: &mut dyn OutputSink,
     host_deadline: Option<Duration>,
 ) -> Result<RunEnd, GuestError> {
     let timeout = exec.timeout_ms;
+    let mut input = input.start();
+    exec.stdin = input.is_some();
     let mut stream = guest.exec(exec).await?;
     let deadline = host_deadline.map(|d| tokio::time::Instant::now() + d);
+    // Stdin bytes sent and not yet acked: at most the window.
+    let mut in_flight: u64 = 0;
     loop {
+        let next = async {
+            loop {
+                let room = in_flight < pyro_protocol::STDIN_WINDOW;
+                tokio::select! {
+                    chunk = recv(&mut input), if room && input.is_some() => match chunk {
+                        Some(chunk) => {
+                            in_flight += chunk.len() as u64;
+                            stream.write_stdin(&chunk).await?;
+                        }
+                        None => {
+                            input = None;
+                            stream.write_stdin(&[]).await?;
+                        }
+                    },
+                    event = stream.next() => return event,
+                }
+            }
+        };
         let event = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, stream.next()).await {
+            Some(deadline) => match tokio::time::timeout_at(deadline, next).await {
                 Ok(event) => event?,
                 // The agent did not enforce the timeout (wedged guest):
                 // report it as a timeout all the same; the caller kills the VM.
@@ -260,14 +286,24 @@ pub(crate) async fn drive_exec(
                     })
                 }
             },
-            None => stream.next().await?,
+            None => next.await?,
         };
         match event {
-            ExecEvent::Started { .. } | ExecEvent::Ack(_) => {}
+            ExecEvent::Started { .. } => {}
+            ExecEvent::Ack(bytes) => in_flight = in_flight.saturating_sub(bytes),
             ExecEvent::Stdout(bytes) => sink.stdout(&bytes),
             ExecEvent::Stderr(bytes) => sink.stderr(&bytes),
             ExecEvent::Exited(status) => return Ok(RunEnd::Exited { status }),
             ExecEvent::Failed { kind, message } => return Ok(RunEnd::Failed { kind, message }),
         }
+    }
+}
+
+/// The next chunk of input (`None` at its end); pending forever without
+/// input, so a `select!` branch on it stays quiet.
+async fn recv(input: &mut Option<tokio::sync::mpsc::Receiver<Vec<u8>>>) -> Option<Vec<u8>> {
+    match input {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

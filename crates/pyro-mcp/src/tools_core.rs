@@ -75,6 +75,8 @@ pub struct ExecParams {
     pub env_vars: BTreeMap<String, String>,
     /// Stop the command after this many seconds (default: no limit).
     pub timeout_seconds: Option<u64>,
+    /// Text fed to the command's standard input (default: none, it reads an empty input).
+    pub stdin: Option<String>,
 }
 
 /// Arguments of `workspace_reset`.
@@ -232,6 +234,10 @@ impl PyroServer {
             cwd: params.cwd,
             env_vars: params.env_vars.into_iter().collect(),
             timeout: params.timeout_seconds.map(Duration::from_secs),
+            stdin: params
+                .stdin
+                .map(|text| pyro_core::Input::from_reader(std::io::Cursor::new(text.into_bytes())))
+                .unwrap_or_default(),
         };
         let pyro = self.pyro.clone();
         let workspace = params.workspace;

@@ -53,3 +53,12 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
+
+/// The command's stdin: pyro's own with `--stdin`, else none.
+fn stdin_input(wanted: bool) -> pyro_core::Input {
+    if wanted {
+        pyro_core::Input::from_reader(std::io::stdin())
+    } else {
+        pyro_core::Input::default()
+    }
+}

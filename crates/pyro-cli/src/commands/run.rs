@@ -29,6 +29,7 @@ pub fn run(pyro: &Pyro, args: RunArgs) -> anyhow::Result<i32> {
         cpus: args.cpus,
         memory_mib: args.memory,
         env_vars: args.env_vars,
+        stdin: super::stdin_input(args.stdin),
     };
     let runtime = super::runtime();
     let report = runtime.block_on(async {

@@ -164,6 +164,7 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                 cwd: args.cwd,
                 env_vars: args.env_vars,
                 timeout: args.timeout.map(Duration::from_secs),
+                stdin: super::stdin_input(args.stdin),
             };
             let report = super::runtime().block_on(pyro.workspace_exec(
                 &args.workspace,

@@ -142,6 +142,8 @@ pub struct ExecOptions {
     pub cwd: Option<String>,
     pub env_vars: Vec<(String, String)>,
     pub timeout: Option<Duration>,
+    /// The command's standard input (none: `/dev/null`).
+    pub stdin: crate::Input,
 }
 
 /// What `workspace logs` shows.
@@ -447,7 +449,7 @@ impl Pyro {
         };
         let host_deadline = options.timeout.map(|t| t + crate::run::TIMEOUT_GRACE);
         let end = tokio::select! {
-            end = drive_exec(&guest, exec, sink, host_deadline) => match end {
+            end = drive_exec(&guest, exec, &options.stdin, sink, host_deadline) => match end {
                 Ok(end) => end,
                 Err(crate::guest::GuestError::Disconnected) => return Err(self.why_gone(query)),
                 Err(other) => return Err(Error::Guest(other)),
