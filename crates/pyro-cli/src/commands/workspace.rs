@@ -43,7 +43,11 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
             }
         }
         WorkspaceCommand::Status(args) => {
-            show(&pyro.workspace_status(&args.workspace)?, args.json)?
+            let record = pyro.workspace_status(&args.workspace)?;
+            show(&record, args.json)?;
+            if !args.json {
+                show_activity(pyro, &record);
+            }
         }
         WorkspaceCommand::Update(args) => show(
             &pyro.workspace_update(&args.workspace, args.name, &args.labels)?,
@@ -221,6 +225,37 @@ fn show(record: &WorkspaceRecord, json: bool) -> anyhow::Result<()> {
         println!("labels:        {}", labels.join(", "));
     }
     Ok(())
+}
+
+/// Snapshots, open shells and services, for `status` (best effort: a
+/// workspace that cannot say shows nothing here).
+fn show_activity(pyro: &Pyro, record: &WorkspaceRecord) {
+    if !record.snapshots.is_empty() {
+        let names: Vec<&str> = record.snapshots.iter().map(|s| s.name.as_str()).collect();
+        println!("snapshots:     {}", names.join(", "));
+    }
+    let runtime = super::runtime();
+    let shells = runtime
+        .block_on(pyro.workspace_shell_list(&record.id))
+        .unwrap_or_default();
+    let open: Vec<&str> = shells
+        .iter()
+        .filter(|s| s.state.is_open())
+        .map(|s| s.id.as_str())
+        .collect();
+    if !open.is_empty() {
+        println!("open shells:   {}", open.join(", "));
+    }
+    let services = runtime
+        .block_on(pyro.workspace_service_list(&record.id))
+        .unwrap_or_default();
+    if !services.is_empty() {
+        let states: Vec<String> = services
+            .iter()
+            .map(|s| format!("{} ({})", s.name, s.state.label()))
+            .collect();
+        println!("services:      {}", states.join(", "));
+    }
 }
 
 fn acknowledge(record: &WorkspaceRecord, args: &WorkspaceRef, verb: &str) -> anyhow::Result<()> {
