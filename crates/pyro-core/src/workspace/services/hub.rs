@@ -21,6 +21,10 @@ use crate::workspace::store::{is_valid_name, now};
 const FAILURE_LINES: usize = 20;
 /// Longest pause between two readiness probes.
 const MAX_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+/// Why a service that exited cleanly before it was ready failed: most
+/// often it daemonized, which pyro cannot follow.
+const EXITED_EARLY: &str = "exited (code 0) before it was ready; a service must stay in the \
+    foreground (run it without daemonizing, e.g. nginx -g 'daemon off;')";
 /// Services running at once in one workspace.
 const MAX_SERVICES: usize = 64;
 /// A `--ready-command` attempt may take this long.
@@ -228,7 +232,7 @@ impl ServiceHub {
                 let info = service.info();
                 let reason = match &info.state {
                     ServiceState::Failed { reason, .. } => reason.clone(),
-                    ServiceState::Exited => "exited (code 0) before it was ready".into(),
+                    ServiceState::Exited => EXITED_EARLY.into(),
                     ServiceState::Ended { reason } => format!("ended: {reason}"),
                     _ => reason,
                 };
@@ -565,7 +569,7 @@ fn fail(reason: String) -> ServiceState {
 fn describe_end(state: &ServiceState) -> String {
     match state {
         ServiceState::Failed { reason, .. } => reason.clone(),
-        ServiceState::Exited => "exited (code 0) before it was ready".into(),
+        ServiceState::Exited => EXITED_EARLY.into(),
         ServiceState::Stopped { .. } => "was stopped before it was ready".into(),
         ServiceState::Ended { reason } => reason.clone(),
         ServiceState::Starting | ServiceState::Running => "is running".into(),
