@@ -15,23 +15,11 @@ fn main() {
     let code = match commands::dispatch(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("pyro: {}", render_chain(&error));
+            eprintln!("pyro: {}", pyro_util::error_chain(error.as_ref()));
             commands::ERROR_EXIT
         }
     };
     std::process::exit(code);
-}
-
-/// The error and its causes, each once: `a: b: c`.
-fn render_chain(error: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-    }
-    parts.join(": ")
 }
 
 /// `pyro workspace list | head -1`: when the reader of our stdout goes away,

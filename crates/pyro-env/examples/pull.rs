@@ -90,6 +90,6 @@ fn main() {
 }
 
 fn fail(err: &dyn std::error::Error) -> ! {
-    eprintln!("error: {}", pyro_env::error_chain(err));
+    eprintln!("error: {}", pyro_util::error_chain(err));
     std::process::exit(1);
 }

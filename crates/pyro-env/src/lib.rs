@@ -19,7 +19,6 @@
 pub mod catalog;
 mod command;
 pub mod cpio;
-pub mod fsutil;
 pub mod kernel;
 pub mod modules;
 pub mod rootfs;
@@ -28,9 +27,9 @@ mod store;
 pub use catalog::CatalogEntry;
 pub use command::CommandError;
 pub use store::{
-    rfc3339, write_agent_only_initramfs, Artifact, ArtifactDetails, Artifacts, BlobState,
-    BootArtifacts, EnvDetails, EnvStore, EnvSummary, InstalledInfo, KernelInfo, Manifest,
-    PhaseTiming, PruneReport, PullOutcome, StoreError,
+    write_agent_only_initramfs, Artifact, ArtifactDetails, Artifacts, BlobState, BootArtifacts,
+    EnvDetails, EnvStore, EnvSummary, InstalledInfo, KernelInfo, Manifest, PhaseTiming,
+    PruneReport, PullOutcome, StoreError,
 };
 
 /// Receives progress of long operations (`pull`). Called from the pulling
@@ -53,16 +52,4 @@ impl Progress for NoProgress {
     fn phase(&self, _name: &str) {}
     fn detail(&self, _line: &str) {}
     fn finish(&self) {}
-}
-
-/// An error and its sources on one line, "a: b: c".
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use pyro_util::error_chain;
 use serde::Serialize;
 
 use crate::{hosts, is_executable, Host, HostEnv, ServerCommand};
@@ -241,16 +242,4 @@ fn probe(binary: &Path, args: &[&str]) -> Result<String, String> {
     } else {
         Err(status.to_string())
     }
-}
-
-/// An error and its causes on one line.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -8,11 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use pyro_util::shell_quote;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::config::{self, json_get, json_object_at, parse_json, parse_toml, render_json};
-use crate::{shell_quote, Error, Host, HostEnv, ServerCommand, SERVER_NAME};
+use crate::{Error, Host, HostEnv, ServerCommand, SERVER_NAME};
 
 /// How a registration was written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -25,6 +25,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use pyro_util::shell_quote;
 use serde::Serialize;
 
 pub use hosts::{connect, print_config, registration, ConnectOutcome, Method, Snippet};
@@ -120,19 +121,6 @@ impl ServerCommand {
             .map(|word| shell_quote(&word))
             .collect::<Vec<_>>()
             .join(" ")
-    }
-}
-
-/// Quotes a word for a POSIX shell when it contains anything but safe characters.
-pub(crate) fn shell_quote(word: &str) -> String {
-    let safe = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@+,".contains(c));
-    if safe {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
     }
 }
 

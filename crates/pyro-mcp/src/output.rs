@@ -53,24 +53,8 @@ impl IntoCallToolResult for ToolError {
 
 impl From<pyro_core::Error> for ToolError {
     fn from(error: pyro_core::Error) -> Self {
-        ToolError(error_chain(&error))
+        ToolError(pyro_util::error_chain(&error))
     }
-}
-
-/// The error's message followed by its sources, `: `-joined, as the CLI
-/// prints them.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
 }
 
 /// The error when the VM thread is gone (it panicked).

@@ -1,6 +1,7 @@
-//! File-system helpers the store builds on: advisory locks, atomic writes,
-//! scratch directories that know whether their owner is alive, and a guard
-//! against deleting through mount points.
+//! File-system helpers pyro's on-disk state builds on (the environment
+//! store, workspace records): advisory locks, atomic writes, scratch
+//! directories that know whether their owner is alive, and a guard against
+//! deleting through mount points.
 //!
 //! Locks are `flock(2)`: released by the kernel when the holder dies, so a
 //! killed `pyro env pull` never leaves a lock behind. A scratch directory

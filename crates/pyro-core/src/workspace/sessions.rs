@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use pyro_env::fsutil::{write_atomic, Owner};
+use pyro_util::fsutil::{write_atomic, Owner};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 

@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use pyro_env::fsutil::FileLock;
+use pyro_util::fsutil::FileLock;
 
 use super::store::{is_valid_name, new_id, now, SnapshotRecord, WorkspaceRecord, WorkspaceStore};
 use super::{WorkspaceError, CONTROL};

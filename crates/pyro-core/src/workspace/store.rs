@@ -14,7 +14,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use pyro_env::fsutil::{write_atomic, FileLock, Owner};
+use pyro_util::fsutil::{write_atomic, FileLock, Owner};
 use serde::{Deserialize, Serialize};
 
 use super::WorkspaceError;
@@ -360,7 +360,7 @@ pub fn new_id() -> String {
 
 /// Now, as recorded in records.
 pub fn now() -> String {
-    pyro_env::rfc3339(SystemTime::now())
+    pyro_util::rfc3339(SystemTime::now())
 }
 
 #[cfg(test)]

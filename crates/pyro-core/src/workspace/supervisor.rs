@@ -184,7 +184,7 @@ async fn supervise(
                 let result = vm
                     .snapshot_disk(&dir.join(&new_top))
                     .map(|()| true)
-                    .map_err(|e| SessionError::Invalid(pyro_env::error_chain(&e)));
+                    .map_err(|e| SessionError::Invalid(pyro_util::error_chain(&e)));
                 let _ = reply.send(ControlReply::from_result(result));
             }
             _ = terminate.recv() => break Ok(()),

@@ -11,11 +11,11 @@ use std::io::Read as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
+use pyro_util::fsutil;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use super::manifest::Artifact;
-use crate::fsutil;
 
 /// The result of checking a blob against its manifest entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -11,12 +11,12 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use pyro_util::fsutil;
 use serde::Serialize;
 
 use super::blob::{hash_bytes, BlobState};
 use super::{lookup, EnvStore, StoreError};
 use crate::cpio::CpioWriter;
-use crate::fsutil;
 
 /// Files to hand to the VM engine.
 #[derive(Debug, Clone, Serialize)]

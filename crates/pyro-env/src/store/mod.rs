@@ -27,15 +27,15 @@ mod pull;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use pyro_util::fsutil::{self, FileLock};
 use serde::Serialize;
 
 pub use blob::BlobState;
 pub use boot::{write_agent_only_initramfs, BootArtifacts};
-pub use manifest::{rfc3339, Artifact, Artifacts, KernelInfo, Manifest};
+pub use manifest::{Artifact, Artifacts, KernelInfo, Manifest};
 pub use pull::{PhaseTiming, PullOutcome};
 
 use crate::catalog::{self, CatalogEntry};
-use crate::fsutil::{self, FileLock};
 use blob::BlobStore;
 
 /// Cached initramfs files unused for this long are removed by `prune`.
@@ -261,7 +261,7 @@ impl EnvStore {
                 let (installed, problem) = match self.read_manifest(entry.name) {
                     Ok(Some(manifest)) => (Some(installed_info(entry, &manifest)), None),
                     Ok(None) => (None, None),
-                    Err(err) => (None, Some(crate::error_chain(&err))),
+                    Err(err) => (None, Some(pyro_util::error_chain(&err))),
                 };
                 EnvSummary {
                     name: entry.name.to_owned(),

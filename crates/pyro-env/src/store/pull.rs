@@ -13,12 +13,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+use pyro_util::fsutil::{self, FileLock, ScratchDir};
 use serde::{Serialize, Serializer};
 
 use super::manifest::{self, Artifact, Artifacts, KernelInfo, Manifest};
 use super::{lookup, EnvStore, EnvSummary, StoreError};
 use crate::catalog::{self, CatalogEntry};
-use crate::fsutil::{self, FileLock, ScratchDir};
 use crate::kernel::{self, KernelPackage};
 use crate::modules::ModuleSet;
 use crate::rootfs::{self, Bootstrapper, BuildPaths};
@@ -247,7 +247,7 @@ impl EnvStore {
             kernel: kernel_info,
             modules,
             bootstrapper: tool.program().to_owned(),
-            created_at: manifest::rfc3339(SystemTime::now()),
+            created_at: pyro_util::rfc3339(SystemTime::now()),
             artifacts: Artifacts {
                 vmlinux,
                 modules_cpio,

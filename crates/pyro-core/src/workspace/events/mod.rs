@@ -21,7 +21,8 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use pyro_env::fsutil::{write_atomic, FileLock, Owner};
+use pyro_util::fsutil::{write_atomic, FileLock, Owner};
+use pyro_util::shell_quote;
 use serde::{Deserialize, Serialize};
 
 use crate::RunEnd;
@@ -475,19 +476,6 @@ pub(crate) fn redact_urls(text: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// Quotes `word` for a POSIX shell when it needs it.
-fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
 }
 
 /// `text` cut to `max` characters, the last of them `…`.
