@@ -14,8 +14,14 @@ Suggested zero-to-hero path:
 A workspace the agent lives in:
   pyro workspace create debian:12 --name task --id-only
   pyro workspace exec task -- git --version
+  pyro workspace shell open task --id-only      then: shell write / shell read
+  pyro workspace service start task web --ready-tcp 8000 -- python3 -m http.server
+  pyro workspace summary task                   what was run and changed
   pyro workspace stop task; pyro workspace start task
   pyro workspace delete task
+
+A chat host's model working in workspaces itself (MCP tools):
+  pyro host connect claude-code             or codex, opencode; check with pyro host doctor
 
 Exit status of `pyro run`: the command's own; 124 when --timeout stopped it;
 125 when pyro or the VM failed; 126/127 when the command could not be run or
