@@ -308,26 +308,6 @@ fn a_full_guest_disk_fails_the_command_and_the_workspace_recovers() {
     assert_eq!(stdout(&freed), "ok\n");
 }
 
-/// `pyro <args>` with `input` on its stdin; its output.
-fn run_fed(home: &TestHome, args: &[&str], input: Vec<u8>) -> std::process::Output {
-    let mut child = home
-        .pyro()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pyro");
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    // A command that stops reading must not leave this writer stuck.
-    let writer = std::thread::spawn(move || {
-        let _ = std::io::Write::write_all(&mut stdin, &input);
-    });
-    let output = child.wait_with_output().expect("wait for pyro");
-    let _ = writer.join();
-    output
-}
-
 #[test]
 fn exec_stdin_streams_into_the_command() {
     let home = TestHome::new();
@@ -349,23 +329,18 @@ fn exec_stdin_streams_into_the_command() {
             .expect("host sha256sum");
         String::from_utf8_lossy(&out.stdout)[..64].to_string()
     };
-    let output = run_fed(
-        &home,
+    let output = home.run_with_stdin(
         &["workspace", "exec", &id, "--stdin", "--", "sha256sum"],
-        data.clone(),
+        &data,
     );
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(&stdout(&output)[..64], expected);
 
     // A command that never reads its input still ends, and so does pyro.
-    let output = run_fed(&home, &["workspace", "exec", &id, "-i", "--", "true"], data);
+    let output = home.run_with_stdin(&["workspace", "exec", &id, "-i", "--", "true"], &data);
     assert!(output.status.success(), "{}", stderr(&output));
 
     // Without --stdin the command reads an empty input.
-    let output = run_fed(
-        &home,
-        &["workspace", "exec", &id, "--", "wc", "-c"],
-        b"ignored".to_vec(),
-    );
+    let output = home.run_with_stdin(&["workspace", "exec", &id, "--", "wc", "-c"], b"ignored");
     assert_eq!(stdout(&output).trim(), "0");
 }

@@ -46,25 +46,6 @@ fn sh_ok(home: &TestHome, workspace: &str, script: &str) -> String {
     stdout(&output)
 }
 
-/// `pyro <args>` with `input` on stdin.
-fn run_with_stdin(home: &TestHome, args: &[&str], input: &[u8]) -> Output {
-    let mut child = home
-        .pyro()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pyro");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("write stdin");
-    child.wait_with_output().expect("wait for pyro")
-}
-
 #[test]
 fn write_read_list_and_confinement() {
     let home = TestHome::new();
@@ -125,8 +106,7 @@ fn write_read_list_and_confinement() {
     ]);
     assert_eq!(stdout(&read), "#!/bin/sh\necho ran\n");
     // Rewriting without --mode keeps the file's mode; stdin works as a source.
-    let wrote = run_with_stdin(
-        &home,
+    let wrote = home.run_with_stdin(
         &[
             "workspace",
             "file",
@@ -324,8 +304,7 @@ fn patch_apply_is_all_or_nothing() {
          && printf '#!/bin/sh\\necho run\\n' > run.sh",
     );
 
-    let applied = run_with_stdin(
-        &home,
+    let applied = home.run_with_stdin(
         &["workspace", "patch", "apply", &ws, "--patch-file", "-"],
         MULTI_PATCH.as_bytes(),
     );
@@ -393,8 +372,7 @@ fn patch_apply_is_all_or_nothing() {
         "printf 'zero\\n' | cat - keep.txt > k && mv k keep.txt",
     );
     let moved = "--- a/keep.txt\n+++ b/keep.txt\n@@ -1,3 +1,3 @@\n one\n-2\n+two\n three\n";
-    let applied = run_with_stdin(
-        &home,
+    let applied = home.run_with_stdin(
         &[
             "workspace",
             "patch",
@@ -417,8 +395,7 @@ fn patch_apply_is_all_or_nothing() {
     assert_eq!(sh_ok(&home, &ws, "cat keep.txt"), "zero\none\ntwo\nthree\n");
 
     // Malformed patches and paths out of /workspace are refused up front.
-    let malformed = run_with_stdin(
-        &home,
+    let malformed = home.run_with_stdin(
         &["workspace", "patch", "apply", &ws, "--patch-file", "-"],
         b"this is not a diff\n",
     );
@@ -427,8 +404,7 @@ fn patch_apply_is_all_or_nothing() {
         "malformed patch: patch contains no file changes",
     );
     let short = "--- a/keep.txt\n+++ b/keep.txt\n@@ -1,3 +1,3 @@\n one\n-two\n";
-    let malformed = run_with_stdin(
-        &home,
+    let malformed = home.run_with_stdin(
         &["workspace", "patch", "apply", &ws, "--patch-file", "-"],
         short.as_bytes(),
     );
@@ -437,8 +413,7 @@ fn patch_apply_is_all_or_nothing() {
         "malformed patch: line 6: hunk @@ -1,3 +1,3 @@ ends early",
     );
     let escaping = "--- /dev/null\n+++ b/../etc/evil\n@@ -0,0 +1 @@\n+x\n";
-    let rejected = run_with_stdin(
-        &home,
+    let rejected = home.run_with_stdin(
         &["workspace", "patch", "apply", &ws, "--patch-file", "-"],
         escaping.as_bytes(),
     );
@@ -450,8 +425,7 @@ fn patch_apply_is_all_or_nothing() {
     );
     sh_ok(&home, &ws, "ln -s /etc /workspace/etc-link");
     let through_link = "--- /dev/null\n+++ b/etc-link/evil\n@@ -0,0 +1 @@\n+x\n";
-    let refused = run_with_stdin(
-        &home,
+    let refused = home.run_with_stdin(
         &["workspace", "patch", "apply", &ws, "--patch-file", "-"],
         through_link.as_bytes(),
     );

@@ -198,6 +198,28 @@ impl TestHome {
         self.pyro().args(args).output().expect("run pyro")
     }
 
+    /// Runs `pyro <args>` with `input` on its stdin, to completion. The
+    /// input is written on a thread, so a command that stops reading
+    /// leaves no writer stuck.
+    pub fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .pyro()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pyro");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut stdin, &input);
+        });
+        let output = child.wait_with_output().expect("wait for pyro");
+        let _ = writer.join();
+        output
+    }
+
     /// Creates a workspace of `ENV` with `extra` arguments; returns its id.
     pub fn create(&self, extra: &[&str]) -> String {
         let output = self.run(&[&["workspace", "create", ENV, "--id-only"], extra].concat());
