@@ -26,6 +26,12 @@ pub(crate) const SERVICES_FILE: &str = "services.json";
 /// Where service logs live, inside the workspace directory.
 pub(crate) const SERVICE_LOGS: &str = "services";
 
+/// The longest any shell or service call waits (a read, a readiness
+/// check, a stop's grace), whatever it is asked.
+pub(crate) const LONGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How long a control call may take beyond the work it asks for.
+pub(crate) const CALL_SLACK: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Why a shell or service call failed. Messages say what to do next.
 #[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "detail", rename_all = "snake_case")]

@@ -188,7 +188,6 @@ impl ServiceHub {
             }
         }
         self.publish(&service);
-        let after = started.elapsed().as_millis() as u64;
         let ready = self
             .await_ready(&service, &spec, started)
             .await
@@ -198,13 +197,13 @@ impl ServiceHub {
                 if info.state != ServiceState::Starting {
                     return Err(describe_end(&info.state));
                 }
+                let after = started.elapsed().as_millis() as u64;
                 info.state = ServiceState::Running;
-                info.ready_after_ms = Some(started.elapsed().as_millis() as u64);
-                Ok(())
+                info.ready_after_ms = Some(after);
+                Ok(after)
             });
         match ready {
-            Ok(()) => {
-                let after = lock(&service.info).ready_after_ms.unwrap_or(after);
+            Ok(after) => {
                 self.publish(&service);
                 events::record(
                     &self.dir,

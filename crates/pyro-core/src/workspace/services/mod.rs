@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use self::hub::ServiceHub;
 use super::control::ControlRequest;
 use super::service_log::{self, LogRange, LogRead};
-use super::sessions::{self, SessionError, SERVICES_FILE, SERVICE_LOGS};
+use super::sessions::{self, SessionError, CALL_SLACK, LONGEST_WAIT, SERVICES_FILE, SERVICE_LOGS};
 use super::store::now;
 use crate::{Error, Pyro};
 
@@ -166,11 +166,6 @@ impl ServiceRegistry {
 fn log_path(dir: &std::path::Path, name: &str) -> PathBuf {
     dir.join(SERVICE_LOGS).join(format!("{name}.log"))
 }
-
-/// The longest readiness wait or stop grace, whatever is asked.
-const LONGEST_WAIT: Duration = Duration::from_secs(3600);
-/// How long a control call may take beyond the work it asks for.
-const CALL_SLACK: Duration = Duration::from_secs(30);
 
 impl Pyro {
     /// Starts a service and returns once it is ready (or has failed).

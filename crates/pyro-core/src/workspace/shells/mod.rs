@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use self::hub::ShellHub;
 use super::control::ControlRequest;
-use super::sessions::{self, SessionError, SHELLS_FILE};
+use super::sessions::{self, SessionError, CALL_SLACK, LONGEST_WAIT, SHELLS_FILE};
 use crate::{Error, Pyro};
 
 /// Open shells a workspace may have at once.
@@ -186,11 +186,6 @@ impl Default for ShellReadOptions {
         }
     }
 }
-
-/// The longest any shell call waits, whatever it is asked.
-const LONGEST_WAIT: Duration = Duration::from_secs(3600);
-/// How long a control call may take beyond the work it asks for.
-const CALL_SLACK: Duration = Duration::from_secs(30);
 
 impl Pyro {
     /// Opens an interactive shell (bash, else sh) on a PTY in the workspace.
