@@ -115,6 +115,35 @@ fn pulling_a_present_environment_is_instant() {
 }
 
 #[test]
+fn a_pull_without_its_build_tools_fails_at_once_with_the_packages() {
+    // An empty cache (so the build would start) and no tools on PATH: the
+    // pull must refuse before it resolves, downloads or builds anything.
+    let cache = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let output = pyro()
+        .args(["env", "pull", "debian:12-base"])
+        .env("PYRO_CACHE_DIR", cache.path())
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert_eq!(output.status.code(), Some(125), "{}", stderr(&output));
+    let text = stderr(&output);
+    for expected in [
+        "cannot build debian:12-base",
+        "qemu-img (package qemu-utils)",
+        "apt-get (package apt)",
+        "dpkg-deb (package dpkg)",
+        "sudo apt-get install",
+        "scripts/install-deps",
+    ] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+    assert!(!text.contains("resolving kernel"), "{text}");
+}
+
+#[test]
 fn inspect_shows_the_manifest() {
     ensure_env();
     let output = pyro().args(["env", "inspect", ENV]).output().unwrap();

@@ -193,26 +193,16 @@ fn platform_check() -> Check {
 
 /// Tools `pyro env pull` needs to build an environment.
 fn builder_check() -> Check {
-    let wanted = [
-        ("mmdebstrap", "mmdebstrap"),
-        ("mkfs.ext4", "e2fsprogs"),
-        ("qemu-img", "qemu-utils"),
-        ("apt-get", "apt"),
-        ("dpkg-deb", "dpkg"),
-    ];
-    let missing: Vec<_> = wanted
-        .iter()
-        // debootstrap stands in for mmdebstrap.
-        .filter(|(tool, _)| !(on_path(tool) || (*tool == "mmdebstrap" && on_path("debootstrap"))))
-        .collect();
+    let missing = pyro_env::missing_build_tools();
     if missing.is_empty() {
         Check::ok(
             "env builder",
-            "mmdebstrap/debootstrap, mkfs.ext4, qemu-img, apt-get present",
+            "mmdebstrap/debootstrap, mkfs.ext4, qemu-img, apt-get, dpkg-deb present",
         )
     } else {
-        let tools: Vec<_> = missing.iter().map(|(t, _)| *t).collect();
-        let packages: Vec<_> = missing.iter().map(|(_, p)| *p).collect();
+        let tools: Vec<_> = missing.iter().map(|t| t.program).collect();
+        let mut packages: Vec<_> = missing.iter().map(|t| t.package).collect();
+        packages.dedup();
         Check::problem(
             "env builder",
             Level::Warn,
@@ -223,14 +213,6 @@ fn builder_check() -> Check {
             format!("sudo apt-get install {}", packages.join(" ")),
         )
     }
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
-        .unwrap_or(false)
-        || std::path::Path::new("/usr/sbin").join(tool).is_file()
-        || std::path::Path::new("/sbin").join(tool).is_file()
 }
 
 fn free_bytes(path: &std::path::Path) -> Option<u64> {

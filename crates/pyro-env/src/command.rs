@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead as _, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 
@@ -21,10 +21,7 @@ pub const TAIL_LINES: usize = 40;
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error("`{program}` was not found on this host; install it with: {install}")]
-    NotFound {
-        program: String,
-        install: &'static str,
-    },
+    NotFound { program: String, install: String },
     #[error("could not start `{command}`")]
     Spawn {
         command: String,
@@ -40,25 +37,105 @@ pub enum CommandError {
     },
 }
 
-/// What to install when `program` is missing, Debian package names.
-pub fn install_hint(program: &str) -> &'static str {
-    match program {
-        "mmdebstrap" | "debootstrap" => "apt-get install mmdebstrap",
-        "qemu-img" => "apt-get install qemu-utils",
-        "mkfs.ext4" => "apt-get install e2fsprogs",
-        "dpkg-deb" => "apt-get install dpkg",
-        "apt-get" | "apt-cache" => "apt-get install apt",
-        _ => "your distribution's package manager",
-    }
+/// A host command an environment build runs, and the Debian/Ubuntu package
+/// that provides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostTool {
+    pub program: &'static str,
+    pub package: &'static str,
 }
 
-/// Whether `program` is on `PATH` (or is a path that exists).
-pub fn exists(program: &str) -> bool {
-    if program.contains('/') {
-        return Path::new(program).exists();
+/// Every command `pyro env pull` runs. The root filesystem needs only one of
+/// [`BOOTSTRAPPERS`]; `scripts/install-deps` installs the same set.
+pub const BUILD_TOOLS: &[HostTool] = &[
+    HostTool {
+        program: "apt-cache",
+        package: "apt",
+    },
+    HostTool {
+        program: "apt-get",
+        package: "apt",
+    },
+    HostTool {
+        program: "dpkg-deb",
+        package: "dpkg",
+    },
+    HostTool {
+        program: "mkfs.ext4",
+        package: "e2fsprogs",
+    },
+    HostTool {
+        program: "qemu-img",
+        package: "qemu-utils",
+    },
+];
+
+/// The tools that build a Debian tree, preferred first.
+pub const BOOTSTRAPPERS: &[HostTool] = &[
+    HostTool {
+        program: "mmdebstrap",
+        package: "mmdebstrap",
+    },
+    HostTool {
+        program: "debootstrap",
+        package: "debootstrap",
+    },
+];
+
+/// The tools a build needs that this host lacks: [`BUILD_TOOLS`] not found,
+/// plus mmdebstrap when no bootstrapper is. Looks at files only, so it
+/// answers in microseconds, before a build that takes minutes.
+pub fn missing_build_tools() -> Vec<HostTool> {
+    let mut missing: Vec<HostTool> = BUILD_TOOLS
+        .iter()
+        .filter(|tool| locate(tool.program).is_none())
+        .copied()
+        .collect();
+    if BOOTSTRAPPERS
+        .iter()
+        .all(|tool| locate(tool.program).is_none())
+    {
+        missing.push(BOOTSTRAPPERS[0]);
     }
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+    missing
+}
+
+/// What to install when `program` is missing, Debian package names.
+pub fn install_hint(program: &str) -> String {
+    BUILD_TOOLS
+        .iter()
+        .chain(BOOTSTRAPPERS)
+        .find(|tool| tool.program == program)
+        .map(|tool| format!("sudo apt-get install {}", tool.package))
+        .unwrap_or_else(|| "your distribution's package manager".into())
+}
+
+/// Directories searched after `PATH`: a normal user's `PATH` often lacks
+/// sbin, where `mkfs.ext4` lives.
+const SBIN: &[&str] = &["/usr/sbin", "/sbin"];
+
+/// Where `program` is: itself when it holds a `/`, else the first
+/// executable file of that name on `PATH` or in sbin.
+pub fn locate(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |path: &Path| {
+        path.metadata()
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = Path::new(program);
+        return executable(path).then(|| path.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(SBIN.iter().map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|candidate| executable(candidate))
+}
+
+/// Whether `program` is on `PATH` or in sbin (or is a path that exists).
+pub fn exists(program: &str) -> bool {
+    locate(program).is_some()
 }
 
 /// The output of a successful run.
@@ -240,6 +317,26 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, CommandError::NotFound { .. }));
-        assert_eq!(install_hint("qemu-img"), "apt-get install qemu-utils");
+        assert_eq!(install_hint("qemu-img"), "sudo apt-get install qemu-utils");
+        assert_eq!(install_hint("mkfs.ext4"), "sudo apt-get install e2fsprogs");
+    }
+
+    #[test]
+    fn install_deps_installs_every_build_tool() {
+        // scripts/install-deps lists "command package version-flag" lines;
+        // it must cover every tool a build runs, with the same package.
+        let script = include_str!("../../../scripts/install-deps");
+        for tool in BUILD_TOOLS.iter().chain(BOOTSTRAPPERS) {
+            let entry = format!("\"{} {} ", tool.program, tool.package);
+            assert!(script.contains(&entry), "install-deps lacks {entry}");
+        }
+    }
+
+    #[test]
+    fn locate_finds_executables_only() {
+        assert!(locate("sh").is_some());
+        assert!(locate("/bin/sh").is_some());
+        assert!(locate("/etc/passwd").is_none(), "not executable");
+        assert!(locate("pyro-no-such-tool").is_none());
     }
 }

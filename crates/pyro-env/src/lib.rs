@@ -25,7 +25,7 @@ pub mod rootfs;
 mod store;
 
 pub use catalog::CatalogEntry;
-pub use command::CommandError;
+pub use command::{missing_build_tools, CommandError, HostTool, BOOTSTRAPPERS, BUILD_TOOLS};
 pub use store::{
     write_agent_only_initramfs, Artifact, ArtifactDetails, Artifacts, BlobState, BootArtifacts,
     EnvDetails, EnvStore, EnvSummary, InstalledInfo, KernelInfo, Manifest, PhaseTiming,

@@ -38,6 +38,20 @@ pub use pull::{PhaseTiming, PullOutcome};
 use crate::catalog::{self, CatalogEntry};
 use blob::BlobStore;
 
+fn missing_programs(missing: &[crate::command::HostTool]) -> String {
+    let names: Vec<_> = missing
+        .iter()
+        .map(|tool| format!("{} (package {})", tool.program, tool.package))
+        .collect();
+    names.join(", ")
+}
+
+fn missing_packages(missing: &[crate::command::HostTool]) -> String {
+    let mut packages: Vec<_> = missing.iter().map(|tool| tool.package).collect();
+    packages.dedup();
+    packages.join(" ")
+}
+
 /// Cached initramfs files unused for this long are removed by `prune`.
 const INITRAMFS_MAX_IDLE: Duration = Duration::from_secs(24 * 3600);
 
@@ -66,6 +80,16 @@ pub enum StoreError {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
+    },
+    #[error(
+        "cannot build {name}: this host lacks {}; install {} with: sudo apt-get install {} (or run scripts/install-deps)",
+        missing_programs(.missing),
+        if .missing.len() == 1 { "it" } else { "them" },
+        missing_packages(.missing),
+    )]
+    MissingTools {
+        name: String,
+        missing: Vec<crate::command::HostTool>,
     },
     #[error("building environments needs root: run `sudo pyro env pull {name}`")]
     NeedsRoot { name: String },

@@ -19,6 +19,7 @@ use serde::{Serialize, Serializer};
 use super::manifest::{self, Artifact, Artifacts, KernelInfo, Manifest};
 use super::{lookup, EnvStore, EnvSummary, StoreError};
 use crate::catalog::{self, CatalogEntry};
+use crate::command;
 use crate::kernel::{self, KernelPackage};
 use crate::modules::ModuleSet;
 use crate::rootfs::{self, Bootstrapper, BuildPaths};
@@ -128,6 +129,14 @@ impl EnvStore {
                 already_present: true,
                 elapsed: started.elapsed(),
                 phases: phases.finish(),
+            });
+        }
+        // Before anything that takes minutes: every tool the build runs.
+        let missing = command::missing_build_tools();
+        if !missing.is_empty() {
+            return Err(StoreError::MissingTools {
+                name: entry.name.to_owned(),
+                missing,
             });
         }
         if !fsutil::is_root() {
