@@ -431,3 +431,21 @@ pub struct DiffArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supervisor_positionals_after_the_end_of_options() {
+        // What the facade spawns: `pyro __supervise -- HOME ID FD`.
+        let cli = Cli::try_parse_from(["pyro", "__supervise", "--", "-home", "ab12", "3"]).unwrap();
+        match cli.command {
+            Command::Supervise { home, id, ready_fd } => {
+                assert_eq!(home, PathBuf::from("-home"));
+                assert_eq!((id.as_str(), ready_fd), ("ab12", 3));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -273,8 +273,8 @@ async fn project_aware_workflow_against_a_real_vm() {
         .unwrap()
         .contains("+    return a + b"));
 
-    let out = tempfile::tempdir().unwrap();
-    let output = out.path().join("calc.py");
+    // Into the project (the server refuses host paths outside it).
+    let output = repo.path().join("calc.exported.py");
     tool_ok(
         &client,
         "workspace_export",
@@ -362,7 +362,15 @@ async fn vm_run_profile_runs_one_command_in_a_fresh_vm() {
 async fn workspace_full_tools_snapshot_stop_start_sync_and_update() {
     let home = TestHome::new();
     let repo = project();
-    let client = serve(home.path(), repo.path(), &["--profile", "workspace-full"]).await;
+    let extra = tempfile::tempdir().unwrap();
+    std::fs::write(extra.path().join("notes.txt"), "synced\n").unwrap();
+    let allow = extra.path().to_str().unwrap();
+    let client = serve(
+        home.path(),
+        repo.path(),
+        &["--profile", "workspace-full", "--allow-host-path", allow],
+    )
+    .await;
     let id = tool_ok(&client, "workspace_create", json!({})).await["id"]
         .as_str()
         .unwrap()
@@ -383,8 +391,6 @@ async fn workspace_full_tools_snapshot_stop_start_sync_and_update() {
     let listed = tool_ok(&client, "workspace_snapshot_list", ws.clone()).await;
     assert_eq!(listed["snapshots"][0]["name"], "fixed");
 
-    let extra = tempfile::tempdir().unwrap();
-    std::fs::write(extra.path().join("notes.txt"), "synced\n").unwrap();
     let synced = tool_ok(
         &client,
         "workspace_sync_push",

@@ -70,7 +70,8 @@ async def main(pyro_bin):
                 assert run["exit_code"] == 0 and "PASS" in run["stdout"]["text"], run
                 diff = await ok(session, "workspace_diff", {"workspace": ws})
                 assert [f["path"] for f in diff["files"]] == ["calc.py"], diff
-                with tempfile.TemporaryDirectory() as out:
+                # Inside the project: the server refuses host paths elsewhere.
+                with tempfile.TemporaryDirectory(dir=os.getcwd()) as out:
                     target = os.path.join(out, "calc.py")
                     await ok(session, "workspace_export", {"workspace": ws, "path": "calc.py", "output": target})
                     with open(target) as exported:

@@ -54,7 +54,7 @@ fn a_repo_url_is_cloned_at_the_requested_ref() {
     ]);
     assert_eq!(bad.status.code(), Some(125));
     assert!(
-        stderr(&bad).contains("git clone of file:///nonexistent/repo failed"),
+        stderr(&bad).contains("repository URL 'file:///nonexistent/repo' is not usable"),
         "{}",
         stderr(&bad)
     );

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod boot;
 pub mod doctor;
 pub mod guest;
+mod host_paths;
 mod input;
 pub mod paths;
 pub mod run;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 use pyro_env::{EnvStore, StoreError};
 use pyro_vmm::{AccelReport, QemuEngine};
 
+pub use host_paths::{HostPathError, HostPathUse, HostPaths};
 pub use input::Input;
 pub use pyro_env;
 pub use pyro_protocol::{ErrorKind, ExitStatus};
@@ -54,6 +56,8 @@ pub enum Error {
     Workspace(#[from] workspace::WorkspaceError),
     #[error(transparent)]
     Files(#[from] workspace::files::FilesError),
+    #[error(transparent)]
+    HostPath(#[from] HostPathError),
 }
 
 /// The pyro library entry point.
@@ -61,6 +65,7 @@ pub enum Error {
 pub struct Pyro {
     cache_dir: PathBuf,
     home: PathBuf,
+    host_paths: HostPaths,
 }
 
 impl Pyro {
@@ -75,7 +80,21 @@ impl Pyro {
         Pyro {
             cache_dir: cache_dir.into(),
             home: home.into(),
+            host_paths: HostPaths::Any,
         }
+    }
+
+    /// Confines the host paths calls may name (seeds, local repositories,
+    /// sync sources, export outputs): the MCP server acts for a model and
+    /// passes [`HostPaths::Within`]; the default is [`HostPaths::Any`].
+    pub fn with_host_paths(mut self, host_paths: HostPaths) -> Self {
+        self.host_paths = host_paths;
+        self
+    }
+
+    /// The host paths calls may name.
+    pub fn host_paths(&self) -> &HostPaths {
+        &self.host_paths
     }
 
     /// Where workspaces live.

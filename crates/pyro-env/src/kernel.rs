@@ -59,14 +59,14 @@ pub struct KernelPackage {
 /// and which version of it apt would fetch.
 pub fn resolve(progress: &dyn Progress) -> Result<KernelPackage, KernelError> {
     let out = command::run(
-        Command::new("apt-cache").args(["depends", META_PACKAGE]),
+        &mut apt_cache(&["depends"], META_PACKAGE),
         progress,
         APT_HINT,
     )
     .map_err(KernelError::Resolve)?;
     let name = parse_depends(&out.stdout).ok_or(KernelError::NoVersionedPackage)?;
     let out = command::run(
-        Command::new("apt-cache").args(["show", "--no-all-versions", &name]),
+        &mut apt_cache(&["show", "--no-all-versions"], &name),
         progress,
         APT_HINT,
     )
@@ -78,6 +78,28 @@ pub fn resolve(progress: &dyn Progress) -> Result<KernelPackage, KernelError> {
         .map(|v| v.trim().to_owned())
         .ok_or(KernelError::NoVersionedPackage)?;
     Ok(KernelPackage { name, version })
+}
+
+/// `apt-cache <args> -- <package>`.
+fn apt_cache(args: &[&str], package: &str) -> Command {
+    let mut cmd = Command::new("apt-cache");
+    cmd.args(args).arg("--").arg(package);
+    cmd
+}
+
+/// `apt-get download -- name=version`.
+fn download_command(package: &KernelPackage) -> Command {
+    let mut cmd = Command::new("apt-get");
+    cmd.args(["download", "-q", "--"])
+        .arg(format!("{}={}", package.name, package.version));
+    cmd
+}
+
+/// `dpkg-deb -x -- deb tree`.
+fn unpack_command(deb: &Path, tree: &Path) -> Command {
+    let mut cmd = Command::new("dpkg-deb");
+    cmd.args(["-x", "--"]).arg(deb).arg(tree);
+    cmd
 }
 
 /// Picks `linux-image-<abi>-amd64` out of `apt-cache depends` output.
@@ -112,10 +134,7 @@ pub fn download_and_unpack(
     // apt-get download as root warns that the _apt sandbox user cannot
     // write here; the download still succeeds, unsandboxed.
     command::run(
-        Command::new("apt-get")
-            .args(["download", "-q"])
-            .arg(format!("{}={}", package.name, package.version))
-            .current_dir(work),
+        download_command(package).current_dir(work),
         progress,
         APT_HINT,
     )
@@ -128,12 +147,7 @@ pub fn download_and_unpack(
             dir: work.to_owned(),
         })?;
     let tree = work.join("x");
-    command::run(
-        Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree),
-        progress,
-        "",
-    )
-    .map_err(KernelError::Unpack)?;
+    command::run(&mut unpack_command(&deb, &tree), progress, "").map_err(KernelError::Unpack)?;
     locate(&tree)
 }
 
@@ -302,5 +316,22 @@ mod tests {
         let vmlinux = extract_vmlinux(&kernel.vmlinuz).unwrap();
         assert!(vmlinux.starts_with(ELF_MAGIC));
         assert!(vmlinux.len() > 20 << 20);
+    }
+
+    #[test]
+    fn package_names_and_paths_come_after_the_end_of_options() {
+        let args = |cmd: &Command| -> Vec<String> {
+            cmd.get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(args(&apt_cache(&["show"], "-x")), ["show", "--", "-x"]);
+        let package = KernelPackage {
+            name: "-x".into(),
+            version: "1".into(),
+        };
+        assert_eq!(args(&download_command(&package))[2..], ["--", "-x=1"]);
+        let unpack = unpack_command(Path::new("-deb"), Path::new("-tree"));
+        assert_eq!(args(&unpack), ["-x", "--", "-deb", "-tree"]);
     }
 }

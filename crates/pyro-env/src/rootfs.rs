@@ -44,6 +44,8 @@ const DPKG_EXCLUDES: &[&str] = &[
 pub enum RootfsError {
     #[error("neither mmdebstrap nor debootstrap is installed; install one with: apt-get install mmdebstrap")]
     NoBootstrapTool,
+    #[error("PYRO_DEBIAN_MIRROR '{mirror}' starts with '-'; set it to a mirror URL such as http://deb.debian.org/debian")]
+    BadMirror { mirror: String },
     #[error("could not build the Debian tree")]
     Bootstrap(#[source] CommandError),
     #[error("could not make the ext4 image")]
@@ -97,28 +99,7 @@ pub fn bootstrap(
     tree: &Path,
     progress: &dyn Progress,
 ) -> Result<(), RootfsError> {
-    let include = format!("--include={}", entry.packages.join(","));
-    let mirror = mirror_override();
-    let mut cmd = Command::new(tool.program());
-    match tool {
-        Bootstrapper::Mmdebstrap => {
-            cmd.args(["--variant=minbase", "--mode=root", "--format=directory"])
-                .args(DPKG_EXCLUDES.iter().map(|rule| format!("--dpkgopt={rule}")))
-                .arg(&include)
-                .arg(entry.suite)
-                .arg(tree);
-            if let Some(mirror) = &mirror {
-                cmd.arg(mirror);
-            }
-        }
-        Bootstrapper::Debootstrap => {
-            cmd.args(["--variant=minbase"])
-                .arg(&include)
-                .arg(entry.suite)
-                .arg(tree)
-                .arg(mirror.as_deref().unwrap_or("http://deb.debian.org/debian"));
-        }
-    }
+    let mut cmd = bootstrap_command(tool, entry, tree, mirror_override().as_deref())?;
     command::run(
         &mut cmd,
         progress,
@@ -126,6 +107,46 @@ pub fn bootstrap(
     )
     .map_err(RootfsError::Bootstrap)?;
     Ok(())
+}
+
+/// The bootstrap command line. mmdebstrap takes its operands after `--`;
+/// debootstrap knows no `--`, so its tree is made absolute and a mirror
+/// that could read as an option is refused.
+fn bootstrap_command(
+    tool: Bootstrapper,
+    entry: &CatalogEntry,
+    tree: &Path,
+    mirror: Option<&str>,
+) -> Result<Command, RootfsError> {
+    if let Some(mirror) = mirror.filter(|m| m.starts_with('-')) {
+        return Err(RootfsError::BadMirror {
+            mirror: mirror.to_owned(),
+        });
+    }
+    let include = format!("--include={}", entry.packages.join(","));
+    let tree = std::path::absolute(tree)?;
+    let mut cmd = Command::new(tool.program());
+    match tool {
+        Bootstrapper::Mmdebstrap => {
+            cmd.args(["--variant=minbase", "--mode=root", "--format=directory"])
+                .args(DPKG_EXCLUDES.iter().map(|rule| format!("--dpkgopt={rule}")))
+                .arg(&include)
+                .arg("--")
+                .arg(entry.suite)
+                .arg(&tree);
+            if let Some(mirror) = mirror {
+                cmd.arg(mirror);
+            }
+        }
+        Bootstrapper::Debootstrap => {
+            cmd.args(["--variant=minbase"])
+                .arg(&include)
+                .arg(entry.suite)
+                .arg(&tree)
+                .arg(mirror.unwrap_or("http://deb.debian.org/debian"));
+        }
+    }
+    Ok(cmd)
 }
 
 /// Trims and configures the tree for pyro guests.
@@ -192,23 +213,25 @@ pub fn make_ext4(tree: &Path, image: &Path, progress: &dyn Progress) -> Result<(
     let file = fs_err::File::create(image)?;
     file.set_len(VIRTUAL_SIZE)?;
     drop(file);
-    command::run(
-        Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-L", LABEL, "-m", "0"])
-            // Lazy init keeps the unused inode tables and journal as holes,
-            // so they cost nothing in the qcow2.
-            .args([
-                "-E",
-                "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0",
-            ])
-            .arg("-d")
-            .arg(tree)
-            .arg(image),
-        progress,
-        "",
-    )
-    .map_err(RootfsError::Mkfs)?;
+    command::run(&mut mkfs_command(tree, image), progress, "").map_err(RootfsError::Mkfs)?;
     Ok(())
+}
+
+/// `mkfs.ext4 -d tree image`, the image after `--`.
+fn mkfs_command(tree: &Path, image: &Path) -> Command {
+    let mut cmd = Command::new("mkfs.ext4");
+    cmd.args(["-q", "-F", "-L", LABEL, "-m", "0"])
+        // Lazy init keeps the unused inode tables and journal as holes,
+        // so they cost nothing in the qcow2.
+        .args([
+            "-E",
+            "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0",
+        ])
+        .arg("-d")
+        .arg(tree)
+        .arg("--")
+        .arg(image);
+    cmd
 }
 
 /// `qemu-img convert` of the raw image to a compact qcow2.
@@ -217,16 +240,17 @@ pub fn convert_to_qcow2(
     qcow2: &Path,
     progress: &dyn Progress,
 ) -> Result<(), RootfsError> {
-    command::run(
-        Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", "qcow2"])
-            .arg(raw)
-            .arg(qcow2),
-        progress,
-        "",
-    )
-    .map_err(RootfsError::Convert)?;
+    command::run(&mut convert_command(raw, qcow2), progress, "").map_err(RootfsError::Convert)?;
     Ok(())
+}
+
+/// `qemu-img convert`, both images after `--`.
+fn convert_command(raw: &Path, qcow2: &Path) -> Command {
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(["convert", "-f", "raw", "-O", "qcow2", "--"])
+        .arg(raw)
+        .arg(qcow2);
+    cmd
 }
 
 /// The standard paths inside a build directory.
@@ -276,5 +300,45 @@ mod tests {
             .join("var/lib/apt/lists/deb.debian.org_Packages")
             .exists());
         assert!(tree.join("var/lib/apt/lists/partial").is_dir());
+    }
+
+    fn args(cmd: &Command) -> Vec<String> {
+        cmd.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn bootstrap_operands_cannot_read_as_options() {
+        let entry = crate::catalog::find("debian:12-base").unwrap();
+        let mm = bootstrap_command(
+            Bootstrapper::Mmdebstrap,
+            entry,
+            Path::new("-tree"),
+            Some("-m"),
+        );
+        assert!(matches!(mm, Err(RootfsError::BadMirror { .. })));
+        let mm =
+            bootstrap_command(Bootstrapper::Mmdebstrap, entry, Path::new("-tree"), None).unwrap();
+        let mm = args(&mm);
+        let dashes = mm.iter().position(|a| a == "--").unwrap();
+        assert_eq!(mm[dashes + 1], entry.suite);
+        assert!(mm[dashes + 2].starts_with('/') && mm[dashes + 2].ends_with("/-tree"));
+        let deb =
+            bootstrap_command(Bootstrapper::Debootstrap, entry, Path::new("-tree"), None).unwrap();
+        let deb = args(&deb);
+        assert!(
+            deb.iter()
+                .all(|a| a.starts_with("--") || !a.starts_with('-')),
+            "{deb:?}"
+        );
+    }
+
+    #[test]
+    fn image_paths_come_after_the_end_of_options() {
+        let mkfs = args(&mkfs_command(Path::new("-tree"), Path::new("-image")));
+        assert_eq!(mkfs[mkfs.len() - 4..], ["-d", "-tree", "--", "-image"]);
+        let convert = args(&convert_command(Path::new("-raw"), Path::new("-out")));
+        assert_eq!(convert[convert.len() - 3..], ["--", "-raw", "-out"]);
     }
 }

@@ -419,4 +419,14 @@ mod tests {
         let server = ServerCommand::for_binary(Path::new("/opt/my tools/pyro"));
         assert_eq!(server.shell_line(), "'/opt/my tools/pyro' mcp serve");
     }
+
+    #[test]
+    fn the_server_command_follows_the_end_of_options() {
+        let server = ServerCommand::for_binary(Path::new("-pyro"));
+        for host in [Host::ClaudeCode, Host::Codex, Host::OpenCode] {
+            let args = cli_add_args(host, &server);
+            let dashes = args.iter().position(|a| a == "--").unwrap();
+            assert_eq!(args[dashes + 1..], ["-pyro", "mcp", "serve"], "{host:?}");
+        }
+    }
 }

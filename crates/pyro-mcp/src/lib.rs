@@ -21,7 +21,7 @@ mod types;
 use std::path::{Path, PathBuf};
 
 use pyro_core::workspace::Seed;
-use pyro_core::Pyro;
+use pyro_core::{HostPaths, Pyro};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{CustomRequest, CustomResult, Implementation, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
@@ -61,6 +61,9 @@ pub struct ServeOptions {
     /// What `workspace_create` seeds /workspace with when the call names no
     /// seed; see [`project_seed`].
     pub default_seed: Option<Seed>,
+    /// Host directories the operator allowed beyond the project
+    /// (`--allow-host-path`).
+    pub allowed_host_paths: Vec<PathBuf>,
 }
 
 /// The seed for project-aware startup: `--repo-url` (with `--repo-ref`),
@@ -97,7 +100,12 @@ pub struct PyroServer {
 }
 
 impl PyroServer {
-    pub fn new(pyro: Pyro, options: ServeOptions) -> Self {
+    /// The server for `options`. Every host path a call names is confined
+    /// to the project of `default_seed` and `allowed_host_paths`; fails
+    /// when one of those is not a directory.
+    pub fn new(pyro: Pyro, options: ServeOptions) -> std::io::Result<Self> {
+        let host_paths =
+            HostPaths::for_server(options.default_seed.as_ref(), &options.allowed_host_paths)?;
         let tool_router = match options.profile {
             Profile::VmRun => Self::run_router(),
             Profile::WorkspaceCore => {
@@ -111,13 +119,13 @@ impl PyroServer {
                     + Self::sessions_router()
             }
         };
-        PyroServer {
-            pyro,
+        Ok(PyroServer {
+            pyro: pyro.with_host_paths(host_paths),
             profile: options.profile,
             default_seed: options.default_seed,
             local: local::LocalRunner::start(),
             tool_router,
-        }
+        })
     }
 
     /// The names of the tools this server offers, sorted.

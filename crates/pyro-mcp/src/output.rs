@@ -53,7 +53,14 @@ impl IntoCallToolResult for ToolError {
 
 impl From<pyro_core::Error> for ToolError {
     fn from(error: pyro_core::Error) -> Self {
-        ToolError(pyro_util::error_chain(&error))
+        let mut message = pyro_util::error_chain(&error);
+        if let pyro_core::Error::HostPath(_) = error {
+            message.push_str(
+                "; only the user can allow more, by starting the server with: \
+                 pyro mcp serve --allow-host-path DIR",
+            );
+        }
+        ToolError(message)
     }
 }
 

@@ -31,9 +31,9 @@ pub struct CreateParams {
     /// Free-form labels, key -> value, e.g. {"task": "123"}.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// A host directory to copy into /workspace. Omit to use the server's project (if it has one).
+    /// A host directory to copy into /workspace, inside the server's project (or a directory the user allowed). Omit to use the server's project (if it has one).
     pub seed_path: Option<String>,
-    /// A Git repository URL to clone into /workspace instead of seed_path.
+    /// A Git repository to clone into /workspace instead of seed_path: an https, ssh or git URL, or a local repository inside the project.
     pub repo_url: Option<String>,
     /// The branch, tag or commit of repo_url to check out (default: its HEAD).
     pub repo_ref: Option<String>,

@@ -148,7 +148,7 @@ pub struct ExportParams {
     pub workspace: String,
     /// A file or directory relative to /workspace ("." for all of it).
     pub path: String,
-    /// Where to put it on the host: a path that does not exist yet (or an empty directory).
+    /// Where to put it on the host, inside the server's project (or a directory the user allowed): a path that does not exist yet (or an empty directory).
     pub output: String,
 }
 

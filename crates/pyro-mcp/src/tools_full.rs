@@ -48,7 +48,7 @@ pub struct SnapshotList {
 pub struct SyncPushParams {
     /// The workspace id or name.
     pub workspace: String,
-    /// A directory on the host to copy in.
+    /// A directory on the host to copy in, inside the server's project (or a directory the user allowed).
     pub source: String,
     /// Where under /workspace to put its content (default: /workspace itself).
     pub dest: Option<String>,

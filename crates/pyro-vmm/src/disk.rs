@@ -4,6 +4,7 @@
 //! environment's read-only base image: creating one is O(1) in the image
 //! size (a few milliseconds), and the base is shared by every workspace.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -27,17 +28,7 @@ pub fn create_overlay(
     overlay: &Path,
 ) -> Result<(), DiskError> {
     let output = Command::new("qemu-img")
-        .args([
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-F",
-            base_format.as_str(),
-            "-b",
-        ])
-        .arg(base)
-        .arg(overlay)
+        .args(overlay_args(base, base_format, overlay))
         .output()
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => DiskError::QemuImgMissing,
@@ -53,9 +44,34 @@ pub fn create_overlay(
     }
 }
 
+/// `qemu-img create` arguments; the overlay comes after `--`, so no path
+/// is read as an option (the base is the value of `-b`).
+fn overlay_args(base: &Path, base_format: DiskFormat, overlay: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = [
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-F",
+        base_format.as_str(),
+        "-b",
+    ]
+    .map(OsString::from)
+    .to_vec();
+    args.extend([base.into(), "--".into(), overlay.into()]);
+    args
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_that_look_like_options_stay_operands() {
+        let args = overlay_args(Path::new("-base"), DiskFormat::Raw, Path::new("-top"));
+        let args: Vec<_> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(args[args.len() - 4..], ["-b", "-base", "--", "-top"]);
+    }
 
     #[test]
     fn creates_a_small_overlay_over_a_large_base() {

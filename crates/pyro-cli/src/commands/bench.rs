@@ -41,6 +41,8 @@ impl From<Samples> for Row {
 
 pub fn bench(pyro: &Pyro, args: &BenchArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
+    // A known, pulled environment before its name reaches any command line.
+    pyro.env_store()?.inspect(&args.env)?;
     let exe = std::env::current_exe()?;
     let run_args = ["run", args.env.as_str(), "--", "true"];
     eprintln!("pyro bench: warming up (environment check, initramfs cache, KVM probe)");

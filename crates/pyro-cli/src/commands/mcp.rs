@@ -33,6 +33,11 @@ pub struct ServeArgs {
     /// The branch, tag or commit of --repo-url (default: its HEAD).
     #[arg(long, value_name = "REF", requires = "repo_url")]
     repo_ref: Option<String>,
+    /// Let the model name host paths inside DIR too (repeatable). Without
+    /// it, seed_path, a local repo_url, sync sources and export outputs
+    /// must lie inside the project.
+    #[arg(long, value_name = "DIR")]
+    allow_host_path: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -58,13 +63,18 @@ pub fn mcp(pyro: &Pyro, command: McpCommand) -> anyhow::Result<i32> {
     };
     let cwd = std::env::current_dir()?;
     let default_seed = project_seed(project_path, args.repo_url, args.repo_ref, &cwd);
+    if let Some(seed) = &default_seed {
+        seed.check()?;
+    }
     let server = PyroServer::new(
         pyro.clone(),
         ServeOptions {
             profile,
             default_seed,
+            allowed_host_paths: args.allow_host_path,
         },
-    );
+    )
+    .map_err(|e| anyhow::anyhow!("--allow-host-path {e}"))?;
     // Multi-thread: worker threads live as long as the runtime, so nothing
     // the server starts is tied to a short-lived thread.
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -5,7 +5,7 @@
 //! repository, most of `create`. The seed is on the host, though, and the
 //! host's own git builds the same commit from it at native speed: the same
 //! `.gitignore` rules, modes and links, with the user's git configuration
-//! shut out. The guest then receives one pack (with its pack index) and
+//! shut out (the hardened git of [`hostgit`]). The guest then receives one pack (with its pack index) and
 //! the git index, as a small tar into `/var/lib/pyro`, instead of writing
 //! thousands of loose objects.
 //!
@@ -19,10 +19,9 @@
 //! guest; `create` never fails for want of this shortcut.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use super::diff::{self, run_script, NO_GIT_EXIT, PREAMBLE};
-use super::transfer;
+use super::{hostgit, transfer};
 use crate::guest::Guest;
 use crate::Error;
 
@@ -77,23 +76,16 @@ fn build_on_host(seed: &Path) -> Result<tempfile::TempDir, String> {
     let staging = tempfile::tempdir().map_err(|e| e.to_string())?;
     let git_dir = staging.path().join("baseline.git");
     let git = |args: &[&str]| -> Result<String, String> {
-        let output = Command::new("git")
+        let output = hostgit::command(false)
             .args(args)
             .env("GIT_DIR", &git_dir)
             .env("GIT_WORK_TREE", seed)
             .env("GIT_INDEX_FILE", staging.path().join("baseline.index"))
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("LC_ALL", "C")
             .env("GIT_AUTHOR_NAME", "pyro")
             .env("GIT_AUTHOR_EMAIL", "pyro@localhost")
             .env("GIT_COMMITTER_NAME", "pyro")
             .env("GIT_COMMITTER_EMAIL", "pyro@localhost")
-            .env_remove("GIT_OBJECT_DIRECTORY")
-            .env_remove("GIT_ALTERNATE_OBJECT_DIRECTORIES")
-            .env_remove("GIT_NAMESPACE")
             .current_dir(seed)
-            .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("git: {e}"))?;
         // `add --ignore-errors` exits 1 for paths it skipped (warnings).

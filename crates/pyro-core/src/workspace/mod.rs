@@ -10,6 +10,7 @@ pub(crate) mod control;
 pub mod diff;
 pub mod events;
 pub mod files;
+pub(crate) mod hostgit;
 pub mod service_log;
 pub mod services;
 pub(crate) mod sessions;
@@ -31,7 +32,8 @@ use serde::Serialize;
 
 use crate::guest::{Guest, Handshake};
 use crate::run::{drive_exec, OutputSink};
-use crate::{Error, Pyro, RunEnd};
+use crate::{Error, HostPathUse, Pyro, RunEnd};
+pub use hostgit::GitError;
 pub use store::{WorkspaceRecord, WorkspaceState, WorkspaceStore};
 pub use summary::WorkspaceSummary;
 
@@ -83,6 +85,8 @@ pub enum WorkspaceError {
     },
     #[error(transparent)]
     Transfer(#[from] transfer::TransferError),
+    #[error(transparent)]
+    Git(#[from] hostgit::GitError),
     #[error(transparent)]
     Snapshot(#[from] snapshots::SnapshotError),
     #[error(transparent)]
@@ -214,15 +218,18 @@ impl Pyro {
         let seed_dir = match &request.seed {
             None => None,
             Some(Seed::Path(path)) => {
+                let path = self.host_paths.check(HostPathUse::Seed, path)?;
                 if !path.is_dir() {
-                    return Err(
-                        transfer::TransferError::NotADirectory { path: path.clone() }.into(),
-                    );
+                    return Err(transfer::TransferError::NotADirectory { path }.into());
                 }
-                Some(path.clone())
+                Some(path)
             }
             Some(Seed::Repo { url, reference }) => {
-                cloned = transfer::clone_repo(url, reference.as_deref())?;
+                let repo = hostgit::RepoUrl::parse(url).map_err(WorkspaceError::from)?;
+                if let hostgit::RepoUrl::Local(dir) = &repo {
+                    self.host_paths.check(HostPathUse::Repository, dir)?;
+                }
+                cloned = transfer::clone_repo(&repo, reference.as_deref())?;
                 Some(cloned.path().to_path_buf())
             }
         };
@@ -564,10 +571,7 @@ impl Pyro {
         let write_fd = ready_write.as_raw_fd();
         let mut command = Command::new(program);
         command
-            .arg("__supervise")
-            .arg(self.home())
-            .arg(&record.id)
-            .arg(write_fd.to_string())
+            .args(supervisor_args(self.home(), &record.id, write_fd))
             .env("PYRO_CACHE_DIR", self.cache_dir())
             .env("PYRO_HOME", self.home())
             .stdin(Stdio::null())
@@ -615,6 +619,18 @@ impl Pyro {
             .into())
         }
     }
+}
+
+/// `__supervise -- HOME ID FD`: after `--`, a home that starts with `-` is
+/// still the home.
+fn supervisor_args(home: &std::path::Path, id: &str, ready_fd: i32) -> Vec<std::ffi::OsString> {
+    vec![
+        "__supervise".into(),
+        "--".into(),
+        home.into(),
+        id.into(),
+        ready_fd.to_string().into(),
+    ]
 }
 
 /// The binary that runs supervisors: this one (`pyro`), or

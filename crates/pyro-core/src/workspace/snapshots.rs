@@ -267,11 +267,20 @@ fn collect_garbage(dir: &Path, record: &WorkspaceRecord) {
     }
 }
 
+/// `qemu-img info` of a whole chain, the image after `--`.
+fn backing_chain_args(image: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> =
+        ["info", "-U", "--backing-chain", "--output=json", "--"]
+            .map(Into::into)
+            .to_vec();
+    args.push(image.into());
+    args
+}
+
 /// Every file in an image's backing chain (itself first), canonical paths.
 fn backing_chain(image: &Path) -> Option<Vec<std::path::PathBuf>> {
     let output = std::process::Command::new("qemu-img")
-        .args(["info", "-U", "--backing-chain", "--output=json"])
-        .arg(image)
+        .args(backing_chain_args(image))
         .output()
         .ok()?;
     if !output.status.success() {
@@ -285,4 +294,14 @@ fn backing_chain(image: &Path) -> Option<Vec<std::path::PathBuf>> {
             .map(|file| std::fs::canonicalize(file).unwrap_or_else(|_| file.into()))
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_image_path_that_looks_like_an_option_is_an_operand() {
+        let args = super::backing_chain_args(std::path::Path::new("-image"));
+        let args: Vec<_> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(args[args.len() - 2..], ["--", "-image"]);
+    }
 }

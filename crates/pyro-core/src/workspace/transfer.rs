@@ -17,8 +17,10 @@ use pyro_transfer::{Expect, PackOptions, UnpackOptions};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use super::hostgit::{self, RepoUrl};
+use super::WorkspaceError;
 use crate::guest::{ExecEvent, Guest};
-use crate::{Error, Pyro};
+use crate::{Error, HostPathUse, Pyro};
 
 /// Bytes of one stdin chunk.
 const CHUNK: usize = 64 * 1024;
@@ -40,8 +42,6 @@ pub enum TransferError {
     GuestTar(String),
     #[error("export failed: {0}")]
     Export(String),
-    #[error("git clone of {url} failed: {message}")]
-    Clone { url: String, message: String },
 }
 
 /// What a transfer moved.
@@ -61,6 +61,7 @@ impl Pyro {
         dest: Option<&str>,
     ) -> Result<TransferReport, Error> {
         let dest = workspace_path(dest.unwrap_or(""))?;
+        let source = &self.host_paths().check(HostPathUse::SyncSource, source)?;
         let guest = self.connect_workspace(query).await?;
         let report = push_tree(&guest, source, &dest).await?;
         self.record_activity(query);
@@ -81,12 +82,13 @@ impl Pyro {
         output: &Path,
     ) -> Result<TransferReport, Error> {
         let path = workspace_path(path)?;
+        let output = &self.host_paths().check(HostPathUse::ExportOutput, output)?;
         let guest = self.connect_workspace(query).await?;
         let started = Instant::now();
         let full = format!("/workspace/{path}");
         // `-C parent name` for a file, `-C dir .` for a directory, so the
         // output is the thing itself, not a tree around it.
-        let script = r#"p="$1"; if [ -d "$p" ]; then exec tar -c -f - -C "$p" .; else exec tar -c -f - -C "$(dirname "$p")" "$(basename "$p")"; fi"#;
+        let script = r#"p="$1"; if [ -d "$p" ]; then exec tar -c -f - -C "$p" .; else exec tar -c -f - -C "$(dirname "$p")" -- "$(basename "$p")"; fi"#;
         let is_dir = guest_is_dir(&guest, &full).await?;
         let argv = vec![
             "sh".into(),
@@ -157,35 +159,18 @@ impl Pyro {
     }
 }
 
-/// Clones `url` at `reference` (branch, tag or commit) into a new temporary
-/// directory on the host; the checkout keeps its `.git`.
-pub(crate) fn clone_repo(url: &str, reference: Option<&str>) -> Result<tempfile::TempDir, Error> {
-    let dir = tempfile::tempdir().map_err(|e| TransferError::Clone {
-        url: url.into(),
-        message: e.to_string(),
+/// Clones `repo` at `reference` (branch, tag or commit) into a new
+/// temporary directory on the host with the hardened git of [`hostgit`];
+/// the checkout keeps its `.git`.
+pub(crate) fn clone_repo(
+    repo: &RepoUrl,
+    reference: Option<&str>,
+) -> Result<tempfile::TempDir, Error> {
+    let dir = tempfile::tempdir().map_err(|source| WorkspaceError::Io {
+        path: std::env::temp_dir(),
+        source,
     })?;
-    let git = |args: &[&str]| -> Result<(), Error> {
-        let output = std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir.path())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| TransferError::Clone {
-                url: url.into(),
-                message: format!("cannot run git ({e}); install it with: sudo apt-get install git"),
-            })?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(TransferError::Clone {
-                url: url.into(),
-                message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            }
-            .into())
-        }
-    };
-    git(&["clone", "--quiet", "--no-checkout", url, "."])?;
-    git(&["checkout", "--quiet", reference.unwrap_or("HEAD")])?;
+    hostgit::clone(repo, reference, dir.path()).map_err(WorkspaceError::from)?;
     Ok(dir)
 }
 

@@ -178,4 +178,36 @@ mod tests {
         assert!(args.contains("socket,id=monitor,fd=7"));
         assert!(!args.contains("-incoming"));
     }
+
+    #[test]
+    fn paths_that_look_like_options_stay_option_values() {
+        let spec = VmSpec {
+            kernel: "-kernel-path".into(),
+            initramfs: "-initrd-path".into(),
+            root_disk: Some(RootDisk::Persistent {
+                path: PathBuf::from("-disk,format=raw"),
+                format: DiskFormat::Qcow2,
+            }),
+            cpus: 1,
+            memory_mib: 512,
+            extra_cmdline: vec![],
+            accel: Accel::Tcg,
+            restore_from: None,
+            console_log: None,
+        };
+        let fds = ChannelFds {
+            console: 5,
+            agent: 6,
+            monitor: 7,
+        };
+        let args = qemu_args(&spec, &fds);
+        let after = |flag: &str| {
+            let at = args.iter().position(|a| a == flag).unwrap();
+            args[at + 1].clone()
+        };
+        assert_eq!(after("-kernel"), "-kernel-path");
+        assert_eq!(after("-initrd"), "-initrd-path");
+        // The comma is doubled: no `format=raw` option can be smuggled in.
+        assert!(after("-drive").starts_with("id=root,if=none,file=-disk,,format=raw,format=qcow2,"));
+    }
 }

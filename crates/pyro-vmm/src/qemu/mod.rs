@@ -296,7 +296,7 @@ impl QemuVm {
     }
 
     fn restore(&mut self, state: &Path) -> Result<(), EngineError> {
-        let uri = format!("exec:cat {}", shell_quote(state));
+        let uri = format!("exec:cat < {}", shell_quote(state));
         self.command(
             "restore",
             "migrate-incoming",
