@@ -82,9 +82,17 @@ pub const BOOTSTRAPPERS: &[HostTool] = &[
     },
 ];
 
+/// Files a build reads (as `program`): the keyring mmdebstrap and
+/// debootstrap check Debian's signatures with (not on Ubuntu by default).
+pub const BUILD_FILES: &[HostTool] = &[HostTool {
+    program: "/usr/share/keyrings/debian-archive-keyring.gpg",
+    package: "debian-archive-keyring",
+}];
+
 /// The tools a build needs that this host lacks: [`BUILD_TOOLS`] not found,
-/// plus mmdebstrap when no bootstrapper is. Looks at files only, so it
-/// answers in microseconds, before a build that takes minutes.
+/// mmdebstrap when no bootstrapper is, and [`BUILD_FILES`] missing. Looks
+/// at files only, so it answers in microseconds, before a build that takes
+/// minutes.
 pub fn missing_build_tools() -> Vec<HostTool> {
     let mut missing: Vec<HostTool> = BUILD_TOOLS
         .iter()
@@ -97,6 +105,11 @@ pub fn missing_build_tools() -> Vec<HostTool> {
     {
         missing.push(BOOTSTRAPPERS[0]);
     }
+    missing.extend(
+        BUILD_FILES
+            .iter()
+            .filter(|file| !Path::new(file.program).is_file()),
+    );
     missing
 }
 
@@ -329,6 +342,13 @@ mod tests {
         for tool in BUILD_TOOLS.iter().chain(BOOTSTRAPPERS) {
             let entry = format!("\"{} {} ", tool.program, tool.package);
             assert!(script.contains(&entry), "install-deps lacks {entry}");
+        }
+        for file in BUILD_FILES {
+            assert!(
+                script.contains(file.program),
+                "install-deps lacks {}",
+                file.program
+            );
         }
     }
 
