@@ -158,6 +158,7 @@ fn the_host_git_ignores_user_config_hooks_filters_and_git_env() {
     git(source.path(), &["add", ".gitattributes"]);
     git(source.path(), &["commit", "-qm", "attributes"]);
     git(source.path(), &["checkout", "-q", "main"]);
+    // (clone copies no hooks; this guards a seeding path that ever would.)
     let repo_hook = source.path().join(".git/hooks/post-checkout");
     std::fs::write(
         &repo_hook,
@@ -207,11 +208,25 @@ async fn mcp_host_paths_stay_inside_the_project_and_the_allowed_directories() {
     let outside = tempfile::tempdir().unwrap();
     let secret = secret_file(outside.path());
     let elsewhere = repo();
+    // An allowed directory that is no repository, beside an outside
+    // `NAME.git` that git would probe for it.
+    let parent = tempfile::tempdir().unwrap();
+    let probed = parent.path().join("probed");
+    std::fs::create_dir(&probed).unwrap();
+    git(parent.path(), &["init", "-q", "--bare", "probed.git"]);
     let allow = allowed.path().to_str().unwrap();
+    let allow_probed = probed.to_str().unwrap();
     let client = serve(
         home.path(),
         project.path(),
-        &["--profile", "workspace-full", "--allow-host-path", allow],
+        &[
+            "--profile",
+            "workspace-full",
+            "--allow-host-path",
+            allow,
+            "--allow-host-path",
+            allow_probed,
+        ],
     )
     .await;
 
@@ -229,8 +244,9 @@ async fn mcp_host_paths_stay_inside_the_project_and_the_allowed_directories() {
         assert!(text.contains("is outside the host directories"), "{text}");
         assert!(text.contains("pyro mcp serve --allow-host-path"), "{text}");
     }
+    let pwned = outside.path().join("upload-pack-ran");
     let injected = [
-        json!({"repo_url": "--upload-pack=touch /tmp/pyro-pwned"}),
+        json!({"repo_url": format!("--upload-pack=touch {}", pwned.display())}),
         json!({"repo_url": project.path(), "repo_ref": format!("--pathspec-from-file={}", secret.display())}),
     ];
     for arguments in injected {
@@ -242,6 +258,42 @@ async fn mcp_host_paths_stay_inside_the_project_and_the_allowed_directories() {
             text(&refused)
         );
         assert!(!text(&refused).contains(SECRET), "{}", text(&refused));
+    }
+    assert!(!pwned.exists(), "an injected command ran on the host");
+
+    // Through git's own pointers: a `.git` file in the project that leads
+    // out (as an export could have planted before git metadata was left
+    // out), a plain directory whose sibling `NAME.git` git would probe,
+    // and remotes on this machine itself (ssh localhost with the user's key).
+    let pointer = project.path().join("pointer");
+    std::fs::create_dir(&pointer).unwrap();
+    let outside_git = elsewhere.path().join(".git");
+    std::fs::write(
+        pointer.join(".git"),
+        format!("gitdir: {}\n", outside_git.display()),
+    )
+    .unwrap();
+    let sneaky = [
+        (json!({"repo_url": pointer}), "cannot be cloned here"),
+        (json!({"repo_url": probed}), "is not a git repository"),
+        (
+            json!({"repo_url": "git://127.0.0.1:9418/r"}),
+            "is this machine itself",
+        ),
+        (
+            json!({"repo_url": "ssh://localhost/srv/r.git"}),
+            "is this machine itself",
+        ),
+        (json!({"repo_url": "git@[::1]:r"}), "is this machine itself"),
+    ];
+    for (arguments, expected) in sneaky {
+        let refused = call(&client, "workspace_create", arguments.clone()).await;
+        assert_eq!(refused.is_error, Some(true), "{arguments}");
+        assert!(
+            text(&refused).contains(expected),
+            "{arguments}: {}",
+            text(&refused)
+        );
     }
     let listed = tool_ok(&client, "workspace_list", json!({})).await;
     assert_eq!(listed["workspaces"], json!([]));
@@ -280,6 +332,10 @@ async fn mcp_host_paths_stay_inside_the_project_and_the_allowed_directories() {
         bashrc_like.clone(),
         project.path().join("out-link/inner.txt"),
         project.path().join("missing/../../escape.txt"),
+        // A hook runs on the user's next commit; a root itself would have
+        // the unpacker stage beside it, outside.
+        project.path().join(".git/hooks/pre-commit"),
+        allowed.path().to_path_buf(),
     ] {
         let refused = call(
             &client,
@@ -308,6 +364,36 @@ async fn mcp_host_paths_stay_inside_the_project_and_the_allowed_directories() {
         .await;
         assert_eq!(std::fs::read_to_string(&output).unwrap(), "inner\n");
     }
+    assert!(!project.path().join(".git/hooks/pre-commit").exists());
+    // A tree with git metadata arrives without it, and says so.
+    let planted = "mkdir -p tree/.git/hooks tree/lib/.git && printf '#!/bin/sh\\n' > tree/.git/hooks/pre-commit \
+                   && echo 'gitdir: /root/.ssh' > tree/lib/.git/x && echo kept > tree/lib/f";
+    let made = tool_ok(
+        &client,
+        "workspace_exec",
+        json!({"workspace": id, "command": planted}),
+    )
+    .await;
+    assert_eq!(made["exit_code"], 0, "{made}");
+    let tree_out = project.path().join("tree-out");
+    let exported = tool_ok(
+        &client,
+        "workspace_export",
+        json!({"workspace": id, "path": "tree", "output": tree_out}),
+    )
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(tree_out.join("lib/f")).unwrap(),
+        "kept\n"
+    );
+    assert!(!tree_out.join(".git").exists() && !tree_out.join("lib/.git").exists());
+    let left_out = exported["left_out"].as_array().unwrap();
+    assert!(
+        left_out
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("git metadata")),
+        "{exported}"
+    );
     tool_ok(&client, "workspace_delete", json!({"workspace": id})).await;
     client.cancel().await.unwrap();
 }

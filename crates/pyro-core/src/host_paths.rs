@@ -6,11 +6,16 @@
 //! names ([`HostPaths::Within`]): the seed directory, a local repository
 //! URL, the source of `sync push` and the output of `export` must lie, after
 //! symlinks are resolved, inside the server's project or a directory the
-//! operator allowed when starting it.
+//! operator allowed when starting it. The seed the operator gave the server
+//! (`--repo-url`, `--project-path`) is the user's own and is not confined.
+//!
+//! An export may not write git metadata into a root: a `.git` component in
+//! its output is refused and `.git` members of the archive are left out,
+//! since a hook planted in `.git/hooks` runs on the user's next commit.
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::workspace::hostgit::RepoUrl;
+use crate::workspace::hostgit::{RepoUrl, Trust};
 use crate::workspace::Seed;
 
 /// The host directories calls may read from and write to.
@@ -19,8 +24,12 @@ pub enum HostPaths {
     /// Any path the user running pyro can reach (the CLI).
     #[default]
     Any,
-    /// Only paths inside these directories (canonical).
-    Within(Vec<PathBuf>),
+    /// Only paths inside `roots` (canonical); `operator_seed` is the seed
+    /// the operator named when starting the server, used as the user's own.
+    Within {
+        roots: Vec<PathBuf>,
+        operator_seed: Option<Seed>,
+    },
 }
 
 /// What a confined path was for, to name it in the error.
@@ -30,6 +39,8 @@ pub enum HostPathUse {
     Repository,
     SyncSource,
     ExportOutput,
+    /// An export output under a `.git` directory.
+    GitMetadata,
 }
 
 impl HostPathUse {
@@ -39,6 +50,7 @@ impl HostPathUse {
             HostPathUse::Repository => "local repository",
             HostPathUse::SyncSource => "sync source",
             HostPathUse::ExportOutput => "export output",
+            HostPathUse::GitMetadata => "export output inside git metadata",
         }
     }
 }
@@ -93,7 +105,51 @@ impl HostPaths {
                 roots.push(canonical);
             }
         }
-        Ok(HostPaths::Within(roots))
+        Ok(HostPaths::Within {
+            roots,
+            operator_seed: default_seed.cloned(),
+        })
+    }
+
+    /// How far a clone or seed of `seed` is trusted: the user's own at the
+    /// CLI and for the operator's seed, confined otherwise.
+    pub(crate) fn trust_for(&self, seed: &Seed) -> Trust<'_> {
+        match self {
+            HostPaths::Any => Trust::User,
+            HostPaths::Within { operator_seed, .. } if operator_seed.as_ref() == Some(seed) => {
+                Trust::User
+            }
+            HostPaths::Within { roots, .. } => Trust::Confined(roots),
+        }
+    }
+
+    /// Whether exports must leave git metadata out.
+    pub(crate) fn is_confined(&self) -> bool {
+        matches!(self, HostPaths::Within { .. })
+    }
+
+    /// Where an export may write `output`: [`HostPaths::check`], then, when
+    /// confined, strictly inside a root (the unpacker stages beside the
+    /// output, so that must be inside too) and never under a `.git`.
+    pub fn check_export(&self, output: &Path) -> Result<PathBuf, HostPathError> {
+        let resolved = self.check(HostPathUse::ExportOutput, output)?;
+        if let HostPaths::Within { roots, .. } = self {
+            let refused = || HostPathError {
+                role: HostPathUse::ExportOutput,
+                path: output.to_path_buf(),
+                allowed: roots.clone(),
+            };
+            if roots.contains(&resolved) {
+                return Err(refused());
+            }
+            if resolved.components().any(|c| c.as_os_str() == ".git") {
+                return Err(HostPathError {
+                    role: HostPathUse::GitMetadata,
+                    ..refused()
+                });
+            }
+        }
+        Ok(resolved)
     }
 
     /// `path` as the caller may use it: unchanged under [`HostPaths::Any`];
@@ -107,7 +163,7 @@ impl HostPaths {
             path: path.to_path_buf(),
             allowed: self.roots().to_vec(),
         };
-        let HostPaths::Within(roots) = self else {
+        let HostPaths::Within { roots, .. } = self else {
             return Ok(path.to_path_buf());
         };
         let absolute = std::path::absolute(path).map_err(|_| refused())?;
@@ -140,7 +196,7 @@ impl HostPaths {
     fn roots(&self) -> &[PathBuf] {
         match self {
             HostPaths::Any => &[],
-            HostPaths::Within(roots) => roots,
+            HostPaths::Within { roots, .. } => roots,
         }
     }
 }
@@ -243,24 +299,47 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            paths,
-            HostPaths::Within(vec![
+            paths.roots(),
+            [
                 std::fs::canonicalize(project.path()).unwrap(),
                 std::fs::canonicalize(extra.path()).unwrap(),
-            ])
+            ]
         );
         assert!(HostPaths::for_server(None, &[PathBuf::from("/no/such/dir")]).is_err());
-        assert_eq!(
-            HostPaths::for_server(None, &[]).unwrap(),
-            HostPaths::Within(vec![])
-        );
+        assert!(HostPaths::for_server(None, &[]).unwrap().roots().is_empty());
         let remote = Seed::Repo {
             url: "https://example.org/r.git".into(),
             reference: None,
         };
-        assert_eq!(
-            HostPaths::for_server(Some(&remote), &[]).unwrap(),
-            HostPaths::Within(vec![])
-        );
+        let served = HostPaths::for_server(Some(&remote), &[]).unwrap();
+        assert!(served.roots().is_empty());
+        // The operator's own seed is the user's; anything else is confined.
+        assert!(matches!(served.trust_for(&remote), Trust::User));
+        let other = Seed::Repo {
+            url: "https://example.org/other.git".into(),
+            reference: None,
+        };
+        assert!(matches!(served.trust_for(&other), Trust::Confined(_)));
+        assert!(matches!(HostPaths::Any.trust_for(&other), Trust::User));
+    }
+
+    #[test]
+    fn exports_stay_strictly_inside_and_out_of_git_metadata() {
+        let project = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(project.path().join(".git/hooks")).unwrap();
+        let paths = confined(project.path());
+        for bad in [
+            project.path().to_path_buf(),
+            project.path().join(".git/hooks/pre-commit"),
+            project.path().join("sub/.git/config"),
+        ] {
+            assert!(paths.check_export(&bad).is_err(), "{}", bad.display());
+        }
+        let error = paths
+            .check_export(&project.path().join(".git/hooks/pre-commit"))
+            .unwrap_err();
+        assert_eq!(error.role, HostPathUse::GitMetadata);
+        assert!(paths.check_export(&project.path().join("out.txt")).is_ok());
+        assert!(HostPaths::Any.check_export(project.path()).is_ok());
     }
 }

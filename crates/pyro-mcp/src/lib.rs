@@ -68,7 +68,8 @@ pub struct ServeOptions {
 
 /// The seed for project-aware startup: `--repo-url` (with `--repo-ref`),
 /// else `--project-path`, else the Git checkout around `cwd` (the nearest
-/// ancestor holding `.git`), else none.
+/// ancestor holding `.git`) unless that is the home directory or `/`, else
+/// none.
 pub fn project_seed(
     project_path: Option<PathBuf>,
     repo_url: Option<String>,
@@ -84,9 +85,19 @@ pub fn project_seed(
     if let Some(path) = project_path {
         return Some(Seed::Path(path));
     }
-    cwd.ancestors()
-        .find(|dir| dir.join(".git").exists())
-        .map(|root| Seed::Path(root.to_path_buf()))
+    let root = cwd.ancestors().find(|dir| dir.join(".git").exists())?;
+    // A checkout at the home directory (dotfiles) or at / would let the
+    // model reach everything under it: it must be named explicitly.
+    let home = std::env::var_os("HOME").and_then(|home| std::fs::canonicalize(home).ok());
+    let canonical = std::fs::canonicalize(root).ok()?;
+    if canonical == Path::new("/") || Some(&canonical) == home.as_ref() {
+        eprintln!(
+            "pyro mcp serve: not using {} as the project (a Git checkout at your home directory or /); pass --project-path DIR",
+            root.display()
+        );
+        return None;
+    }
+    Some(Seed::Path(root.to_path_buf()))
 }
 
 /// The MCP server: the facade plus the profile's tools.

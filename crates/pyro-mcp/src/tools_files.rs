@@ -161,6 +161,8 @@ pub struct ExportResult {
     pub files: u64,
     /// Bytes copied.
     pub bytes: u64,
+    /// What was left out and why (git metadata, devices, links pointing outside), one line each.
+    pub left_out: Vec<String>,
 }
 
 /// A changed file in a diff.
@@ -428,15 +430,21 @@ impl PyroServer {
             .await;
         progress.done().await;
         let report = exported?;
+        let mut text = format!(
+            "exported {} files ({} bytes) to {}",
+            report.files, report.bytes, params.output
+        );
+        for line in &report.left_out {
+            text.push('\n');
+            text.push_str(line);
+        }
         Ok(Out::new(
-            format!(
-                "exported {} files ({} bytes) to {}",
-                report.files, report.bytes, params.output
-            ),
+            text,
             ExportResult {
                 output: params.output,
                 files: report.files,
                 bytes: report.bytes,
+                left_out: report.left_out,
             },
         ))
     }

@@ -64,7 +64,12 @@ pub fn unpack(
         path: staging.path().to_path_buf(),
         source,
     })?;
-    let mut unpacker = Unpacker::new(root, staging.path().to_path_buf(), opts.limits);
+    let mut unpacker = Unpacker::new(
+        root,
+        staging.path().to_path_buf(),
+        opts.limits,
+        opts.skip_git_metadata,
+    );
 
     let mut archive = tar::Archive::new(BufReader::with_capacity(
         COPY_BUFFER,

@@ -155,6 +155,43 @@ fn devices_and_fifos_are_skipped() {
 }
 
 #[test]
+fn git_metadata_is_left_out_when_asked() {
+    let stream = || {
+        RawTar::default()
+            .file("keep.txt", b"k")
+            .dir(".git")
+            .file_mode(
+                ".git/hooks/pre-commit",
+                b"#!/bin/sh\ntouch /tmp/pwned\n",
+                0o755,
+            )
+            .file("sub/.git", b"gitdir: /home/user/secret/.git\n")
+            .file("sub/ok.txt", b"ok")
+            .finish()
+    };
+    let scene = Scene::new();
+    let opts = UnpackOptions {
+        skip_git_metadata: true,
+        ..defaults()
+    };
+    let report = scene.unpack(&stream(), &opts).expect("unpack");
+    assert_eq!(report.skipped_git, 3);
+    assert_eq!(
+        common::listing(&scene.dest),
+        ["keep.txt", "sub", "sub/ok.txt"]
+    );
+    assert!(report
+        .warnings
+        .iter()
+        .any(|w| w.contains(".git/hooks/pre-commit")));
+    // Without the option, git metadata is a tree like any other.
+    let scene = Scene::new();
+    let report = scene.unpack(&stream(), &defaults()).expect("unpack");
+    assert_eq!(report.skipped_git, 0);
+    assert!(scene.dest.join(".git/hooks/pre-commit").is_file());
+}
+
+#[test]
 fn special_mode_bits_are_dropped() {
     let scene = Scene::new();
     let stream = RawTar::default()

@@ -152,6 +152,9 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                     report.files,
                     report.bytes
                 );
+                for line in &report.left_out {
+                    eprintln!("pyro: {line}");
+                }
             }
         }
         WorkspaceCommand::File(command) => return super::workspace_files::file(pyro, command),

@@ -76,7 +76,7 @@ fn build_on_host(seed: &Path) -> Result<tempfile::TempDir, String> {
     let staging = tempfile::tempdir().map_err(|e| e.to_string())?;
     let git_dir = staging.path().join("baseline.git");
     let git = |args: &[&str]| -> Result<String, String> {
-        let output = hostgit::command(false)
+        let output = hostgit::command(false, None)
             .args(args)
             .env("GIT_DIR", &git_dir)
             .env("GIT_WORK_TREE", seed)

@@ -112,7 +112,7 @@ pub struct CreateRequest {
 }
 
 /// The initial content of /workspace.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seed {
     /// A host directory, copied in (with its `.git`, if any).
     Path(PathBuf),
@@ -217,19 +217,29 @@ impl Pyro {
         let cloned;
         let seed_dir = match &request.seed {
             None => None,
-            Some(Seed::Path(path)) => {
-                let path = self.host_paths.check(HostPathUse::Seed, path)?;
+            Some(seed @ Seed::Path(path)) => {
+                let path = match self.host_paths.trust_for(seed) {
+                    hostgit::Trust::User => path.clone(),
+                    hostgit::Trust::Confined(_) => {
+                        self.host_paths.check(HostPathUse::Seed, path)?
+                    }
+                };
                 if !path.is_dir() {
                     return Err(transfer::TransferError::NotADirectory { path }.into());
                 }
                 Some(path)
             }
-            Some(Seed::Repo { url, reference }) => {
-                let repo = hostgit::RepoUrl::parse(url).map_err(WorkspaceError::from)?;
-                if let hostgit::RepoUrl::Local(dir) = &repo {
-                    self.host_paths.check(HostPathUse::Repository, dir)?;
+            Some(seed @ Seed::Repo { url, reference }) => {
+                let mut repo = hostgit::RepoUrl::parse(url).map_err(WorkspaceError::from)?;
+                let trust = self.host_paths.trust_for(seed);
+                // Confined: judged where it leads before anything tells
+                // whether it exists.
+                if let (hostgit::RepoUrl::Local(dir), hostgit::Trust::Confined(_)) = (&repo, trust)
+                {
+                    let checked = self.host_paths.check(HostPathUse::Repository, dir)?;
+                    repo = hostgit::RepoUrl::Local(checked);
                 }
-                cloned = transfer::clone_repo(&repo, reference.as_deref())?;
+                cloned = transfer::clone_repo(url, &repo, reference.as_deref(), trust)?;
                 Some(cloned.path().to_path_buf())
             }
         };
@@ -670,4 +680,14 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: pipe2 succeeded, so both are fresh descriptors we own.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_supervisor_home_follows_the_end_of_options() {
+        let args = super::supervisor_args(std::path::Path::new("-home"), "ab12", 3);
+        let args: Vec<_> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(args, ["__supervise", "--", "-home", "ab12", "3"]);
+    }
 }

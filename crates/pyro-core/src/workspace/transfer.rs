@@ -50,6 +50,10 @@ pub struct TransferReport {
     pub files: u64,
     pub bytes: u64,
     pub duration_ms: u64,
+    /// What an export left out and why (git metadata, devices, links
+    /// pointing out), one line each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
 }
 
 impl Pyro {
@@ -82,7 +86,8 @@ impl Pyro {
         output: &Path,
     ) -> Result<TransferReport, Error> {
         let path = workspace_path(path)?;
-        let output = &self.host_paths().check(HostPathUse::ExportOutput, output)?;
+        let output = &self.host_paths().check_export(output)?;
+        let skip_git_metadata = self.host_paths().is_confined();
         let guest = self.connect_workspace(query).await?;
         let started = Instant::now();
         let full = format!("/workspace/{path}");
@@ -102,6 +107,7 @@ impl Pyro {
         let unpacker = std::thread::spawn(move || {
             let options = UnpackOptions {
                 expect: if is_dir { Expect::Dir } else { Expect::File },
+                skip_git_metadata,
                 ..UnpackOptions::default()
             };
             let result = pyro_transfer::unpack(ChannelReader::new(rx), &output_path, &options);
@@ -155,6 +161,7 @@ impl Pyro {
             files: report.files,
             bytes: report.bytes,
             duration_ms: started.elapsed().as_millis() as u64,
+            left_out: report.warnings,
         })
     }
 }
@@ -163,14 +170,16 @@ impl Pyro {
 /// temporary directory on the host with the hardened git of [`hostgit`];
 /// the checkout keeps its `.git`.
 pub(crate) fn clone_repo(
+    given: &str,
     repo: &RepoUrl,
     reference: Option<&str>,
+    trust: hostgit::Trust<'_>,
 ) -> Result<tempfile::TempDir, Error> {
     let dir = tempfile::tempdir().map_err(|source| WorkspaceError::Io {
         path: std::env::temp_dir(),
         source,
     })?;
-    hostgit::clone(repo, reference, dir.path()).map_err(WorkspaceError::from)?;
+    hostgit::clone(given, repo, reference, trust, dir.path()).map_err(WorkspaceError::from)?;
     Ok(dir)
 }
 
@@ -268,6 +277,7 @@ pub(crate) async fn push_tree_into(
         files: report.files,
         bytes: report.bytes,
         duration_ms: started.elapsed().as_millis() as u64,
+        left_out: Vec::new(),
     })
 }
 

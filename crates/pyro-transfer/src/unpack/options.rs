@@ -47,6 +47,9 @@ pub struct UnpackOptions {
     /// Replace an existing output (file, directory or symlink) instead of
     /// refusing. The old output is removed only after the new one is in place.
     pub overwrite: bool,
+    /// Leave out every member with a `.git` path component (and report
+    /// it): git metadata must not land where a host's git would run it.
+    pub skip_git_metadata: bool,
 }
 
 /// What the output turned out to be.
@@ -71,6 +74,8 @@ pub struct UnpackReport {
     pub skipped_special: u64,
     /// Symlinks left out because they point outside the output.
     pub skipped_symlinks: u64,
+    /// Members left out under `skip_git_metadata`.
+    pub skipped_git: u64,
     /// One line per member left out (at most [`MAX_WARNINGS`], then a tally).
     pub warnings: Vec<String>,
 }

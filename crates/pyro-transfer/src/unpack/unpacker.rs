@@ -35,6 +35,7 @@ pub(super) struct Unpacker {
     pub(super) root: Dir,
     pub(super) root_path: PathBuf,
     pub(super) limits: Limits,
+    pub(super) skip_git_metadata: bool,
     /// Bytes read so far, charged against `max_total_bytes`.
     pub(super) consumed: u64,
     /// Members seen, including the root `./` entry.
@@ -54,11 +55,17 @@ pub(super) struct Unpacker {
 }
 
 impl Unpacker {
-    pub(super) fn new(root: Dir, root_path: PathBuf, limits: Limits) -> Self {
+    pub(super) fn new(
+        root: Dir,
+        root_path: PathBuf,
+        limits: Limits,
+        skip_git_metadata: bool,
+    ) -> Self {
         Unpacker {
             root,
             root_path,
             limits,
+            skip_git_metadata,
             consumed: 0,
             members: 0,
             saw_root_entry: false,
@@ -75,6 +82,7 @@ impl Unpacker {
                 hard_links: 0,
                 bytes: 0,
                 skipped_special: 0,
+                skipped_git: 0,
                 skipped_symlinks: 0,
                 warnings: Vec::new(),
             },
@@ -220,6 +228,17 @@ impl Unpacker {
             return Err(UnpackError::Duplicate {
                 name: shown_path(&name),
             });
+        }
+        if self.skip_git_metadata && name.components().any(|c| c.as_os_str() == ".git") {
+            self.charge(size)?;
+            // A hard link to it later is refused like one to a skipped link.
+            self.skipped_links.insert(name.clone());
+            self.report.skipped_git += 1;
+            self.warn(format!(
+                "skipped '{}': git metadata is not exported here",
+                shown_path(&name)
+            ));
+            return Ok(());
         }
         if kind.is_file() || kind.is_contiguous() {
             self.file(&mut entry, &name, size, mode, mtime)

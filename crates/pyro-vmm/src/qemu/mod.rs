@@ -296,7 +296,7 @@ impl QemuVm {
     }
 
     fn restore(&mut self, state: &Path) -> Result<(), EngineError> {
-        let uri = format!("exec:cat < {}", shell_quote(state));
+        let uri = restore_uri(state);
         self.command(
             "restore",
             "migrate-incoming",
@@ -370,7 +370,7 @@ impl Vm for QemuVm {
             "migrate-set-parameters",
             serde_json::json!({ "max-bandwidth": 64u64 << 30 }),
         )?;
-        let uri = format!("exec:cat > {}", shell_quote(state));
+        let uri = save_uri(state);
         self.command("save", "migrate", serde_json::json!({ "uri": uri }))?;
         self.wait_migration("save")
     }
@@ -397,6 +397,17 @@ impl Vm for QemuVm {
     }
 }
 
+/// QEMU's `exec:` migration reading a saved state: `cat < 'P'`, so a path
+/// that starts with `-` is no option of cat's.
+fn restore_uri(state: &Path) -> String {
+    format!("exec:cat < {}", shell_quote(state))
+}
+
+/// QEMU's `exec:` migration writing a state.
+fn save_uri(state: &Path) -> String {
+    format!("exec:cat > {}", shell_quote(state))
+}
+
 /// Quotes a path for the `sh -c` that QEMU's `exec:` migration runs.
 fn shell_quote(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', "'\\''"))
@@ -415,6 +426,23 @@ mod tests {
     #[test]
     fn quotes_paths_for_the_shell() {
         assert_eq!(shell_quote(Path::new("/a b/it's")), "'/a b/it'\\''s'");
+    }
+
+    #[test]
+    fn migration_paths_that_look_like_options_are_redirections() {
+        // Run the very command QEMU would: cat must read the file, not
+        // take "-n" as its option.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("-n"), "state").unwrap();
+        let uri = restore_uri(Path::new("-n"));
+        let shell = uri.strip_prefix("exec:").unwrap();
+        let out = std::process::Command::new("sh")
+            .args(["-c", shell])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, b"state");
+        assert_eq!(save_uri(Path::new("-n")), "exec:cat > '-n'");
     }
 
     #[test]

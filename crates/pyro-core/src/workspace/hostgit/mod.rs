@@ -18,6 +18,16 @@
 //! Values reach git only after [`RepoUrl::parse`] and [`check_ref`], and
 //! behind `--` or `--end-of-options`, so none can be read as an option
 //! (the `--upload-pack=` and `--pathspec-from-file=` injections).
+//!
+//! A clone a model asked for ([`Trust::Confined`]) also gets none of the
+//! user's credentials (no ssh agent or keys, no `~/.netrc`), may not reach
+//! the host itself, and reads a local repository only as a real git
+//! directory inside the allowed roots ([`confined`]).
+
+mod confined;
+mod url;
+
+pub use url::{check_ref, RepoUrl};
 
 use std::io::Read as _;
 use std::os::unix::process::CommandExt as _;
@@ -30,8 +40,6 @@ use std::time::{Duration, Instant};
 const CLONE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Bytes of git's stderr kept for a message.
 const STDERR_KEPT: usize = 16 * 1024;
-/// URL schemes git may use for a remote repository.
-const REMOTE_SCHEMES: &[&str] = &["https", "ssh", "git", "git+ssh", "ssh+git"];
 
 /// Why a repository could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,97 +57,22 @@ pub enum GitError {
     Failed { url: String, message: String },
     #[error("git clone of {url} took longer than {seconds} s and was stopped; set PYRO_GIT_TIMEOUT to allow longer")]
     TimedOut { url: String, seconds: u64 },
+    #[error("{} is not a git repository; copy a plain directory with a seed path instead", .path.display())]
+    NotARepository { path: PathBuf },
+    #[error("{} cannot be cloned here: {reason}", .path.display())]
+    UnsafeRepository { path: PathBuf, reason: &'static str },
+    #[error("repository host '{host}' is this machine itself (loopback, link-local or one of its own addresses); clone from elsewhere")]
+    HostItself { host: String },
 }
 
-/// A repository to clone, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RepoUrl {
-    /// `https://`, `ssh://`, `git://` or scp-like `user@host:path`.
-    Remote(String),
-    /// An existing directory on this host (given as a path or `file://`),
-    /// canonical.
-    Local(PathBuf),
-}
-
-impl RepoUrl {
-    /// Accepts a URL of an allowed scheme, an scp-like ssh address, or an
-    /// existing directory; refuses anything git could read as an option or
-    /// as a transport that runs commands (`ext::`, `fd::`).
-    pub fn parse(url: &str) -> Result<RepoUrl, GitError> {
-        let bad = |reason| GitError::BadUrl {
-            url: url.to_string(),
-            reason,
-        };
-        if url.is_empty() {
-            return Err(bad("it is empty"));
-        }
-        if url.starts_with('-') {
-            return Err(bad("it starts with '-'"));
-        }
-        if url.chars().any(char::is_control) {
-            return Err(bad("it holds control characters"));
-        }
-        if url.contains("::") {
-            return Err(bad(
-                "git transport helpers (`name::address`) are not allowed",
-            ));
-        }
-        if let Some((scheme, rest)) = url.split_once("://") {
-            let scheme = scheme.to_ascii_lowercase();
-            if scheme == "file" {
-                return local_dir(Path::new(rest)).ok_or_else(|| bad("it is not a directory"));
-            }
-            if scheme == "http" {
-                return Err(bad("plain http is not allowed; use https"));
-            }
-            if !REMOTE_SCHEMES.contains(&scheme.as_str()) {
-                return Err(bad("use an https, ssh or git URL, or a local directory"));
-            }
-            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-            if host.starts_with('-') || host.is_empty() {
-                return Err(bad("its host is missing or starts with '-'"));
-            }
-            return Ok(RepoUrl::Remote(url.to_string()));
-        }
-        // An existing directory wins over the scp-like reading of a colon.
-        if let Some(dir) = local_dir(Path::new(url)) {
-            return Ok(dir);
-        }
-        // git reads `[user@]host:path` (a colon before any slash) as ssh.
-        if let Some((host, _)) = url.split_once(':') {
-            if !host.contains('/') {
-                let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
-                if host.is_empty() || host.starts_with('-') {
-                    return Err(bad("its host is missing or starts with '-'"));
-                }
-                return Ok(RepoUrl::Remote(url.to_string()));
-            }
-        }
-        Err(bad("it is neither a URL nor an existing directory"))
-    }
-}
-
-fn local_dir(path: &Path) -> Option<RepoUrl> {
-    let canonical = std::fs::canonicalize(path).ok()?;
-    canonical.is_dir().then_some(RepoUrl::Local(canonical))
-}
-
-/// Refuses a ref git could read as an option (or that is no ref at all).
-pub fn check_ref(reference: &str) -> Result<(), GitError> {
-    let bad = |reason| GitError::BadRef {
-        reference: reference.to_string(),
-        reason,
-    };
-    if reference.is_empty() {
-        return Err(bad("it is empty"));
-    }
-    if reference.starts_with('-') {
-        return Err(bad("it starts with '-'"));
-    }
-    if reference.chars().any(|c| c.is_control() || c == ' ') {
-        return Err(bad("it holds spaces or control characters"));
-    }
-    Ok(())
+/// Whose clone this is, which decides what git may use of the host.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Trust<'a> {
+    /// The user's own (at the CLI, or the repository the operator gave the
+    /// MCP server): their ssh agent and keys, `~/.netrc`, any directory.
+    User,
+    /// A model's, confined to these roots: see the module doc.
+    Confined(&'a [PathBuf]),
 }
 
 impl super::Seed {
@@ -158,13 +91,28 @@ impl super::Seed {
 }
 
 /// A `git` command with the hardening of the module doc. `allow_file`
-/// lets it read local repositories.
-pub(crate) fn command(allow_file: bool) -> Command {
+/// lets it read local repositories; `credentials_home`, when given, is an
+/// empty directory that stands in for `HOME`, and ssh offers no key.
+pub(crate) fn command(allow_file: bool, credentials_home: Option<&Path>) -> Command {
     let mut command = Command::new("git");
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("GIT_") {
             command.env_remove(key);
         }
+    }
+    let mut ssh = String::from("ssh -o BatchMode=yes");
+    if let Some(home) = credentials_home {
+        // ~/.netrc and anything else under HOME; ssh finds keys and its
+        // config through the password database, so it is told directly.
+        command
+            .env("HOME", home)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("SSH_ASKPASS");
+        ssh.push_str(
+            " -F /dev/null -o IdentityAgent=none -o PubkeyAuthentication=no \
+             -o GSSAPIAuthentication=no -o HostbasedAuthentication=no",
+        );
     }
     command
         .args([
@@ -172,6 +120,11 @@ pub(crate) fn command(allow_file: bool) -> Command {
             "core.hooksPath=/dev/null",
             "-c",
             "core.fsmonitor=false",
+            // GIT_CONFIG_GLOBAL does not cover these XDG defaults.
+            "-c",
+            "core.excludesFile=/dev/null",
+            "-c",
+            "core.attributesFile=/dev/null",
         ])
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
@@ -184,7 +137,7 @@ pub(crate) fn command(allow_file: bool) -> Command {
             },
         )
         .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+        .env("GIT_SSH_COMMAND", ssh)
         .env("LC_ALL", "C")
         .stdin(Stdio::null());
     command
@@ -195,13 +148,9 @@ pub(crate) fn command(allow_file: bool) -> Command {
 pub(crate) mod argv {
     use std::ffi::OsString;
 
-    use super::RepoUrl;
-
-    pub fn clone(url: &RepoUrl) -> Vec<OsString> {
-        let source: OsString = match url {
-            RepoUrl::Remote(url) => url.into(),
-            RepoUrl::Local(path) => path.into(),
-        };
+    /// `source` is a URL or a local git directory.
+    pub fn clone(source: &std::ffi::OsStr) -> Vec<OsString> {
+        let source = source.to_os_string();
         let mut argv: Vec<OsString> = ["clone", "--quiet", "--no-checkout", "--template=", "--"]
             .map(OsString::from)
             .to_vec();
@@ -328,19 +277,48 @@ fn clone_timeout() -> Duration {
 
 /// Clones `url` into `dir` (empty) and checks out `reference` (a branch,
 /// tag or commit; default the remote's HEAD). The checkout keeps `.git`.
-pub(crate) fn clone(url: &RepoUrl, reference: Option<&str>, dir: &Path) -> Result<(), GitError> {
+/// A confined clone must have had its local path checked against the
+/// roots already; here it must also be a safe git directory.
+pub(crate) fn clone(
+    given: &str,
+    url: &RepoUrl,
+    reference: Option<&str>,
+    trust: Trust<'_>,
+    dir: &Path,
+) -> Result<(), GitError> {
     if let Some(reference) = reference {
         check_ref(reference)?;
     }
-    let shown = match url {
-        RepoUrl::Remote(url) => super::events::redact_urls(url),
-        RepoUrl::Local(path) => path.display().to_string(),
+    let (source, shown): (std::ffi::OsString, String) = match (url, trust) {
+        (RepoUrl::Remote { url, host }, trust) => {
+            if let Trust::Confined(_) = trust {
+                confined::check_remote_host(host)?;
+            }
+            (url.into(), super::events::redact_urls(url))
+        }
+        (RepoUrl::Local(path), Trust::User) => {
+            let local = confined::resolve_local(path, given)?;
+            (local.into(), given.to_string())
+        }
+        (RepoUrl::Local(path), Trust::Confined(roots)) => {
+            let local = confined::resolve_local(path, given)?;
+            let git_dir = confined::git_dir(&local, roots)?;
+            (git_dir.into(), given.to_string())
+        }
+    };
+    // Stands in for HOME in a confined clone: no ~/.netrc, no keys.
+    let empty_home = match trust {
+        Trust::Confined(_) => Some(tempfile::tempdir().map_err(|e| GitError::Failed {
+            url: shown.clone(),
+            message: format!("cannot make a scratch directory: {e}"),
+        })?),
+        Trust::User => None,
     };
     let timeout = clone_timeout();
     let deadline = Instant::now() + timeout;
     let allow_file = matches!(url, RepoUrl::Local(_));
     let git = |args: Vec<std::ffi::OsString>| -> Result<Ran, GitError> {
-        let mut command = command(allow_file);
+        let mut command = command(allow_file, empty_home.as_ref().map(|h| h.path()));
         command.args(args).current_dir(dir);
         match run(command, deadline) {
             Ok(Some(ran)) => Ok(ran),
@@ -364,7 +342,7 @@ pub(crate) fn clone(url: &RepoUrl, reference: Option<&str>, dir: &Path) -> Resul
             })
         }
     };
-    must(git(argv::clone(url))?)?;
+    must(git(argv::clone(&source))?)?;
     let Some(reference) = reference else {
         must(git(vec![
             "checkout".into(),
@@ -406,58 +384,9 @@ mod tests {
     }
 
     #[test]
-    fn urls_that_git_would_read_as_options_or_helpers_are_refused() {
-        for url in [
-            "--upload-pack=touch /tmp/x",
-            "-u/bin/sh",
-            "ext::sh -c touch% /tmp/x",
-            "fd::3",
-            "http://example.org/r.git",
-            "ftp://example.org/r.git",
-            "ssh://-oProxyCommand=x/r",
-            "-oProxyCommand=x:r",
-            "https://ex\nample.org/",
-            "",
-            "/no/such/dir/anywhere",
-        ] {
-            assert!(RepoUrl::parse(url).is_err(), "{url:?} was accepted");
-        }
-    }
-
-    #[test]
-    fn remote_urls_and_existing_directories_are_accepted() {
-        for url in [
-            "https://github.com/pallets/flask.git",
-            "ssh://git@example.org/r.git",
-            "git://example.org/r",
-            "git@github.com:pallets/flask.git",
-        ] {
-            assert_eq!(RepoUrl::parse(url), Ok(RepoUrl::Remote(url.into())));
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let canonical = std::fs::canonicalize(dir.path()).unwrap();
-        assert_eq!(
-            RepoUrl::parse(dir.path().to_str().unwrap()),
-            Ok(RepoUrl::Local(canonical.clone()))
-        );
-        let file_url = format!("file://{}", dir.path().display());
-        assert_eq!(RepoUrl::parse(&file_url), Ok(RepoUrl::Local(canonical)));
-    }
-
-    #[test]
-    fn refs_that_start_with_a_dash_are_refused() {
-        for reference in ["--pathspec-from-file=/etc/shadow", "-b", "", "a b", "x\n"] {
-            assert!(check_ref(reference).is_err(), "{reference:?}");
-        }
-        for reference in ["main", "v1.2.3", "feature/x", "0123abcd", "HEAD~1"] {
-            assert_eq!(check_ref(reference), Ok(()));
-        }
-    }
-
-    #[test]
     fn values_reach_git_after_the_end_of_options() {
         // Even a value that slipped past the checks is an operand.
-        let clone = strings(argv::clone(&RepoUrl::Remote("-x".into())));
+        let clone = strings(argv::clone(std::ffi::OsStr::new("-x")));
         let dashes = clone.iter().position(|a| a == "--").unwrap();
         assert_eq!(clone[dashes + 1], "-x");
         let resolve = strings(argv::resolve("-x"));
@@ -479,7 +408,7 @@ mod tests {
 
     #[test]
     fn the_command_reads_no_caller_git_settings() {
-        let command = command(false);
+        let command = command(false, None);
         let envs: Vec<_> = command.get_envs().collect();
         let value = |name: &str| {
             envs.iter()
@@ -498,8 +427,32 @@ mod tests {
         assert!(allowed.ends_with(":file"), "{allowed}");
     }
 
+    #[test]
+    fn a_confined_command_offers_none_of_the_users_credentials() {
+        let home = tempfile::tempdir().unwrap();
+        let confined = command(false, Some(home.path()));
+        let envs: Vec<_> = confined.get_envs().collect();
+        let value = |name: &str| {
+            envs.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+        };
+        assert_eq!(value("HOME"), Some(Some(home.path().display().to_string())));
+        assert_eq!(value("SSH_AUTH_SOCK"), Some(None), "the agent is removed");
+        let ssh = value("GIT_SSH_COMMAND").flatten().unwrap();
+        for option in [
+            "-F /dev/null",
+            "IdentityAgent=none",
+            "PubkeyAuthentication=no",
+        ] {
+            assert!(ssh.contains(option), "{ssh}");
+        }
+        let user = command(false, None);
+        assert!(!user.get_envs().any(|(k, _)| k == "HOME"));
+    }
+
     fn command_allowing_file() -> String {
-        command(true)
+        command(true, None)
             .get_envs()
             .find(|(k, _)| *k == "GIT_ALLOW_PROTOCOL")
             .and_then(|(_, v)| v)
@@ -540,11 +493,11 @@ mod tests {
         let url = RepoUrl::parse(source.path().to_str().unwrap()).unwrap();
         for (reference, expect_file) in [(None, false), (Some("side"), true), (Some("v1"), false)] {
             let dir = tempfile::tempdir().unwrap();
-            clone(&url, reference, dir.path()).unwrap();
+            clone("source", &url, reference, Trust::User, dir.path()).unwrap();
             assert_eq!(dir.path().join("f").exists(), expect_file, "{reference:?}");
         }
         let dir = tempfile::tempdir().unwrap();
-        let error = clone(&url, Some("nope"), dir.path()).unwrap_err();
+        let error = clone("source", &url, Some("nope"), Trust::User, dir.path()).unwrap_err();
         assert!(matches!(error, GitError::UnknownRef { .. }), "{error}");
     }
 }
