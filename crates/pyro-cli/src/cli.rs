@@ -220,10 +220,10 @@ pub struct CreateArgs {
     #[arg(long = "label", value_name = "K=V", value_parser = parse_key_value)]
     pub labels: Vec<(String, String)>,
     /// Virtual CPUs.
-    #[arg(long, value_name = "N", default_value_t = pyro_core::RunRequest::DEFAULT_CPUS)]
+    #[arg(long, value_name = "N", default_value_t = pyro_core::params::DEFAULT_CPUS)]
     pub cpus: u32,
     /// Guest memory in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = pyro_core::RunRequest::DEFAULT_MEMORY_MIB)]
+    #[arg(long, value_name = "MIB", default_value_t = pyro_core::params::DEFAULT_MEMORY_MIB)]
     pub memory: u32,
     /// Print only the id.
     #[arg(long)]
@@ -354,10 +354,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "S")]
     pub timeout: Option<u64>,
     /// Virtual CPUs.
-    #[arg(long, value_name = "N", default_value_t = pyro_core::RunRequest::DEFAULT_CPUS)]
+    #[arg(long, value_name = "N", default_value_t = pyro_core::params::DEFAULT_CPUS)]
     pub cpus: u32,
     /// Guest memory in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = pyro_core::RunRequest::DEFAULT_MEMORY_MIB)]
+    #[arg(long, value_name = "MIB", default_value_t = pyro_core::params::DEFAULT_MEMORY_MIB)]
     pub memory: u32,
     /// Set an environment variable for the command (repeatable).
     #[arg(long = "env", value_name = "K=V", value_parser = parse_key_value)]
@@ -376,7 +376,7 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Environment to measure with.
-    #[arg(long, default_value = "debian:12")]
+    #[arg(long, default_value = pyro_core::params::DEFAULT_ENV)]
     pub env: String,
     /// Runs per measurement (medians are reported).
     #[arg(long, default_value_t = 5)]

@@ -1,6 +1,7 @@
 //! Arguments of `pyro workspace shell ...` and `pyro workspace service ...`.
 
 use clap::{ArgGroup, Args, Subcommand};
+use pyro_core::params;
 
 #[derive(Debug, Subcommand)]
 pub enum ShellCommand {
@@ -49,10 +50,10 @@ pub struct ShellOpenArgs {
     #[arg(long)]
     pub cwd: Option<String>,
     /// Terminal rows, 1-500 [default: 40].
-    #[arg(long, requires = "cols")]
+    #[arg(long)]
     pub rows: Option<u16>,
     /// Terminal columns, 1-1000 [default: 120].
-    #[arg(long, requires = "rows")]
+    #[arg(long)]
     pub cols: Option<u16>,
     /// Print only the shell id.
     #[arg(long)]
@@ -78,10 +79,10 @@ pub struct ShellReadArgs {
     #[command(flatten)]
     pub shell: ShellRef,
     /// Return once the shell printed nothing for this many milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 500)]
+    #[arg(long, value_name = "MS", default_value_t = params::DEFAULT_WAIT_IDLE.as_millis() as u64)]
     pub wait_idle: u64,
     /// Return after this many seconds even if the shell is still printing.
-    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
+    #[arg(long, value_name = "SECONDS", default_value_t = params::DEFAULT_READ_TIMEOUT.as_secs())]
     pub timeout: u64,
     /// The bytes as the program wrote them, escape sequences and all.
     #[arg(long)]
@@ -181,7 +182,7 @@ pub struct ServiceStartArgs {
     #[arg(long, value_name = "CMD")]
     pub ready_command: Option<String>,
     /// Seconds to wait for readiness.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    #[arg(long, value_name = "SECONDS", default_value_t = params::DEFAULT_READY_TIMEOUT.as_secs())]
     pub ready_timeout: u64,
     /// Working directory [default: /workspace].
     #[arg(long)]
@@ -205,7 +206,7 @@ pub struct ServiceLogsArgs {
     #[arg(long, value_name = "OFFSET")]
     pub since: Option<u64>,
     /// At most this many bytes.
-    #[arg(long, value_name = "N", default_value_t = 1024 * 1024)]
+    #[arg(long, value_name = "N", default_value_t = params::DEFAULT_LOG_BYTES)]
     pub max_bytes: u64,
 }
 
@@ -214,6 +215,6 @@ pub struct ServiceStopArgs {
     #[command(flatten)]
     pub service: ServiceRef,
     /// Seconds between SIGTERM and SIGKILL.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    #[arg(long, value_name = "SECONDS", default_value_t = params::DEFAULT_STOP_GRACE.as_secs())]
     pub grace: u64,
 }

@@ -5,6 +5,7 @@ mod cli;
 mod cli_files;
 mod cli_sessions;
 mod commands;
+mod hints;
 mod progress;
 
 use clap::Parser;
@@ -15,7 +16,15 @@ fn main() {
     let code = match commands::dispatch(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("pyro: {}", pyro_util::error_chain(error.as_ref()));
+            let mut message = pyro_util::error_chain(error.as_ref());
+            let hint = error
+                .downcast_ref::<pyro_core::Error>()
+                .and_then(pyro_core::Error::hint);
+            if let Some(hint) = hint {
+                message.push_str("; ");
+                message.push_str(&hints::render(&hint));
+            }
+            eprintln!("pyro: {message}");
             commands::ERROR_EXIT
         }
     };

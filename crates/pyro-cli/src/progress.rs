@@ -33,7 +33,7 @@ impl TerminalProgress {
     }
 }
 
-impl pyro_core::pyro_env::Progress for TerminalProgress {
+impl pyro_core::Progress for TerminalProgress {
     fn phase(&self, name: &str) {
         *self.phase.lock().expect("phase") = name.to_string();
         match &self.bar {

@@ -1,130 +1,89 @@
-//! The pyro facade: the one library API that the CLI, the MCP server and
-//! Rust users call.
+//! pyro: disposable workspaces inside real virtual machines, for chat-based
+//! coding agents. This crate is the one library API that the `pyro` CLI,
+//! its MCP server and Rust programs call.
 //!
-//! [`Pyro`] holds the host configuration (cache dir, engine) and offers
-//! environments ([`Pyro::env_store`]), one-shot runs ([`Pyro::run`]),
-//! diagnostics ([`Pyro::doctor`]) and benchmarks ([`Pyro::bench_floor`]). No
-//! front-end concern lives here: no argument parsing, no terminal output,
-//! no exit-code printing; results are plain serialisable structs.
+//! [`Pyro`] is the facade: environments ([`Pyro::env_list`],
+//! [`Pyro::env_pull`]), one-shot runs ([`Pyro::run`]), workspaces
+//! ([`Pyro::workspace_create`], [`Pyro::workspace_exec`],
+//! [`Pyro::workspace_diff`], snapshots, shells, services, ...), diagnostics
+//! ([`Pyro::doctor`]) and the benchmark ([`Pyro::bench`]). Results are
+//! plain serialisable structs; failures are an [`Error`] whose
+//! [`Error::hint`] says what to do, for each front end to word itself.
+//!
+//! ```no_run
+//! use pyro_core::{CollectOutput, CreateRequest, ExecOptions, Pyro, Seed};
+//!
+//! # async fn example() -> Result<(), pyro_core::Error> {
+//! let pyro = Pyro::from_env();
+//! let mut request = CreateRequest::new("debian:12");
+//! request.seed = Some(Seed::Path("./my-project".into()));
+//! let workspace = pyro.workspace_create(&request).await?;
+//!
+//! let test = ExecOptions {
+//!     argv: vec!["sh".into(), "-c".into(), "python3 -m pytest -q".into()],
+//!     ..ExecOptions::default()
+//! };
+//! let mut output = CollectOutput::default();
+//! let report = pyro
+//!     .workspace_exec(&workspace.id, &test, &mut output, std::future::pending())
+//!     .await?;
+//! println!("tests exited {}: {}", report.exit_code(), output.stdout_text());
+//!
+//! let diff = pyro.workspace_diff(&workspace.id).await?;
+//! println!("{} files changed", diff.files_changed);
+//! pyro.workspace_delete(&workspace.id).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A workspace's VM belongs to a supervisor process, `pyro __supervise`,
+//! which the facade starts from the running binary: a program embedding
+//! the facade either answers `__supervise HOME ID FD` with
+//! [`run_supervisor`], or points `PYRO_SUPERVISOR_BIN` at the `pyro`
+//! binary. (The `pyro` integration tests run this very example that way,
+//! in `tests/it/library.rs`.)
+//!
+//! The source is cut along the process boundary: `api/` is the facade
+//! (every `impl Pyro`, the shared rules in `params`), `host/` what this
+//! process uses to reach a VM, `workspace/` workspaces as data on disk and
+//! through a guest channel, `supervisor/` the `pyro __supervise` process
+//! and the facade's client of it. See `docs/architecture.md`.
 
-pub mod accel;
-pub mod agent_image;
-pub mod bench;
-pub mod boot;
-pub mod doctor;
-pub mod guest;
-mod host_paths;
-mod input;
-pub mod paths;
-pub mod run;
-pub mod workspace;
+#![warn(missing_docs)]
 
-use std::path::{Path, PathBuf};
+mod api;
+mod host;
+mod supervisor;
+mod workspace;
 
-use pyro_env::{EnvStore, StoreError};
-use pyro_vmm::{AccelReport, QemuEngine};
-
-pub use host_paths::{HostPathError, HostPathUse, HostPaths};
-pub use input::Input;
-pub use pyro_env;
-pub use pyro_protocol::{ErrorKind, ExitStatus};
+pub use api::bench::{BenchOptions, BenchReport, BenchRow, Samples};
+pub use api::doctor::{Check, DoctorReport, Level};
+pub use api::error::Error;
+pub use api::exec::{ExecOptions, ExecReport};
+pub use api::hints::{Action, Hint};
+pub use api::host_paths::{HostPathError, HostPathUse, HostPaths};
+pub use api::params;
+pub use api::params::{InvalidRequest, ShellInput, ShellReadOptions};
+pub use api::run::{RunReport, RunRequest};
+pub use api::workspaces::{CreateRequest, WorkspaceLogs};
+pub use api::Pyro;
+pub use host::exec::{CollectOutput, OutputSink, RunEnd};
+pub use host::input::Input;
+pub use pyro_env::{
+    EnvDetails, EnvSummary, NoProgress, Progress, PruneReport, PullOutcome, StoreError,
+};
+pub use pyro_protocol::{DirEntry, ErrorKind, ExitStatus, FileKind};
 pub use pyro_vmm::Accel;
-pub use run::{OutputSink, RunEnd, RunReport, RunRequest};
-
-/// Everything that can go wrong in a facade call.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    InvalidRequest(String),
-    #[error(transparent)]
-    Env(#[from] StoreError),
-    #[error(transparent)]
-    Engine(#[from] pyro_vmm::EngineError),
-    #[error(transparent)]
-    Boot(#[from] boot::BootError),
-    #[error("the VM stopped while the command ran ({exit}){}{}", boot::hint(.diagnosis), boot::console_lines(.console_tail))]
-    VmCrashed {
-        exit: String,
-        diagnosis: Option<String>,
-        console_tail: Vec<String>,
-    },
-    #[error(transparent)]
-    Guest(#[from] guest::GuestError),
-    #[error("benchmark failed: {0}")]
-    Benchmark(String),
-    #[error(transparent)]
-    Workspace(#[from] workspace::WorkspaceError),
-    #[error(transparent)]
-    Files(#[from] workspace::files::FilesError),
-    #[error(transparent)]
-    HostPath(#[from] HostPathError),
-}
-
-/// The pyro library entry point.
-#[derive(Debug, Clone)]
-pub struct Pyro {
-    cache_dir: PathBuf,
-    home: PathBuf,
-    host_paths: HostPaths,
-}
-
-impl Pyro {
-    /// Uses the cache dir and home from the environment (`PYRO_CACHE_DIR`,
-    /// `PYRO_HOME`, XDG).
-    pub fn from_env() -> Self {
-        Pyro::with_dirs(paths::default_cache_dir(), paths::default_home())
-    }
-
-    /// Environments under `cache_dir`, workspaces under `home`.
-    pub fn with_dirs(cache_dir: impl Into<PathBuf>, home: impl Into<PathBuf>) -> Self {
-        Pyro {
-            cache_dir: cache_dir.into(),
-            home: home.into(),
-            host_paths: HostPaths::Any,
-        }
-    }
-
-    /// Confines the host paths calls may name (seeds, local repositories,
-    /// sync sources, export outputs): the MCP server acts for a model and
-    /// passes [`HostPaths::Within`]; the default is [`HostPaths::Any`].
-    pub fn with_host_paths(mut self, host_paths: HostPaths) -> Self {
-        self.host_paths = host_paths;
-        self
-    }
-
-    /// The host paths calls may name.
-    pub fn host_paths(&self) -> &HostPaths {
-        &self.host_paths
-    }
-
-    /// Where workspaces live.
-    pub fn home(&self) -> &Path {
-        &self.home
-    }
-
-    pub fn cache_dir(&self) -> &Path {
-        &self.cache_dir
-    }
-
-    /// The environment store under the cache dir (created on first use).
-    pub fn env_store(&self) -> Result<EnvStore, Error> {
-        Ok(EnvStore::open(&self.cache_dir)?)
-    }
-
-    /// The VM engine for this host.
-    pub fn engine(&self) -> Result<QemuEngine, Error> {
-        Ok(QemuEngine::locate()?)
-    }
-
-    /// KVM or TCG for this host; boots the probe guest once per host kernel
-    /// when KVM might work.
-    pub fn accel_for(&self, engine: &QemuEngine, store: &EnvStore, kernel: &Path) -> AccelReport {
-        accel::choose(&self.cache_dir, engine, || {
-            let initramfs = store.agent_only_initramfs(agent_image::AGENT).ok()?;
-            Some(accel::ProbeImage {
-                kernel: kernel.to_path_buf(),
-                initramfs,
-            })
-        })
-    }
-}
+pub use supervisor::protocol::{
+    LogRange, LogRead, Readiness, ServiceInfo, ServiceSpec, ServiceState, SessionError, ShellInfo,
+    ShellRead, ShellState,
+};
+pub use supervisor::run as run_supervisor;
+pub use workspace::diff::{ChangeStatus, ChangedFile, DiffReport};
+pub use workspace::files::{FilesError, Listing, PatchReport, WriteReport};
+pub use workspace::hostgit::GitError;
+pub use workspace::layers::SnapshotError;
+pub use workspace::store::SnapshotRecord;
+pub use workspace::summary::WorkspaceSummary;
+pub use workspace::transfer::{TransferError, TransferReport};
+pub use workspace::{Seed, WorkspaceError, WorkspaceRecord, WorkspaceState};

@@ -9,19 +9,21 @@
 
 mod local;
 mod output;
+mod portable;
 mod progress;
 mod tools_core;
 mod tools_files;
 mod tools_full;
 mod tools_run;
-mod tools_sessions;
+mod tools_services;
+mod tools_shells;
+mod tools_summary;
 mod transport;
 mod types;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use pyro_core::workspace::Seed;
-use pyro_core::{HostPaths, Pyro};
+use pyro_core::{HostPaths, Pyro, Seed};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{CustomRequest, CustomResult, Implementation, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
@@ -59,45 +61,11 @@ impl Profile {
 pub struct ServeOptions {
     pub profile: Profile,
     /// What `workspace_create` seeds /workspace with when the call names no
-    /// seed; see [`project_seed`].
+    /// seed; see [`pyro_core::params::project_seed`].
     pub default_seed: Option<Seed>,
     /// Host directories the operator allowed beyond the project
     /// (`--allow-host-path`).
     pub allowed_host_paths: Vec<PathBuf>,
-}
-
-/// The seed for project-aware startup: `--repo-url` (with `--repo-ref`),
-/// else `--project-path`, else the Git checkout around `cwd` (the nearest
-/// ancestor holding `.git`) unless that is the home directory or `/`, else
-/// none.
-pub fn project_seed(
-    project_path: Option<PathBuf>,
-    repo_url: Option<String>,
-    repo_ref: Option<String>,
-    cwd: &Path,
-) -> Option<Seed> {
-    if let Some(url) = repo_url {
-        return Some(Seed::Repo {
-            url,
-            reference: repo_ref,
-        });
-    }
-    if let Some(path) = project_path {
-        return Some(Seed::Path(path));
-    }
-    let root = cwd.ancestors().find(|dir| dir.join(".git").exists())?;
-    // A checkout at the home directory (dotfiles) or at / would let the
-    // model reach everything under it: it must be named explicitly.
-    let home = std::env::var_os("HOME").and_then(|home| std::fs::canonicalize(home).ok());
-    let canonical = std::fs::canonicalize(root).ok()?;
-    if canonical == Path::new("/") || Some(&canonical) == home.as_ref() {
-        eprintln!(
-            "pyro mcp serve: not using {} as the project (a Git checkout at your home directory or /); pass --project-path DIR",
-            root.display()
-        );
-        return None;
-    }
-    Some(Seed::Path(root.to_path_buf()))
 }
 
 /// The MCP server: the facade plus the profile's tools.
@@ -117,7 +85,7 @@ impl PyroServer {
     pub fn new(pyro: Pyro, options: ServeOptions) -> std::io::Result<Self> {
         let host_paths =
             HostPaths::for_server(options.default_seed.as_ref(), &options.allowed_host_paths)?;
-        let tool_router = match options.profile {
+        let mut tool_router = match options.profile {
             Profile::VmRun => Self::run_router(),
             Profile::WorkspaceCore => {
                 Self::core_router() + Self::files_router() + Self::summary_router()
@@ -127,9 +95,17 @@ impl PyroServer {
                     + Self::files_router()
                     + Self::summary_router()
                     + Self::full_router()
-                    + Self::sessions_router()
+                    + Self::shells_router()
+                    + Self::services_router()
             }
         };
+        for route in tool_router.map.values_mut() {
+            let tool = &mut route.attr;
+            portable::portable_schema(std::sync::Arc::make_mut(&mut tool.input_schema));
+            if let Some(output) = &mut tool.output_schema {
+                portable::portable_schema(std::sync::Arc::make_mut(output));
+            }
+        }
         Ok(PyroServer {
             pyro: pyro.with_host_paths(host_paths),
             profile: options.profile,
@@ -242,25 +218,72 @@ pub async fn serve_stdio(server: PyroServer) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    fn server(profile: Profile) -> PyroServer {
+        let dir = tempfile::tempdir().unwrap();
+        let options = ServeOptions {
+            profile,
+            ..ServeOptions::default()
+        };
+        PyroServer::new(Pyro::with_dirs(dir.path(), dir.path()), options).unwrap()
+    }
+
     #[test]
-    fn project_seed_prefers_flags_then_the_git_root() {
-        let dir = std::env::temp_dir().join(format!("pyro-mcp-seed-{}", std::process::id()));
-        let nested = dir.join("a/b");
-        std::fs::create_dir_all(&nested).unwrap();
-        std::fs::create_dir_all(dir.join(".git")).unwrap();
-        match project_seed(None, None, None, &nested) {
-            Some(Seed::Path(path)) => assert_eq!(path, dir),
-            other => panic!("{other:?}"),
+    fn each_profile_offers_its_tools() {
+        let core = server(Profile::WorkspaceCore).tool_names();
+        assert!(core.contains(&"workspace_exec".to_string()));
+        assert!(!core.contains(&"workspace_shell_open".to_string()));
+        assert!(!core.contains(&"vm_run".to_string()));
+        let full = server(Profile::WorkspaceFull).tool_names();
+        assert!(core.iter().all(|tool| full.contains(tool)));
+        for tool in [
+            "workspace_shell_open",
+            "workspace_service_start",
+            "workspace_sync_push",
+        ] {
+            assert!(full.contains(&tool.to_string()), "{tool}");
         }
-        match project_seed(Some("/x".into()), None, None, &nested) {
-            Some(Seed::Path(path)) => assert_eq!(path, Path::new("/x")),
-            other => panic!("{other:?}"),
+        assert_eq!(server(Profile::VmRun).tool_names(), ["env_list", "vm_run"]);
+    }
+
+    #[test]
+    fn every_schema_is_portable_and_every_tool_annotated() {
+        for tool in server(Profile::WorkspaceFull)
+            .tool_router
+            .list_all()
+            .into_iter()
+            .chain(server(Profile::VmRun).tool_router.list_all())
+        {
+            let name = &tool.name;
+            let input = serde_json::Value::Object((*tool.input_schema).clone());
+            assert!(
+                !portable::has_type_arrays_or_null(&input),
+                "{name}: {input}"
+            );
+            let output = tool.output_schema.as_ref().expect("an output schema");
+            let output = serde_json::Value::Object((**output).clone());
+            assert!(
+                !portable::has_type_arrays_or_null(&output),
+                "{name}: {output}"
+            );
+            let annotations = tool.annotations.as_ref().expect("annotations");
+            assert_eq!(annotations.open_world_hint, Some(false), "{name}");
+            assert!(annotations.read_only_hint.is_some(), "{name}");
         }
-        assert!(matches!(
-            project_seed(None, Some("u".into()), Some("r".into()), &nested),
-            Some(Seed::Repo { .. })
-        ));
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert!(project_seed(None, None, None, Path::new("/")).is_none());
+    }
+
+    #[test]
+    fn commands_take_a_shell_line_or_an_argv_everywhere() {
+        let full = server(Profile::WorkspaceFull);
+        let run = server(Profile::VmRun);
+        for (server, tool) in [
+            (&full, "workspace_exec"),
+            (&full, "workspace_service_start"),
+            (&run, "vm_run"),
+        ] {
+            let tool = server.tool_router.get(tool).unwrap();
+            let properties = &tool.input_schema["properties"];
+            assert_eq!(properties["command"]["type"], "string", "{}", tool.name);
+            assert_eq!(properties["argv"]["type"], "array", "{}", tool.name);
+        }
     }
 }

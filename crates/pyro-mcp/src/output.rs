@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use pyro_core::Action;
 use rmcp::handler::server::tool::IntoCallToolResult;
 use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, JsonObject};
 use schemars::JsonSchema;
@@ -32,8 +33,10 @@ impl<T> Out<T> {
 
 impl<T: Serialize> IntoCallToolResult for Out<T> {
     fn into_call_tool_result(self) -> Result<CallToolResponse, rmcp::ErrorData> {
-        let value = serde_json::to_value(self.value)
+        let mut value = serde_json::to_value(self.value)
             .map_err(|e| rmcp::ErrorData::internal_error(e.to_string(), None))?;
+        // Absent rather than null: the listed schemas are non-nullable.
+        crate::portable::drop_nulls(&mut value);
         let mut result = CallToolResult::success(vec![ContentBlock::text(self.text)]);
         result.structured_content = Some(value);
         Ok(result.into())
@@ -54,13 +57,65 @@ impl IntoCallToolResult for ToolError {
 impl From<pyro_core::Error> for ToolError {
     fn from(error: pyro_core::Error) -> Self {
         let mut message = pyro_util::error_chain(&error);
-        if let pyro_core::Error::HostPath(_) = error {
-            message.push_str(
-                "; only the user can allow more, by starting the server with: \
-                 pyro mcp serve --allow-host-path DIR",
-            );
+        if let Some(hint) = error.hint() {
+            message.push_str("; ");
+            message.push_str(&hint.render(tool_call));
         }
         ToolError(message)
+    }
+}
+
+impl From<pyro_core::InvalidRequest> for ToolError {
+    fn from(error: pyro_core::InvalidRequest) -> Self {
+        pyro_core::Error::from(error).into()
+    }
+}
+
+/// A next step in the words of this server: the tool to call, with the
+/// arguments that matter.
+fn tool_call(action: &Action) -> String {
+    let on = |tool: &str, workspace: &str| format!("{tool} (workspace \"{workspace}\")");
+    let maybe_on = |tool: &str, workspace: &Option<String>| match workspace {
+        Some(workspace) => on(tool, workspace),
+        None => tool.to_string(),
+    };
+    match action {
+        Action::ListWorkspaces => "workspace_list".into(),
+        Action::StartWorkspace { workspace } => on("workspace_start", workspace),
+        Action::WorkspaceLogs { workspace } => maybe_on("workspace_logs", workspace),
+        Action::WorkspaceStatus { workspace } => maybe_on("workspace_status", workspace),
+        Action::ListFiles { workspace } => on("workspace_file_list", workspace),
+        Action::Exec { workspace, command } => {
+            format!("workspace_exec (workspace \"{workspace}\", command \"{command}\")")
+        }
+        Action::ListSnapshots { workspace } => on("workspace_snapshot_list", workspace),
+        Action::ListShells { workspace } => on("workspace_shell_list", workspace),
+        Action::OpenShell { workspace } => on("workspace_shell_open", workspace),
+        Action::CloseShell { workspace } => on("workspace_shell_close", workspace),
+        Action::SignalShell {
+            workspace,
+            shell,
+            signal,
+        } => format!(
+            "workspace_shell_signal (workspace \"{workspace}\", shell \"{shell}\", signal \"{signal}\")"
+        ),
+        Action::ListServices { workspace } => on("workspace_service_list", workspace),
+        Action::StopService { workspace, service } => {
+            format!("workspace_service_stop (workspace \"{workspace}\", name \"{service}\")")
+        }
+        // Only the user can pull or allow; say what to ask them for.
+        Action::PullEnv { env, force: false } => {
+            format!("ask the user to pull environment {env} on the host")
+        }
+        Action::PullEnv { env, force: true } => {
+            format!("ask the user to pull environment {env} again (forced) on the host")
+        }
+        Action::PullEnvAsRoot { env } => {
+            format!("ask the user to pull environment {env} on the host as root")
+        }
+        Action::AllowHostPath => {
+            "ask the user to restart this server with --allow-host-path DIR".into()
+        }
     }
 }
 

@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pyro_core::workspace::{CreateRequest, ExecOptions, Seed};
-use pyro_core::RunRequest;
+use pyro_core::params::{self, call_seed, command_argv};
+use pyro_core::{CreateRequest, ExecOptions, Seed};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::output::{gone, schema, Out, ToolError, ToolResult};
+use crate::output::{gone, schema, Out, ToolResult};
 use crate::progress::Progress;
 use crate::tools_run::default_env;
 use crate::types::{CommandResult, WorkspaceInfo, WorkspaceList};
@@ -67,7 +67,9 @@ pub struct ExecParams {
     /// The workspace id or name.
     pub workspace: String,
     /// A shell command line, run with `sh -c` (pipes, `&&` and redirects work).
-    pub command: String,
+    pub command: Option<String>,
+    /// The command as an exact argv list instead of `command`, e.g. ["python3", "-c", "print(1)"].
+    pub argv: Option<Vec<String>>,
     /// The working directory in the guest (default /workspace).
     pub cwd: Option<String>,
     /// Extra environment variables, NAME -> value.
@@ -104,31 +106,30 @@ impl PyroServer {
         context: RequestContext<RoleServer>,
     ) -> ToolResult<WorkspaceInfo> {
         let progress = Progress::new(&context);
-        let seed = match (params.repo_url, params.seed_path) {
-            (Some(_), Some(_)) => {
-                return Err(ToolError(
-                    "give either seed_path or repo_url, not both".into(),
-                ))
-            }
-            (Some(url), None) => Some(Seed::Repo {
-                url,
-                reference: params.repo_ref,
-            }),
-            (None, Some(path)) => Some(Seed::Path(PathBuf::from(path))),
-            (None, None) => self.default_seed.clone(),
-        };
+        let seed = call_seed(
+            params.seed_path.map(PathBuf::from),
+            params.repo_url,
+            params.repo_ref,
+            self.default_seed.as_ref(),
+        )?;
         let request = CreateRequest {
             env: params.env,
             name: params.name,
             labels: params.labels.into_iter().collect(),
-            cpus: params.cpus.unwrap_or(RunRequest::DEFAULT_CPUS),
-            memory_mib: params.memory_mib.unwrap_or(RunRequest::DEFAULT_MEMORY_MIB),
+            cpus: params.cpus.unwrap_or(params::DEFAULT_CPUS),
+            memory_mib: params.memory_mib.unwrap_or(params::DEFAULT_MEMORY_MIB),
             seed: seed.clone(),
         };
         let mut stage = progress.stage_fn();
+        // A cancelled create is deleted by the facade once it is made.
+        let cancelled = context.ct.clone();
         let created = progress
             .with_heartbeat(
-                self.pyro.workspace_create_staged(&request, &mut stage),
+                self.pyro.workspace_create_staged(
+                    &request,
+                    &mut stage,
+                    cancelled.cancelled_owned(),
+                ),
                 |elapsed| format!("creating workspace ({}s)", elapsed.as_secs()),
             )
             .await;
@@ -136,17 +137,6 @@ impl PyroServer {
         drop(stage);
         progress.done().await;
         let record = created?;
-        if context.ct.is_cancelled() {
-            // The client cancelled the call, so it never learns this id:
-            // delete the workspace rather than leave its VM running for
-            // nobody. (Creation itself runs to the end: a half-made
-            // workspace would be worse.)
-            let _ = self.pyro.workspace_delete(&record.id);
-            return Err(ToolError(format!(
-                "cancelled; workspace {} was deleted",
-                record.id
-            )));
-        }
         let info = WorkspaceInfo::from(record);
         let seeded = match &seed {
             Some(Seed::Path(path)) => format!(", /workspace seeded from {}", path.display()),
@@ -212,7 +202,7 @@ impl PyroServer {
         &self,
         Parameters(params): Parameters<WorkspaceParams>,
     ) -> ToolResult<WorkspaceInfo> {
-        let info = WorkspaceInfo::from(self.pyro.workspace_delete(&params.workspace)?);
+        let info = WorkspaceInfo::from(self.pyro.workspace_delete(&params.workspace).await?);
         Ok(Out::new(format!("deleted workspace {}", info.id), info))
     }
 
@@ -230,7 +220,7 @@ impl PyroServer {
         let cancel = context.ct.clone();
         let progress = Progress::new(&context);
         let options = ExecOptions {
-            argv: vec!["sh".into(), "-c".into(), params.command],
+            argv: command_argv(params.command, params.argv)?,
             cwd: params.cwd,
             env_vars: params.env_vars.into_iter().collect(),
             timeout: params.timeout_seconds.map(Duration::from_secs),

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use pyro_core::workspace::files::DEFAULT_READ_LIMIT;
+use pyro_core::params::DEFAULT_READ_LIMIT;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_router, RoleServer};

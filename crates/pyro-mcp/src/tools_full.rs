@@ -108,7 +108,8 @@ impl PyroServer {
     ) -> ToolResult<SnapshotInfo> {
         let snapshot = self
             .pyro
-            .workspace_snapshot_create(&params.workspace, &params.name)?;
+            .workspace_snapshot_create(&params.workspace, &params.name)
+            .await?;
         Ok(Out::new(
             format!("snapshot {} taken", snapshot.name),
             SnapshotInfo {
@@ -173,7 +174,7 @@ impl PyroServer {
         &self,
         Parameters(params): Parameters<WorkspaceParams>,
     ) -> ToolResult<WorkspaceInfo> {
-        let info = WorkspaceInfo::from(self.pyro.workspace_stop(&params.workspace)?);
+        let info = WorkspaceInfo::from(self.pyro.workspace_stop(&params.workspace).await?);
         Ok(Out::new(info.line(), info))
     }
 
@@ -186,7 +187,7 @@ impl PyroServer {
         &self,
         Parameters(params): Parameters<WorkspaceParams>,
     ) -> ToolResult<WorkspaceInfo> {
-        let info = WorkspaceInfo::from(self.pyro.workspace_start(&params.workspace)?);
+        let info = WorkspaceInfo::from(self.pyro.workspace_start(&params.workspace).await?);
         Ok(Out::new(info.line(), info))
     }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use pyro_core::params::{self, command_argv};
 use pyro_core::RunRequest;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::service::RequestContext;
@@ -10,7 +11,7 @@ use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::output::{gone, schema, Out, ToolError, ToolResult};
+use crate::output::{gone, schema, Out, ToolResult};
 use crate::progress::Progress;
 use crate::types::CommandResult;
 use crate::PyroServer;
@@ -22,8 +23,10 @@ pub struct VmRunParams {
     /// The environment to boot, e.g. `debian:12` (see env_list).
     #[serde(default = "default_env")]
     pub env: String,
-    /// The command and its arguments, e.g. ["sh", "-c", "uname -a"]; no shell unless you ask for one.
-    pub command: Vec<String>,
+    /// A shell command line, run with `sh -c` (pipes, `&&` and redirects work).
+    pub command: Option<String>,
+    /// The command as an exact argv list instead of `command`, e.g. ["uname", "-a"].
+    pub argv: Option<Vec<String>>,
     /// Stop the command after this many seconds (boot time not counted).
     pub timeout_seconds: Option<u64>,
     /// vCPUs for the VM (default 1).
@@ -36,7 +39,7 @@ pub struct VmRunParams {
 }
 
 pub(crate) fn default_env() -> String {
-    "debian:12".to_string()
+    params::DEFAULT_ENV.to_string()
 }
 
 /// `env_list` takes no arguments.
@@ -93,10 +96,11 @@ impl PyroServer {
     ) -> ToolResult<VmRunResult> {
         let cancel = context.ct.clone();
         let progress = Progress::new(&context);
-        let mut request = RunRequest::new(params.env, params.command);
+        let argv = command_argv(params.command, params.argv)?;
+        let mut request = RunRequest::new(params.env, argv);
         request.timeout = params.timeout_seconds.map(Duration::from_secs);
-        request.cpus = params.cpus.unwrap_or(RunRequest::DEFAULT_CPUS);
-        request.memory_mib = params.memory_mib.unwrap_or(RunRequest::DEFAULT_MEMORY_MIB);
+        request.cpus = params.cpus.unwrap_or(params::DEFAULT_CPUS);
+        request.memory_mib = params.memory_mib.unwrap_or(params::DEFAULT_MEMORY_MIB);
         request.env_vars = params.env_vars.into_iter().collect();
         let pyro = self.pyro.clone();
         // On the long-lived VM thread, never in spawn_blocking: the VM dies
@@ -135,10 +139,7 @@ impl PyroServer {
         annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     async fn env_list(&self, _: Parameters<NoParams>) -> ToolResult<EnvList> {
-        let store = self.pyro.env_store()?;
-        let envs = store
-            .list()
-            .map_err(|e| ToolError::from(pyro_core::Error::from(e)))?;
+        let envs = self.pyro.env_list()?;
         let environments: Vec<EnvInfo> = envs
             .into_iter()
             .map(|env| EnvInfo {

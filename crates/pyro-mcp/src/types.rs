@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use pyro_core::workspace::store::{WorkspaceRecord, WorkspaceState};
 use pyro_core::RunEnd;
+use pyro_core::{WorkspaceRecord, WorkspaceState};
 use schemars::JsonSchema;
 use serde::Serialize;
 

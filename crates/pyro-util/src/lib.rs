@@ -1,7 +1,7 @@
 //! Small host-side helpers that several pyro crates need and none of them
 //! owns: locked and atomic file writes ([`fsutil`]), an error with its causes
-//! on one line ([`error_chain`]), RFC 3339 timestamps ([`rfc3339`]) and
-//! POSIX shell quoting ([`shell_quote`]).
+//! on one line ([`error_chain`]), RFC 3339 timestamps ([`rfc3339`]),
+//! POSIX shell quoting ([`shell_quote`]) and sizes ([`human_bytes`]).
 //!
 //! This crate must not know about environments, workspaces, VMs or hosts,
 //! and must not grow dependencies beyond `libc` and `fs-err`: anything with
@@ -13,6 +13,22 @@ mod shell;
 mod time;
 
 pub use shell::shell_quote;
+
+/// `1.5 GiB`-style sizes.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
 pub use time::rfc3339;
 
 /// An error and its causes on one line, `a: b: c`. A cause whose text the
@@ -37,6 +53,12 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
 
     /// An error with a message and an optional source.
     #[derive(Debug)]

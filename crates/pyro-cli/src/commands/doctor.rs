@@ -1,6 +1,6 @@
 //! `pyro doctor`.
 
-use pyro_core::doctor::Level;
+use pyro_core::Level;
 use pyro_core::Pyro;
 
 use crate::cli::DoctorArgs;

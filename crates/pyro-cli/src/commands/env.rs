@@ -1,16 +1,15 @@
 //! `pyro env list | pull | inspect | prune`.
 
-use pyro_core::doctor::human_bytes;
 use pyro_core::Pyro;
+use pyro_util::human_bytes;
 
 use crate::cli::EnvCommand;
 use crate::progress::TerminalProgress;
 
 pub fn env(pyro: &Pyro, command: EnvCommand) -> anyhow::Result<i32> {
-    let store = pyro.env_store()?;
     match command {
         EnvCommand::List(flags) => {
-            let envs = store.list()?;
+            let envs = pyro.env_list()?;
             if flags.json {
                 return super::print_json(&envs).map(|()| 0);
             }
@@ -28,8 +27,8 @@ pub fn env(pyro: &Pyro, command: EnvCommand) -> anyhow::Result<i32> {
         }
         EnvCommand::Pull(args) => {
             let progress = TerminalProgress::new(args.json);
-            let result = store.pull(&args.env, args.force, &progress);
-            pyro_core::pyro_env::Progress::finish(&progress);
+            let result = pyro.env_pull(&args.env, args.force, &progress);
+            pyro_core::Progress::finish(&progress);
             let outcome = result?;
             if args.json {
                 return super::print_json(&outcome).map(|()| 0);
@@ -45,13 +44,13 @@ pub fn env(pyro: &Pyro, command: EnvCommand) -> anyhow::Result<i32> {
             }
         }
         EnvCommand::Inspect(args) => {
-            let details = store.inspect(&args.env)?;
+            let details = pyro.env_inspect(&args.env)?;
             // The details are already a readable document; JSON is the
             // clearest rendering for both people and programs.
             super::print_json(&details)?;
         }
         EnvCommand::Prune(flags) => {
-            let report = store.prune()?;
+            let report = pyro.env_prune()?;
             if flags.json {
                 return super::print_json(&report).map(|()| 0);
             }

@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
+use pyro_core::params::{project_seed, ProjectSkipped};
 use pyro_core::Pyro;
-use pyro_mcp::{project_seed, Profile, PyroServer, ServeOptions};
+use pyro_mcp::{Profile, PyroServer, ServeOptions};
 
 #[derive(Debug, Subcommand)]
 pub enum McpCommand {
@@ -62,7 +63,23 @@ pub fn mcp(pyro: &Pyro, command: McpCommand) -> anyhow::Result<i32> {
         None => None,
     };
     let cwd = std::env::current_dir()?;
-    let default_seed = project_seed(project_path, args.repo_url, args.repo_ref, &cwd);
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let default_seed = match project_seed(
+        project_path,
+        args.repo_url,
+        args.repo_ref,
+        &cwd,
+        home.as_deref(),
+    ) {
+        Ok(seed) => seed,
+        Err(ProjectSkipped::TooWide { root }) => {
+            eprintln!(
+                    "pyro mcp serve: not using {} as the project (a Git checkout at your home directory or /); pass --project-path DIR",
+                    root.display()
+                );
+            None
+        }
+    };
     if let Some(seed) = &default_seed {
         seed.check()?;
     }

@@ -1,7 +1,6 @@
 //! One module per top-level command; each returns the process exit status.
 
 mod bench;
-mod bench_sessions;
 mod doctor;
 mod env;
 pub(crate) mod host;
@@ -29,8 +28,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Host(command) => host::host(command),
         Command::Mcp(command) => mcp::mcp(&pyro, command),
         Command::Workspace(command) => workspace::workspace(&pyro, command),
-        Command::Supervise { home, id, ready_fd } => Ok(pyro_core::workspace::supervisor::run(
-            &pyro,
+        Command::Supervise { home, id, ready_fd } => Ok(pyro_core::run_supervisor(
+            pyro.cache_dir(),
             &home,
             &id,
             Some(ready_fd),

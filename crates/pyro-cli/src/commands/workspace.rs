@@ -2,8 +2,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use pyro_core::workspace::{CreateRequest, ExecOptions, Seed, WorkspaceRecord};
-use pyro_core::{Pyro, RunEnd};
+use pyro_core::params::call_seed;
+use pyro_core::{CreateRequest, ExecOptions, Pyro, RunEnd, WorkspaceRecord};
 
 use super::run::{interrupted, StdStreams};
 use crate::cli::{SnapshotCommand, SyncCommand, WorkspaceCommand, WorkspaceRef};
@@ -11,14 +11,7 @@ use crate::cli::{SnapshotCommand, SyncCommand, WorkspaceCommand, WorkspaceRef};
 pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> {
     match command {
         WorkspaceCommand::Create(args) => {
-            let seed = match (args.seed_path, args.repo_url) {
-                (Some(path), _) => Some(Seed::Path(path)),
-                (None, Some(url)) => Some(Seed::Repo {
-                    url,
-                    reference: args.repo_ref,
-                }),
-                (None, None) => None,
-            };
+            let seed = call_seed(args.seed_path, args.repo_url, args.repo_ref, None)?;
             let request = CreateRequest {
                 env: args.env,
                 name: args.name,
@@ -27,7 +20,15 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                 memory_mib: args.memory,
                 seed,
             };
-            let record = super::runtime().block_on(pyro.workspace_create(&request))?;
+            // Ctrl-C: the create runs to its end, then the workspace is
+            // deleted rather than left running for nobody.
+            let record = super::runtime().block_on(async {
+                let interrupted = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                pyro.workspace_create_staged(&request, &mut |_| {}, interrupted)
+                    .await
+            })?;
             if args.id_only {
                 println!("{}", record.id);
             } else {
@@ -54,13 +55,16 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
             args.json,
         )?,
         WorkspaceCommand::Stop(args) => {
-            acknowledge(&pyro.workspace_stop(&args.workspace)?, &args, "stopped")?
+            let stopped = super::runtime().block_on(pyro.workspace_stop(&args.workspace))?;
+            acknowledge(&stopped, &args, "stopped")?
         }
         WorkspaceCommand::Start(args) => {
-            acknowledge(&pyro.workspace_start(&args.workspace)?, &args, "running")?
+            let started = super::runtime().block_on(pyro.workspace_start(&args.workspace))?;
+            acknowledge(&started, &args, "running")?
         }
         WorkspaceCommand::Delete(args) => {
-            acknowledge(&pyro.workspace_delete(&args.workspace)?, &args, "deleted")?
+            let deleted = super::runtime().block_on(pyro.workspace_delete(&args.workspace))?;
+            acknowledge(&deleted, &args, "deleted")?
         }
         WorkspaceCommand::Logs(args) => {
             let logs = pyro.workspace_logs(&args.workspace)?;
@@ -71,7 +75,8 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
             }
         }
         WorkspaceCommand::Snapshot(SnapshotCommand::Create(args)) => {
-            let snapshot = pyro.workspace_snapshot_create(&args.workspace, &args.name)?;
+            let snapshot = super::runtime()
+                .block_on(pyro.workspace_snapshot_create(&args.workspace, &args.name))?;
             if args.json {
                 super::print_json(&snapshot)?;
             } else {
@@ -271,7 +276,7 @@ fn acknowledge(record: &WorkspaceRecord, args: &WorkspaceRef, verb: &str) -> any
 
 fn describe_state(record: &WorkspaceRecord) -> String {
     match &record.state {
-        pyro_core::workspace::WorkspaceState::Crashed { reason } => format!("crashed: {reason}"),
+        pyro_core::WorkspaceState::Crashed { reason } => format!("crashed: {reason}"),
         state => state.label().to_string(),
     }
 }

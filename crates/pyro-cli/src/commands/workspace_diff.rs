@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use anyhow::Context;
-use pyro_core::workspace::diff::{ChangeStatus, ChangedFile, DiffReport};
 use pyro_core::Pyro;
+use pyro_core::{ChangeStatus, ChangedFile, DiffReport};
 
 use crate::cli::DiffArgs;
 
@@ -29,7 +29,7 @@ pub fn diff(pyro: &Pyro, args: &DiffArgs) -> anyhow::Result<i32> {
     if report.truncated && !args.stat {
         eprintln!(
             "pyro: the patch was cut at {} MiB of {} bytes; see pyro workspace diff {} --stat",
-            pyro_core::workspace::diff::PATCH_LIMIT / (1024 * 1024),
+            pyro_core::params::PATCH_LIMIT / (1024 * 1024),
             report.patch_bytes,
             args.workspace
         );

@@ -4,8 +4,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::Context;
-use pyro_core::workspace::files::{FileKind, FilesError, Listing, PatchReport};
 use pyro_core::Pyro;
+use pyro_core::{FileKind, FilesError, Listing, PatchReport};
 
 use crate::cli_files::{FileCommand, PatchCommand};
 

@@ -4,12 +4,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use pyro_core::workspace::service_log::LogRange;
-use pyro_core::workspace::services::{Readiness, ServiceInfo, ServiceSpec, ServiceState};
-use pyro_core::workspace::shells::{
-    parse_signal, ShellInfo, ShellInput, ShellReadOptions, ShellState,
-};
-use pyro_core::Pyro;
+use pyro_core::params::{self, parse_signal, ShellInput, ShellReadOptions};
+use pyro_core::{Pyro, Readiness, ServiceInfo, ServiceSpec, ServiceState, ShellInfo, ShellState};
 
 use crate::cli_sessions::{ServiceCommand, ShellCommand};
 
@@ -17,11 +13,11 @@ pub fn shell(pyro: &Pyro, command: ShellCommand) -> anyhow::Result<i32> {
     let runtime = super::runtime();
     match command {
         ShellCommand::Open(args) => {
-            let size = args.rows.zip(args.cols);
             let info = runtime.block_on(pyro.workspace_shell_open(
                 &args.workspace,
                 args.cwd.as_deref(),
-                size,
+                args.rows,
+                args.cols,
             ))?;
             if args.id_only {
                 println!("{}", info.id);
@@ -35,11 +31,11 @@ pub fn shell(pyro: &Pyro, command: ShellCommand) -> anyhow::Result<i32> {
             }
         }
         ShellCommand::Read(args) => {
-            let options = ShellReadOptions {
-                wait_idle: Duration::from_millis(args.wait_idle),
-                timeout: Duration::from_secs(args.timeout),
-                raw: args.raw,
-            };
+            let options = ShellReadOptions::new(
+                Some(Duration::from_millis(args.wait_idle)),
+                Some(Duration::from_secs(args.timeout)),
+                args.raw,
+            );
             let read = runtime.block_on(pyro.workspace_shell_read(
                 &args.shell.workspace,
                 &args.shell.shell,
@@ -149,18 +145,12 @@ pub fn service(pyro: &Pyro, command: ServiceCommand) -> anyhow::Result<i32> {
     let runtime = super::runtime();
     match command {
         ServiceCommand::Start(args) => {
-            let readiness = match (
+            let readiness = params::readiness(
                 args.ready_file,
                 args.ready_tcp,
                 args.ready_http,
                 args.ready_command,
-            ) {
-                (Some(path), ..) => Some(Readiness::File { path }),
-                (_, Some(port), ..) => Some(Readiness::Tcp { port }),
-                (_, _, Some(url), _) => Some(Readiness::Http { url }),
-                (.., Some(command)) => Some(Readiness::Command { command }),
-                _ => None,
-            };
+            )?;
             let env = args
                 .env_vars
                 .iter()
@@ -212,10 +202,7 @@ pub fn service(pyro: &Pyro, command: ServiceCommand) -> anyhow::Result<i32> {
             }
         }
         ServiceCommand::Logs(args) => {
-            let range = match (args.since, args.tail) {
-                (Some(offset), _) => LogRange::Since(offset),
-                (None, tail) => LogRange::Tail(tail.unwrap_or(50)),
-            };
+            let range = params::log_range(args.tail, args.since);
             let read = runtime.block_on(pyro.workspace_service_logs(
                 &args.service.workspace,
                 &args.service.name,

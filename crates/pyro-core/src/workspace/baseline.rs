@@ -22,8 +22,7 @@ use std::path::Path;
 
 use super::diff::{self, run_script, NO_GIT_EXIT, PREAMBLE};
 use super::{hostgit, transfer};
-use crate::guest::Guest;
-use crate::Error;
+use crate::host::guest::Guest;
 
 /// Where the guest keeps the baseline (see `PREAMBLE` in `diff.rs`).
 const GUEST_DIR: &str = "/var/lib/pyro";
@@ -59,10 +58,13 @@ impl HostBuild {
 
 /// Records `/workspace`, just seeded from the seed `build` was started on,
 /// as the diff baseline.
-pub(crate) async fn record_from_seed(guest: &Guest, build: HostBuild) -> Result<(), Error> {
+pub(crate) async fn record_from_seed(
+    guest: &Guest,
+    build: HostBuild,
+) -> Result<(), diff::DiffError> {
     let built = tokio::task::spawn_blocking(move || build.0.join()).await;
     if let Ok(Ok(Ok(staging))) = built {
-        if let Ok(true) = install(guest, staging.path()).await {
+        if install(guest, staging.path()).await {
             return Ok(());
         }
     }
@@ -117,9 +119,14 @@ fn build_on_host(seed: &Path) -> Result<tempfile::TempDir, String> {
 }
 
 /// Puts the staged baseline in the guest and checks the guest's git reads
-/// it; `Ok(false)` when it does not (the caller records in the guest).
-async fn install(guest: &Guest, staging: &Path) -> Result<bool, Error> {
-    transfer::push_tree_into(guest, staging, GUEST_DIR).await?;
+/// it; false when anything fails (the caller records in the guest).
+async fn install(guest: &Guest, staging: &Path) -> bool {
+    if transfer::push_tree_into(guest, staging, GUEST_DIR)
+        .await
+        .is_err()
+    {
+        return false;
+    }
     let check = [
         PREAMBLE,
         r#"git rev-parse -q --verify 'refs/pyro/baseline^{tree}' >/dev/null
@@ -127,15 +134,17 @@ GIT_INDEX_FILE="$B.index" git ls-files --stage >/dev/null
 "#,
     ]
     .concat();
-    let output = run_script(guest, &check, &[]).await?;
-    match output.status {
+    match run_script(guest, &check, &[])
+        .await
+        .map(|output| output.status)
+    {
         // No git in the guest: diff will say so; the baseline is in place
         // for an environment that gains git later.
-        0 | NO_GIT_EXIT => Ok(true),
+        Ok(0 | NO_GIT_EXIT) => true,
         _ => {
             let cleanup = "rm -rf /var/lib/pyro/baseline.git /var/lib/pyro/baseline.index";
-            run_script(guest, cleanup, &[]).await?;
-            Ok(false)
+            let _ = run_script(guest, cleanup, &[]).await;
+            false
         }
     }
 }

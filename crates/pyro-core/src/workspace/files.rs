@@ -18,19 +18,15 @@
 //! multi-file transaction, so a failure *while writing* (disk full, VM
 //! gone) can leave some files written; the error then says which.
 
-use std::collections::BTreeSet;
 use std::io::Read;
-use std::time::Instant;
 
-use pyro_patch::{Change, DiffStat, Failure, MemoryTree, ParseError};
+use pyro_patch::{Failure, ParseError};
 use pyro_protocol::{
     ErrorKind, ExecRequest, FileInfo, FrameKind, Message, MAX_PAYLOAD_LEN, STDIN_WINDOW,
 };
 use serde::Serialize;
 
-use super::WorkspaceError;
-use crate::guest::{is_terminal, ExecEvent, Guest, GuestError, RequestStream};
-use crate::{Error, Pyro};
+use crate::host::guest::{is_terminal, ExecEvent, Guest, GuestError, RequestStream};
 
 pub use pyro_protocol::{DirEntry, FileKind};
 
@@ -46,10 +42,9 @@ const WRITE_CHUNK: usize = MAX_PAYLOAD_LEN;
 
 /// Why a file operation failed. Messages name the path and the fix.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // Each variant says what it is in its message.
 pub enum FilesError {
-    #[error(
-        "no such file in /workspace: {path}; list files with: pyro workspace file list {workspace}"
-    )]
+    #[error("no such file in /workspace: {path}")]
     NotFound { workspace: String, path: String },
     /// The agent's own message: `path escapes /workspace: PATH`.
     #[error("{message}; use a path inside /workspace")]
@@ -82,14 +77,18 @@ pub enum FilesError {
     Rejected { failures: Vec<Failure> },
     #[error("deleting {paths} failed ({detail}); nothing else was changed")]
     Delete { paths: String, detail: String },
-    #[error("patch partly applied: {done} done, then writing {path} failed; check the workspace (e.g. pyro workspace exec {workspace} -- git status)")]
+    #[error("patch partly applied: {done} done, then writing {path} failed")]
     Partial {
         workspace: String,
         done: String,
         path: String,
         #[source]
-        source: Box<Error>,
+        source: Box<FilesError>,
     },
+    #[error("the workspace was stopped or deleted while the command ran")]
+    Gone,
+    #[error(transparent)]
+    Channel(GuestError),
 }
 
 fn list_failures(failures: &[Failure]) -> String {
@@ -111,9 +110,13 @@ pub struct Listing {
 /// What a write did.
 #[derive(Debug, Clone, Serialize)]
 pub struct WriteReport {
+    /// The workspace, as the caller named it.
     pub workspace: String,
+    /// The file, relative to /workspace.
     pub path: String,
+    /// Bytes written.
     pub bytes: u64,
+    /// How long it took.
     pub duration_ms: u64,
 }
 
@@ -144,284 +147,54 @@ pub struct HunkOffset {
 /// What an applied patch did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PatchReport {
+    /// The workspace, as the caller named it.
     pub workspace: String,
+    /// Each file the patch touched.
     pub files: Vec<PatchedFile>,
     /// Git's wording: `2 files changed, 3 insertions(+), 1 deletion(-)`.
     pub stat: String,
+    /// How many files changed.
     pub files_changed: usize,
+    /// Lines added.
     pub insertions: usize,
+    /// Lines removed.
     pub deletions: usize,
+    /// Hunks applied.
     pub hunks_applied: usize,
+    /// Hunks that applied away from their stated line.
     pub offsets: Vec<HunkOffset>,
+    /// How long it took.
     pub duration_ms: u64,
 }
 
-impl Pyro {
-    /// Lists `path` (relative to /workspace; empty or `.` for the root),
-    /// walking subdirectories when `recursive` (never through symlinks).
-    pub async fn workspace_file_list(
-        &self,
-        query: &str,
-        path: &str,
-        recursive: bool,
-    ) -> Result<Listing, Error> {
-        let files = Files::connect(self, query).await?;
-        let path = if path.is_empty() { "." } else { path };
-        let mut request = files
-            .open(&Message::ListDir {
-                path: path.to_string(),
-                recursive,
-                max_entries: LIST_LIMIT,
-                root: None,
-            })
-            .await?;
-        let mut listing = Listing {
-            path: path.to_string(),
-            entries: Vec::new(),
-            truncated: false,
-        };
-        loop {
-            match files.next_message(&mut request, path).await? {
-                Message::DirEntries { entries, truncated } => {
-                    listing.entries.extend(entries);
-                    listing.truncated |= truncated;
-                }
-                Message::Done { .. } => return Ok(listing),
-                _ => {}
-            }
-        }
-    }
-
-    /// The content of one file; refused (with the agent's advice) when it
-    /// is over `max_bytes`, [`DEFAULT_READ_LIMIT`] when `None`.
-    pub async fn workspace_file_read(
-        &self,
-        query: &str,
-        path: &str,
-        max_bytes: Option<u64>,
-    ) -> Result<Vec<u8>, Error> {
-        let files = Files::connect(self, query).await?;
-        let mut content = Vec::new();
-        files
-            .read(path, max_bytes.unwrap_or(DEFAULT_READ_LIMIT), &mut content)
-            .await?;
-        Ok(content)
-    }
-
-    /// Replaces (or creates, with its parent directories) one file with
-    /// what `content` yields, atomically. `mode` is the permission bits
-    /// (e.g. `0o755`); when `None` an existing file keeps its own and a new
-    /// one gets 0o644. The source is read one chunk at a time, on the
-    /// calling task.
-    pub async fn workspace_file_write(
-        &self,
-        query: &str,
-        path: &str,
-        content: &mut (dyn Read + Send),
-        mode: Option<u32>,
-    ) -> Result<WriteReport, Error> {
-        let started = Instant::now();
-        if let Some(mode) = mode.filter(|mode| *mode > 0o7777) {
-            return Err(Error::InvalidRequest(format!(
-                "mode {mode:o} is not a permission mode; use octal bits like 644 or 755"
-            )));
-        }
-        let files = Files::connect(self, query).await?;
-        let bytes = files.write(path, content, mode).await?;
-        self.record_activity(query);
-        let event = super::events::EventKind::FileWrite {
-            path: path.to_string(),
-            bytes,
-        };
-        self.record_event(query, event);
-        Ok(WriteReport {
-            workspace: query.to_string(),
-            path: path.to_string(),
-            bytes,
-            duration_ms: elapsed_ms(started),
-        })
-    }
-
-    /// Applies a unified diff (plain or git-style, several files) to
-    /// /workspace, all or nothing: if any hunk of any file fails, nothing is
-    /// written and [`FilesError::Rejected`] lists every failing hunk.
-    pub async fn workspace_patch_apply(
-        &self,
-        query: &str,
-        patch_text: &[u8],
-    ) -> Result<PatchReport, Error> {
-        let started = Instant::now();
-        let patch = pyro_patch::parse(patch_text).map_err(FilesError::Parse)?;
-        let files = Files::connect(self, query).await?;
-
-        // Every path the patch names, as the workspace has it now.
-        let mut tree = MemoryTree::new();
-        let paths: BTreeSet<&str> = patch
-            .files
-            .iter()
-            .flat_map(|file| [file.old_path.as_deref(), file.new_path.as_deref()])
-            .flatten()
-            // `apply` reports unsafe paths itself; never send them.
-            .filter(|path| pyro_patch::check_path(path).is_ok())
-            .collect();
-        for path in paths {
-            let Some(info) = files.stat(path).await? else {
-                continue;
-            };
-            match info.kind {
-                FileKind::File => {}
-                FileKind::Symlink => return Err(FilesError::Symlink { path: path.into() }.into()),
-                _ => return Err(FilesError::NotAFile { path: path.into() }.into()),
-            }
-            let mut content = Vec::new();
-            files.read(path, PATCH_READ_LIMIT, &mut content).await?;
-            tree.insert(path, content, git_mode(info.mode));
-        }
-
-        let applied = pyro_patch::apply(&patch, &tree);
-        let named = || patch.files.iter().map(|file| file.display_path());
-        if applied.is_err() {
-            self.record_event(query, super::events::EventKind::patch(named(), false));
-        }
-        let applied = applied.map_err(|error| match error {
-            pyro_patch::ApplyError::Rejected(failures) => FilesError::Rejected { failures },
-            // The tree is in memory: reads cannot fail.
-            other => FilesError::Agent {
-                message: other.to_string(),
-            },
-        })?;
-        for change in &applied.changes {
-            if let Change::Write {
-                path,
-                mode: Some(mode),
-                ..
-            } = change
-            {
-                if mode & 0o170000 != 0o100000 {
-                    return Err(FilesError::UnsupportedMode {
-                        path: path.clone(),
-                        mode: *mode,
-                    }
-                    .into());
-                }
-            }
-        }
-
-        // Deletes first (a file may give way to a directory), all at once.
-        let deletes: Vec<&str> = applied
-            .changes
-            .iter()
-            .filter_map(|change| match change {
-                Change::Delete { path } => Some(path.as_str()),
-                Change::Write { .. } => None,
-            })
-            .collect();
-        if !deletes.is_empty() {
-            // Each was stat'ed above as a regular file beneath /workspace.
-            files.remove(&deletes).await?;
-        }
-        let mut done_paths: Vec<String> = deletes.iter().map(|p| format!("deleted {p}")).collect();
-        for change in &applied.changes {
-            let Change::Write {
-                path,
-                content,
-                mode,
-            } = change
-            else {
-                continue;
-            };
-            let mut source: &[u8] = content;
-            let written = files
-                .write(path, &mut source, mode.map(|mode| mode & 0o7777))
-                .await;
-            if let Err(error) = written {
-                self.record_activity(query);
-                return Err(FilesError::Partial {
-                    workspace: query.to_string(),
-                    done: if done_paths.is_empty() {
-                        "nothing".to_string()
-                    } else {
-                        done_paths.join(", ")
-                    },
-                    path: path.clone(),
-                    source: Box::new(error),
-                }
-                .into());
-            }
-            done_paths.push(format!("wrote {path}"));
-        }
-        self.record_activity(query);
-        self.record_event(query, super::events::EventKind::patch(named(), true));
-
-        let stat = DiffStat::of(&patch);
-        Ok(PatchReport {
-            workspace: query.to_string(),
-            files: patch
-                .files
-                .iter()
-                .map(|file| {
-                    let file_stat = DiffStat::of_file(file);
-                    let (action, from) = match file.kind {
-                        pyro_patch::FileKind::Modify => ("modified", None),
-                        pyro_patch::FileKind::Create => ("created", None),
-                        pyro_patch::FileKind::Delete => ("deleted", None),
-                        pyro_patch::FileKind::Rename => ("renamed", file.old_path.clone()),
-                        pyro_patch::FileKind::Copy => ("copied", file.old_path.clone()),
-                    };
-                    PatchedFile {
-                        path: file.display_path().to_string(),
-                        action,
-                        from,
-                        insertions: file_stat.insertions,
-                        deletions: file_stat.deletions,
-                    }
-                })
-                .collect(),
-            stat: stat.to_string(),
-            files_changed: stat.files_changed,
-            insertions: stat.insertions,
-            deletions: stat.deletions,
-            hunks_applied: patch.files.iter().map(|file| file.hunks.len()).sum(),
-            offsets: applied
-                .offsets
-                .into_iter()
-                .map(|offset| HunkOffset {
-                    path: offset.path,
-                    hunk: offset.hunk,
-                    offset: offset.offset,
-                })
-                .collect(),
-            duration_ms: elapsed_ms(started),
-        })
-    }
-}
-
 /// A guest channel to one workspace, for file requests.
-struct Files {
+pub(crate) struct Files {
     guest: Guest,
     /// The workspace as the caller named it, for messages.
     workspace: String,
 }
 
 impl Files {
-    async fn connect(pyro: &Pyro, query: &str) -> Result<Files, Error> {
-        Ok(Files {
-            guest: pyro.connect_workspace(query).await?,
-            workspace: query.to_string(),
-        })
+    /// File requests on `guest`, of the workspace the caller calls
+    /// `workspace`.
+    pub(crate) fn new(guest: Guest, workspace: &str) -> Files {
+        Files {
+            guest,
+            workspace: workspace.to_string(),
+        }
     }
 
-    async fn open(&self, message: &Message) -> Result<RequestStream, Error> {
+    pub(crate) async fn open(&self, message: &Message) -> Result<RequestStream, FilesError> {
         self.guest.open(message).await.map_err(guest_error)
     }
 
     /// The next message of a file request, with an `Error` turned into a
     /// [`FilesError`] about `path`. Data frames are skipped.
-    async fn next_message(
+    pub(crate) async fn next_message(
         &self,
         request: &mut RequestStream,
         path: &str,
-    ) -> Result<Message, Error> {
+    ) -> Result<Message, FilesError> {
         loop {
             let frame = request.next_frame().await.map_err(guest_error)?;
             if frame.kind != FrameKind::Message {
@@ -429,10 +202,10 @@ impl Files {
             }
             return match frame
                 .message()
-                .map_err(|e| Error::Guest(GuestError::Protocol(e)))?
+                .map_err(|e| FilesError::Channel(GuestError::Protocol(e)))?
             {
                 Message::Error { kind, message } => {
-                    Err(agent_error(&self.workspace, path, kind, message).into())
+                    Err(agent_error(&self.workspace, path, kind, message))
                 }
                 message => Ok(message),
             };
@@ -440,7 +213,7 @@ impl Files {
     }
 
     /// `path`'s metadata, or `None` when there is no such file.
-    async fn stat(&self, path: &str) -> Result<Option<FileInfo>, Error> {
+    pub(crate) async fn stat(&self, path: &str) -> Result<Option<FileInfo>, FilesError> {
         let mut request = self
             .open(&Message::Stat {
                 path: path.to_string(),
@@ -453,14 +226,19 @@ impl Files {
                 Ok(Message::FileInfo(found)) => info = Some(found),
                 Ok(Message::Done { .. }) => return Ok(info),
                 Ok(_) => {}
-                Err(Error::Files(FilesError::NotFound { .. })) => return Ok(None),
+                Err(FilesError::NotFound { .. }) => return Ok(None),
                 Err(error) => return Err(error),
             }
         }
     }
 
     /// Appends `path`'s content to `content`.
-    async fn read(&self, path: &str, max_bytes: u64, content: &mut Vec<u8>) -> Result<(), Error> {
+    pub(crate) async fn read(
+        &self,
+        path: &str,
+        max_bytes: u64,
+        content: &mut Vec<u8>,
+    ) -> Result<(), FilesError> {
         let mut request = self
             .open(&Message::ReadFile {
                 path: path.to_string(),
@@ -479,10 +257,10 @@ impl Files {
             }
             match frame
                 .message()
-                .map_err(|e| Error::Guest(GuestError::Protocol(e)))?
+                .map_err(|e| FilesError::Channel(GuestError::Protocol(e)))?
             {
                 Message::Error { kind, message } => {
-                    return Err(agent_error(&self.workspace, path, kind, message).into())
+                    return Err(agent_error(&self.workspace, path, kind, message))
                 }
                 Message::Done { .. } => return Ok(()),
                 _ => {}
@@ -492,12 +270,12 @@ impl Files {
 
     /// Streams `source` into `path` under the agent's window; returns the
     /// bytes the agent wrote.
-    async fn write(
+    pub(crate) async fn write(
         &self,
         path: &str,
         source: &mut (dyn Read + Send),
         mode: Option<u32>,
-    ) -> Result<u64, Error> {
+    ) -> Result<u64, FilesError> {
         let mut request = self
             .open(&Message::WriteFile {
                 path: path.to_string(),
@@ -522,8 +300,7 @@ impl Files {
                     return Err(FilesError::Source {
                         path: path.to_string(),
                         source,
-                    }
-                    .into());
+                    });
                 }
             };
             // Take whatever the agent already said (acks, an early refusal)
@@ -554,22 +331,21 @@ impl Files {
 
     /// Bytes acknowledged by `frame` of a write; an `Error` or an early
     /// `Done` ends the write.
-    fn write_progress(&self, frame: &pyro_protocol::Frame, path: &str) -> Result<u64, Error> {
+    fn write_progress(&self, frame: &pyro_protocol::Frame, path: &str) -> Result<u64, FilesError> {
         if frame.kind != FrameKind::Message {
             return Ok(0);
         }
         match frame
             .message()
-            .map_err(|e| Error::Guest(GuestError::Protocol(e)))?
+            .map_err(|e| FilesError::Channel(GuestError::Protocol(e)))?
         {
             Message::Ack { bytes } => Ok(bytes),
             Message::Error { kind, message } => {
-                Err(agent_error(&self.workspace, path, kind, message).into())
+                Err(agent_error(&self.workspace, path, kind, message))
             }
             _ if is_terminal(frame) => Err(FilesError::Agent {
                 message: format!("the agent ended the write of {path} before its end"),
-            }
-            .into()),
+            }),
             _ => Ok(0),
         }
     }
@@ -577,7 +353,7 @@ impl Files {
     /// Deletes regular files by path relative to /workspace. The protocol
     /// has no delete request; callers pass only paths the agent has just
     /// stat'ed (so beneath /workspace) that passed `check_path`.
-    async fn remove(&self, paths: &[&str]) -> Result<(), Error> {
+    pub(crate) async fn remove(&self, paths: &[&str]) -> Result<(), FilesError> {
         let mut argv = vec!["rm".to_string(), "-f".to_string(), "--".to_string()];
         argv.extend(paths.iter().map(|path| path.to_string()));
         let mut exec = self
@@ -606,13 +382,14 @@ impl Files {
         Err(FilesError::Delete {
             paths: paths.join(", "),
             detail,
-        }
-        .into())
+        })
     }
 }
 
 /// The next frame if one is already queued.
-async fn poll_frame(request: &mut RequestStream) -> Result<Option<pyro_protocol::Frame>, Error> {
+async fn poll_frame(
+    request: &mut RequestStream,
+) -> Result<Option<pyro_protocol::Frame>, FilesError> {
     tokio::select! {
         biased;
         frame = request.next_frame() => frame.map(Some).map_err(guest_error),
@@ -652,24 +429,20 @@ fn agent_error(workspace: &str, path: &str, kind: ErrorKind, message: String) ->
     }
 }
 
-fn guest_error(error: GuestError) -> Error {
+fn guest_error(error: GuestError) -> FilesError {
     match error {
-        GuestError::Disconnected => Error::Workspace(WorkspaceError::GoneDuringExec),
-        other => Error::Guest(other),
+        GuestError::Disconnected => FilesError::Gone,
+        other => FilesError::Channel(other),
     }
 }
 
 /// Git's mode for a regular file with permission bits `mode`.
-fn git_mode(mode: u32) -> u32 {
+pub(crate) fn git_mode(mode: u32) -> u32 {
     if mode & 0o111 != 0 {
         pyro_patch::MODE_EXECUTABLE
     } else {
         pyro_patch::MODE_FILE
     }
-}
-
-fn elapsed_ms(started: Instant) -> u64 {
-    started.elapsed().as_millis() as u64
 }
 
 #[cfg(test)]
@@ -687,10 +460,7 @@ mod tests {
     #[test]
     fn agent_errors_say_what_to_do() {
         let missing = agent_error("ws", "x", ErrorKind::NotFound, "x: gone".into());
-        assert_eq!(
-            missing.to_string(),
-            "no such file in /workspace: x; list files with: pyro workspace file list ws"
-        );
+        assert_eq!(missing.to_string(), "no such file in /workspace: x");
         let escape = agent_error(
             "ws",
             "../etc/passwd",

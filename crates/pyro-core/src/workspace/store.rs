@@ -37,10 +37,14 @@ pub enum WorkspaceState {
     /// Stopped on request; the disk keeps its state for `start`.
     Stopped,
     /// The VM or its supervisor died; `reason` says how.
-    Crashed { reason: String },
+    Crashed {
+        /// Why: the VM's last words, or that the supervisor died.
+        reason: String,
+    },
 }
 
 impl WorkspaceState {
+    /// One word: `starting`, `running`, `stopped`, `crashed`.
     pub fn label(&self) -> &'static str {
         match self {
             WorkspaceState::Starting => "starting",
@@ -54,14 +58,23 @@ impl WorkspaceState {
 /// Everything recorded about one workspace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkspaceRecord {
+    /// Its id.
     pub id: String,
+    /// Its optional unique name.
     pub name: Option<String>,
+    /// The environment it was created from.
     pub env: String,
+    /// Free-form `key=value` labels.
     pub labels: BTreeMap<String, String>,
+    /// vCPUs of its VM.
     pub cpus: u32,
+    /// Memory of its VM, MiB.
     pub memory_mib: u32,
+    /// When it was created (RFC 3339).
     pub created_at: String,
+    /// When a call last used it (RFC 3339).
     pub last_activity_at: String,
+    /// Where it stands.
     #[serde(flatten)]
     pub state: WorkspaceState,
     /// Pid of the supervisor while one runs.
@@ -80,9 +93,11 @@ pub struct WorkspaceRecord {
 /// A named, frozen disk layer of a workspace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotRecord {
+    /// Its name.
     pub name: String,
     /// The layer file, relative to the workspace dir.
     pub layer: String,
+    /// When it was created (RFC 3339).
     pub created_at: String,
 }
 
@@ -112,6 +127,11 @@ impl WorkspaceStore {
             source,
         })?;
         Ok(WorkspaceStore { root })
+    }
+
+    /// The pyro home the store lives in.
+    pub fn home(&self) -> &Path {
+        self.root.parent().unwrap_or(&self.root)
     }
 
     pub fn dir(&self, id: &str) -> PathBuf {

@@ -17,10 +17,7 @@ use pyro_transfer::{Expect, PackOptions, UnpackOptions};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::hostgit::{self, RepoUrl};
-use super::WorkspaceError;
-use crate::guest::{ExecEvent, Guest};
-use crate::{Error, HostPathUse, Pyro};
+use crate::host::guest::{ExecEvent, Guest, GuestError};
 
 /// Bytes of one stdin chunk.
 const CHUNK: usize = 64 * 1024;
@@ -31,6 +28,7 @@ const STDERR_KEPT: usize = 8 * 1024;
 
 /// Why a transfer failed.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // Each variant says what it is in its message.
 pub enum TransferError {
     #[error("{path} is not a directory; seed and sync from a directory")]
     NotADirectory { path: PathBuf },
@@ -42,13 +40,18 @@ pub enum TransferError {
     GuestTar(String),
     #[error("export failed: {0}")]
     Export(String),
+    #[error(transparent)]
+    Channel(#[from] GuestError),
 }
 
 /// What a transfer moved.
 #[derive(Debug, Clone, Serialize)]
 pub struct TransferReport {
+    /// Files copied.
     pub files: u64,
+    /// Bytes of file content copied.
     pub bytes: u64,
+    /// How long it took.
     pub duration_ms: u64,
     /// What an export left out and why (git metadata, devices, links
     /// pointing out), one line each.
@@ -56,131 +59,81 @@ pub struct TransferReport {
     pub left_out: Vec<String>,
 }
 
-impl Pyro {
-    /// Copies a host directory into `/workspace/<dest>` (created if needed).
-    pub async fn workspace_sync_push(
-        &self,
-        query: &str,
-        source: &Path,
-        dest: Option<&str>,
-    ) -> Result<TransferReport, Error> {
-        let dest = workspace_path(dest.unwrap_or(""))?;
-        let source = &self.host_paths().check(HostPathUse::SyncSource, source)?;
-        let guest = self.connect_workspace(query).await?;
-        let report = push_tree(&guest, source, &dest).await?;
-        self.record_activity(query);
-        let event = super::events::EventKind::SyncPush {
-            source: source.display().to_string(),
-            destination: format!("/workspace/{dest}"),
+/// Copies `/workspace/<path>` (relative, checked) out of the guest to
+/// `output` on the host through the guest's `tar -c`, unpacked by
+/// `pyro-transfer`, which treats the stream as hostile; `skip_git_metadata`
+/// leaves `.git` members out.
+pub(crate) async fn export_tree(
+    guest: &Guest,
+    path: &str,
+    output: &Path,
+    skip_git_metadata: bool,
+) -> Result<TransferReport, TransferError> {
+    let started = Instant::now();
+    let full = format!("/workspace/{path}");
+    // `-C parent name` for a file, `-C dir .` for a directory, so the
+    // output is the thing itself, not a tree around it.
+    let script = r#"p="$1"; if [ -d "$p" ]; then exec tar -c -f - -C "$p" .; else exec tar -c -f - -C "$(dirname "$p")" -- "$(basename "$p")"; fi"#;
+    let is_dir = guest_is_dir(guest, &full).await?;
+    let argv = vec![
+        "sh".into(),
+        "-c".into(),
+        script.into(),
+        "sh".into(),
+        full.clone(),
+    ];
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+    let output_path = output.to_path_buf();
+    let unpacker = std::thread::spawn(move || {
+        let options = UnpackOptions {
+            expect: if is_dir { Expect::Dir } else { Expect::File },
+            skip_git_metadata,
+            ..UnpackOptions::default()
         };
-        self.record_event(query, event);
-        Ok(report)
-    }
-
-    /// Copies `/workspace/<path>` (a file or a directory) to `output` on the
-    /// host. `output` must not exist yet (or be an empty directory).
-    pub async fn workspace_export(
-        &self,
-        query: &str,
-        path: &str,
-        output: &Path,
-    ) -> Result<TransferReport, Error> {
-        let path = workspace_path(path)?;
-        let output = &self.host_paths().check_export(output)?;
-        let skip_git_metadata = self.host_paths().is_confined();
-        let guest = self.connect_workspace(query).await?;
-        let started = Instant::now();
-        let full = format!("/workspace/{path}");
-        // `-C parent name` for a file, `-C dir .` for a directory, so the
-        // output is the thing itself, not a tree around it.
-        let script = r#"p="$1"; if [ -d "$p" ]; then exec tar -c -f - -C "$p" .; else exec tar -c -f - -C "$(dirname "$p")" -- "$(basename "$p")"; fi"#;
-        let is_dir = guest_is_dir(&guest, &full).await?;
-        let argv = vec![
-            "sh".into(),
-            "-c".into(),
-            script.into(),
-            "sh".into(),
-            full.clone(),
-        ];
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
-        let output_path = output.to_path_buf();
-        let unpacker = std::thread::spawn(move || {
-            let options = UnpackOptions {
-                expect: if is_dir { Expect::Dir } else { Expect::File },
-                skip_git_metadata,
-                ..UnpackOptions::default()
-            };
-            let result = pyro_transfer::unpack(ChannelReader::new(rx), &output_path, &options);
-            result.map_err(|e| e.to_string())
-        });
-        let mut stream = guest
-            .exec(ExecRequest {
-                argv,
-                ..ExecRequest::default()
-            })
-            .await?;
-        let mut stderr = Vec::new();
-        let mut sender = Some(tx);
-        let status = loop {
-            match stream.next().await? {
-                ExecEvent::Stdout(bytes) => {
-                    // The unpacker stopping early (an error) closes the channel.
-                    if let Some(tx) = &sender {
-                        if tx.send(bytes).is_err() {
-                            sender = None;
-                        }
+        let result = pyro_transfer::unpack(ChannelReader::new(rx), &output_path, &options);
+        result.map_err(|e| e.to_string())
+    });
+    let mut stream = guest
+        .exec(ExecRequest {
+            argv,
+            ..ExecRequest::default()
+        })
+        .await?;
+    let mut stderr = Vec::new();
+    let mut sender = Some(tx);
+    let status = loop {
+        match stream.next().await? {
+            ExecEvent::Stdout(bytes) => {
+                // The unpacker stopping early (an error) closes the channel.
+                if let Some(tx) = &sender {
+                    if tx.send(bytes).is_err() {
+                        sender = None;
                     }
                 }
-                ExecEvent::Stderr(bytes) => keep_tail(&mut stderr, &bytes),
-                ExecEvent::Exited(status) => break status,
-                ExecEvent::Failed { message, .. } => {
-                    return Err(TransferError::Export(message).into())
-                }
-                ExecEvent::Started { .. } | ExecEvent::Ack(_) => {}
             }
-        };
-        drop(sender);
-        let unpacked = unpacker
-            .join()
-            .map_err(|_| TransferError::Export("the unpacker panicked".into()))?;
-        if status.shell_code() != 0 {
-            return Err(TransferError::Export(format!(
-                "tar in the guest failed: {}",
-                String::from_utf8_lossy(&stderr).trim()
-            ))
-            .into());
+            ExecEvent::Stderr(bytes) => keep_tail(&mut stderr, &bytes),
+            ExecEvent::Exited(status) => break status,
+            ExecEvent::Failed { message, .. } => return Err(TransferError::Export(message)),
+            ExecEvent::Started | ExecEvent::Ack(_) => {}
         }
-        let report = unpacked.map_err(TransferError::Export)?;
-        self.record_activity(query);
-        let event = super::events::EventKind::Export {
-            path,
-            output: output.display().to_string(),
-        };
-        self.record_event(query, event);
-        Ok(TransferReport {
-            files: report.files,
-            bytes: report.bytes,
-            duration_ms: started.elapsed().as_millis() as u64,
-            left_out: report.warnings,
-        })
+    };
+    drop(sender);
+    let unpacked = unpacker
+        .join()
+        .map_err(|_| TransferError::Export("the unpacker panicked".into()))?;
+    if status.shell_code() != 0 {
+        return Err(TransferError::Export(format!(
+            "tar in the guest failed: {}",
+            String::from_utf8_lossy(&stderr).trim()
+        )));
     }
-}
-
-/// Clones `repo` at `reference` (branch, tag or commit) into a new
-/// temporary directory on the host with the hardened git of [`hostgit`];
-/// the checkout keeps its `.git`.
-pub(crate) fn clone_repo(
-    given: &str,
-    repo: &RepoUrl,
-    reference: Option<&str>,
-    trust: hostgit::Trust<'_>,
-) -> Result<tempfile::TempDir, Error> {
-    let dir = tempfile::tempdir().map_err(|source| WorkspaceError::Io {
-        path: std::env::temp_dir(),
-        source,
-    })?;
-    hostgit::clone(given, repo, reference, trust, dir.path()).map_err(WorkspaceError::from)?;
-    Ok(dir)
+    let report = unpacked.map_err(TransferError::Export)?;
+    Ok(TransferReport {
+        files: report.files,
+        bytes: report.bytes,
+        duration_ms: started.elapsed().as_millis() as u64,
+        left_out: report.warnings,
+    })
 }
 
 /// Packs `source` into `/workspace/<dest>` through the guest's `tar -x`.
@@ -188,7 +141,7 @@ pub(crate) async fn push_tree(
     guest: &Guest,
     source: &Path,
     dest: &str,
-) -> Result<TransferReport, Error> {
+) -> Result<TransferReport, TransferError> {
     push_tree_into(guest, source, &format!("/workspace/{dest}")).await
 }
 
@@ -198,12 +151,11 @@ pub(crate) async fn push_tree_into(
     guest: &Guest,
     source: &Path,
     target: &str,
-) -> Result<TransferReport, Error> {
+) -> Result<TransferReport, TransferError> {
     if !source.is_dir() {
         return Err(TransferError::NotADirectory {
             path: source.to_path_buf(),
-        }
-        .into());
+        });
     }
     let started = Instant::now();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
@@ -252,10 +204,10 @@ pub(crate) async fn push_tree_into(
                 ExecEvent::Stderr(bytes) => keep_tail(&mut stderr, &bytes),
                 ExecEvent::Exited(status) => break status,
                 ExecEvent::Failed { kind: ErrorKind::NotFound, .. } => {
-                    return Err(TransferError::GuestTar("the environment has no tar".into()).into())
+                    return Err(TransferError::GuestTar("the environment has no tar".into()))
                 }
-                ExecEvent::Failed { message, .. } => return Err(TransferError::GuestTar(message).into()),
-                ExecEvent::Stdout(_) | ExecEvent::Started { .. } => {}
+                ExecEvent::Failed { message, .. } => return Err(TransferError::GuestTar(message)),
+                ExecEvent::Stdout(_) | ExecEvent::Started => {}
             }
         }
     };
@@ -269,9 +221,9 @@ pub(crate) async fn push_tree_into(
         message,
     })?;
     if status.shell_code() != 0 {
-        return Err(
-            TransferError::GuestTar(String::from_utf8_lossy(&stderr).trim().to_string()).into(),
-        );
+        return Err(TransferError::GuestTar(
+            String::from_utf8_lossy(&stderr).trim().to_string(),
+        ));
     }
     Ok(TransferReport {
         files: report.files,
@@ -281,7 +233,7 @@ pub(crate) async fn push_tree_into(
     })
 }
 
-async fn guest_is_dir(guest: &Guest, path: &str) -> Result<bool, Error> {
+async fn guest_is_dir(guest: &Guest, path: &str) -> Result<bool, TransferError> {
     let mut stream = guest
         .exec(ExecRequest {
             argv: vec!["test".into(), "-d".into(), path.into()],
@@ -291,7 +243,7 @@ async fn guest_is_dir(guest: &Guest, path: &str) -> Result<bool, Error> {
     loop {
         match stream.next().await? {
             ExecEvent::Exited(status) => return Ok(status.shell_code() == 0),
-            ExecEvent::Failed { message, .. } => return Err(TransferError::Export(message).into()),
+            ExecEvent::Failed { message, .. } => return Err(TransferError::Export(message)),
             _ => {}
         }
     }
@@ -404,12 +356,6 @@ impl Read for ChannelReader {
         out[..n].copy_from_slice(&self.current[self.offset..self.offset + n]);
         self.offset += n;
         Ok(n)
-    }
-}
-
-impl From<TransferError> for Error {
-    fn from(error: TransferError) -> Self {
-        Error::Workspace(super::WorkspaceError::Transfer(error))
     }
 }
 

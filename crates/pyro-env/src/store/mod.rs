@@ -66,15 +66,15 @@ pub enum StoreError {
     },
     #[error("unknown environment '{name}'; known environments: {}", known.join(", "))]
     UnknownEnv { name: String, known: Vec<String> },
-    #[error("environment {name} is not pulled; run: pyro env pull {name}")]
+    #[error("environment {name} is not pulled")]
     NotPulled { name: String },
-    #[error("environment {name} is corrupt ({artifact} {reason}); re-pull it with: pyro env pull {name} --force")]
+    #[error("environment {name} is corrupt ({artifact} {reason})")]
     Corrupt {
         name: String,
         artifact: String,
         reason: String,
     },
-    #[error("the manifest of environment {name} ({path}) is unreadable; re-pull it with: pyro env pull {name} --force")]
+    #[error("the manifest of environment {name} ({path}) is unreadable")]
     BadManifest {
         name: String,
         path: PathBuf,
@@ -91,7 +91,7 @@ pub enum StoreError {
         name: String,
         missing: Vec<crate::command::HostTool>,
     },
-    #[error("building environments needs root: run `sudo pyro env pull {name}`")]
+    #[error("building environments needs root")]
     NeedsRoot { name: String },
     #[error("could not fetch the kernel for {name}")]
     Kernel {

@@ -25,7 +25,7 @@ use pyro_util::fsutil::{write_atomic, FileLock, Owner};
 use pyro_util::shell_quote;
 use serde::{Deserialize, Serialize};
 
-use crate::RunEnd;
+use crate::host::exec::RunEnd;
 
 /// The log, inside the workspace directory.
 pub(crate) const EVENTS: &str = "events.jsonl";
@@ -202,18 +202,6 @@ impl EventKind {
                 .collect(),
             applied,
             more_files: all.len().saturating_sub(PATCH_FILES_CAP),
-        }
-    }
-}
-
-impl crate::Pyro {
-    /// Records `event` in the log of the workspace `query` names, if it
-    /// still exists (best effort, like [`record`]).
-    pub(crate) fn record_event(&self, query: &str, event: EventKind) {
-        if let Ok(store) = self.workspaces() {
-            if let Ok(workspace) = store.resolve(query) {
-                record(&store.dir(&workspace.id), event);
-            }
         }
     }
 }

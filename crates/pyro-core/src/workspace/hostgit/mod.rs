@@ -43,6 +43,7 @@ const STDERR_KEPT: usize = 16 * 1024;
 
 /// Why a repository could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // Each variant says what it is in its message.
 pub enum GitError {
     #[error("repository URL '{url}' is not usable: {reason}")]
     BadUrl { url: String, reason: &'static str },
@@ -273,6 +274,22 @@ fn clone_timeout() -> Duration {
         .and_then(|s| s.trim().parse::<u64>().ok())
         .filter(|&s| s > 0)
         .map_or(CLONE_TIMEOUT, Duration::from_secs)
+}
+
+/// [`clone`] into a new temporary directory on the host, which the
+/// caller keeps as long as it needs the checkout.
+pub(crate) fn clone_to_temp(
+    given: &str,
+    url: &RepoUrl,
+    reference: Option<&str>,
+    trust: Trust<'_>,
+) -> Result<tempfile::TempDir, GitError> {
+    let dir = tempfile::tempdir().map_err(|e| GitError::Failed {
+        url: given.to_string(),
+        message: format!("cannot make a scratch directory: {e}"),
+    })?;
+    clone(given, url, reference, trust, dir.path())?;
+    Ok(dir)
 }
 
 /// Clones `url` into `dir` (empty) and checks out `reference` (a branch,

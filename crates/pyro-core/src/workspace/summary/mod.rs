@@ -16,9 +16,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::diff::ChangedFile;
-use super::events::{self, Event, EventKind};
-use super::WorkspaceState;
-use crate::{Error, Pyro};
+use super::events::{Event, EventKind};
 
 /// Commands listed in the text form; the JSON form has them all.
 const TEXT_COMMANDS: usize = 20;
@@ -28,14 +26,18 @@ const TEXT_FILES: usize = 40;
 /// What happened in a workspace since its last reset.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkspaceSummary {
+    /// The workspace's id.
     pub workspace: String,
+    /// Its name.
     pub name: Option<String>,
+    /// Its environment.
     pub env: String,
     /// `running`, `stopped`, …
     pub state: String,
     /// Where the summary starts; `None` when the workspace has no log yet
     /// (it predates it).
     pub since: Option<Since>,
+    /// What was run and changed.
     #[serde(flatten)]
     pub activity: Activity,
 }
@@ -150,33 +152,6 @@ pub enum FileSource {
     Diff(Vec<ChangedFile>),
     /// No diff; why not.
     Unavailable(String),
-}
-
-impl Pyro {
-    /// What happened in a workspace since its last reset (or creation):
-    /// commands, changed files, services, snapshots, syncs and exports.
-    pub async fn workspace_summary(&self, query: &str) -> Result<WorkspaceSummary, Error> {
-        let record = self.workspace_status(query)?;
-        let events = events::read_since_reset(&self.workspaces()?.dir(&record.id));
-        let files = match &record.state {
-            WorkspaceState::Running => match self.workspace_diff(&record.id).await {
-                Ok(report) => FileSource::Diff(report.files),
-                Err(error) => FileSource::Unavailable(format!("no diff: {error}")),
-            },
-            state => FileSource::Unavailable(format!(
-                "no diff: the workspace is {}; start it for the exact changes",
-                state.label()
-            )),
-        };
-        Ok(WorkspaceSummary {
-            workspace: record.id.clone(),
-            name: record.name.clone(),
-            env: record.env.clone(),
-            state: record.state.label().to_string(),
-            since: since(&events),
-            activity: synthesise(&events, files),
-        })
-    }
 }
 
 /// The boundary the events start with, if they do.

@@ -1,0 +1,26 @@
+//! The `pyro` binary end to end, in one integration-test binary (linked
+//! once, the way uv's `tests/it` is): the CLI against real VMs, the MCP
+//! server through real clients, the chat hosts' CLIs, and the host side of
+//! the boundary. `support` holds the shared harness (`TestHome`, waits
+//! with deadlines, the MCP client helpers).
+//!
+//! Run one area with, e.g.: `cargo test -p pyro-cli --test it workspace_shells::`
+
+mod support;
+
+mod cli;
+mod host;
+mod host_boundary;
+mod library;
+mod mcp;
+mod mcp_raw;
+mod mcp_sessions;
+mod run;
+mod workspace;
+mod workspace_diff;
+mod workspace_files;
+mod workspace_services;
+mod workspace_shells;
+mod workspace_snapshots;
+mod workspace_summary;
+mod workspace_transfer;

@@ -1,0 +1,111 @@
+//! Workspace measurements: create to first exec, exec round trip, reset,
+//! shells and services, and seeding throughput, in a throw-away home.
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use super::{run_once, BenchOptions, Samples};
+use crate::api::error::Error;
+use crate::api::Pyro;
+
+/// Every workspace row, in order.
+pub(super) async fn rows(
+    pyro: &Pyro,
+    options: &BenchOptions,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<Vec<Samples>, Error> {
+    let home = tempfile::tempdir().map_err(|e| Error::Benchmark(format!("scratch home: {e}")))?;
+    let envs = [("PYRO_HOME", home.path().as_os_str())];
+    let program = options.program.as_os_str();
+    let pyro_cli = |args: Vec<String>| {
+        let label = format!("pyro {}", args.join(" "));
+        async move { run_once(&label, program, &args, &envs).await }
+    };
+    let words = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    let env = options.env.as_str();
+    let runs = options.runs;
+
+    progress(&format!("workspace create to first exec, {runs} runs"));
+    let mut tti = Samples::new("workspace create + first `exec -- true`");
+    for i in 0..runs {
+        let name = format!("tti-{i}");
+        let create = pyro_cli(words(&["workspace", "create", env, "--name", &name])).await?;
+        let exec = pyro_cli(words(&["workspace", "exec", &name, "--", "true"])).await?;
+        tti.push(create + exec);
+        pyro_cli(words(&["workspace", "delete", &name])).await?;
+    }
+
+    progress(&format!("exec round trip and reset, {runs} runs"));
+    pyro_cli(words(&["workspace", "create", env, "--name", "hot"])).await?;
+    let mut exec = Samples::new("`workspace exec -- true` (running workspace)");
+    for _ in 0..runs {
+        exec.push(pyro_cli(words(&["workspace", "exec", "hot", "--", "true"])).await?);
+    }
+    let mut reset = Samples::new("`workspace reset` to baseline (until usable)");
+    for _ in 0..runs {
+        reset.push(pyro_cli(words(&["workspace", "reset", "hot"])).await?);
+    }
+    let in_home = Pyro::with_dirs(pyro.cache_dir(), home.path());
+    let sessions = super::sessions::rows(&in_home, "hot", runs, progress).await?;
+    pyro_cli(words(&["workspace", "delete", "hot"])).await?;
+
+    let seed_runs = runs.min(3);
+    progress(&format!(
+        "seeding {} MB in 10k files, {seed_runs} runs",
+        options.seed_mb
+    ));
+    let tree = tempfile::tempdir().map_err(|e| Error::Benchmark(format!("scratch tree: {e}")))?;
+    let root = tree.path().to_path_buf();
+    let mb = options.seed_mb;
+    let bytes = tokio::task::spawn_blocking(move || generate_tree(&root, mb))
+        .await
+        .map_err(|e| Error::Benchmark(e.to_string()))?
+        .map_err(|e| Error::Benchmark(format!("generating the seed tree: {e}")))?;
+    let mut seed_create = Samples::new("create with --seed-path (tree)");
+    let mut bare_create = Samples::new("create without a seed");
+    let seed: &OsStr = tree.path().as_os_str();
+    for i in 0..seed_runs {
+        let name = format!("seed-{i}");
+        let mut create = words(&["workspace", "create", env, "--name", &name, "--seed-path"]);
+        create.push(seed.to_string_lossy().into_owned());
+        seed_create.push(pyro_cli(create).await?);
+        pyro_cli(words(&["workspace", "delete", &name])).await?;
+        bare_create.push(pyro_cli(words(&["workspace", "create", env, "--name", &name])).await?);
+        pyro_cli(words(&["workspace", "delete", &name])).await?;
+    }
+    let seconds = (seed_create.median() - bare_create.median()) / 1000.0;
+    let mut throughput = Samples::new(format!(
+        "seeding throughput, MB/s ({} MB, 10k files; value, not ms)",
+        options.seed_mb
+    ));
+    throughput
+        .millis
+        .push(bytes as f64 / 1e6 / seconds.max(0.001));
+    let mut rows = vec![tti, exec, reset];
+    rows.extend(sessions);
+    rows.extend([bare_create, seed_create, throughput]);
+    Ok(rows)
+}
+
+/// Writes `mb` megabytes of incompressible data as 100 x 100 files.
+fn generate_tree(root: &Path, mb: u64) -> std::io::Result<u64> {
+    let per_file = (mb * 1_000_000 / 10_000).max(1) as usize;
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut total = 0u64;
+    for d in 0..100 {
+        let dir = root.join(format!("d{d}"));
+        std::fs::create_dir(&dir)?;
+        for f in 0..100 {
+            let mut data = vec![0u8; per_file];
+            for byte in data.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *byte = state as u8;
+            }
+            std::fs::write(dir.join(format!("f{f}.txt")), &data)?;
+            total += per_file as u64;
+        }
+    }
+    Ok(total)
+}

@@ -1,0 +1,472 @@
+//! The rules every front end shares: defaults, limits, and how loose
+//! arguments become one request. The CLI and the MCP server parse their
+//! own syntax, then call these, so a default or a limit is written once
+//! and both front ends agree (the way `uv`'s settings are resolved once).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::supervisor::protocol::{LogRange, Readiness};
+use crate::workspace::Seed;
+
+pub use crate::supervisor::protocol::{
+    DEFAULT_LOG_LINES, LONGEST_WAIT, MAX_COLS, MAX_OPEN_SHELLS, MAX_ROWS, MAX_SERVICES, MAX_WRITE,
+};
+pub use crate::workspace::diff::PATCH_LIMIT;
+pub use crate::workspace::files::{DEFAULT_READ_LIMIT, LIST_LIMIT, PATCH_READ_LIMIT};
+
+/// The environment used when a call names none.
+pub const DEFAULT_ENV: &str = "debian:12";
+/// vCPUs of a VM unless asked otherwise.
+pub const DEFAULT_CPUS: u32 = 1;
+/// Memory of a VM unless asked otherwise, MiB.
+pub const DEFAULT_MEMORY_MIB: u32 = 1024;
+/// Smallest VM memory accepted (MiB); below it Debian's kernel cannot even
+/// unpack its initramfs.
+pub const MIN_MEMORY_MIB: u32 = 128;
+/// Most vCPUs accepted.
+pub const MAX_CPUS: u32 = 64;
+
+/// Default terminal size of a shell: roomy, so fewer lines wrap.
+pub const DEFAULT_ROWS: u16 = 40;
+/// Default terminal width of a shell.
+pub const DEFAULT_COLS: u16 = 120;
+/// A shell read returns once the shell printed nothing for this long...
+pub const DEFAULT_WAIT_IDLE: Duration = Duration::from_millis(500);
+/// ...at most this long.
+pub const MAX_WAIT_IDLE: Duration = Duration::from_secs(60);
+/// A shell read returns after this long however busy the shell is...
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// ...between these bounds.
+pub const MIN_READ_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest a shell read may wait.
+pub const MAX_READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a service may take to become ready unless asked otherwise.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time between SIGTERM and SIGKILL when a service stops.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
+/// Most bytes of a service's log one read returns unless asked otherwise.
+pub const DEFAULT_LOG_BYTES: u64 = 1024 * 1024;
+
+/// Arguments that break a rule, before anything runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // Each variant says what it is in its message.
+pub enum InvalidRequest {
+    #[error("no command given")]
+    NoCommand,
+    #[error("give the command either as one shell line or as an argv list, not both")]
+    TwoCommandForms,
+    #[error("{mib} MiB of memory is too small to boot; use at least {MIN_MEMORY_MIB}")]
+    MemoryTooSmall { mib: u32 },
+    #[error("a VM takes 1 to {MAX_CPUS} vCPUs, not {cpus}")]
+    CpusOutOfRange { cpus: u32 },
+    #[error("a timeout must be at least 1 second")]
+    ZeroTimeout,
+    #[error("mode {mode:o} is not a permission mode; use octal bits like 644 or 755")]
+    BadMode { mode: u32 },
+    #[error("unknown key '{key}'; use one of: {}", pyro_term::keys::NAMES.join(", "))]
+    UnknownKey { key: String },
+    #[error("nothing to write: give text, a line or keys")]
+    NothingToWrite,
+    #[error("unknown signal '{name}'; use a number or one of: {}", signal_names())]
+    UnknownSignal { name: String },
+    #[error(
+        "give one readiness check (a file, a TCP port, an HTTP URL or a command), not {count}"
+    )]
+    TwoReadinessChecks { count: usize },
+    #[error("give either a seed path or a repository URL, not both")]
+    TwoSeeds,
+    #[error("a repository ref needs a repository URL")]
+    RefWithoutRepo,
+}
+
+/// Checks VM sizes before anything boots.
+pub(crate) fn validate_size(cpus: u32, memory_mib: u32) -> Result<(), InvalidRequest> {
+    if memory_mib < MIN_MEMORY_MIB {
+        return Err(InvalidRequest::MemoryTooSmall { mib: memory_mib });
+    }
+    if cpus == 0 || cpus > MAX_CPUS {
+        return Err(InvalidRequest::CpusOutOfRange { cpus });
+    }
+    Ok(())
+}
+
+/// A command given as one shell line (run with `sh -c`, so pipes and `&&`
+/// work) or as an exact argv; exactly one of them.
+pub fn command_argv(
+    line: Option<String>,
+    argv: Option<Vec<String>>,
+) -> Result<Vec<String>, InvalidRequest> {
+    match (line, argv) {
+        (Some(_), Some(_)) => Err(InvalidRequest::TwoCommandForms),
+        (Some(line), None) if !line.trim().is_empty() => Ok(vec!["sh".into(), "-c".into(), line]),
+        (None, Some(argv)) if !argv.is_empty() => Ok(argv),
+        _ => Err(InvalidRequest::NoCommand),
+    }
+}
+
+/// The terminal size of a new shell: what was given, the default for a
+/// half that was not. (The supervisor refuses sizes out of range.)
+pub fn shell_size(rows: Option<u16>, cols: Option<u16>) -> (u16, u16) {
+    (rows.unwrap_or(DEFAULT_ROWS), cols.unwrap_or(DEFAULT_COLS))
+}
+
+/// How a shell read waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShellReadOptions {
+    /// Return once the shell printed nothing for this long.
+    pub wait_idle: Duration,
+    /// Return after this long however busy the shell is.
+    pub timeout: Duration,
+    /// Bytes as the program wrote them, escape sequences and all.
+    pub raw: bool,
+}
+
+impl ShellReadOptions {
+    /// The defaults for what was not given, and every value within its
+    /// bounds.
+    pub fn new(wait_idle: Option<Duration>, timeout: Option<Duration>, raw: bool) -> Self {
+        ShellReadOptions {
+            wait_idle: wait_idle.unwrap_or(DEFAULT_WAIT_IDLE).min(MAX_WAIT_IDLE),
+            timeout: timeout
+                .unwrap_or(DEFAULT_READ_TIMEOUT)
+                .clamp(MIN_READ_TIMEOUT, MAX_READ_TIMEOUT),
+            raw,
+        }
+    }
+}
+
+impl Default for ShellReadOptions {
+    fn default() -> Self {
+        ShellReadOptions::new(None, None, false)
+    }
+}
+
+/// What to type into a shell: `text` as is, then `line` and Enter, then
+/// each named key (see [`pyro_term::keys`]). Keys are encoded by the
+/// supervisor, which knows the terminal's mode (arrows differ in
+/// full-screen programs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShellInput {
+    /// Bytes to type: `text`, then `line` and Enter.
+    pub data: String,
+    /// Named keys pressed after `data`.
+    pub keys: Vec<String>,
+}
+
+impl ShellInput {
+    /// Checks the keys and that something is typed at all.
+    pub fn new(
+        text: Option<&str>,
+        line: Option<&str>,
+        keys: &[String],
+    ) -> Result<Self, InvalidRequest> {
+        let mut data = String::new();
+        if let Some(text) = text {
+            data.push_str(text);
+        }
+        if let Some(line) = line {
+            data.push_str(line);
+            data.push('\r');
+        }
+        if let Some(unknown) = keys
+            .iter()
+            .find(|key| pyro_term::keys::encode(key).is_none())
+        {
+            return Err(InvalidRequest::UnknownKey {
+                key: unknown.clone(),
+            });
+        }
+        if data.is_empty() && keys.is_empty() {
+            return Err(InvalidRequest::NothingToWrite);
+        }
+        Ok(ShellInput {
+            data,
+            keys: keys.to_vec(),
+        })
+    }
+}
+
+const SIGNALS: &[(&str, i32)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("TERM", libc::SIGTERM),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("WINCH", libc::SIGWINCH),
+    ("ALRM", libc::SIGALRM),
+];
+
+fn signal_names() -> String {
+    let names: Vec<&str> = SIGNALS.iter().map(|(name, _)| *name).collect();
+    names.join(", ")
+}
+
+/// Signal numbers by name (`INT`, `SIGINT`, `int`) or number.
+pub fn parse_signal(name: &str) -> Result<i32, InvalidRequest> {
+    if let Ok(number) = name.parse::<i32>() {
+        if (1..=64).contains(&number) {
+            return Ok(number);
+        }
+    }
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    SIGNALS
+        .iter()
+        .find(|(known, _)| *known == bare)
+        .map(|(_, number)| *number)
+        .ok_or_else(|| InvalidRequest::UnknownSignal {
+            name: name.to_string(),
+        })
+}
+
+/// The one readiness check of a service start, from the four ways to give
+/// one; none is fine (the service is ready once started), two are not.
+pub fn readiness(
+    file: Option<String>,
+    tcp_port: Option<u16>,
+    http_url: Option<String>,
+    command: Option<String>,
+) -> Result<Option<Readiness>, InvalidRequest> {
+    let mut given = Vec::new();
+    given.extend(file.map(|path| Readiness::File { path }));
+    given.extend(tcp_port.map(|port| Readiness::Tcp { port }));
+    given.extend(http_url.map(|url| Readiness::Http { url }));
+    given.extend(command.map(|command| Readiness::Command { command }));
+    match given.len() {
+        0 | 1 => Ok(given.pop()),
+        count => Err(InvalidRequest::TwoReadinessChecks { count }),
+    }
+}
+
+/// Which part of a service log to read: from `since_offset` on when given,
+/// else the last `tail_lines` (default [`DEFAULT_LOG_LINES`]).
+pub fn log_range(tail_lines: Option<usize>, since_offset: Option<u64>) -> LogRange {
+    match since_offset {
+        Some(offset) => LogRange::Since(offset),
+        None => LogRange::Tail(tail_lines.unwrap_or(DEFAULT_LOG_LINES)),
+    }
+}
+
+/// The seed of a create call: `seed_path` or `repo_url` (with
+/// `repo_ref`), else `default` (the server's project).
+pub fn call_seed(
+    seed_path: Option<PathBuf>,
+    repo_url: Option<String>,
+    repo_ref: Option<String>,
+    default: Option<&Seed>,
+) -> Result<Option<Seed>, InvalidRequest> {
+    match (seed_path, repo_url, repo_ref) {
+        (Some(_), Some(_), _) => Err(InvalidRequest::TwoSeeds),
+        (_, None, Some(_)) => Err(InvalidRequest::RefWithoutRepo),
+        (Some(path), None, None) => Ok(Some(Seed::Path(path))),
+        (None, Some(url), reference) => Ok(Some(Seed::Repo { url, reference })),
+        (None, None, None) => Ok(default.cloned()),
+    }
+}
+
+/// Why project-aware startup found no project where it looked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)] // Each variant says what it is in its message.
+pub enum ProjectSkipped {
+    /// The Git checkout around the working directory is the home directory
+    /// (dotfiles) or `/`: it would let a model reach everything under it.
+    TooWide { root: PathBuf },
+}
+
+/// The seed for project-aware startup: `repo_url` (with `repo_ref`), else
+/// `project_path`, else the Git checkout around `cwd` (the nearest
+/// ancestor holding `.git`) unless that is `home` or `/`, else none.
+pub fn project_seed(
+    project_path: Option<PathBuf>,
+    repo_url: Option<String>,
+    repo_ref: Option<String>,
+    cwd: &Path,
+    home: Option<&Path>,
+) -> Result<Option<Seed>, ProjectSkipped> {
+    if let Some(url) = repo_url {
+        return Ok(Some(Seed::Repo {
+            url,
+            reference: repo_ref,
+        }));
+    }
+    if let Some(path) = project_path {
+        return Ok(Some(Seed::Path(path)));
+    }
+    let Some(root) = cwd.ancestors().find(|dir| dir.join(".git").exists()) else {
+        return Ok(None);
+    };
+    let canonical = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let home = home.and_then(|home| std::fs::canonicalize(home).ok());
+    if canonical == Path::new("/") || Some(&canonical) == home.as_ref() {
+        return Err(ProjectSkipped::TooWide {
+            root: root.to_path_buf(),
+        });
+    }
+    Ok(Some(Seed::Path(root.to_path_buf())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_have_a_floor_and_a_ceiling() {
+        assert_eq!(validate_size(DEFAULT_CPUS, DEFAULT_MEMORY_MIB), Ok(()));
+        assert_eq!(
+            validate_size(1, 64),
+            Err(InvalidRequest::MemoryTooSmall { mib: 64 })
+        );
+        for cpus in [0, MAX_CPUS + 1] {
+            assert_eq!(
+                validate_size(cpus, 512),
+                Err(InvalidRequest::CpusOutOfRange { cpus })
+            );
+        }
+    }
+
+    #[test]
+    fn a_command_is_a_shell_line_or_an_argv() {
+        assert_eq!(
+            command_argv(Some("ls | wc -l".into()), None).unwrap(),
+            ["sh", "-c", "ls | wc -l"]
+        );
+        assert_eq!(
+            command_argv(None, Some(vec!["ls".into(), "-l".into()])).unwrap(),
+            ["ls", "-l"]
+        );
+        assert_eq!(
+            command_argv(Some("x".into()), Some(vec!["x".into()])),
+            Err(InvalidRequest::TwoCommandForms)
+        );
+        for (line, argv) in [(None, None), (Some(" ".into()), None), (None, Some(vec![]))] {
+            assert_eq!(command_argv(line, argv), Err(InvalidRequest::NoCommand));
+        }
+    }
+
+    #[test]
+    fn a_half_given_shell_size_takes_the_default_for_the_rest() {
+        assert_eq!(shell_size(None, None), (DEFAULT_ROWS, DEFAULT_COLS));
+        assert_eq!(shell_size(Some(10), None), (10, DEFAULT_COLS));
+        assert_eq!(shell_size(None, Some(80)), (DEFAULT_ROWS, 80));
+    }
+
+    #[test]
+    fn shell_reads_wait_within_bounds() {
+        let default = ShellReadOptions::default();
+        assert_eq!(default.wait_idle, Duration::from_millis(500));
+        assert_eq!(default.timeout, Duration::from_secs(15));
+        let extreme = ShellReadOptions::new(
+            Some(Duration::from_secs(999)),
+            Some(Duration::from_secs(999)),
+            true,
+        );
+        assert_eq!(
+            (extreme.wait_idle, extreme.timeout),
+            (MAX_WAIT_IDLE, MAX_READ_TIMEOUT)
+        );
+        let zero = ShellReadOptions::new(None, Some(Duration::ZERO), false);
+        assert_eq!(zero.timeout, MIN_READ_TIMEOUT);
+    }
+
+    #[test]
+    fn one_readiness_check_at_most() {
+        assert_eq!(readiness(None, None, None, None), Ok(None));
+        assert_eq!(
+            readiness(None, Some(80), None, None),
+            Ok(Some(Readiness::Tcp { port: 80 }))
+        );
+        assert_eq!(
+            readiness(Some("f".into()), Some(80), None, None),
+            Err(InvalidRequest::TwoReadinessChecks { count: 2 })
+        );
+    }
+
+    #[test]
+    fn logs_read_from_an_offset_or_the_tail() {
+        assert_eq!(log_range(None, None), LogRange::Tail(50));
+        assert_eq!(log_range(Some(5), None), LogRange::Tail(5));
+        assert_eq!(log_range(Some(5), Some(9)), LogRange::Since(9));
+    }
+
+    #[test]
+    fn signals_by_name_or_number() {
+        assert_eq!(parse_signal("INT").unwrap(), libc::SIGINT);
+        assert_eq!(parse_signal("sigterm").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("9").unwrap(), 9);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
+    }
+
+    #[test]
+    fn input_is_text_then_line_then_keys() {
+        let input = ShellInput::new(Some("a"), Some("b"), &["ctrl-c".into()]).unwrap();
+        assert_eq!(input.data, "ab\r");
+        assert_eq!(input.keys, ["ctrl-c"]);
+        assert!(ShellInput::new(None, None, &[]).is_err());
+        assert!(ShellInput::new(None, None, &["no-such-key".into()]).is_err());
+    }
+
+    #[test]
+    fn a_call_names_one_seed_or_takes_the_default() {
+        let default = Seed::Path("/proj".into());
+        assert_eq!(
+            call_seed(None, None, None, Some(&default)),
+            Ok(Some(default.clone()))
+        );
+        assert_eq!(
+            call_seed(Some("a".into()), None, None, Some(&default)),
+            Ok(Some(Seed::Path("a".into())))
+        );
+        assert_eq!(
+            call_seed(None, Some("u".into()), Some("r".into()), None),
+            Ok(Some(Seed::Repo {
+                url: "u".into(),
+                reference: Some("r".into())
+            }))
+        );
+        assert_eq!(
+            call_seed(Some("a".into()), Some("u".into()), None, None),
+            Err(InvalidRequest::TwoSeeds)
+        );
+        assert_eq!(
+            call_seed(None, None, Some("r".into()), None),
+            Err(InvalidRequest::RefWithoutRepo)
+        );
+    }
+
+    #[test]
+    fn project_seed_prefers_flags_then_the_git_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        std::fs::create_dir_all(&nested).unwrap();
+        std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+        assert_eq!(
+            project_seed(None, None, None, &nested, None),
+            Ok(Some(Seed::Path(dir.path().to_path_buf())))
+        );
+        assert_eq!(
+            project_seed(Some("/x".into()), None, None, &nested, None),
+            Ok(Some(Seed::Path("/x".into())))
+        );
+        assert!(matches!(
+            project_seed(None, Some("u".into()), Some("r".into()), &nested, None),
+            Ok(Some(Seed::Repo { .. }))
+        ));
+        assert_eq!(
+            project_seed(None, None, None, Path::new("/"), None),
+            Ok(None)
+        );
+        // A checkout at the home directory is too wide to be the project.
+        assert!(matches!(
+            project_seed(None, None, None, &nested, Some(dir.path())),
+            Err(ProjectSkipped::TooWide { .. })
+        ));
+    }
+}

@@ -1,0 +1,371 @@
+//! Workspace lifecycle: create (seeded), list, status, update, stop,
+//! start, delete and logs.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::error::Error;
+use super::host_paths::HostPathUse;
+use super::params;
+use super::Pyro;
+use crate::supervisor::{launch, registry};
+use crate::workspace::hostgit::{self, RepoUrl, Trust};
+use crate::workspace::store::{self, WorkspaceRecord, WorkspaceState, WorkspaceStore};
+use crate::workspace::{
+    baseline, diff, events, transfer, Seed, WorkspaceError, CONSOLE, DISK, LOG,
+};
+
+/// How long `stop` waits for a clean power-off before killing.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What `workspace create` asks for.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    /// The environment to boot, e.g. `debian:12`.
+    pub env: String,
+    /// An optional unique name to use instead of the id.
+    pub name: Option<String>,
+    /// Free-form `key=value` labels.
+    pub labels: Vec<(String, String)>,
+    /// vCPUs of the VM.
+    pub cpus: u32,
+    /// Memory of the VM, MiB.
+    pub memory_mib: u32,
+    /// What lands in /workspace: the baseline.
+    pub seed: Option<Seed>,
+}
+
+impl CreateRequest {
+    /// A workspace of `env` with the default size, no name, labels or seed.
+    pub fn new(env: impl Into<String>) -> Self {
+        CreateRequest {
+            env: env.into(),
+            name: None,
+            labels: Vec::new(),
+            cpus: params::DEFAULT_CPUS,
+            memory_mib: params::DEFAULT_MEMORY_MIB,
+            seed: None,
+        }
+    }
+}
+
+/// What `workspace logs` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkspaceLogs {
+    /// The VM's serial console: kernel and agent messages.
+    pub console: String,
+    /// What the supervisor process printed.
+    pub supervisor: String,
+}
+
+impl std::fmt::Display for WorkspaceLogs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (title, text) in [
+            ("VM console", &self.console),
+            ("supervisor", &self.supervisor),
+        ] {
+            writeln!(f, "== {title} ==")?;
+            f.write_str(text)?;
+            if !text.is_empty() && !text.ends_with('\n') {
+                writeln!(f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Pyro {
+    /// Creates a workspace, seeds it, and returns once its VM answers. A
+    /// seed that cannot be copied in deletes the workspace again.
+    pub async fn workspace_create(
+        &self,
+        request: &CreateRequest,
+    ) -> Result<WorkspaceRecord, Error> {
+        self.workspace_create_staged(request, &mut |_| {}, std::future::pending())
+            .await
+    }
+
+    /// [`Pyro::workspace_create`], calling `stage` as each step begins
+    /// ("booting VM", "seeding /workspace" with a seed, "recording
+    /// baseline"). When `cancel` resolves, creation still runs to its end
+    /// (a half-made workspace would be worse), then the workspace is
+    /// deleted, since the caller will never learn its id:
+    /// [`Error::CreateCancelled`].
+    pub async fn workspace_create_staged(
+        &self,
+        request: &CreateRequest,
+        stage: &mut (dyn FnMut(&str) + Send),
+        cancel: impl Future<Output = ()>,
+    ) -> Result<WorkspaceRecord, Error> {
+        let create = self.create(request, stage);
+        tokio::pin!(create, cancel);
+        let mut cancelled = false;
+        let created = loop {
+            tokio::select! {
+                created = &mut create => break created,
+                () = &mut cancel, if !cancelled => cancelled = true,
+            }
+        };
+        if !cancelled {
+            return created;
+        }
+        let record = created?;
+        let _ = self.workspace_delete(&record.id).await;
+        Err(Error::CreateCancelled {
+            workspace: record.id,
+        })
+    }
+
+    async fn create(
+        &self,
+        request: &CreateRequest,
+        stage: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<WorkspaceRecord, Error> {
+        // Fetch or check the seed before anything boots.
+        let cloned;
+        let seed_dir = match &request.seed {
+            None => None,
+            Some(seed) => Some(match self.seed_source(seed)? {
+                SeedSource::Dir(dir) => dir,
+                SeedSource::Repo {
+                    given,
+                    url,
+                    reference,
+                    trust,
+                } => {
+                    cloned = hostgit::clone_to_temp(given, &url, reference, trust)?;
+                    cloned.path().to_path_buf()
+                }
+            }),
+        };
+        // The diff baseline of the seed is built on the host meanwhile.
+        let mut host_baseline = seed_dir.as_deref().map(baseline::HostBuild::start);
+        stage("booting VM");
+        let record = self.create_and_boot(request).await?;
+        let prepared = async {
+            let guest = self.connect_workspace(&record.id).await?;
+            if let Some(dir) = &seed_dir {
+                stage("seeding /workspace");
+                transfer::push_tree(&guest, dir, "").await?;
+            }
+            // The baseline: for diff inside the guest, for reset on disk.
+            stage("recording baseline");
+            match host_baseline.take() {
+                Some(build) => baseline::record_from_seed(&guest, build).await?,
+                None => diff::record_baseline(&guest).await?,
+            }
+            self.take_baseline(&self.store()?, &record.id).await
+        }
+        .await;
+        if let Err(error) = prepared {
+            let _ = self.workspace_delete(&record.id).await;
+            return Err(error);
+        }
+        let seed = request.seed.as_ref().map(Seed::describe);
+        let env = request.env.clone();
+        events::record(
+            &self.store()?.dir(&record.id),
+            events::EventKind::Created { env, seed },
+        );
+        Ok(self.store()?.read(&record.id)?)
+    }
+
+    /// Where a seed comes from, checked against the host paths this caller
+    /// may use (the user's own seeds are not confined).
+    fn seed_source<'a>(&'a self, seed: &'a Seed) -> Result<SeedSource<'a>, Error> {
+        let trust = self.host_paths.trust_for(seed);
+        match seed {
+            Seed::Path(path) => {
+                let path = match trust {
+                    Trust::User => path.clone(),
+                    Trust::Confined(_) => self.host_paths.check(HostPathUse::Seed, path)?,
+                };
+                if !path.is_dir() {
+                    return Err(transfer::TransferError::NotADirectory { path }.into());
+                }
+                Ok(SeedSource::Dir(path))
+            }
+            Seed::Repo { url, reference } => {
+                let mut repo = RepoUrl::parse(url)?;
+                // Confined: judged where it leads before anything tells
+                // whether it exists.
+                if let (RepoUrl::Local(dir), Trust::Confined(_)) = (&repo, trust) {
+                    let checked = self.host_paths.check(HostPathUse::Repository, dir)?;
+                    repo = RepoUrl::Local(checked);
+                }
+                Ok(SeedSource::Repo {
+                    given: url,
+                    url: repo,
+                    reference: reference.as_deref(),
+                    trust,
+                })
+            }
+        }
+    }
+
+    async fn create_and_boot(&self, request: &CreateRequest) -> Result<WorkspaceRecord, Error> {
+        params::validate_size(request.cpus, request.memory_mib)?;
+        let env_store = self.env_store()?;
+        // Resolve the environment before anything is written.
+        let artifacts = env_store.boot_artifacts(&request.env, crate::host::agent_image::AGENT)?;
+        let store = self.store()?;
+        let id = store::new_id();
+        let record = WorkspaceRecord {
+            id: id.clone(),
+            name: request.name.clone(),
+            env: request.env.clone(),
+            labels: request.labels.iter().cloned().collect(),
+            cpus: request.cpus,
+            memory_mib: request.memory_mib,
+            created_at: store::now(),
+            last_activity_at: store::now(),
+            state: WorkspaceState::Starting,
+            supervisor_pid: None,
+            active_disk: DISK.to_string(),
+            baseline_layer: None,
+            snapshots: Vec::new(),
+        };
+        let dir = store.create(&record)?;
+        let created = async {
+            pyro_vmm::disk::create_overlay(
+                &artifacts.rootfs,
+                pyro_vmm::DiskFormat::Qcow2,
+                &dir.join(DISK),
+            )
+            .map_err(WorkspaceError::Disk)?;
+            env_store.pin(&id, &request.env)?;
+            launch::spawn(&self.cache_dir, &store, &record).await?;
+            Ok::<(), Error>(())
+        }
+        .await;
+        if let Err(error) = created {
+            let _ = env_store.unpin(&id);
+            let _ = store.remove(&id);
+            return Err(error);
+        }
+        Ok(store.read(&id)?)
+    }
+
+    /// All workspaces, with crashed supervisors detected; `labels` filters
+    /// to those carrying every given `key=value`.
+    pub fn workspace_list(
+        &self,
+        labels: &[(String, String)],
+    ) -> Result<Vec<WorkspaceRecord>, Error> {
+        let store = self.store()?;
+        let mut records = Vec::new();
+        for record in store.list()? {
+            let record = store.observe(&record.id)?;
+            if labels.iter().all(|(k, v)| record.labels.get(k) == Some(v)) {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// One workspace by id or name, with a dead supervisor detected.
+    pub fn workspace_status(&self, query: &str) -> Result<WorkspaceRecord, Error> {
+        let store = self.store()?;
+        let id = store.resolve(query)?.id;
+        Ok(store.observe(&id)?)
+    }
+
+    /// Renames and relabels (an empty value removes a label).
+    pub fn workspace_update(
+        &self,
+        query: &str,
+        name: Option<String>,
+        labels: &[(String, String)],
+    ) -> Result<WorkspaceRecord, Error> {
+        let store = self.store()?;
+        let id = store.resolve(query)?.id;
+        Ok(store.rename(&id, name, labels)?)
+    }
+
+    /// Powers the VM off cleanly; the disk keeps its state.
+    pub async fn workspace_stop(&self, query: &str) -> Result<WorkspaceRecord, Error> {
+        let store = self.store()?;
+        let record = store.observe(&store.resolve(query)?.id)?;
+        launch::stop(&store, &record, STOP_TIMEOUT).await?;
+        let stopped = store.update(&record.id, |record| {
+            record.state = WorkspaceState::Stopped;
+            record.supervisor_pid = None;
+            Ok(())
+        })?;
+        events::record(&store.dir(&record.id), events::EventKind::Stopped);
+        Ok(stopped)
+    }
+
+    /// Boots a stopped or crashed workspace from its disk.
+    pub async fn workspace_start(&self, query: &str) -> Result<WorkspaceRecord, Error> {
+        let store = self.store()?;
+        let record = store.observe(&store.resolve(query)?.id)?;
+        if store.supervisor_alive(&record.id)? {
+            return Err(WorkspaceError::AlreadyRunning {
+                name: record.display_name().to_string(),
+            }
+            .into());
+        }
+        let record = store.update(&record.id, |record| {
+            record.state = WorkspaceState::Starting;
+            Ok(())
+        })?;
+        launch::spawn(&self.cache_dir, &store, &record).await?;
+        events::record(&store.dir(&record.id), events::EventKind::Started);
+        Ok(store.read(&record.id)?)
+    }
+
+    /// Kills the VM and removes everything of the workspace.
+    pub async fn workspace_delete(&self, query: &str) -> Result<WorkspaceRecord, Error> {
+        let store = self.store()?;
+        let record = store.resolve(query)?;
+        // No clean power-off: the disk is about to go.
+        launch::kill(&store, &record).await?;
+        if let Ok(env_store) = self.env_store() {
+            let _ = env_store.unpin(&record.id);
+        }
+        store.remove(&record.id)?;
+        Ok(record)
+    }
+
+    /// The VM console and the supervisor's log of a workspace.
+    pub fn workspace_logs(&self, query: &str) -> Result<WorkspaceLogs, Error> {
+        let store = self.store()?;
+        let dir = store.dir(&store.resolve(query)?.id);
+        let read = |file: &str| {
+            String::from_utf8_lossy(&std::fs::read(dir.join(file)).unwrap_or_default()).into_owned()
+        };
+        Ok(WorkspaceLogs {
+            console: read(CONSOLE),
+            supervisor: read(LOG),
+        })
+    }
+
+    /// Ends a workspace's VM for a reset: the supervisor is killed (the
+    /// disk top is about to be thrown away) and every shell and service is
+    /// recorded as ended by `reason`.
+    pub(crate) async fn end_vm(
+        &self,
+        store: &WorkspaceStore,
+        record: &WorkspaceRecord,
+        reason: &str,
+    ) -> Result<(), Error> {
+        launch::kill(store, record).await?;
+        registry::end_all(&store.dir(&record.id), reason);
+        Ok(())
+    }
+}
+
+/// A checked seed: a host directory to copy, or a repository to clone.
+enum SeedSource<'a> {
+    Dir(PathBuf),
+    Repo {
+        given: &'a str,
+        url: RepoUrl,
+        reference: Option<&'a str>,
+        trust: Trust<'a>,
+    },
+}

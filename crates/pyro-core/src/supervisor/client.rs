@@ -1,0 +1,73 @@
+//! The facade's end of the control socket: the only code that opens
+//! `control.sock`. Every request is a typed [`ControlRequest`], answered
+//! with a typed value or the supervisor's own [`SessionError`].
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use super::protocol::{ControlReply, ControlRequest, SessionError};
+use crate::workspace::CONTROL;
+
+/// Sends one request to a workspace's supervisor and decodes its answer.
+/// `timeout` bounds the whole exchange.
+pub(crate) async fn call<T: DeserializeOwned>(
+    dir: &Path,
+    request: &ControlRequest,
+    timeout: Duration,
+) -> Result<T, SessionError> {
+    let exchange = async {
+        let stream = UnixStream::connect(dir.join(CONTROL))
+            .await
+            .map_err(|e| SessionError::Supervisor(e.to_string()))?;
+        let (reader, mut writer) = stream.into_split();
+        let mut line = serde_json::to_vec(request).expect("serialise a control request");
+        line.push(b'\n');
+        writer
+            .write_all(&line)
+            .await
+            .map_err(|e| SessionError::Supervisor(e.to_string()))?;
+        let mut reply = String::new();
+        BufReader::new(reader)
+            .read_line(&mut reply)
+            .await
+            .map_err(|e| SessionError::Supervisor(e.to_string()))?;
+        if reply.is_empty() {
+            return Err(SessionError::Supervisor(
+                "it closed the connection without a reply (did the VM stop?)".into(),
+            ));
+        }
+        match serde_json::from_str::<ControlReply>(&reply) {
+            Ok(ControlReply::Ok(value)) => serde_json::from_value(value)
+                .map_err(|e| SessionError::Supervisor(format!("unexpected reply: {e}"))),
+            Ok(ControlReply::Error(error)) => Err(error),
+            Err(e) => Err(SessionError::Supervisor(format!("unexpected reply: {e}"))),
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or_else(|_| {
+            Err(SessionError::Supervisor(format!(
+                "no reply within {} s",
+                timeout.as_secs()
+            )))
+        })
+}
+
+/// Asks the running supervisor of the workspace in `dir` to flush the
+/// guest and switch the VM onto the new top layer `new_top` (relative to
+/// `dir`), freezing the current one.
+pub(crate) async fn snapshot(dir: &Path, new_top: &str) -> Result<(), SessionError> {
+    let request = ControlRequest::Snapshot {
+        new_top: new_top.to_string(),
+    };
+    call::<bool>(dir, &request, SNAPSHOT_LIMIT)
+        .await
+        .map(|_| ())
+}
+
+/// How long a snapshot (a guest `sync`, then QMP) may take.
+const SNAPSHOT_LIMIT: Duration = Duration::from_secs(120);

@@ -1,0 +1,453 @@
+//! The per-workspace supervisor: a detached process that owns the VM.
+//!
+//! `pyro workspace create` (and `start`) spawn `pyro __supervise <home> <id>`.
+//! The supervisor takes the workspace's `supervisor.lock` for its whole life
+//! (so anyone can tell it is alive, and the kernel says when it is not),
+//! boots the VM from the workspace disk, binds `agent.sock` in the private
+//! workspace directory and reports readiness through a pipe its spawner
+//! waits on. The VM is tied to the supervisor's main thread
+//! (parent-death signal): killing the supervisor kills the VM, and the
+//! workspace then reads as crashed.
+//!
+//! Clients speak the guest protocol itself on the socket, as if the
+//! supervisor were the agent: it says hello, and proxies every request a
+//! client opens onto the single guest channel under a fresh guest request
+//! id, copying frames both ways with the client's own ids. A client that
+//! disconnects has its running commands killed. SIGTERM powers the guest
+//! off cleanly (disk flushed) and records the workspace as stopped.
+//!
+//! A second socket, `control.sock`, takes one JSON request per connection
+//! ([`super::protocol`]): disk snapshots, answered by the main loop because
+//! they need the VM, and the shells and services this process keeps open
+//! for the workspace ([`super::dispatch`]), answered by a task per
+//! connection.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::{FromRawFd, RawFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyro_protocol::{encode_frame, encode_message, Decoder, Frame, FrameKind, Message, GENERATION};
+use pyro_vmm::{DiskFormat, RootDisk};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::dispatch::Sessions;
+use super::protocol::{self, ControlReply, ControlRequest, SessionError, REQUEST_LIMIT};
+use crate::host::boot::{boot, describe_exit};
+use crate::host::guest::{is_terminal, ExecEvent, Guest, GuestError, RequestStream};
+use crate::host::machine::Machine;
+use crate::workspace::store::{now, WorkspaceState, WorkspaceStore};
+use crate::workspace::{CONSOLE, CONTROL, SOCKET};
+
+/// Frames queued towards one client before its proxies wait.
+const CLIENT_QUEUE: usize = 64;
+/// How long the guest's `sync` before a snapshot may take.
+const SYNC_LIMIT: Duration = Duration::from_secs(60);
+/// How long a clean power-off may take before the VM is killed.
+const POWER_OFF_GRACE: Duration = Duration::from_secs(15);
+
+/// Runs a supervisor to completion; returns the process exit status.
+/// `ready_fd` is the write end of the spawner's readiness pipe: the
+/// supervisor writes `ok` or an error message there, then closes it.
+///
+/// The environments come from `cache_dir`, as for the process that spawned
+/// it (`PYRO_CACHE_DIR` is passed on).
+pub fn run(cache_dir: &Path, home: &Path, id: &str, ready_fd: Option<RawFd>) -> i32 {
+    let mut ready = ready_fd.map(|fd| {
+        // The VM process must not inherit it, or the spawner would wait for
+        // the pipe to close as long as the VM runs.
+        // SAFETY: fcntl on a descriptor number; harmless if it is not open.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        // SAFETY: the spawner passes the write end of a pipe it made for us
+        // and does not use it otherwise; we own it from here.
+        unsafe { std::fs::File::from_raw_fd(fd) }
+    });
+    let mut report = |message: &str| {
+        if let Some(mut pipe) = ready.take() {
+            let _ = pipe.write_all(message.as_bytes());
+        }
+    };
+    let store = match WorkspaceStore::open(home) {
+        Ok(store) => store,
+        Err(e) => {
+            report(&pyro_util::error_chain(&e));
+            return 1;
+        }
+    };
+    let _lock = match store.supervisor_lock(id) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            report("another supervisor already runs this workspace");
+            return 1;
+        }
+        Err(e) => {
+            report(&pyro_util::error_chain(&e));
+            return 1;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime
+        .block_on(supervise(cache_dir, &store, id, &mut report))
+        .map_err(|error| pyro_util::error_chain(&error));
+    match result {
+        Ok(()) => 0,
+        Err(reason) => {
+            report(&reason);
+            let _ = store.update(id, |record| {
+                record.state = WorkspaceState::Crashed {
+                    reason: reason.clone(),
+                };
+                record.supervisor_pid = None;
+                Ok(())
+            });
+            1
+        }
+    }
+}
+
+/// Why a supervisor could not start its VM or stopped serving it.
+#[derive(Debug, thiserror::Error)]
+enum SuperviseError {
+    #[error("cannot read the workspace record")]
+    Record(#[source] crate::workspace::WorkspaceError),
+    #[error("cannot prepare the VM")]
+    Machine(#[source] crate::host::machine::MachineError),
+    #[error(transparent)]
+    Boot(#[from] crate::host::boot::BootError),
+    #[error("cannot listen on {}", .path.display())]
+    Listen {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot watch for SIGTERM")]
+    Signal(#[source] std::io::Error),
+    /// The VM went away; the reason as the user should read it.
+    #[error("{0}")]
+    VmGone(String),
+}
+
+async fn supervise(
+    cache_dir: &Path,
+    store: &WorkspaceStore,
+    id: &str,
+    report: &mut dyn FnMut(&str),
+) -> Result<(), SuperviseError> {
+    let record = store.read(id).map_err(SuperviseError::Record)?;
+    let dir = store.dir(id);
+    let machine = Machine::for_env(cache_dir, &record.env).map_err(SuperviseError::Machine)?;
+    let spec = machine.spec(
+        Some(RootDisk::Persistent {
+            path: dir.join(&record.active_disk),
+            format: DiskFormat::Qcow2,
+        }),
+        record.cpus,
+        record.memory_mib,
+        Some(dir.join(CONSOLE)),
+    );
+    let booted = boot(&machine.engine, &spec).await?;
+    let mut vm = booted.vm;
+    let guest = Arc::new(booted.guest);
+
+    let socket = dir.join(SOCKET);
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).map_err(|source| SuperviseError::Listen {
+        path: socket.clone(),
+        source,
+    })?;
+    let control_socket = dir.join(CONTROL);
+    let _ = std::fs::remove_file(&control_socket);
+    let control = UnixListener::bind(&control_socket).map_err(|source| SuperviseError::Listen {
+        path: control_socket.clone(),
+        source,
+    })?;
+    store
+        .update(id, |record| {
+            record.state = WorkspaceState::Running;
+            record.supervisor_pid = Some(std::process::id());
+            Ok(())
+        })
+        .map_err(SuperviseError::Record)?;
+    let sessions = Arc::new(Sessions::new(
+        dir.clone(),
+        record.display_name().to_string(),
+        Arc::clone(&guest),
+    ));
+    let (snapshot_tx, mut snapshot_rx) = mpsc::channel::<SnapshotJob>(4);
+    report("ok");
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(SuperviseError::Signal)?;
+    let watched = Arc::clone(&guest);
+    let mut guest_gone = Box::pin(async move { watched.closed().await });
+    let outcome = loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    tokio::spawn(serve_client(stream, Arc::clone(&guest), store.clone(), id.to_string()));
+                }
+            }
+            accepted = control.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    tokio::spawn(serve_control(stream, Arc::clone(&sessions), snapshot_tx.clone()));
+                }
+            }
+            Some((new_top, reply)) = snapshot_rx.recv() => {
+                // Push the guest's dirty pages to the disk first, so the
+                // frozen layer holds everything written so far.
+                let _ = tokio::time::timeout(SYNC_LIMIT, sync_guest(&guest)).await;
+                let result = vm
+                    .snapshot_disk(&dir.join(&new_top))
+                    .map(|()| true)
+                    .map_err(|e| SessionError::Invalid(pyro_util::error_chain(&e)));
+                let _ = reply.send(ControlReply::from_result(result));
+            }
+            _ = terminate.recv() => break Ok(()),
+            _ = &mut guest_gone => {
+                let exit = vm.wait_timeout(Duration::from_secs(2));
+                let console = vm.console();
+                let mut reason = match exit {
+                    Some(exit) => format!("the VM stopped ({})", describe_exit(&exit)),
+                    None => "the guest agent stopped answering".to_string(),
+                };
+                if let Some(diagnosis) = console.diagnose() {
+                    reason.push_str(": ");
+                    reason.push_str(&diagnosis);
+                }
+                break Err(SuperviseError::VmGone(reason));
+            }
+        }
+    };
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(&control_socket);
+    match &outcome {
+        Ok(()) => sessions.end_all("the workspace was stopped"),
+        Err(reason) => sessions.end_all(&format!("the VM crashed ({reason})")),
+    }
+    if outcome.is_ok() {
+        // Flush the guest's disk before the VM goes away.
+        let _ = guest.power_off().await;
+        let exited = vm.wait_timeout(POWER_OFF_GRACE);
+        if exited.is_none() {
+            vm.kill();
+        }
+        store
+            .update(id, |record| {
+                record.state = WorkspaceState::Stopped;
+                record.supervisor_pid = None;
+                Ok(())
+            })
+            .map_err(SuperviseError::Record)?;
+    } else {
+        vm.kill();
+    }
+    outcome
+}
+
+/// A snapshot for the main loop (which owns the VM): the new top layer,
+/// and where the reply goes.
+type SnapshotJob = (String, oneshot::Sender<ControlReply>);
+
+/// Answers one control connection: snapshots through the main loop, shells
+/// and services right here.
+async fn serve_control(
+    stream: UnixStream,
+    sessions: Arc<Sessions>,
+    snapshots: mpsc::Sender<SnapshotJob>,
+) {
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = tokio::io::BufReader::new(reader);
+    let reply = match protocol::read_request(&mut reader, REQUEST_LIMIT).await {
+        Err(error) => ControlReply::Error(error),
+        Ok(ControlRequest::Snapshot { new_top }) => {
+            let (reply, answer) = oneshot::channel();
+            match snapshots.send((new_top, reply)).await {
+                Ok(()) => answer.await.unwrap_or_else(|_| {
+                    ControlReply::Error(SessionError::Invalid("the VM stopped".into()))
+                }),
+                Err(_) => ControlReply::Error(SessionError::Invalid("the VM stopped".into())),
+            }
+        }
+        Ok(request) => sessions.handle(request).await,
+    };
+    protocol::write_reply(&mut writer, reply).await;
+}
+
+/// Runs `sync` in the guest.
+async fn sync_guest(guest: &Guest) -> Result<(), GuestError> {
+    let mut stream = guest
+        .exec(pyro_protocol::ExecRequest {
+            argv: vec!["sync".into()],
+            ..pyro_protocol::ExecRequest::default()
+        })
+        .await?;
+    loop {
+        match stream.next().await? {
+            ExecEvent::Exited(_) | ExecEvent::Failed { .. } => return Ok(()),
+            _ => {}
+        }
+    }
+}
+
+/// Serves one client connection until it closes.
+async fn serve_client(stream: UnixStream, guest: Arc<Guest>, store: WorkspaceStore, id: String) {
+    let (mut reader, mut writer) = stream.into_split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(CLIENT_QUEUE);
+    let writer_task = tokio::spawn(async move {
+        while let Some(bytes) = out_rx.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let hello = Message::Hello {
+        generation: GENERATION,
+        agent_version: guest.hello().agent_version.clone(),
+        uptime_ms: None,
+        time_unix_ms: None,
+    };
+    if out_tx.send(encode_message(0, &hello)).await.is_err() {
+        return;
+    }
+
+    let mut live: HashMap<u32, Arc<RequestHandle>> = HashMap::new();
+    let mut decoder = Decoder::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    'read: loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        decoder.push(&buf[..n]);
+        loop {
+            let frame = match decoder.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(_) => break 'read,
+            };
+            live.retain(|_, handle| !handle.finished());
+            if let Some(handle) = live.get(&frame.id) {
+                handle.forward(frame).await;
+                continue;
+            }
+            if frame.kind != FrameKind::Message {
+                continue;
+            }
+            let Ok(message) = frame.message() else {
+                continue;
+            };
+            match message {
+                Message::Hello { .. } if frame.id == 0 => {
+                    let _ = out_tx.send(encode_message(0, &hello)).await;
+                }
+                _ if frame.id == 0 => {}
+                message => {
+                    if matches!(message, Message::Exec(_)) {
+                        let _ = store.update(&id, |record| {
+                            record.last_activity_at = now();
+                            Ok(())
+                        });
+                    }
+                    match guest.open(&message).await {
+                        Ok(request) => {
+                            let handle = RequestHandle::start(request, frame.id, out_tx.clone());
+                            live.insert(frame.id, handle);
+                        }
+                        Err(_) => break 'read,
+                    }
+                }
+            }
+        }
+    }
+    // The client left: its running commands must not outlive it.
+    for handle in live.values() {
+        handle.kill().await;
+    }
+    drop(out_tx);
+    let _ = writer_task.await;
+}
+
+/// One proxied request: frames from the guest go to the client under the
+/// client's id; the client's follow-up frames go to the guest.
+struct RequestHandle {
+    to_guest: mpsc::Sender<Frame>,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl RequestHandle {
+    fn start(
+        mut request: RequestStream,
+        client_id: u32,
+        to_client: mpsc::Sender<Vec<u8>>,
+    ) -> Arc<Self> {
+        let (to_guest, mut from_client) = mpsc::channel::<Frame>(CLIENT_QUEUE);
+        let handle = Arc::new(RequestHandle {
+            to_guest,
+            done: std::sync::atomic::AtomicBool::new(false),
+        });
+        let task_handle = Arc::clone(&handle);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    frame = request.next_frame() => {
+                        let Ok(frame) = frame else { break };
+                        let terminal = is_terminal(&frame);
+                        let mut bytes = Vec::new();
+                        encode_frame(client_id, frame.kind, &frame.payload, &mut bytes);
+                        if to_client.send(bytes).await.is_err() || terminal {
+                            break;
+                        }
+                    }
+                    Some(frame) = from_client.recv() => {
+                        let sent = match frame.kind {
+                            FrameKind::Message => match frame.message() {
+                                Ok(message) => request.send(&message).await,
+                                Err(_) => Ok(()),
+                            },
+                            kind => request.send_data(kind, &frame.payload).await,
+                        };
+                        if sent.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            task_handle
+                .done
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        handle
+    }
+
+    fn finished(&self) -> bool {
+        self.done.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn forward(&self, frame: Frame) {
+        let _ = self.to_guest.send(frame).await;
+    }
+
+    async fn kill(&self) {
+        if !self.finished() {
+            let frame = Frame {
+                id: 0,
+                kind: FrameKind::Message,
+                payload: serde_json::to_vec(&Message::Signal {
+                    signal: libc::SIGKILL,
+                    foreground: false,
+                })
+                .expect("serialise"),
+            };
+            let _ = self.to_guest.send(frame).await;
+            // Give the proxy task a moment to deliver it.
+            tokio::task::yield_now().await;
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Disk layers of a workspace: a chain of qcow2 files over the
+//! environment's base image, each snapshot and the baseline naming a
+//! frozen one, the VM writing to the top.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use pyro_util::fsutil::FileLock;
+
+use super::store::{new_id, WorkspaceRecord, WorkspaceStore};
+use super::{WorkspaceError, DISK};
+
+/// Where frozen layers and new tops live, inside the workspace directory.
+pub(crate) const LAYERS: &str = "layers";
+/// The name a snapshot may not take: `reset` without a snapshot means it.
+pub(crate) const BASELINE: &str = "baseline";
+
+/// Why a snapshot call failed.
+#[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // Each variant says what it is in its message.
+pub enum SnapshotError {
+    #[error("snapshot '{name}' already exists in workspace '{workspace}'; delete it first or pick another name")]
+    Exists { name: String, workspace: String },
+    #[error("no snapshot '{name}' in workspace '{workspace}'")]
+    Unknown { name: String, workspace: String },
+    #[error("invalid snapshot name '{name}': use 1-63 letters, digits, '.', '_' or '-' (and not 'baseline')")]
+    BadName { name: String },
+    #[error("workspace '{workspace}' has no baseline to reset to (it predates snapshots); reset to a named snapshot instead")]
+    NoBaseline { workspace: String },
+    #[error("making the disk layer failed")]
+    Layer(#[source] pyro_vmm::disk::DiskError),
+    #[error(transparent)]
+    Store(#[from] WorkspaceError),
+}
+
+/// A new layer's file name (relative to the workspace dir), with
+/// `layers/` made.
+pub(crate) fn new_top(dir: &Path) -> Result<String, WorkspaceError> {
+    fs_err::create_dir_all(dir.join(LAYERS)).map_err(|source| WorkspaceError::Io {
+        path: dir.join(LAYERS),
+        source,
+    })?;
+    Ok(format!("{LAYERS}/{}.qcow2", new_id()))
+}
+
+/// Writes `top` (relative to `dir`) as a fresh overlay over `below`.
+pub(crate) fn overlay(dir: &Path, below: &str, top: &str) -> Result<(), SnapshotError> {
+    pyro_vmm::disk::create_overlay(
+        &dir.join(below),
+        pyro_vmm::DiskFormat::Qcow2,
+        &dir.join(top),
+    )
+    .map_err(SnapshotError::Layer)
+}
+
+/// Serialises snapshot and reset calls on one workspace.
+pub(crate) fn ops_lock(store: &WorkspaceStore, id: &str) -> Result<FileLock, WorkspaceError> {
+    let path = store.dir(id).join("ops.lock");
+    FileLock::acquire(&path, true).map_err(|source| WorkspaceError::Io { path, source })
+}
+
+/// Deletes disk layers that neither the top, the baseline nor a snapshot
+/// needs (directly or as a backing file further down their chains).
+pub(crate) fn collect_garbage(dir: &Path, record: &WorkspaceRecord) {
+    let mut roots = vec![record.active_disk.clone()];
+    roots.extend(record.baseline_layer.clone());
+    roots.extend(record.snapshots.iter().map(|s| s.layer.clone()));
+    let mut needed = HashSet::new();
+    for root in roots {
+        match backing_chain(&dir.join(&root)) {
+            Some(chain) => needed.extend(chain),
+            // When the chain cannot be read, keep everything.
+            None => return,
+        }
+    }
+    let mut candidates = vec![dir.join(DISK)];
+    if let Ok(entries) = std::fs::read_dir(dir.join(LAYERS)) {
+        candidates.extend(entries.flatten().map(|e| e.path()));
+    }
+    for candidate in candidates {
+        let canonical = std::fs::canonicalize(&candidate).unwrap_or(candidate.clone());
+        if candidate.exists() && !needed.contains(&canonical) {
+            let _ = std::fs::remove_file(&candidate);
+        }
+    }
+}
+
+/// `qemu-img info` of a whole chain, the image after `--`.
+fn backing_chain_args(image: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> =
+        ["info", "-U", "--backing-chain", "--output=json", "--"]
+            .map(Into::into)
+            .to_vec();
+    args.push(image.into());
+    args
+}
+
+/// Every file in an image's backing chain (itself first), canonical paths.
+fn backing_chain(image: &Path) -> Option<Vec<std::path::PathBuf>> {
+    let output = std::process::Command::new("qemu-img")
+        .args(backing_chain_args(image))
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let chain: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).ok()?;
+    Some(
+        chain
+            .iter()
+            .filter_map(|info| info["filename"].as_str())
+            .map(|file| std::fs::canonicalize(file).unwrap_or_else(|_| file.into()))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_image_path_that_looks_like_an_option_is_an_operand() {
+        let args = super::backing_chain_args(std::path::Path::new("-image"));
+        let args: Vec<_> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(args[args.len() - 2..], ["--", "-image"]);
+    }
+}
