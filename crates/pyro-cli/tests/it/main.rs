@@ -13,6 +13,7 @@ mod host;
 mod host_boundary;
 mod library;
 mod mcp;
+mod mcp_load;
 mod mcp_raw;
 mod mcp_sessions;
 mod run;

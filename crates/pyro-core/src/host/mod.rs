@@ -17,4 +17,4 @@ pub(crate) mod machine;
 pub(crate) mod paths;
 
 #[cfg(test)]
-mod save_restore_tests;
+mod tests;

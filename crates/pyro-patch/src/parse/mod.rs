@@ -479,5 +479,4 @@ fn shown(line: &[u8]) -> String {
 }
 
 #[cfg(test)]
-#[path = "parse_tests.rs"]
 mod tests;

@@ -321,5 +321,4 @@ fn apply_file(overlay: &mut Overlay<'_>, file: &FilePatch) -> Result<FileResult,
 }
 
 #[cfg(test)]
-#[path = "apply_tests.rs"]
 mod tests;

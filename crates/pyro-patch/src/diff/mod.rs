@@ -213,5 +213,4 @@ fn similarity(old: &[u8], new: &[u8]) -> usize {
 }
 
 #[cfg(test)]
-#[path = "diff_tests.rs"]
 mod tests;
