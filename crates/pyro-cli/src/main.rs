@@ -17,15 +17,17 @@ fn main() {
         Ok(code) => code,
         Err(error) => {
             let mut message = pyro_util::error_chain(error.as_ref());
-            let hint = error
-                .downcast_ref::<pyro_core::Error>()
-                .and_then(pyro_core::Error::hint);
+            let facade = error.downcast_ref::<pyro_core::Error>();
+            let hint = facade.and_then(pyro_core::Error::hint);
             if let Some(hint) = hint {
                 message.push_str("; ");
                 message.push_str(&hints::render(&hint));
             }
             eprintln!("pyro: {message}");
-            commands::ERROR_EXIT
+            match facade {
+                Some(pyro_core::Error::CreateCancelled { .. }) => commands::INTERRUPTED_EXIT,
+                _ => commands::ERROR_EXIT,
+            }
         }
     };
     std::process::exit(code);

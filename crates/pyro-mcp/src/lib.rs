@@ -76,6 +76,8 @@ pub struct PyroServer {
     default_seed: Option<Seed>,
     local: local::LocalRunner,
     tool_router: ToolRouter<Self>,
+    /// The names of the tools offered, for hints (see [`output::offering`]).
+    offered: std::sync::Arc<Vec<String>>,
 }
 
 impl PyroServer {
@@ -106,23 +108,24 @@ impl PyroServer {
                 portable::portable_schema(std::sync::Arc::make_mut(output));
             }
         }
+        let offered = tool_router
+            .list_all()
+            .into_iter()
+            .map(|tool| tool.name.into_owned())
+            .collect();
         Ok(PyroServer {
             pyro: pyro.with_host_paths(host_paths),
             profile: options.profile,
             default_seed: options.default_seed,
             local: local::LocalRunner::start(),
             tool_router,
+            offered: std::sync::Arc::new(offered),
         })
     }
 
     /// The names of the tools this server offers, sorted.
     pub fn tool_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .tool_router
-            .list_all()
-            .into_iter()
-            .map(|tool| tool.name.into_owned())
-            .collect();
+        let mut names: Vec<String> = self.offered.to_vec();
         names.sort();
         names
     }
@@ -176,6 +179,17 @@ impl ServerHandler for PyroServer {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("pyro", env!("CARGO_PKG_VERSION")))
             .with_instructions(self.instructions())
+    }
+
+    /// Each call runs knowing which tools this server offers, so that an
+    /// error's hint never names a tool the model cannot call.
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        output::offering(self.offered.clone(), self.tool_router.call(call)).await
     }
 
     /// Answers the stand-in for a message too large to read (see

@@ -71,23 +71,55 @@ impl From<pyro_core::InvalidRequest> for ToolError {
     }
 }
 
+tokio::task_local! {
+    /// The tools the server answering this call offers: a hint names a
+    /// tool outside them as one this server lacks. Set around each call
+    /// by [`offering`]; unset (every tool assumed) elsewhere.
+    static OFFERED: Arc<Vec<String>>;
+}
+
+/// Runs `call` with `tools` as the tools hints may name.
+pub async fn offering<F: std::future::Future>(tools: Arc<Vec<String>>, call: F) -> F::Output {
+    OFFERED.scope(tools, call).await
+}
+
+/// Whether this server offers `tool` (true outside [`offering`]).
+fn offered(tool: &str) -> bool {
+    OFFERED
+        .try_with(|tools| tools.iter().any(|t| t == tool))
+        .unwrap_or(true)
+}
+
 /// A next step in the words of this server: the tool to call, with the
 /// arguments that matter.
 fn tool_call(action: &Action) -> String {
-    let on = |tool: &str, workspace: &str| format!("{tool} (workspace \"{workspace}\")");
+    let call = |tool: &str, args: String| {
+        let lacking = if offered(tool) {
+            ""
+        } else {
+            "; this server does not offer it: the user can restart it with --profile workspace-full"
+        };
+        match (args.is_empty(), lacking.is_empty()) {
+            (true, true) => tool.to_string(),
+            (true, false) => format!("{tool} ({})", &lacking[2..]),
+            _ => format!("{tool} ({args}{lacking})"),
+        }
+    };
+    let on = |tool: &str, workspace: &str| call(tool, format!("workspace \"{workspace}\""));
     let maybe_on = |tool: &str, workspace: &Option<String>| match workspace {
         Some(workspace) => on(tool, workspace),
-        None => tool.to_string(),
+        None => call(tool, String::new()),
     };
     match action {
-        Action::ListWorkspaces => "workspace_list".into(),
+        Action::ListWorkspaces => call("workspace_list", String::new()),
         Action::StartWorkspace { workspace } => on("workspace_start", workspace),
         Action::WorkspaceLogs { workspace } => maybe_on("workspace_logs", workspace),
         Action::WorkspaceStatus { workspace } => maybe_on("workspace_status", workspace),
         Action::ListFiles { workspace } => on("workspace_file_list", workspace),
-        Action::Exec { workspace, command } => {
-            format!("workspace_exec (workspace \"{workspace}\", command \"{command}\")")
-        }
+        Action::Exec { workspace, command } => call(
+            "workspace_exec",
+            format!("workspace \"{workspace}\", command \"{command}\""),
+        ),
         Action::ListSnapshots { workspace } => on("workspace_snapshot_list", workspace),
         Action::ListShells { workspace } => on("workspace_shell_list", workspace),
         Action::OpenShell { workspace } => on("workspace_shell_open", workspace),
@@ -96,27 +128,28 @@ fn tool_call(action: &Action) -> String {
             workspace,
             shell,
             signal,
-        } => format!(
-            "workspace_shell_signal (workspace \"{workspace}\", shell \"{shell}\", signal \"{signal}\")"
+        } => call(
+            "workspace_shell_signal",
+            format!("workspace \"{workspace}\", shell \"{shell}\", signal \"{signal}\""),
         ),
         Action::ListServices { workspace } => on("workspace_service_list", workspace),
-        Action::StopService { workspace, service } => {
-            format!("workspace_service_stop (workspace \"{workspace}\", name \"{service}\")")
-        }
-        // Only the user can pull or allow; say what to ask them for.
-        Action::PullEnv { env, force: false } => {
-            format!("ask the user to pull environment {env} on the host")
-        }
-        Action::PullEnv { env, force: true } => {
-            format!("ask the user to pull environment {env} again (forced) on the host")
-        }
-        Action::PullEnvAsRoot { env } => {
-            format!("ask the user to pull environment {env} on the host as root")
-        }
+        Action::StopService { workspace, service } => call(
+            "workspace_service_stop",
+            format!("workspace \"{workspace}\", name \"{service}\""),
+        ),
+        // Only the user can pull or allow: the command to ask them for.
+        Action::PullEnv { env, force: false } => user_runs(&format!("pyro env pull {env}")),
+        Action::PullEnv { env, force: true } => user_runs(&format!("pyro env pull {env} --force")),
+        Action::PullEnvAsRoot { env } => user_runs(&format!("sudo pyro env pull {env}")),
         Action::AllowHostPath => {
-            "ask the user to restart this server with --allow-host-path DIR".into()
+            "`pyro mcp serve --allow-host-path DIR` (the user restarts this server with it)".into()
         }
     }
+}
+
+/// A host command no tool can run, for the model to ask the user for.
+fn user_runs(command: &str) -> String {
+    format!("`{command}` (no tool does this: ask the user to run it on the host)")
 }
 
 /// The error when the VM thread is gone (it panicked).
@@ -210,6 +243,33 @@ pub fn streams_text(stdout: &Capped, stderr: &Capped) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn hints_name_only_the_tools_this_server_offers() {
+        let logs = Action::WorkspaceLogs {
+            workspace: Some("api".into()),
+        };
+        assert_eq!(tool_call(&logs), "workspace_logs (workspace \"api\")");
+        let core = Arc::new(vec!["workspace_list".to_string()]);
+        let (logs_text, list_text) = offering(core, async {
+            (tool_call(&logs), tool_call(&Action::ListWorkspaces))
+        })
+        .await;
+        assert!(
+            logs_text
+                .starts_with("workspace_logs (workspace \"api\"; this server does not offer it"),
+            "{logs_text}"
+        );
+        assert_eq!(list_text, "workspace_list");
+        let pull = tool_call(&Action::PullEnv {
+            env: "debian:12".into(),
+            force: false,
+        });
+        assert!(
+            pull.starts_with("`pyro env pull debian:12` (no tool"),
+            "{pull}"
+        );
+    }
 
     #[test]
     fn cap_buffer_keeps_the_head_and_counts_the_rest() {

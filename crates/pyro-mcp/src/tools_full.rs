@@ -159,7 +159,8 @@ impl PyroServer {
         Parameters(params): Parameters<SnapshotParams>,
     ) -> ToolResult<Done> {
         self.pyro
-            .workspace_snapshot_delete(&params.workspace, &params.name)?;
+            .workspace_snapshot_delete(&params.workspace, &params.name)
+            .await?;
         let message = format!("snapshot {} deleted", params.name);
         Ok(Out::new(message.clone(), Done { message }))
     }

@@ -24,7 +24,8 @@ pub struct VmRunParams {
     #[serde(default = "default_env")]
     pub env: String,
     /// A shell command line, run with `sh -c` (pipes, `&&` and redirects work).
-    pub command: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub command: Option<LineOrArgv>,
     /// The command as an exact argv list instead of `command`, e.g. ["uname", "-a"].
     pub argv: Option<Vec<String>>,
     /// Stop the command after this many seconds (boot time not counted).
@@ -36,6 +37,28 @@ pub struct VmRunParams {
     /// Extra environment variables for the command, NAME -> value.
     #[serde(default)]
     pub env_vars: std::collections::BTreeMap<String, String>,
+}
+
+/// `vm_run`'s `command`: a shell line, or (as `command` was before `argv`
+/// existed, so older clients keep working) an argv list. Listed as a string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum LineOrArgv {
+    Line(String),
+    Argv(Vec<String>),
+}
+
+/// The argv of a `vm_run` call, whichever form `command` came in.
+fn run_argv(
+    command: Option<LineOrArgv>,
+    argv: Option<Vec<String>>,
+) -> Result<Vec<String>, params::InvalidRequest> {
+    match command {
+        Some(LineOrArgv::Argv(_)) if argv.is_some() => Err(params::InvalidRequest::TwoCommandForms),
+        Some(LineOrArgv::Argv(listed)) => command_argv(None, Some(listed)),
+        Some(LineOrArgv::Line(line)) => command_argv(Some(line), argv),
+        None => command_argv(None, argv),
+    }
 }
 
 pub(crate) fn default_env() -> String {
@@ -96,7 +119,7 @@ impl PyroServer {
     ) -> ToolResult<VmRunResult> {
         let cancel = context.ct.clone();
         let progress = Progress::new(&context);
-        let argv = command_argv(params.command, params.argv)?;
+        let argv = run_argv(params.command, params.argv)?;
         let mut request = RunRequest::new(params.env, argv);
         request.timeout = params.timeout_seconds.map(Duration::from_secs);
         request.cpus = params.cpus.unwrap_or(params::DEFAULT_CPUS);
@@ -158,5 +181,34 @@ impl PyroServer {
             .collect::<Vec<_>>()
             .join("\n");
         Ok(Out::new(text, EnvList { environments }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: serde_json::Value) -> VmRunParams {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn command_takes_a_line_or_the_older_argv_list() {
+        let line = parse(serde_json::json!({"command": "uname -a"}));
+        assert_eq!(
+            run_argv(line.command, line.argv).unwrap(),
+            ["sh", "-c", "uname -a"]
+        );
+        let listed = parse(serde_json::json!({"command": ["uname", "-a"]}));
+        assert_eq!(
+            run_argv(listed.command, listed.argv).unwrap(),
+            ["uname", "-a"]
+        );
+        let both = parse(serde_json::json!({"command": ["uname"], "argv": ["ls"]}));
+        assert!(run_argv(both.command, both.argv).is_err());
+        let schema = serde_json::to_value(schemars::schema_for!(VmRunParams)).unwrap();
+        let command = &schema["properties"]["command"];
+        assert!(command.to_string().contains("string"), "{command}");
+        assert!(!command.to_string().contains("array"), "{command}");
     }
 }

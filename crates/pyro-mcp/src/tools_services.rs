@@ -202,11 +202,7 @@ impl PyroServer {
             cwd: params.cwd,
             env: params.env_vars.into_iter().collect(),
             readiness,
-            ready_timeout_ms: params
-                .ready_timeout_seconds
-                .map(Duration::from_secs)
-                .unwrap_or(params::DEFAULT_READY_TIMEOUT)
-                .as_millis() as u64,
+            ready_timeout_ms: params::ready_timeout_ms(params.ready_timeout_seconds),
         };
         let info = self
             .pyro

@@ -116,7 +116,7 @@ impl ConsoleLog {
             )),
             Some(why) => Some(format!("the guest kernel panicked ({why})")),
             None if text.contains("Initramfs unpacking failed") => Some(
-                "the guest kernel could not unpack its initramfs; the VM memory may be too small (try --memory 512)".into(),
+                "the guest kernel could not unpack its initramfs; the VM memory may be too small (try 512 MiB or more)".into(),
             ),
             None => None,
         }

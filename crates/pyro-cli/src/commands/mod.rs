@@ -18,6 +18,10 @@ use crate::cli::{Cli, Command};
 /// trouble): 125, so it never collides with common command exit codes.
 pub const ERROR_EXIT: i32 = 125;
 
+/// Exit status when the user interrupted pyro (128 + SIGINT), as for a
+/// cancelled `pyro run`.
+pub const INTERRUPTED_EXIT: i32 = 130;
+
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let pyro = pyro_core::Pyro::from_env();
     match cli.command {

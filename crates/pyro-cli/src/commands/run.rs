@@ -51,8 +51,11 @@ pub fn run(pyro: &Pyro, args: RunArgs) -> anyhow::Result<i32> {
     Ok(report.exit_code())
 }
 
-/// Resolves on Ctrl-C, SIGTERM or SIGHUP.
-pub(super) async fn interrupted() {
+/// Resolves on Ctrl-C, SIGTERM or SIGHUP. The handlers are in place when
+/// this returns (not at the first poll), so a signal that comes while the
+/// call it guards still runs its first synchronous steps is not lost.
+/// Call it inside the runtime.
+pub(super) fn interrupted() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut streams = Vec::new();
     for kind in [
@@ -64,8 +67,10 @@ pub(super) async fn interrupted() {
             streams.push(stream);
         }
     }
-    let waits = streams.iter_mut().map(|s| Box::pin(s.recv()));
-    futures_select_all(waits).await;
+    async move {
+        let waits = streams.iter_mut().map(|s| Box::pin(s.recv()));
+        futures_select_all(waits).await;
+    }
 }
 
 /// Waits for the first of several futures (no extra crate for one use).

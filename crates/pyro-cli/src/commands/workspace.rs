@@ -23,8 +23,12 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
             // Ctrl-C: the create runs to its end, then the workspace is
             // deleted rather than left running for nobody.
             let record = super::runtime().block_on(async {
+                let signalled = interrupted();
                 let interrupted = async {
-                    let _ = tokio::signal::ctrl_c().await;
+                    signalled.await;
+                    eprintln!(
+                        "pyro: interrupted; the create finishes, then the workspace is deleted"
+                    );
                 };
                 pyro.workspace_create_staged(&request, &mut |_| {}, interrupted)
                     .await
@@ -104,7 +108,8 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
             }
         }
         WorkspaceCommand::Snapshot(SnapshotCommand::Delete(args)) => {
-            pyro.workspace_snapshot_delete(&args.workspace, &args.name)?;
+            super::runtime()
+                .block_on(pyro.workspace_snapshot_delete(&args.workspace, &args.name))?;
             if args.json {
                 super::print_json(&serde_json::json!({ "deleted": args.name }))?;
             } else {
@@ -178,12 +183,11 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                 timeout: args.timeout.map(Duration::from_secs),
                 stdin: super::stdin_input(args.stdin),
             };
-            let report = super::runtime().block_on(pyro.workspace_exec(
-                &args.workspace,
-                &options,
-                &mut StdStreams,
-                interrupted(),
-            ))?;
+            let report = super::runtime().block_on(async {
+                let cancel = interrupted();
+                pyro.workspace_exec(&args.workspace, &options, &mut StdStreams, cancel)
+                    .await
+            })?;
             match &report.end {
                 RunEnd::Exited { status } if status.timed_out => eprintln!(
                     "pyro: command timed out after {}s and was killed; the workspace keeps running",

@@ -166,7 +166,7 @@ pub fn service(pyro: &Pyro, command: ServiceCommand) -> anyhow::Result<i32> {
                 cwd: args.cwd,
                 env,
                 readiness,
-                ready_timeout_ms: args.ready_timeout.saturating_mul(1000),
+                ready_timeout_ms: pyro_core::params::ready_timeout_ms(Some(args.ready_timeout)),
             };
             let info =
                 runtime.block_on(pyro.workspace_service_start(&args.service.workspace, spec))?;

@@ -8,7 +8,7 @@
 //! directory). Run alone with:
 //!
 //! ```text
-//! cargo test -p pyro-cli --test host_boundary -- --nocapture
+//! cargo test -p pyro-cli --test it host_boundary:: -- --nocapture
 //! ```
 
 use std::path::Path;

@@ -11,8 +11,10 @@ async fn the_crate_doc_example_runs() {
     ensure_env();
     // The facade starts supervisors from the running binary unless told
     // otherwise, and this test binary is not `pyro`.
-    // SAFETY: only this test reads the variable in this process (the
-    // others run `pyro` itself), and it sets it before any use.
+    // SAFETY: the other tests of this binary touch the environment only
+    // through std (spawning `pyro`), which serialises with `set_var`; the
+    // `pyro` children they start from now on inherit the variable, which
+    // names the binary they already are, so nothing changes for them.
     unsafe { std::env::set_var("PYRO_SUPERVISOR_BIN", pyro_bin()) };
     let project = tempfile::tempdir().unwrap();
     std::fs::write(project.path().join("hello.txt"), "hello\n").unwrap();

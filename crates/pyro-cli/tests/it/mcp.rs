@@ -347,6 +347,21 @@ async fn project_aware_workflow_against_a_real_vm() {
     tool_ok(&client, "workspace_reset", json!({"workspace": id})).await;
     let diff = tool_ok(&client, "workspace_diff", json!({"workspace": id})).await;
     assert_eq!(diff["files"], json!([]));
+    // The hint names the snapshot list, which this profile lacks, as such.
+    let unknown = call(
+        &client,
+        "workspace_reset",
+        json!({"workspace": id, "snapshot": "nope"}),
+    )
+    .await;
+    assert_eq!(unknown.is_error, Some(true));
+    assert!(
+        text(&unknown).contains(
+            "workspace_snapshot_list (workspace \"mcp-flow\"; this server does not offer it"
+        ),
+        "{}",
+        text(&unknown)
+    );
 
     tool_ok(&client, "workspace_delete", json!({"workspace": id})).await;
     let gone = call(&client, "workspace_status", json!({"workspace": id})).await;

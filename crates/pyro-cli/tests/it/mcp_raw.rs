@@ -11,7 +11,7 @@
 //!   result) instead of being dropped; rmcp's stdio reader used to drop any
 //!   line over 16 MiB without a word, so a 50 MB `workspace_file_write`
 //!   never got an answer. Reproduce with:
-//!   `cargo test -p pyro-cli --test mcp_raw oversized`.
+//!   `cargo test -p pyro-cli --test it mcp_raw::oversized`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Stdio};

@@ -3,7 +3,7 @@
 //! `\r` progress bar, an HTTP service ready by URL and reachable with curl,
 //! a failing service with its logs, and the summary listing what happened.
 //!
-//! Run with: `cargo test -p pyro-cli --test mcp_sessions`.
+//! Run with: `cargo test -p pyro-cli --test it mcp_sessions::`.
 
 use std::time::{Duration, Instant};
 

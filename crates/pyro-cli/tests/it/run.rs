@@ -1,7 +1,7 @@
 //! `pyro run` end to end: every test boots real VMs from the real
 //! `debian:12` environment through the `pyro` binary.
 //!
-//! Run with `cargo test -p pyro-cli --test run`; the first run pulls the
+//! Run with `cargo test -p pyro-cli --test it run::`; the first run pulls the
 //! environment (needs root and mmdebstrap), later runs reuse the cache.
 
 use std::io::{BufRead, BufReader, Read};

@@ -342,3 +342,40 @@ fn exec_stdin_streams_into_the_command() {
     let output = home.run_with_stdin(&["workspace", "exec", &id, "--", "wc", "-c"], b"ignored");
     assert_eq!(stdout(&output).trim(), "0");
 }
+
+#[test]
+fn ctrl_c_during_create_deletes_the_workspace_and_exits_130() {
+    let home = TestHome::new();
+    let child = home
+        .pyro()
+        .args(["workspace", "create", ENV, "--name", "abandoned"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pyro");
+    // Interrupted while the VM boots (the record exists by then).
+    let workspaces = home.path().join("workspaces");
+    let made = wait_for(Duration::from_secs(60), || {
+        std::fs::read_dir(&workspaces)
+            .ok()?
+            .flatten()
+            .any(|entry| entry.path().join("workspace.json").exists())
+            .then_some(())
+    });
+    assert!(made.is_some(), "create never wrote its record");
+    // SAFETY: plain kill(2) on a child we own.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "signal {:?}: {}",
+        std::os::unix::process::ExitStatusExt::signal(&output.status),
+        stderr(&output)
+    );
+    let text = stderr(&output);
+    assert!(text.contains("interrupted; the create finishes"), "{text}");
+    assert!(text.contains("was deleted"), "{text}");
+    let listed = json(&home.run(&["workspace", "list", "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 0, "{listed}");
+}

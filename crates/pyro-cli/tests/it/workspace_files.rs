@@ -4,7 +4,7 @@
 //! (`..`, absolute paths, a symlink out), all-or-nothing patches and
 //! concurrent writers.
 //!
-//! Run with: `cargo test -p pyro-cli --test workspace_files`.
+//! Run with: `cargo test -p pyro-cli --test it workspace_files::`.
 
 use std::io::Write;
 use std::process::{Output, Stdio};

@@ -4,7 +4,7 @@
 //! probe that never passes, a service ignoring SIGTERM, a log flood that
 //! stays bounded, restarting a name, and a reset that ends services.
 //!
-//! Run with: `cargo test -p pyro-cli --test workspace_services`.
+//! Run with: `cargo test -p pyro-cli --test it workspace_services::`.
 
 use std::process::Output;
 

@@ -4,7 +4,7 @@
 //! program exits, 20 shells at once across CLI processes, and a reset that
 //! ends them and says so.
 //!
-//! Run with: `cargo test -p pyro-cli --test workspace_shells`.
+//! Run with: `cargo test -p pyro-cli --test it workspace_shells::`.
 
 use std::time::Duration;
 

@@ -56,6 +56,10 @@ pub enum Error {
     Git(#[from] GitError),
     #[error(transparent)]
     HostPath(#[from] HostPathError),
+    /// A create failed after it had made the workspace, and deleted it
+    /// again: nothing of it is left to look at.
+    #[error("{0}; the workspace was deleted")]
+    CreateFailed(Box<Error>),
     /// The caller cancelled a create; the workspace it made was deleted.
     #[error("cancelled; workspace {workspace} was deleted")]
     CreateCancelled { workspace: String },

@@ -107,6 +107,19 @@ pub enum Action {
     AllowHostPath,
 }
 
+impl Action {
+    /// Whether the action is a call on one workspace.
+    fn is_about_a_workspace(&self) -> bool {
+        !matches!(
+            self,
+            Action::ListWorkspaces
+                | Action::PullEnv { .. }
+                | Action::PullEnvAsRoot { .. }
+                | Action::AllowHostPath
+        )
+    }
+}
+
 impl Error {
     /// What the caller can do about this error, if pyro knows.
     pub fn hint(&self) -> Option<Hint> {
@@ -122,6 +135,10 @@ impl Error {
             Error::Snapshot(SnapshotError::Store(error)) => workspace_hint(error),
             Error::Files(error) => files_hint(error),
             Error::Env(error) => env_hint(error),
+            // The workspace is gone: no hint that points at it.
+            Error::CreateFailed(error) => error
+                .hint()
+                .filter(|hint| !hint.actions.iter().any(Action::is_about_a_workspace)),
             Error::HostPath(_) => Some(Hint::new(
                 "only the user can allow more directories:",
                 Action::AllowHostPath,
@@ -281,6 +298,29 @@ mod tests {
             busy.hint().unwrap().actions.as_slice(),
             [Action::SignalShell { signal: "INT", .. }]
         ));
+    }
+
+    #[test]
+    fn a_failed_create_points_at_nothing_it_deleted() {
+        let failed = Error::CreateFailed(Box::new(
+            WorkspaceError::StartFailed {
+                name: "api".into(),
+                message: "boom".into(),
+            }
+            .into(),
+        ));
+        assert_eq!(
+            pyro_util::error_chain(&failed),
+            "workspace 'api' did not start: boom; the workspace was deleted"
+        );
+        assert_eq!(failed.hint(), None);
+        let env = Error::CreateFailed(Box::new(
+            StoreError::NotPulled {
+                name: "debian:12".into(),
+            }
+            .into(),
+        ));
+        assert!(env.hint().is_some());
     }
 
     #[test]

@@ -106,6 +106,15 @@ pub fn command_argv(
     }
 }
 
+/// A service's readiness wait in milliseconds, from the seconds a caller
+/// gave (default [`DEFAULT_READY_TIMEOUT`]); huge values saturate and are
+/// capped by the facade.
+pub fn ready_timeout_ms(seconds: Option<u64>) -> u64 {
+    seconds
+        .map(|s| s.saturating_mul(1000))
+        .unwrap_or(DEFAULT_READY_TIMEOUT.as_millis() as u64)
+}
+
 /// The terminal size of a new shell: what was given, the default for a
 /// half that was not. (The supervisor refuses sizes out of range.)
 pub fn shell_size(rows: Option<u16>, cols: Option<u16>) -> (u16, u16) {
@@ -468,5 +477,12 @@ mod tests {
             project_seed(None, None, None, &nested, Some(dir.path())),
             Err(ProjectSkipped::TooWide { .. })
         ));
+    }
+
+    #[test]
+    fn ready_timeout_defaults_and_saturates() {
+        assert_eq!(ready_timeout_ms(None), 60_000);
+        assert_eq!(ready_timeout_ms(Some(5)), 5_000);
+        assert_eq!(ready_timeout_ms(Some(u64::MAX / 10)), u64::MAX);
     }
 }

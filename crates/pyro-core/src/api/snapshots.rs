@@ -30,7 +30,7 @@ impl Pyro {
         }
         let store = self.store()?;
         let record = store.observe(&store.resolve(query)?.id)?;
-        let _ops = ops_lock(&store, &record.id)?;
+        let _ops = ops_lock(&store, &record.id).await?;
         if record.snapshots.iter().any(|s| s.name == name) {
             return Err(SnapshotError::Exists {
                 name: name.into(),
@@ -60,10 +60,10 @@ impl Pyro {
     }
 
     /// Forgets a snapshot and deletes the layers only it kept.
-    pub fn workspace_snapshot_delete(&self, query: &str, name: &str) -> Result<(), Error> {
+    pub async fn workspace_snapshot_delete(&self, query: &str, name: &str) -> Result<(), Error> {
         let store = self.store()?;
         let record = store.resolve(query)?;
-        let _ops = ops_lock(&store, &record.id)?;
+        let _ops = ops_lock(&store, &record.id).await?;
         if !record.snapshots.iter().any(|s| s.name == name) {
             return Err(SnapshotError::Unknown {
                 name: name.into(),
@@ -92,7 +92,7 @@ impl Pyro {
         let record = store.resolve(query)?;
         let dir = store.dir(&record.id);
         {
-            let _ops = ops_lock(&store, &record.id)?;
+            let _ops = ops_lock(&store, &record.id).await?;
             let target = match snapshot {
                 Some(name) => record
                     .snapshots
@@ -140,7 +140,7 @@ impl Pyro {
         id: &str,
     ) -> Result<(), Error> {
         let record = store.read(id)?;
-        let _ops = ops_lock(store, id)?;
+        let _ops = ops_lock(store, id).await?;
         let layer = freeze_top(store, &record).await?;
         store.update(id, move |record| {
             record.baseline_layer = Some(layer);

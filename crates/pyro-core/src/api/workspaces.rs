@@ -162,7 +162,7 @@ impl Pyro {
         .await;
         if let Err(error) = prepared {
             let _ = self.workspace_delete(&record.id).await;
-            return Err(error);
+            return Err(Error::CreateFailed(Box::new(error)));
         }
         let seed = request.seed.as_ref().map(Seed::describe);
         let env = request.env.clone();
@@ -244,7 +244,7 @@ impl Pyro {
         if let Err(error) = created {
             let _ = env_store.unpin(&id);
             let _ = store.remove(&id);
-            return Err(error);
+            return Err(Error::CreateFailed(Box::new(error)));
         }
         Ok(store.read(&id)?)
     }
@@ -309,6 +309,10 @@ impl Pyro {
             }
             .into());
         }
+        // An environment that cannot boot is named here, with its fix,
+        // rather than as the supervisor's failure.
+        self.env_store()?
+            .boot_artifacts(&record.env, crate::host::agent_image::AGENT)?;
         let record = store.update(&record.id, |record| {
             record.state = WorkspaceState::Starting;
             Ok(())

@@ -40,7 +40,9 @@ pub(crate) fn hint(diagnosis: &Option<String>) -> String {
 fn diagnose(console: &pyro_vmm::ConsoleLog, memory_mib: u32) -> Option<String> {
     console.diagnose().or_else(|| {
         (memory_mib < 256).then(|| {
-            format!("{memory_mib} MiB of memory may be too little for this guest; try --memory 512")
+            format!(
+                "{memory_mib} MiB of memory may be too little for this guest; try 512 MiB or more"
+            )
         })
     })
 }

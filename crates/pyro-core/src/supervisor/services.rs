@@ -106,13 +106,13 @@ impl ServiceHub {
         }
         if spec.argv.is_empty() {
             return Err(SessionError::Invalid(
-                "no command given; put it after `--`, e.g. pyro workspace service start ID web -- python3 -m http.server".into(),
+                "no command given for the service".into(),
             ));
         }
         if let Some(Readiness::Http { url }) = &spec.readiness {
             if !url.starts_with("http://") {
                 return Err(SessionError::Invalid(format!(
-                    "--ready-http takes an http:// URL in the guest, e.g. http://127.0.0.1:8000/ (not {url})"
+                    "an HTTP readiness check takes an http:// URL in the guest, e.g. http://127.0.0.1:8000/ (not {url})"
                 )));
             }
         }

@@ -53,11 +53,22 @@ pub(crate) fn overlay(dir: &Path, below: &str, top: &str) -> Result<(), Snapshot
     .map_err(SnapshotError::Layer)
 }
 
-/// Serialises snapshot and reset calls on one workspace.
-pub(crate) fn ops_lock(store: &WorkspaceStore, id: &str) -> Result<FileLock, WorkspaceError> {
+/// Serialises snapshot and reset calls on one workspace. The holder keeps
+/// it across awaits (a snapshot through the supervisor, a reset's VM
+/// stop), so waiting for it never blocks a runtime thread: it polls.
+pub(crate) async fn ops_lock(store: &WorkspaceStore, id: &str) -> Result<FileLock, WorkspaceError> {
     let path = store.dir(id).join("ops.lock");
-    FileLock::acquire(&path, true).map_err(|source| WorkspaceError::Io { path, source })
+    loop {
+        match FileLock::try_acquire(&path, true) {
+            Ok(Some(lock)) => return Ok(lock),
+            Ok(None) => tokio::time::sleep(OPS_LOCK_POLL).await,
+            Err(source) => return Err(WorkspaceError::Io { path, source }),
+        }
+    }
 }
+
+/// How often a waiter for [`ops_lock`] tries again.
+const OPS_LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Deletes disk layers that neither the top, the baseline nor a snapshot
 /// needs (directly or as a backing file further down their chains).

@@ -181,7 +181,7 @@ pub(super) fn cut_patch(patch: &[u8], patch_bytes: u64) -> (String, bool) {
     let whole_lines = patch.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let mut text = String::from_utf8_lossy(&patch[..whole_lines]).into_owned();
     text.push_str(&format!(
-        "[pyro: patch truncated after {} of {} bytes; see the per-file summary (--stat) or read the files]\n",
+        "[pyro: patch truncated after {} of {} bytes; see the per-file summary or read the files]\n",
         whole_lines, patch_bytes
     ));
     (text, true)

@@ -553,7 +553,10 @@ impl Activity {
 /// Notes the items a text list left out.
 fn more(lines: &mut Vec<String>, total: usize, shown: usize, what: &str) {
     if total > shown {
-        lines.push(format!("… and {} more {what} (see --json)", total - shown));
+        lines.push(format!(
+            "… and {} more {what} (the JSON form lists them all)",
+            total - shown
+        ));
     }
 }
 

@@ -362,7 +362,7 @@ fn long_lists_are_cut_in_the_text_but_not_in_json() {
     assert_eq!(summary.activity.commands.len(), 30);
     assert!(summary
         .render_text()
-        .contains("… and 10 more commands (see --json)"));
+        .contains("… and 10 more commands (the JSON form lists them all)"));
 }
 
 #[test]
