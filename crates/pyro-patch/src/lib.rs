@@ -28,6 +28,7 @@ mod matching;
 mod parse;
 mod patch;
 mod path;
+mod report;
 mod stat;
 mod tree;
 

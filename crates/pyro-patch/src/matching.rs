@@ -6,8 +6,8 @@
 //! hunk. A hunk whose context is clipped at the top (bottom) must match at the
 //! start (end) of the file, since a diff only clips context there.
 
-use crate::apply::{Failure, FailureReason, FileResult, HunkOffset};
 use crate::patch::{split_lines, Hunk, HunkLine, LineKind};
+use crate::report::{Failure, FailureReason, FileResult, HunkOffset};
 
 /// Applies `hunks` to `content`: the new content and the offsets, or `None`
 /// and every failing hunk.

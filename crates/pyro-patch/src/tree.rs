@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io;
 
-use crate::apply::{ApplyReport, Change};
+use crate::report::{ApplyReport, Change};
 use crate::MODE_FILE;
 
 /// Read access to the files a patch names, by path relative to the root the

@@ -9,12 +9,18 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::pack::PackError;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     AnyDepth,
     Glob(Vec<u8>),
+}
+
+/// A pattern [`Excludes::parse`] refused, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("exclude pattern '{pattern}' {reason}")]
+pub(crate) struct BadPattern {
+    pub(crate) pattern: String,
+    pub(crate) reason: &'static str,
 }
 
 /// Compiled exclude patterns.
@@ -24,10 +30,10 @@ pub(crate) struct Excludes {
 }
 
 impl Excludes {
-    pub(crate) fn parse(patterns: &[String]) -> Result<Excludes, PackError> {
+    pub(crate) fn parse(patterns: &[String]) -> Result<Excludes, BadPattern> {
         let mut compiled = Vec::new();
         for pattern in patterns {
-            let bad = |reason| PackError::BadExclude {
+            let bad = |reason| BadPattern {
                 pattern: pattern.clone(),
                 reason,
             };

@@ -28,7 +28,6 @@ mod dirfd;
 mod exclude;
 mod names;
 mod pack;
-mod place;
 mod unpack;
 
 pub use pack::{pack_dir, pack_file, PackError, PackOptions, PackReport};

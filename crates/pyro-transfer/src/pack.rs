@@ -90,7 +90,10 @@ pub fn pack_dir(
     writer: impl Write,
     opts: &PackOptions,
 ) -> Result<PackReport, PackError> {
-    let excludes = Excludes::parse(&opts.exclude)?;
+    let excludes = Excludes::parse(&opts.exclude).map_err(|bad| PackError::BadExclude {
+        pattern: bad.pattern,
+        reason: bad.reason,
+    })?;
     let mut meta = lstat(src)?;
     if meta.file_type().is_symlink() {
         if !opts.follow_root_symlink {

@@ -21,7 +21,7 @@
 //!   actually read; an early end of stream is an error.
 //!
 //! Everything lands in a staging directory beside the output and is renamed
-//! into place only when the whole stream was good (see [`crate::place`]).
+//! into place only when the whole stream was good (see [`place`]).
 
 use std::fs::{self, Permissions};
 use std::io::{self, BufReader, Read};
@@ -29,15 +29,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::dirfd::Dir;
-use crate::place::{self, DestState, Staging};
 
 mod error;
 mod members;
 mod options;
+mod place;
 mod unpacker;
 
 pub use error::UnpackError;
 pub use options::{Expect, Limits, OutputKind, UnpackOptions, UnpackReport, MAX_WARNINGS};
+use place::{DestState, Staging};
 use unpacker::{Unpacker, COPY_BUFFER};
 
 /// Unpacks the tar stream `reader` to `dest`, which must not exist or be an

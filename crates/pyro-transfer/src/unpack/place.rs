@@ -13,7 +13,7 @@ use std::{fs, io};
 
 use std::os::unix::fs::DirBuilderExt;
 
-use crate::unpack::UnpackError;
+use super::error::UnpackError;
 
 /// What is at the output path before we write it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
