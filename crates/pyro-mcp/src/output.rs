@@ -90,19 +90,25 @@ fn offered(tool: &str) -> bool {
         .unwrap_or(true)
 }
 
+/// Said of a tool a hint names that this server's profile lacks.
+const NOT_OFFERED: &str =
+    "this server does not offer it: the user can restart it with --profile workspace-full";
+
 /// A next step in the words of this server: the tool to call, with the
 /// arguments that matter.
 fn tool_call(action: &Action) -> String {
     let call = |tool: &str, args: String| {
-        let lacking = if offered(tool) {
-            ""
+        let mut notes: Vec<String> = Vec::new();
+        if !args.is_empty() {
+            notes.push(args);
+        }
+        if !offered(tool) {
+            notes.push(NOT_OFFERED.into());
+        }
+        if notes.is_empty() {
+            tool.to_string()
         } else {
-            "; this server does not offer it: the user can restart it with --profile workspace-full"
-        };
-        match (args.is_empty(), lacking.is_empty()) {
-            (true, true) => tool.to_string(),
-            (true, false) => format!("{tool} ({})", &lacking[2..]),
-            _ => format!("{tool} ({args}{lacking})"),
+            format!("{tool} ({})", notes.join("; "))
         }
     };
     let on = |tool: &str, workspace: &str| call(tool, format!("workspace \"{workspace}\""));
