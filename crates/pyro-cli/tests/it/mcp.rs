@@ -282,18 +282,13 @@ async fn project_aware_workflow_against_a_real_vm() {
     assert_eq!(failing["exit_code"], 1, "{failing}");
     assert!(failing["stdout"]["text"].as_str().unwrap().contains("FAIL"));
 
-    let rejected = call(
+    let rejected = tool_err(
         &client,
         "workspace_patch_apply",
         json!({"workspace": id, "patch": FIX.replace("a - b", "a * b")}),
     )
     .await;
-    assert_eq!(rejected.is_error, Some(true));
-    assert!(
-        text(&rejected).contains("does not apply"),
-        "{}",
-        text(&rejected)
-    );
+    assert!(rejected.contains("does not apply"), "{rejected}");
     let patched = tool_ok(
         &client,
         "workspace_patch_apply",
@@ -318,14 +313,13 @@ async fn project_aware_workflow_against_a_real_vm() {
     .await;
     assert_eq!(big["stdout"]["truncated_bytes"], 70000 - 65536);
 
-    let outside = call(
+    let outside = tool_err(
         &client,
         "workspace_file_read",
         json!({"workspace": id, "path": "../etc/passwd"}),
     )
     .await;
-    assert_eq!(outside.is_error, Some(true));
-    assert!(text(&outside).contains("/workspace"), "{}", text(&outside));
+    assert!(outside.contains("/workspace"), "{outside}");
 
     let diff = tool_ok(&client, "workspace_diff", json!({"workspace": id})).await;
     assert_eq!(diff["files"][0]["path"], "calc.py");
@@ -348,24 +342,21 @@ async fn project_aware_workflow_against_a_real_vm() {
     let diff = tool_ok(&client, "workspace_diff", json!({"workspace": id})).await;
     assert_eq!(diff["files"], json!([]));
     // The hint names the snapshot list, which this profile lacks, as such.
-    let unknown = call(
+    let unknown = tool_err(
         &client,
         "workspace_reset",
         json!({"workspace": id, "snapshot": "nope"}),
     )
     .await;
-    assert_eq!(unknown.is_error, Some(true));
     assert!(
-        text(&unknown).contains(
+        unknown.contains(
             "workspace_snapshot_list (workspace \"mcp-flow\"; this server does not offer it"
         ),
-        "{}",
-        text(&unknown)
+        "{unknown}"
     );
 
     tool_ok(&client, "workspace_delete", json!({"workspace": id})).await;
-    let gone = call(&client, "workspace_status", json!({"workspace": id})).await;
-    assert_eq!(gone.is_error, Some(true));
+    tool_err(&client, "workspace_status", json!({"workspace": id})).await;
     client.cancel().await.unwrap();
 }
 

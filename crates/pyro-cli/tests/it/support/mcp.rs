@@ -56,6 +56,22 @@ pub async fn tool_ok<S: rmcp::service::Service<RoleClient>>(
         .unwrap_or_else(|| panic!("{tool}: no structured content"))
 }
 
+/// Calls `tool`, asserts it failed as a tool result, returns its text.
+pub async fn tool_err<S: rmcp::service::Service<RoleClient>>(
+    client: &RunningService<RoleClient, S>,
+    tool: &str,
+    arguments: Value,
+) -> String {
+    let result = call(client, tool, arguments).await;
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "{tool} did not fail: {}",
+        text(&result)
+    );
+    text(&result)
+}
+
 pub fn text(result: &CallToolResult) -> String {
     result
         .content
