@@ -17,6 +17,8 @@ pub struct BootConfig {
     pub port: String,
     /// `pyro.debug=1`: log the time of each boot phase to the console.
     pub debug: bool,
+    /// `pyro.net=1`: the VM has a network device; load its drivers at boot.
+    pub network: bool,
 }
 
 impl Default for BootConfig {
@@ -27,6 +29,7 @@ impl Default for BootConfig {
             rootfstype: "ext4".to_owned(),
             port: pyro_protocol::AGENT_PORT_NAME.to_owned(),
             debug: false,
+            network: false,
         }
     }
 }
@@ -44,6 +47,7 @@ impl BootConfig {
                 "pyro.rootfstype" if !value.is_empty() => config.rootfstype = value,
                 "pyro.port" if !value.is_empty() => config.port = value,
                 "pyro.debug" => config.debug = !matches!(value.as_str(), "0" | "false" | "no"),
+                "pyro.net" => config.network = value == "1",
                 _ => {}
             }
         }

@@ -74,6 +74,13 @@ pub fn switch_to_root(config: &BootConfig, phases: &PhaseLog) -> io::Result<()> 
         Path::new("/pyro/modules"),
         config.debug,
     );
+    if config.network {
+        modules::load_all(
+            Path::new("/pyro/modules.on-demand.order"),
+            Path::new("/pyro/modules"),
+            config.debug,
+        );
+    }
     phases.mark("modules loaded");
     wait_for_device(&config.root, ROOT_DEVICE_TIMEOUT)?;
     phases.mark("root device present");

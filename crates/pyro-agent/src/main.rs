@@ -26,6 +26,7 @@ mod fsys;
 mod inflow;
 mod init;
 mod modules;
+mod net;
 mod outbox;
 mod port;
 mod power;

@@ -31,6 +31,7 @@ use crate::confine::FileError;
 use crate::exec;
 use crate::files;
 use crate::inflow::Inflow;
+use crate::net;
 use crate::outbox::Outbox;
 use crate::power;
 use crate::probe;
@@ -159,7 +160,8 @@ impl Server {
                 | Message::WriteFile { .. }
                 | Message::ListDir { .. }
                 | Message::Stat { .. }
-                | Message::Probe(_),
+                | Message::Probe(_)
+                | Message::NetworkUp { .. },
             ) => self.reply_error(
                 0,
                 ErrorKind::InvalidRequest,
@@ -211,6 +213,11 @@ impl Server {
                 self.threaded_request(id, Some(inflow), move |_| {
                     write::write(&request, &source).map(Some)
                 })
+            }
+            (_, Message::NetworkUp { host_ca, env }) => {
+                let inflow = host_ca.then(|| Inflow::new(id, Arc::clone(&self.outbox)));
+                let source = inflow.clone();
+                self.threaded_request(id, inflow, move |_| net::up(source.as_deref(), env))
             }
             (_, Message::Signal { signal, foreground }) => self.signal(id, signal, foreground),
             (_, Message::Resize { rows, cols }) => self.resize(id, rows, cols),
@@ -464,6 +471,7 @@ fn message_name(message: &Message) -> &'static str {
         Message::Done { .. } => "done",
         Message::Resize { .. } => "resize",
         Message::Probe(_) => "probe",
+        Message::NetworkUp { .. } => "network_up",
         Message::Unknown => "an unknown message type",
     }
 }

@@ -165,12 +165,24 @@ pub fn prepare(request: &ExecRequest) -> Result<Prepared, SpawnError> {
 }
 
 /// The base environment with the request's variables applied over it.
+/// Added to [`BASE_ENV`] once the network is up (CA bundle paths, proxies).
+static NETWORK_ENV: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Sets what every command started from now on gets from the network.
+pub fn set_network_env(env: Vec<(String, String)>) {
+    *NETWORK_ENV.lock().unwrap_or_else(|p| p.into_inner()) = env;
+}
+
 fn merge_env(extra: &[(String, String)]) -> Result<Vec<(String, String)>, SpawnError> {
     let mut env: Vec<(String, String)> = BASE_ENV
         .iter()
         .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
         .collect();
-    for (key, value) in extra {
+    let network = NETWORK_ENV
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    for (key, value) in network.iter().chain(extra) {
         if key.is_empty() || key.contains('=') {
             return Err(SpawnError::new(
                 ErrorKind::InvalidRequest,

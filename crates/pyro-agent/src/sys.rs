@@ -54,6 +54,13 @@ pub fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// `umount2(2)` without flags.
+pub fn umount(target: &str) -> io::Result<()> {
+    let target_c = cstring(target)?;
+    // SAFETY: a NUL-terminated string that outlives the call.
+    check(unsafe { libc::umount2(target_c.as_ptr(), 0) }).map(drop)
+}
+
 /// `mount(2)`.
 pub fn mount(
     source: &str,

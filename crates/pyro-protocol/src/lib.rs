@@ -113,6 +113,24 @@ pub const STDIN_WINDOW: u64 = 1024 * 1024;
 /// Name of the virtio-serial port (and vsock port role) the agent serves on.
 pub const AGENT_PORT_NAME: &str = "pyro.agent";
 
+/// The guest's network, as the host's stack and the agent both lay it out:
+/// the guest at [`GUEST`](net::GUEST)`/`[`PREFIX`](net::PREFIX), routed
+/// through [`GATEWAY`](net::GATEWAY), resolving through
+/// [`RESOLVER`](net::RESOLVER) (the environments' `/etc/resolv.conf`).
+pub mod net {
+    use std::net::Ipv4Addr;
+
+    pub const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
+    pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+    pub const RESOLVER: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
+    pub const PREFIX: u8 = 24;
+    /// The guest NIC's MAC address, as QEMU's option spells it.
+    pub const GUEST_MAC: &str = "52:54:00:12:34:56";
+    /// Kernel command-line word that has the agent load the network
+    /// drivers at boot.
+    pub const BOOT_FLAG: &str = "pyro.net=1";
+}
+
 /// The fuzzing harness: feeds `data` to a [`Decoder`] in uneven pieces and
 /// checks its invariants. Shared by the cargo-fuzz target and a unit test.
 #[doc(hidden)]

@@ -134,6 +134,19 @@ pub enum Message {
     /// ready. Answered by `Done {}` when it is, or by
     /// `Error { kind: NotReady }` saying why not.
     Probe(Probe),
+    /// Host → guest, on a fresh request id: bring the network device up as
+    /// [`crate::net`] lays it out. With `host_ca` the host then sends its CA
+    /// bundle as `File` data frames (an empty frame ends them, at most
+    /// [`STDIN_WINDOW`](crate::STDIN_WINDOW) bytes, so no `Ack` is awaited);
+    /// the guest trusts it in addition to its own. `env` is added to the
+    /// environment of every command started from then on. Answered by
+    /// `Done {}` or one `Error`.
+    NetworkUp {
+        #[serde(default)]
+        host_ca: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        env: Vec<(String, String)>,
+    },
     /// A message type this build does not know.
     #[serde(other)]
     Unknown,

@@ -45,6 +45,10 @@ pub struct VmSpec {
     pub restore_from: Option<PathBuf>,
     /// Append the serial console to this file as well (capped).
     pub console_log: Option<PathBuf>,
+    /// Give the guest a virtio-net device whose other end the caller serves
+    /// ([`Vm::take_network_link`]); without it the guest has no network
+    /// device at all.
+    pub network: bool,
 }
 
 /// The guest's root block device.
@@ -92,6 +96,11 @@ pub trait Vm: Send {
 
     /// The byte stream to the guest agent; `None` after the first call.
     fn take_agent_stream(&mut self) -> Option<UnixStream>;
+
+    /// The host end of the guest's network device, for a spec with
+    /// `network`: Ethernet frames, each behind a 4-byte big-endian length.
+    /// `None` without one, and after the first call.
+    fn take_network_link(&mut self) -> Option<UnixStream>;
 
     /// What the guest printed on its serial console (the last 64 KiB).
     fn console(&self) -> ConsoleLog;

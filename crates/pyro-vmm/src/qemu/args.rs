@@ -51,6 +51,8 @@ pub(crate) struct ChannelFds {
     pub console: RawFd,
     pub agent: RawFd,
     pub monitor: RawFd,
+    /// The guest NIC's link, when the spec asks for a network.
+    pub network: Option<RawFd>,
 }
 
 pub(crate) fn qemu_args(spec: &VmSpec, fds: &ChannelFds) -> Vec<String> {
@@ -104,6 +106,17 @@ pub(crate) fn qemu_args(spec: &VmSpec, fds: &ChannelFds) -> Vec<String> {
         "-mon".into(),
         "chardev=monitor,mode=control".into(),
     ]);
+    if let Some(fd) = fds.network {
+        args.extend([
+            "-netdev".into(),
+            format!("socket,id=net,fd={fd}"),
+            "-device".into(),
+            format!(
+                "virtio-net-device,netdev=net,mac={}",
+                pyro_protocol::net::GUEST_MAC
+            ),
+        ]);
+    }
     if spec.restore_from.is_some() {
         args.extend(["-incoming".into(), "defer".into()]);
     }
@@ -163,13 +176,16 @@ mod tests {
             accel: Accel::Tcg,
             restore_from: None,
             console_log: None,
+            network: false,
         };
         let fds = ChannelFds {
             console: 5,
             agent: 6,
             monitor: 7,
+            network: None,
         };
         let args = qemu_args(&spec, &fds).join(" ");
+        assert!(!args.contains("-netdev"), "no network device unless asked");
         assert!(args.contains("file=/cache/a,,b.qcow2,format=qcow2,snapshot=on"));
         assert!(args.contains("socket,id=console,fd=5"));
         assert!(args.contains("socket,id=agent,fd=6"));
@@ -194,13 +210,16 @@ mod tests {
             accel: Accel::Tcg,
             restore_from: None,
             console_log: None,
+            network: false,
         };
         let fds = ChannelFds {
             console: 5,
             agent: 6,
             monitor: 7,
+            network: Some(8),
         };
         let args = qemu_args(&spec, &fds);
+        assert!(args.join(" ").contains("-netdev socket,id=net,fd=8"));
         let after = |flag: &str| {
             let at = args.iter().position(|a| a == flag).unwrap();
             args[at + 1].clone()

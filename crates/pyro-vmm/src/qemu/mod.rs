@@ -128,12 +128,18 @@ impl Engine for QemuEngine {
         let (console_host, console_guest) = UnixStream::pair().map_err(EngineError::Channel)?;
         let (agent_host, agent_guest) = UnixStream::pair().map_err(EngineError::Channel)?;
         let (monitor_host, monitor_guest) = UnixStream::pair().map_err(EngineError::Channel)?;
+        let network = match spec.network {
+            true => Some(UnixStream::pair().map_err(EngineError::Channel)?),
+            false => None,
+        };
         let fds = args::ChannelFds {
             console: console_guest.as_raw_fd(),
             agent: agent_guest.as_raw_fd(),
             monitor: monitor_guest.as_raw_fd(),
+            network: network.as_ref().map(|(_, guest)| guest.as_raw_fd()),
         };
-        let inherited = [fds.console, fds.agent, fds.monitor];
+        let mut inherited = vec![fds.console, fds.agent, fds.monitor];
+        inherited.extend(fds.network);
         let argv = args::qemu_args(spec, &fds);
 
         let mut command = Command::new(&self.install.binary);
@@ -156,6 +162,7 @@ impl Engine for QemuEngine {
         drop(console_guest);
         drop(agent_guest);
         drop(monitor_guest);
+        let network = network.map(|(host, _guest)| host);
         let stderr = StderrTail::capture(child.stderr.take());
         let console_file = spec.console_log.as_ref().and_then(|path| {
             std::fs::OpenOptions::new()
@@ -170,6 +177,7 @@ impl Engine for QemuEngine {
             console: ConsoleLog::capture(console_host, console_file),
             stderr,
             monitor: Some(monitor_host),
+            network,
             qmp: None,
             exited: None,
         };
@@ -240,6 +248,8 @@ struct QemuVm {
     stderr: StderrTail,
     /// The monitor socket until the first QMP use connects it.
     monitor: Option<UnixStream>,
+    /// The host end of the guest NIC until the owner takes it.
+    network: Option<UnixStream>,
     qmp: Option<Qmp>,
     exited: Option<VmExit>,
 }
@@ -322,6 +332,10 @@ impl Vm for QemuVm {
 
     fn take_agent_stream(&mut self) -> Option<UnixStream> {
         self.agent.take()
+    }
+
+    fn take_network_link(&mut self) -> Option<UnixStream> {
+        self.network.take()
     }
 
     fn console(&self) -> ConsoleLog {
