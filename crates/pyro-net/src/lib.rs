@@ -1,0 +1,213 @@
+//! The guest's network, run on the host.
+//!
+//! A workspace with egress gets one virtio-net device whose other end is a
+//! Unix socket pair in the host process that owns the VM (QEMU's
+//! `-netdev socket,fd=N`: each Ethernet frame behind a 4-byte big-endian
+//! length). On the host end runs [`Network`]: a user-space TCP/IP stack
+//! (smoltcp) that answers ARP and the guest's DNS queries, terminates every
+//! TCP connection the guest opens, decides it against the [`Policy`], and
+//! relays the allowed ones through ordinary host sockets. Nothing of the
+//! host is reachable that the policy did not name, because nothing is
+//! routed: every byte leaves through a socket this code opened on purpose.
+//!
+//! The guest sees a QEMU-like network: it is [`GUEST`]`/24`, its gateway
+//! [`GATEWAY`] (which also stands for the host, as [`HOST_NAME`]), its
+//! resolver [`RESOLVER`]. Only TCP and DNS leave; other UDP is refused and
+//! reported.
+//!
+//! Every decision is reported to an [`Observer`]: opened and denied
+//! connections, with the destination the guest asked for.
+
+mod dns;
+pub mod policy;
+mod relay;
+mod sniff;
+mod stack;
+
+use std::net::Ipv4Addr;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+pub use policy::{Allow, AllowError, AllowHost, Closed, DenyReason, Policy, HOST_NAME};
+
+pub use pyro_protocol::net::{GATEWAY, GUEST, PREFIX, RESOLVER};
+
+/// How a connection or lookup travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    Tcp,
+    Udp,
+    Dns,
+}
+
+/// One decision of the network: a lookup or connection opened or denied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetEvent {
+    pub time_unix_ms: u64,
+    pub via: Via,
+    /// The name the guest asked for (resolved through pyro, or sent as TLS
+    /// server name or HTTP `Host`), else the address.
+    pub destination: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `None`: allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied: Option<DenyReason>,
+}
+
+impl NetEvent {
+    /// The `--allow` entry that would open this destination, when one can.
+    pub fn allow_entry(&self) -> Option<String> {
+        match &self.denied {
+            None | Some(DenyReason::NetworkOff) | Some(DenyReason::Protocol) => None,
+            Some(DenyReason::HostClosed) => Some(format!("{HOST_NAME}:{}", self.port?)),
+            Some(DenyReason::Closed { .. }) => {
+                let address = self.address?;
+                Some(match self.port {
+                    Some(port) => format!("{address}:{port}"),
+                    None => address.to_string(),
+                })
+            }
+            Some(DenyReason::NotAllowed) | Some(DenyReason::NameMismatch { .. }) => {
+                Some(match self.port {
+                    Some(port) => format!("{}:{port}", self.destination),
+                    None => self.destination.clone(),
+                })
+            }
+        }
+    }
+
+    /// `files.example.com:443`, or the bare destination of a lookup.
+    pub fn target(&self) -> String {
+        match self.port {
+            Some(port) => format!("{}:{port}", self.destination),
+            None => self.destination.clone(),
+        }
+    }
+}
+
+/// Receives every decision, from the network's own thread; keep it quick.
+pub trait Observer: Send + Sync {
+    fn event(&self, event: NetEvent);
+}
+
+/// State shared between a [`Network`] handle and its thread.
+pub(crate) struct Shared {
+    pub(crate) policy: RwLock<Policy>,
+    pub(crate) observer: Arc<dyn Observer>,
+    /// Recently reported events, so a guest retrying in a loop is reported
+    /// once a second per destination rather than once per packet.
+    pub(crate) recent: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl Shared {
+    pub(crate) fn policy(&self) -> Policy {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn report(&self, event: NetEvent) {
+        let key = format!(
+            "{:?}{}{:?}{:?}",
+            event.via,
+            event.target(),
+            event.address,
+            event.denied
+        );
+        let now = std::time::Instant::now();
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if recent.len() > 4096 {
+                recent.clear();
+            }
+            if let Some(at) = recent.get(&key) {
+                if now.duration_since(*at) < std::time::Duration::from_secs(1) {
+                    return;
+                }
+            }
+            recent.insert(key, now);
+        }
+        self.observer.event(event);
+    }
+}
+
+/// The running network of one VM. Dropping it stops the network.
+pub struct Network {
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Network {
+    /// Serves the guest NIC whose host end is `link`, on a thread of its own.
+    pub fn start(
+        link: UnixStream,
+        policy: Policy,
+        observer: Arc<dyn Observer>,
+    ) -> std::io::Result<Network> {
+        let shared = Arc::new(Shared {
+            policy: RwLock::new(policy),
+            observer,
+            recent: Mutex::new(Default::default()),
+        });
+        link.set_nonblocking(true)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("pyro-net".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    if let Ok(link) = tokio::net::UnixStream::from_std(link) {
+                        stack::serve(link, thread_shared, stopped).await
+                    }
+                })
+            })?;
+        Ok(Network {
+            shared,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Replaces the policy; connections already open stay open.
+    pub fn set_policy(&self, policy: Policy) {
+        *self
+            .shared
+            .policy
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = policy;
+    }
+
+    pub fn policy(&self) -> Policy {
+        self.shared.policy()
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,454 @@
+//! The stack loop: frames from QEMU into smoltcp, decisions on each new
+//! connection, bytes between smoltcp's sockets and the relays, frames back.
+//!
+//! smoltcp runs with "any IP" on: it takes packets for every address routed
+//! through the gateway. A TCP socket exists only for connections the policy
+//! let through its first check (a SYN with no socket is answered by a reset,
+//! so a denied connection fails at once with "connection refused"). DNS is
+//! one UDP socket on the resolver address; other UDP gets "port
+//! unreachable".
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpListenEndpoint};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::policy::{DenyReason, Verdict};
+use crate::relay::{self, Relay};
+use crate::sniff::{sniff, Sniffed, SNIFF_LIMIT};
+mod device;
+mod lookup;
+mod relaying;
+
+use crate::{now_unix_ms, NetEvent, Shared, Via, GATEWAY, HOST_NAME, PREFIX, RESOLVER};
+use device::{first_look, read_frame, FirstLook, Queues, FRAME_QUEUE};
+use lookup::{resolves_to, Answer, LOOKUP_LIMIT};
+use relaying::pump_relay;
+
+/// The host end's MAC address.
+const HOST_MAC: [u8; 6] = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
+/// Largest Ethernet frame (without FCS) taken from QEMU.
+/// TCP connections open at once; more are refused.
+const CONNECTION_LIMIT: usize = 256;
+/// Socket buffers per connection, each way.
+const TCP_BUFFER: usize = 128 * 1024;
+/// How long a connection may take to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the guest has to send a TLS server name or HTTP `Host` when
+/// the policy needs one.
+const SNIFF_TIMEOUT: Duration = Duration::from_secs(3);
+/// Where one guest connection stands.
+enum Phase {
+    /// The guest's handshake is under way; then connect to `dial`, or sniff.
+    Accepting { dial: Option<Ipv4Addr> },
+    /// Reading the connection's first bytes for a name, since `since`.
+    Sniffing { first: Vec<u8>, since: Instant },
+    /// The sniffed name is being resolved on the host, to check the address.
+    Checking {
+        first: Vec<u8>,
+        name: String,
+        answer: oneshot::Receiver<bool>,
+    },
+    Relaying {
+        relay: Relay,
+        pending: Option<(Vec<u8>, usize)>,
+        host_done: bool,
+    },
+}
+
+struct Connection {
+    handle: SocketHandle,
+    address: Ipv4Addr,
+    port: u16,
+    /// Names the guest resolved to the address.
+    names: Vec<String>,
+    since: Instant,
+    phase: Phase,
+}
+
+/// (guest port, destination address, destination port).
+type Key = (u16, Ipv4Addr, u16);
+
+struct Stack {
+    shared: Arc<Shared>,
+    iface: Interface,
+    device: Queues,
+    sockets: SocketSet<'static>,
+    connections: HashMap<Key, Connection>,
+    dns: SocketHandle,
+    answers_tx: mpsc::Sender<Answer>,
+    answers: mpsc::Receiver<Answer>,
+    lookups: usize,
+    /// Address → names the guest resolved to it.
+    names: HashMap<Ipv4Addr, Vec<String>>,
+    wake: Arc<Notify>,
+    epoch: Instant,
+}
+
+/// Serves the link until QEMU closes it or `stop` fires.
+pub(crate) async fn serve(link: UnixStream, shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
+    let (mut reader, mut writer) = link.into_split();
+    let (frames_tx, mut frames) = mpsc::channel::<Vec<u8>>(FRAME_QUEUE);
+    tokio::spawn(async move {
+        while let Ok(frame) = read_frame(&mut reader).await {
+            if frames_tx.send(frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    let (out_tx, mut out) = mpsc::channel::<Vec<u8>>(FRAME_QUEUE);
+    tokio::spawn(async move {
+        while let Some(frame) = out.recv().await {
+            let mut bytes = Vec::with_capacity(frame.len() + 4);
+            bytes.extend((frame.len() as u32).to_be_bytes());
+            bytes.extend(frame);
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut stack = Stack::new(shared);
+    loop {
+        stack.step();
+        while let Some(frame) = stack.device.tx.pop_front() {
+            // A full queue drops the frame, as a congested link would.
+            let _ = out_tx.try_send(frame);
+        }
+        let now = stack.now();
+        let delay = stack
+            .iface
+            .poll_delay(now, &stack.sockets)
+            .map(|d| Duration::from_micros(d.total_micros()))
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
+        tokio::select! {
+            frame = frames.recv() => {
+                let Some(frame) = frame else { break };
+                stack.take_frame(frame);
+                while let Ok(frame) = frames.try_recv() {
+                    stack.take_frame(frame);
+                }
+            }
+            Some(answer) = stack.answers.recv() => stack.deliver(answer),
+            _ = stack.wake.notified() => {}
+            _ = tokio::time::sleep(delay) => {}
+            _ = &mut stop => break,
+        }
+    }
+}
+
+impl Stack {
+    fn new(shared: Arc<Shared>) -> Stack {
+        let mut device = Queues {
+            rx: VecDeque::new(),
+            tx: VecDeque::new(),
+        };
+        let epoch = Instant::now();
+        let config = Config::new(HardwareAddress::Ethernet(EthernetAddress(HOST_MAC)));
+        let mut iface = Interface::new(config, &mut device, smoltcp::time::Instant::ZERO);
+        iface.update_ip_addrs(|addresses| {
+            let _ = addresses.push(IpCidr::new(IpAddress::Ipv4(GATEWAY), PREFIX));
+            let _ = addresses.push(IpCidr::new(IpAddress::Ipv4(RESOLVER), PREFIX));
+        });
+        let _ = iface.routes_mut().add_default_ipv4_route(GATEWAY);
+        iface.set_any_ip(true);
+        let mut sockets = SocketSet::new(Vec::new());
+        let mut dns = udp::Socket::new(
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 64 * 1024]),
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 64 * 1024]),
+        );
+        let _ = dns.bind(IpListenEndpoint {
+            addr: Some(IpAddress::Ipv4(RESOLVER)),
+            port: 53,
+        });
+        let dns = sockets.add(dns);
+        let (answers_tx, answers) = mpsc::channel(LOOKUP_LIMIT);
+        Stack {
+            shared,
+            iface,
+            device,
+            sockets,
+            connections: HashMap::new(),
+            dns,
+            answers_tx,
+            answers,
+            lookups: 0,
+            names: HashMap::new(),
+            wake: Arc::new(Notify::new()),
+            epoch,
+        }
+    }
+
+    fn now(&self) -> smoltcp::time::Instant {
+        smoltcp::time::Instant::from_micros(self.epoch.elapsed().as_micros() as i64)
+    }
+
+    /// Looks at a frame before smoltcp does: a new TCP connection gets its
+    /// first decision (and a socket, if it may go on); UDP that is not DNS
+    /// is reported.
+    fn take_frame(&mut self, frame: Vec<u8>) {
+        if let Some(first) = first_look(&frame) {
+            match first {
+                FirstLook::Syn(key) => self.new_connection(key),
+                FirstLook::Udp(address, port) => {
+                    if address != RESOLVER || port != 53 {
+                        self.report(Via::Udp, address, Some(port), Some(DenyReason::Protocol));
+                    }
+                }
+            }
+        }
+        if self.device.rx.len() < FRAME_QUEUE {
+            self.device.rx.push_back(frame);
+        }
+    }
+
+    fn names_of(&self, address: Ipv4Addr) -> Vec<String> {
+        self.names.get(&address).cloned().unwrap_or_default()
+    }
+
+    fn report(&self, via: Via, address: Ipv4Addr, port: Option<u16>, denied: Option<DenyReason>) {
+        let names = self.names_of(address);
+        let destination = match names.first() {
+            Some(name) => name.clone(),
+            None if address == GATEWAY => HOST_NAME.to_string(),
+            None => address.to_string(),
+        };
+        self.shared.report(NetEvent {
+            time_unix_ms: now_unix_ms(),
+            via,
+            destination,
+            address: Some(address),
+            port,
+            denied,
+        });
+    }
+
+    fn new_connection(&mut self, key: Key) {
+        if self.connections.contains_key(&key) {
+            return; // a retransmitted SYN
+        }
+        let (_, address, port) = key;
+        let names = self.names_of(address);
+        let policy = self.shared.policy();
+        let dial = match policy.decide(address, port, GATEWAY, &names) {
+            Verdict::Open(dial) => Some(dial),
+            Verdict::Sniff => None,
+            Verdict::Deny(reason) => {
+                self.report(Via::Tcp, address, Some(port), Some(reason));
+                return;
+            }
+        };
+        if self.connections.len() >= CONNECTION_LIMIT {
+            return;
+        }
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
+            tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
+        );
+        socket.set_nagle_enabled(false);
+        if socket
+            .listen(IpListenEndpoint {
+                addr: Some(IpAddress::Ipv4(address)),
+                port,
+            })
+            .is_err()
+        {
+            return;
+        }
+        let handle = self.sockets.add(socket);
+        self.connections.insert(
+            key,
+            Connection {
+                handle,
+                address,
+                port,
+                names,
+                since: Instant::now(),
+                phase: Phase::Accepting { dial },
+            },
+        );
+    }
+
+    /// One round: smoltcp takes in and sends out what it can, every
+    /// connection moves its bytes, DNS queries are answered or sent off.
+    fn step(&mut self) {
+        for _ in 0..4 {
+            let now = self.now();
+            let changed = self.iface.poll(now, &mut self.device, &mut self.sockets);
+            let moved = self.pump_connections();
+            self.serve_dns();
+            if changed == smoltcp::iface::PollResult::None && !moved {
+                break;
+            }
+        }
+    }
+
+    fn pump_connections(&mut self) -> bool {
+        let mut moved = false;
+        let mut finished = Vec::new();
+        let keys: Vec<Key> = self.connections.keys().copied().collect();
+        for key in keys {
+            let mut connection = self.connections.remove(&key).expect("listed");
+            let (done, progress) = self.pump(&mut connection);
+            moved |= progress;
+            if done {
+                finished.push(connection.handle);
+            } else {
+                self.connections.insert(key, connection);
+            }
+        }
+        for handle in finished {
+            self.sockets.remove(handle);
+        }
+        moved
+    }
+
+    /// Moves one connection on; returns (finished, made progress).
+    fn pump(&mut self, c: &mut Connection) -> (bool, bool) {
+        let socket = self.sockets.get_mut::<tcp::Socket>(c.handle);
+        match &mut c.phase {
+            Phase::Accepting { dial } => match socket.state() {
+                tcp::State::Listen | tcp::State::SynReceived => {
+                    (c.since.elapsed() > HANDSHAKE_TIMEOUT, false)
+                }
+                tcp::State::Established | tcp::State::CloseWait => {
+                    c.phase = match dial.take() {
+                        Some(dial) => {
+                            opened(&self.shared, c, None);
+                            Phase::Relaying {
+                                relay: relay::start(
+                                    SocketAddrV4::new(dial, c.port),
+                                    Vec::new(),
+                                    Arc::clone(&self.wake),
+                                ),
+                                pending: None,
+                                host_done: false,
+                            }
+                        }
+                        None => Phase::Sniffing {
+                            first: Vec::new(),
+                            since: Instant::now(),
+                        },
+                    };
+                    (false, true)
+                }
+                _ => (true, false),
+            },
+            Phase::Sniffing { first, since } => {
+                let mut progress = false;
+                while socket.can_recv() && first.len() < SNIFF_LIMIT {
+                    let mut buf = vec![0u8; SNIFF_LIMIT - first.len()];
+                    let n = socket.recv_slice(&mut buf).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    first.extend_from_slice(&buf[..n]);
+                    progress = true;
+                }
+                let guest_done = !socket.may_recv();
+                let timed_out = since.elapsed() > SNIFF_TIMEOUT;
+                let sniffed = match sniff(first) {
+                    Sniffed::Incomplete if !guest_done && !timed_out => return (false, progress),
+                    Sniffed::Incomplete | Sniffed::NoName => None,
+                    Sniffed::Name(name) => Some(name),
+                };
+                let policy = self.shared.policy();
+                match sniffed {
+                    Some(name) if policy.allows_name(&name, c.port) => {
+                        let (tx, answer) = oneshot::channel();
+                        let wake = Arc::clone(&self.wake);
+                        let (lookup, address, port) = (name.clone(), c.address, c.port);
+                        tokio::spawn(async move {
+                            let _ = tx.send(resolves_to(&lookup, port, address).await);
+                            wake.notify_one();
+                        });
+                        c.phase = Phase::Checking {
+                            first: std::mem::take(first),
+                            name,
+                            answer,
+                        };
+                        (false, true)
+                    }
+                    other => {
+                        socket.abort();
+                        let destination = other.unwrap_or_else(|| match c.names.first() {
+                            Some(name) => name.clone(),
+                            None => c.address.to_string(),
+                        });
+                        denied(&self.shared, c, destination, DenyReason::NotAllowed);
+                        (true, true)
+                    }
+                }
+            }
+            Phase::Checking {
+                first,
+                name,
+                answer,
+            } => match answer.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) => (false, false),
+                Ok(true) => {
+                    let name = name.clone();
+                    let first = std::mem::take(first);
+                    opened(&self.shared, c, Some(name));
+                    c.phase = Phase::Relaying {
+                        relay: relay::start(
+                            SocketAddrV4::new(c.address, c.port),
+                            first,
+                            Arc::clone(&self.wake),
+                        ),
+                        pending: None,
+                        host_done: false,
+                    };
+                    (false, true)
+                }
+                Ok(false) | Err(oneshot::error::TryRecvError::Closed) => {
+                    socket.abort();
+                    let name = name.clone();
+                    let reason = DenyReason::NameMismatch { name: name.clone() };
+                    denied(&self.shared, c, name, reason);
+                    (true, true)
+                }
+            },
+            Phase::Relaying {
+                relay,
+                pending,
+                host_done,
+            } => pump_relay(socket, relay, pending, host_done),
+        }
+    }
+}
+
+fn opened(shared: &Shared, c: &Connection, name: Option<String>) {
+    let destination = name
+        .or_else(|| c.names.first().cloned())
+        .unwrap_or_else(|| match c.address == GATEWAY {
+            true => HOST_NAME.to_string(),
+            false => c.address.to_string(),
+        });
+    shared.report(NetEvent {
+        time_unix_ms: now_unix_ms(),
+        via: Via::Tcp,
+        destination,
+        address: Some(c.address),
+        port: Some(c.port),
+        denied: None,
+    });
+}
+
+fn denied(shared: &Shared, c: &Connection, destination: String, reason: DenyReason) {
+    shared.report(NetEvent {
+        time_unix_ms: now_unix_ms(),
+        via: Via::Tcp,
+        destination,
+        address: Some(c.address),
+        port: Some(c.port),
+        denied: Some(reason),
+    });
+}
