@@ -73,13 +73,20 @@ pub enum WorkspaceCommand {
     /// Create a workspace and boot its VM; it keeps running after this returns.
     #[command(after_help = "Examples:
   pyro workspace create debian:12 --name api-fix --label task=123
+  pyro workspace create debian:12 --network egress --allow '*.pypi.org' --allow host.pyro.internal:8080
   ID=$(pyro workspace create debian:12 --id-only)")]
     Create(CreateArgs),
     /// List workspaces: name, environment, state, age, last activity.
     List(ListArgs),
     /// Show one workspace.
     Status(WorkspaceRef),
-    /// Rename or relabel a workspace (`--label K=` removes K).
+    /// Rename or relabel a workspace (`--label K=` removes K), or change its network
+    /// (a running workspace enforces the new allowlist at once, without a reboot).
+    #[command(after_help = "Examples:
+  pyro workspace update api-fix --label task=124
+  pyro workspace update api-fix --allow pypi.org --allow files.pythonhosted.org
+  pyro workspace update api-fix --allow-any
+  pyro workspace update api-fix --network off")]
     Update(UpdateArgs),
     /// Power a workspace's VM off; its disk keeps every change.
     Stop(WorkspaceRef),
@@ -131,6 +138,15 @@ anything outside --output. --output must not exist yet (or be an empty directory
     /// Named long-running services with readiness checks, logs and stop.
     #[command(subcommand)]
     Service(crate::cli_sessions::ServiceCommand),
+    /// The workspace's network: what it reached and what was denied.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Every lookup and connection the network decided, denials marked.
+    Log(WorkspaceRef),
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,6 +241,8 @@ pub struct CreateArgs {
     /// Guest memory in MiB.
     #[arg(long, value_name = "MIB", default_value_t = pyro_core::params::DEFAULT_MEMORY_MIB)]
     pub memory: u32,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// Print only the id.
     #[arg(long)]
     pub id_only: bool,
@@ -262,9 +280,36 @@ pub struct UpdateArgs {
     /// Set a label (repeatable); `K=` removes it.
     #[arg(long = "label", value_name = "K=V", value_parser = parse_key_value)]
     pub labels: Vec<(String, String)>,
+    /// New network mode: off, egress or egress+ports (turning a running workspace's
+    /// network on needs a stop and a start).
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// Replace the allowlist with these destinations (repeatable; HOST[:PORT] as on create).
+    #[arg(
+        long = "allow",
+        value_name = "HOST[:PORT]",
+        conflicts_with = "allow_any"
+    )]
+    pub allow: Vec<String>,
+    /// Drop the allowlist: every public destination opens.
+    #[arg(long)]
+    pub allow_any: bool,
     /// Print the workspace as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+impl UpdateArgs {
+    pub fn network_update(&self) -> pyro_core::NetworkUpdate {
+        pyro_core::NetworkUpdate {
+            mode: self.network.clone(),
+            allow: match (self.allow_any, self.allow.is_empty()) {
+                (true, _) => Some(Vec::new()),
+                (false, false) => Some(self.allow.clone()),
+                (false, true) => None,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -346,7 +391,8 @@ pub struct InspectArgs {
 #[command(after_help = "Examples:
   pyro run debian:12 -- git --version
   pyro run debian:12 --timeout 60 -- sh -c 'python3 -m pytest -q'
-  pyro run debian:12 --cpus 2 --memory 2048 -- make -j2")]
+  pyro run debian:12 --cpus 2 --memory 2048 -- make -j2
+  pyro run debian:12 --network egress --allow pypi.org --allow files.pythonhosted.org -- pip download six")]
 pub struct RunArgs {
     /// Environment to boot, e.g. debian:12.
     pub env: String,
@@ -365,6 +411,8 @@ pub struct RunArgs {
     /// Pass pyro's standard input to the command (else it reads /dev/null).
     #[arg(long, short = 'i')]
     pub stdin: bool,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// Print a JSON report (exit status, timings) on stderr after the run.
     #[arg(long)]
     pub json: bool,
@@ -393,6 +441,36 @@ pub struct BenchArgs {
     /// Only the run measurements, no workspaces.
     #[arg(long)]
     pub skip_workspaces: bool,
+}
+
+/// The network flags `run` and `workspace create` share.
+#[derive(Debug, Args, Clone, Default)]
+pub struct NetworkArgs {
+    /// off (no network device; the default), egress (outbound TCP and DNS through the host),
+    /// or egress+ports (egress and published ports; workspaces only).
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// Open only these destinations (repeatable): HOST[:PORT], *.DOMAIN[:PORT], an IPv4
+    /// address, or host.pyro.internal:PORT for a service on the host's loopback.
+    #[arg(long = "allow", value_name = "HOST[:PORT]")]
+    pub allow: Vec<String>,
+    /// Do not trust the host's CA certificates in the guest (trusted by default with egress).
+    #[arg(long)]
+    pub no_host_ca: bool,
+    /// Pass the host's HTTP_PROXY, HTTPS_PROXY and NO_PROXY to every command.
+    #[arg(long)]
+    pub inherit_proxy: bool,
+}
+
+impl NetworkArgs {
+    pub fn request(self) -> pyro_core::NetworkRequest {
+        pyro_core::NetworkRequest {
+            mode: self.network,
+            allow: self.allow,
+            no_host_ca: self.no_host_ca,
+            inherit_proxy: self.inherit_proxy,
+        }
+    }
 }
 
 pub fn parse_key_value(text: &str) -> Result<(String, String), String> {

@@ -62,6 +62,10 @@ pub use api::error::Error;
 pub use api::exec::{ExecOptions, ExecReport};
 pub use api::hints::{Action, Hint};
 pub use api::host_paths::{HostPathError, HostPathUse, HostPaths};
+pub use api::network::{
+    allow_entries, denial_summary, describe_denial, NetworkLog, NetworkLogEntry, NetworkRequest,
+    NetworkUpdate,
+};
 pub use api::params;
 pub use api::params::{InvalidRequest, ShellInput, ShellReadOptions};
 pub use api::run::{RunReport, RunRequest};
@@ -69,9 +73,11 @@ pub use api::workspaces::{CreateRequest, WorkspaceLogs};
 pub use api::Pyro;
 pub use host::exec::{CollectOutput, OutputSink, RunEnd};
 pub use host::input::Input;
+pub use host::network::{NetworkConfig, NetworkError, NetworkMode};
 pub use pyro_env::{
     EnvDetails, EnvSummary, NoProgress, Progress, PruneReport, PullOutcome, StoreError,
 };
+pub use pyro_net::{Allow, DenyReason, NetEvent, Via, HOST_NAME};
 pub use pyro_protocol::{DirEntry, ErrorKind, ExitStatus, FileKind};
 pub use pyro_vmm::Accel;
 pub use supervisor::protocol::{

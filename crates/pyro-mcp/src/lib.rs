@@ -8,6 +8,7 @@
 //! No product logic lives here.
 
 mod local;
+mod network;
 mod output;
 mod portable;
 mod progress;

@@ -41,6 +41,13 @@ pub struct CreateParams {
     pub cpus: Option<u32>,
     /// Memory in MiB (default 1024).
     pub memory_mib: Option<u32>,
+    /// Network (workspace-full profile only): "off" (the default, no network device), or
+    /// "egress" (outbound TCP and DNS through the host, e.g. to install dependencies).
+    pub network: Option<String>,
+    /// With egress, open only these destinations: "pypi.org", "*.pythonhosted.org:443", an
+    /// IPv4 address, or "host.pyro.internal:PORT" for a service on the user's machine.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// A workspace, by id, id prefix or name.
@@ -119,6 +126,7 @@ impl PyroServer {
             cpus: params.cpus.unwrap_or(params::DEFAULT_CPUS),
             memory_mib: params.memory_mib.unwrap_or(params::DEFAULT_MEMORY_MIB),
             seed: seed.clone(),
+            network: self.network_request(params.network, params.allow)?,
         };
         let mut stage = progress.stage_fn();
         // A cancelled create is deleted by the facade once it is made.
@@ -231,6 +239,7 @@ impl PyroServer {
         };
         let pyro = self.pyro.clone();
         let workspace = params.workspace;
+        let workspace_ref = workspace.clone();
         let ran = crate::local::run_streaming(
             &self.local,
             progress,
@@ -250,7 +259,8 @@ impl PyroServer {
             report.duration_ms,
             sink.stdout.finish(),
             sink.stderr.finish(),
-        );
+        )
+        .with_network_note(self.exec_denial_note(&workspace_ref, &report.network_denied));
         Ok(Out::new(result.text(), result))
     }
 

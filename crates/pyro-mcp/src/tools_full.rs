@@ -74,6 +74,12 @@ pub struct UpdateParams {
     /// Labels to set, key -> value; an empty value removes the label.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// New network mode: "off", "egress" or "egress+ports". A running workspace started with
+    /// the network off must be stopped and started to turn it on.
+    pub network: Option<String>,
+    /// Replaces the allowlist (HOST[:PORT], *.DOMAIN, IPv4, host.pyro.internal:PORT); [] opens
+    /// every public destination. A running workspace enforces it at once.
+    pub allow: Option<Vec<String>>,
 }
 
 /// A workspace's logs.
@@ -246,7 +252,8 @@ impl PyroServer {
         Ok(Out::new(text, value))
     }
 
-    /// Rename a workspace or change its labels.
+    /// Rename a workspace, change its labels, or change its network: a new allowlist takes
+    /// effect at once in a running workspace, without a reboot.
     #[tool(
         output_schema = schema::<WorkspaceInfo>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
@@ -256,9 +263,22 @@ impl PyroServer {
         Parameters(params): Parameters<UpdateParams>,
     ) -> ToolResult<WorkspaceInfo> {
         let labels: Vec<(String, String)> = params.labels.into_iter().collect();
-        let record = self
-            .pyro
-            .workspace_update(&params.workspace, params.name, &labels)?;
+        let network = pyro_core::NetworkUpdate {
+            mode: params.network,
+            allow: params.allow,
+        };
+        let mut record = self.pyro.workspace_status(&params.workspace)?;
+        if params.name.is_some() || !labels.is_empty() || network.is_empty() {
+            record = self
+                .pyro
+                .workspace_update(&params.workspace, params.name, &labels)?;
+        }
+        if !network.is_empty() {
+            record = self
+                .pyro
+                .workspace_update_network(&record.id, &network)
+                .await?;
+        }
         let info = WorkspaceInfo::from(record);
         Ok(Out::new(info.line(), info))
     }

@@ -37,6 +37,13 @@ pub struct VmRunParams {
     /// Extra environment variables for the command, NAME -> value.
     #[serde(default)]
     pub env_vars: std::collections::BTreeMap<String, String>,
+    /// "off" (the default: no network device) or "egress" (outbound TCP and DNS through the
+    /// host, e.g. to download packages).
+    pub network: Option<String>,
+    /// With egress, open only these destinations: "pypi.org", "*.pythonhosted.org:443", or
+    /// an IPv4 address.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// `vm_run`'s `command`: a shell line, or (as `command` was before `argv`
@@ -125,6 +132,11 @@ impl PyroServer {
         request.cpus = params.cpus.unwrap_or(params::DEFAULT_CPUS);
         request.memory_mib = params.memory_mib.unwrap_or(params::DEFAULT_MEMORY_MIB);
         request.env_vars = params.env_vars.into_iter().collect();
+        request.network = pyro_core::NetworkRequest {
+            mode: params.network,
+            allow: params.allow,
+            ..pyro_core::NetworkRequest::default()
+        };
         let pyro = self.pyro.clone();
         // On the long-lived VM thread, never in spawn_blocking: the VM dies
         // with the thread that spawned it.
@@ -146,7 +158,12 @@ impl PyroServer {
             report.total_ms.saturating_sub(report.boot_ms),
             sink.stdout.finish(),
             sink.stderr.finish(),
-        );
+        )
+        .with_network_note(crate::network::denial_note(
+            &report.network_denied,
+            "vm_run",
+            &[],
+        ));
         let value = VmRunResult {
             env: report.env,
             accel: format!("{:?}", report.accel).to_lowercase(),

@@ -35,6 +35,10 @@ pub struct WorkspaceInfo {
     pub last_activity_at: String,
     /// Names of its snapshots, oldest first.
     pub snapshots: Vec<String>,
+    /// `off` (no network device), `egress` or `egress+ports`.
+    pub network: String,
+    /// With egress, the destinations open to it; empty means every public one.
+    pub allow: Vec<String>,
 }
 
 impl From<WorkspaceRecord> for WorkspaceInfo {
@@ -55,6 +59,8 @@ impl From<WorkspaceRecord> for WorkspaceInfo {
             created_at: record.created_at,
             last_activity_at: record.last_activity_at,
             snapshots: record.snapshots.into_iter().map(|s| s.name).collect(),
+            network: record.network.mode.to_string(),
+            allow: record.network.allow.iter().map(|a| a.to_string()).collect(),
         }
     }
 }
@@ -99,6 +105,9 @@ pub struct CommandResult {
     pub stderr: Capped,
     /// Wall time of the command in milliseconds.
     pub duration_ms: u64,
+    /// What the network refused while it ran, and how to open it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_denied: Option<String>,
 }
 
 impl CommandResult {
@@ -121,7 +130,14 @@ impl CommandResult {
             stdout,
             stderr,
             duration_ms,
+            network_denied: None,
         }
+    }
+
+    /// Adds the note on what the network refused (see `network::denial_note`).
+    pub fn with_network_note(mut self, note: Option<String>) -> Self {
+        self.network_denied = note;
+        self
     }
 
     /// `exit 0 (12 ms)` then the streams.
@@ -135,6 +151,11 @@ impl CommandResult {
         }
         text.push('\n');
         text.push_str(&crate::output::streams_text(&self.stdout, &self.stderr));
+        if let Some(note) = &self.network_denied {
+            text.push_str("\nnetwork: ");
+            text.push_str(note);
+            text.push('\n');
+        }
         text
     }
 }

@@ -9,6 +9,7 @@ mod run;
 mod workspace;
 mod workspace_diff;
 mod workspace_files;
+mod workspace_network;
 mod workspace_sessions;
 mod workspace_summary;
 

@@ -30,6 +30,7 @@ pub fn run(pyro: &Pyro, args: RunArgs) -> anyhow::Result<i32> {
         memory_mib: args.memory,
         env_vars: args.env_vars,
         stdin: super::stdin_input(args.stdin),
+        network: args.network.request(),
     };
     let runtime = super::runtime();
     let report = runtime.block_on(async {
@@ -44,6 +45,16 @@ pub fn run(pyro: &Pyro, args: RunArgs) -> anyhow::Result<i32> {
         RunEnd::Failed { message, .. } => eprintln!("pyro: {message}"),
         RunEnd::Cancelled => eprintln!("pyro: interrupted; the VM was stopped"),
         RunEnd::Exited { .. } => {}
+    }
+    super::workspace_network::note_denials(
+        &report.network_denied,
+        super::workspace_network::Opened::Run,
+    );
+    if report.network == pyro_core::NetworkMode::Off && report.exit_code() != 0 {
+        eprintln!(
+            "pyro: note: the VM had no network (the default); if the command needed it, \
+             run it again with --network egress"
+        );
     }
     if args.json {
         eprintln!("{}", serde_json::to_string(&report)?);

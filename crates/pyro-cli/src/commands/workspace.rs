@@ -19,6 +19,7 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                 cpus: args.cpus,
                 memory_mib: args.memory,
                 seed,
+                network: args.network.request(),
             };
             // Ctrl-C: the create runs to its end, then the workspace is
             // deleted rather than left running for nobody.
@@ -54,10 +55,21 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                 show_activity(pyro, &record);
             }
         }
-        WorkspaceCommand::Update(args) => show(
-            &pyro.workspace_update(&args.workspace, args.name, &args.labels)?,
-            args.json,
-        )?,
+        WorkspaceCommand::Update(args) => {
+            let network = args.network_update();
+            let mut record = pyro.workspace_status(&args.workspace)?;
+            if args.name.is_some() || !args.labels.is_empty() || network.is_empty() {
+                record = pyro.workspace_update(&args.workspace, args.name, &args.labels)?;
+            }
+            if !network.is_empty() {
+                record = super::runtime()
+                    .block_on(pyro.workspace_update_network(&record.id, &network))?;
+                if !args.json && record.state != pyro_core::WorkspaceState::Running {
+                    eprintln!("pyro: the new network applies when the workspace starts");
+                }
+            }
+            show(&record, args.json)?
+        }
         WorkspaceCommand::Stop(args) => {
             let stopped = super::runtime().block_on(pyro.workspace_stop(&args.workspace))?;
             acknowledge(&stopped, &args, "stopped")?
@@ -175,6 +187,9 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
         }
         WorkspaceCommand::Diff(args) => return super::workspace_diff::diff(pyro, &args),
         WorkspaceCommand::Summary(args) => return super::workspace_summary::summary(pyro, &args),
+        WorkspaceCommand::Network(command) => {
+            return super::workspace_network::network(pyro, command)
+        }
         WorkspaceCommand::Exec(args) => {
             let options = ExecOptions {
                 argv: args.command,
@@ -197,6 +212,15 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                 RunEnd::Cancelled => eprintln!("pyro: interrupted"),
                 RunEnd::Exited { .. } => {}
             }
+            if !report.network_denied.is_empty() {
+                if let Ok(record) = pyro.workspace_status(&args.workspace) {
+                    let opened = super::workspace_network::Opened::Workspace {
+                        name: record.display_name(),
+                        network: &record.network,
+                    };
+                    super::workspace_network::note_denials(&report.network_denied, opened);
+                }
+            }
             if args.json {
                 eprintln!("{}", serde_json::to_string(&report)?);
             }
@@ -217,6 +241,10 @@ fn show(record: &WorkspaceRecord, json: bool) -> anyhow::Result<()> {
     println!(
         "size:          {} vCPU, {} MiB",
         record.cpus, record.memory_mib
+    );
+    println!(
+        "network:       {}",
+        super::workspace_network::describe(&record.network)
     );
     println!(
         "created:       {} ({} ago)",
@@ -291,16 +319,17 @@ fn print_table(records: &[WorkspaceRecord]) {
         return;
     }
     println!(
-        "{:<12}  {:<16}  {:<14}  {:<8}  {:>6}  {:>8}",
-        "ID", "NAME", "ENV", "STATE", "AGE", "ACTIVE"
+        "{:<12}  {:<16}  {:<14}  {:<8}  {:<12}  {:>6}  {:>8}",
+        "ID", "NAME", "ENV", "STATE", "NETWORK", "AGE", "ACTIVE"
     );
     for record in records {
         println!(
-            "{:<12}  {:<16}  {:<14}  {:<8}  {:>6}  {:>8}",
+            "{:<12}  {:<16}  {:<14}  {:<8}  {:<12}  {:>6}  {:>8}",
             record.id,
             record.name.as_deref().unwrap_or("-"),
             record.env,
             record.state.label(),
+            record.network.mode.as_str(),
             age(&record.created_at),
             format!("{} ago", age(&record.last_activity_at)),
         );

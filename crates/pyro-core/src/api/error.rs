@@ -56,6 +56,8 @@ pub enum Error {
     Git(#[from] GitError),
     #[error(transparent)]
     HostPath(#[from] HostPathError),
+    #[error(transparent)]
+    Network(#[from] crate::host::network::NetworkError),
     /// A create failed after it had made the workspace, and deleted it
     /// again: nothing of it is left to look at.
     #[error("{0}; the workspace was deleted")]

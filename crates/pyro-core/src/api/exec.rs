@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use pyro_net::NetEvent;
 use serde::Serialize;
 
 use super::error::Error;
@@ -13,7 +14,15 @@ use crate::host::exec::{drive_exec, OutputSink, RunEnd, TIMEOUT_GRACE};
 use crate::host::guest::{Guest, GuestError, Handshake};
 use crate::host::input::Input;
 use crate::workspace::store::{self, WorkspaceRecord, WorkspaceState};
-use crate::workspace::{events, WorkspaceError, SOCKET};
+use crate::workspace::{events, netlog, WorkspaceError, SOCKET};
+
+/// Milliseconds since the Unix epoch.
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 /// A command for `workspace exec`.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +49,10 @@ pub struct ExecReport {
     pub workspace: String,
     /// From start to end of the command.
     pub duration_ms: u64,
+    /// Lookups and connections the workspace's network refused while it
+    /// ran (from any command running then).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network_denied: Vec<NetEvent>,
 }
 
 impl ExecReport {
@@ -65,6 +78,8 @@ impl Pyro {
             return Err(InvalidRequest::ZeroTimeout.into());
         }
         let started = Instant::now();
+        let started_ms = now_unix_ms();
+        let (record, dir) = self.running_workspace(query)?;
         let guest = self.connect_workspace(query).await?;
         let exec = pyro_protocol::ExecRequest {
             argv: options.argv.clone(),
@@ -86,10 +101,15 @@ impl Pyro {
         let duration_ms = started.elapsed().as_millis() as u64;
         let event = events::EventKind::exec(&options.argv, &end, duration_ms);
         self.record_event(query, event);
+        let network_denied = match record.network.mode.is_on() {
+            true => netlog::denied_since(&dir, started_ms),
+            false => Vec::new(),
+        };
         Ok(ExecReport {
             end,
             workspace: query.to_string(),
             duration_ms,
+            network_denied,
         })
     }
 

@@ -12,6 +12,7 @@ pub(crate) mod exec;
 pub(crate) mod files;
 pub(crate) mod hints;
 pub(crate) mod host_paths;
+pub(crate) mod network;
 pub mod params;
 pub(crate) mod run;
 pub(crate) mod services;

@@ -79,6 +79,16 @@ pub enum InvalidRequest {
     TwoSeeds,
     #[error("a repository ref needs a repository URL")]
     RefWithoutRepo,
+    #[error("unknown network mode '{mode}'; use off, egress or egress+ports")]
+    BadNetworkMode { mode: String },
+    #[error("allowing `{entry}` needs egress: set the network to egress as well")]
+    AllowNeedsEgress { entry: String },
+    #[error("passing the host's proxy settings needs egress: set the network to egress as well")]
+    ProxyNeedsEgress,
+    #[error("bad allowlist entry {0}")]
+    BadAllow(pyro_net::AllowError),
+    #[error("a one-shot run has no published ports; use the egress network, or a workspace for egress+ports")]
+    RunHasNoPorts,
 }
 
 /// Checks VM sizes before anything boots.

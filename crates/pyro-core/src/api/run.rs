@@ -6,13 +6,17 @@
 //! disk is an ephemeral layer that vanishes with it.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use pyro_net::NetEvent;
 
 use pyro_protocol::ExecRequest;
 use pyro_vmm::{Accel, DiskFormat, RootDisk};
 use serde::Serialize;
 
 use super::error::Error;
+use super::network::NetworkRequest;
 use super::params::{self, InvalidRequest};
 use super::Pyro;
 use crate::host::boot::{boot, describe_exit};
@@ -20,6 +24,8 @@ use crate::host::exec::{drive_exec, OutputSink, RunEnd, TIMEOUT_GRACE};
 use crate::host::guest::GuestError;
 use crate::host::input::Input;
 use crate::host::machine::Machine;
+use crate::host::network::{attach, NetworkConfig, NetworkMode};
+use crate::workspace::netlog::Collected;
 
 /// What to run and in what VM.
 #[derive(Debug, Clone)]
@@ -38,6 +44,8 @@ pub struct RunRequest {
     pub env_vars: Vec<(String, String)>,
     /// The command's standard input (none: `/dev/null`).
     pub stdin: Input,
+    /// The VM's network (default: none).
+    pub network: NetworkRequest,
 }
 
 impl RunRequest {
@@ -52,10 +60,11 @@ impl RunRequest {
             memory_mib: params::DEFAULT_MEMORY_MIB,
             env_vars: Vec::new(),
             stdin: Input::default(),
+            network: NetworkRequest::default(),
         }
     }
 
-    fn validate(&self) -> Result<(), InvalidRequest> {
+    fn validate(&self) -> Result<NetworkConfig, InvalidRequest> {
         if self.argv.is_empty() {
             return Err(InvalidRequest::NoCommand);
         }
@@ -63,7 +72,7 @@ impl RunRequest {
         if self.timeout == Some(Duration::ZERO) {
             return Err(InvalidRequest::ZeroTimeout);
         }
-        Ok(())
+        self.network.check_for_run()
     }
 }
 
@@ -81,6 +90,11 @@ pub struct RunReport {
     pub boot_ms: u64,
     /// From boot to the end of the command.
     pub total_ms: u64,
+    /// The VM's network mode.
+    pub network: NetworkMode,
+    /// Lookups and connections the network refused while it ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network_denied: Vec<NetEvent>,
 }
 
 impl RunReport {
@@ -100,11 +114,11 @@ impl Pyro {
         sink: &mut dyn OutputSink,
         cancel: impl Future<Output = ()>,
     ) -> Result<RunReport, Error> {
-        request.validate()?;
+        let network = request.validate()?;
         let started = Instant::now();
         let machine = Machine::for_env(&self.cache_dir, &request.env)?;
         let accel = &machine.accel;
-        let spec = machine.spec(
+        let mut spec = machine.spec(
             Some(RootDisk::Ephemeral {
                 base: machine.artifacts.rootfs.clone(),
                 format: DiskFormat::Qcow2,
@@ -113,6 +127,7 @@ impl Pyro {
             request.memory_mib,
             None,
         );
+        network.apply(&mut spec);
         let engine = &machine.engine;
 
         tokio::pin!(cancel);
@@ -125,10 +140,35 @@ impl Pyro {
                     accel: accel.chosen,
                     boot_ms: 0,
                     total_ms: started.elapsed().as_millis() as u64,
+                    network: network.mode,
+                    network_denied: Vec::new(),
                 });
             }
         };
         let mut vm = booted.vm;
+        let observed = Arc::new(Collected::default());
+        let attached = tokio::select! {
+            attached = attach(vm.as_mut(), &booted.guest, &network, observed.clone()) => attached,
+            _ = &mut cancel => {
+                vm.kill();
+                return Ok(RunReport {
+                    end: RunEnd::Cancelled,
+                    env: request.env.clone(),
+                    accel: accel.chosen,
+                    boot_ms: booted.ready_after.as_millis() as u64,
+                    total_ms: started.elapsed().as_millis() as u64,
+                    network: network.mode,
+                    network_denied: Vec::new(),
+                });
+            }
+        };
+        let _stack = match attached {
+            Ok(stack) => stack,
+            Err(error) => {
+                vm.kill();
+                return Err(error.into());
+            }
+        };
         let boot_ms = booted.ready_after.as_millis() as u64;
         let exec = ExecRequest {
             argv: request.argv.clone(),
@@ -173,6 +213,8 @@ impl Pyro {
             accel: accel.chosen,
             boot_ms,
             total_ms: started.elapsed().as_millis() as u64,
+            network: network.mode,
+            network_denied: observed.denied(),
         })
     }
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::error::Error;
 use super::host_paths::HostPathUse;
+use super::network::NetworkRequest;
 use super::params;
 use super::Pyro;
 use crate::supervisor::{launch, registry};
@@ -36,6 +37,8 @@ pub struct CreateRequest {
     pub memory_mib: u32,
     /// What lands in /workspace: the baseline.
     pub seed: Option<Seed>,
+    /// The VM's network (default: none).
+    pub network: NetworkRequest,
 }
 
 impl CreateRequest {
@@ -48,6 +51,7 @@ impl CreateRequest {
             cpus: params::DEFAULT_CPUS,
             memory_mib: params::DEFAULT_MEMORY_MIB,
             seed: None,
+            network: NetworkRequest::default(),
         }
     }
 }
@@ -227,6 +231,7 @@ impl Pyro {
             active_disk: DISK.to_string(),
             baseline_layer: None,
             snapshots: Vec::new(),
+            network: request.network.check()?,
         };
         let dir = store.create(&record)?;
         let created = async {

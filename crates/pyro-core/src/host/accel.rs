@@ -94,6 +94,7 @@ fn boot_probe(engine: &dyn Engine, image: &ProbeImage) -> KvmStatus {
         accel: Accel::Kvm,
         restore_from: None,
         console_log: None,
+        network: false,
     };
     let mut vm = match engine.start(&spec) {
         Ok(vm) => vm,

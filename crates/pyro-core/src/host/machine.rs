@@ -60,6 +60,7 @@ impl Machine {
             accel: self.accel.chosen,
             restore_from: None,
             console_log,
+            network: false,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! What this host process uses to reach a VM: finding the engine and the
 //! environment ([`machine`]), choosing the accelerator ([`accel`]),
-//! booting ([`boot`]), the guest channel ([`guest`]) and running one
+//! booting ([`boot`]), the network ([`network`]), the guest channel ([`guest`]) and running one
 //! command over it ([`exec`]), a command's stdin ([`input`]), where pyro
 //! keeps its files ([`paths`]) and the embedded agent ([`agent_image`]).
 //!
@@ -14,6 +14,7 @@ pub(crate) mod exec;
 pub(crate) mod guest;
 pub(crate) mod input;
 pub(crate) mod machine;
+pub(crate) mod network;
 pub(crate) mod paths;
 
 #[cfg(test)]

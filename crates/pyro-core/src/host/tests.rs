@@ -62,6 +62,7 @@ async fn a_saved_vm_resumes_with_its_processes_and_files() {
         accel,
         restore_from: None,
         console_log: None,
+        network: false,
     };
 
     let mut booted = boot(engine, &spec).await.expect("boot");

@@ -69,5 +69,15 @@ pub(crate) async fn snapshot(dir: &Path, new_top: &str) -> Result<(), SessionErr
         .map(|_| ())
 }
 
+/// Asks the running supervisor of the workspace in `dir` to enforce
+/// `policy` from now on; `false` when its VM has no network device.
+pub(crate) async fn set_network_policy(
+    dir: &Path,
+    policy: pyro_net::Policy,
+) -> Result<bool, SessionError> {
+    let request = ControlRequest::NetworkPolicy(policy);
+    call::<bool>(dir, &request, Duration::from_secs(10)).await
+}
+
 /// How long a snapshot (a guest `sync`, then QMP) may take.
 const SNAPSHOT_LIMIT: Duration = Duration::from_secs(120);

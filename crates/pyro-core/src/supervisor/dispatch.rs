@@ -42,8 +42,8 @@ impl Sessions {
         let shells = &self.shells;
         let services = &self.services;
         match request {
-            R::Snapshot { .. } => ControlReply::Error(SessionError::Invalid(
-                "snapshot requests go to the main loop".into(),
+            R::Snapshot { .. } | R::NetworkPolicy(_) => ControlReply::Error(SessionError::Invalid(
+                "VM requests go to the main loop".into(),
             )),
             R::ShellOpen { cwd, rows, cols } => {
                 ControlReply::from_result(shells.open(cwd, rows, cols).await)

@@ -40,6 +40,9 @@ use super::protocol::{self, ControlReply, ControlRequest, SessionError, REQUEST_
 use crate::host::boot::{boot, describe_exit};
 use crate::host::guest::{is_terminal, ExecEvent, Guest, GuestError, RequestStream};
 use crate::host::machine::Machine;
+use crate::host::network::attach;
+use crate::workspace::events;
+use crate::workspace::netlog::{NetLog, Running, RunningGuard};
 use crate::workspace::store::{now, WorkspaceState, WorkspaceStore};
 use crate::workspace::{CONSOLE, CONTROL, SOCKET};
 
@@ -127,6 +130,8 @@ enum SuperviseError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot bring the network up")]
+    Network(#[source] crate::host::network::NetworkError),
     #[error("cannot watch for SIGTERM")]
     Signal(#[source] std::io::Error),
     /// The VM went away; the reason as the user should read it.
@@ -143,7 +148,7 @@ async fn supervise(
     let record = store.read(id).map_err(SuperviseError::Record)?;
     let dir = store.dir(id);
     let machine = Machine::for_env(cache_dir, &record.env).map_err(SuperviseError::Machine)?;
-    let spec = machine.spec(
+    let mut spec = machine.spec(
         Some(RootDisk::Persistent {
             path: dir.join(&record.active_disk),
             format: DiskFormat::Qcow2,
@@ -152,9 +157,18 @@ async fn supervise(
         record.memory_mib,
         Some(dir.join(CONSOLE)),
     );
+    record.network.apply(&mut spec);
     let booted = boot(&machine.engine, &spec).await?;
     let mut vm = booted.vm;
     let guest = Arc::new(booted.guest);
+    let running = Arc::new(Running::default());
+    let observer = Arc::new(NetLog::new(dir.clone(), Arc::clone(&running)));
+    // Dropped at the end of this function: the stack lives as long as the VM.
+    let network = Arc::new(
+        attach(vm.as_mut(), &guest, &record.network, observer)
+            .await
+            .map_err(SuperviseError::Network)?,
+    );
 
     let socket = dir.join(SOCKET);
     let _ = std::fs::remove_file(&socket);
@@ -191,12 +205,23 @@ async fn supervise(
         tokio::select! {
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
-                    tokio::spawn(serve_client(stream, Arc::clone(&guest), store.clone(), id.to_string()));
+                    tokio::spawn(serve_client(
+                        stream,
+                        Arc::clone(&guest),
+                        store.clone(),
+                        id.to_string(),
+                        Arc::clone(&running),
+                    ));
                 }
             }
             accepted = control.accept() => {
                 if let Ok((stream, _)) = accepted {
-                    tokio::spawn(serve_control(stream, Arc::clone(&sessions), snapshot_tx.clone()));
+                    tokio::spawn(serve_control(
+                        stream,
+                        Arc::clone(&sessions),
+                        snapshot_tx.clone(),
+                        Arc::clone(&network),
+                    ));
                 }
             }
             Some((new_top, reply)) = snapshot_rx.recv() => {
@@ -255,12 +280,13 @@ async fn supervise(
 /// and where the reply goes.
 type SnapshotJob = (String, oneshot::Sender<ControlReply>);
 
-/// Answers one control connection: snapshots through the main loop, shells
-/// and services right here.
+/// Answers one control connection: snapshots through the main loop, the
+/// network's policy, shells and services right here.
 async fn serve_control(
     stream: UnixStream,
     sessions: Arc<Sessions>,
     snapshots: mpsc::Sender<SnapshotJob>,
+    network: Arc<Option<pyro_net::Network>>,
 ) {
     let (reader, mut writer) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(reader);
@@ -274,6 +300,11 @@ async fn serve_control(
                 }),
                 Err(_) => ControlReply::Error(SessionError::Invalid("the VM stopped".into())),
             }
+        }
+        // `false`: the VM has no network device to apply it to.
+        Ok(ControlRequest::NetworkPolicy(policy)) => {
+            let applied = network.as_ref().as_ref().map(|n| n.set_policy(policy));
+            ControlReply::from_result(Ok::<_, SessionError>(applied.is_some()))
         }
         Ok(request) => sessions.handle(request).await,
     };
@@ -297,7 +328,13 @@ async fn sync_guest(guest: &Guest) -> Result<(), GuestError> {
 }
 
 /// Serves one client connection until it closes.
-async fn serve_client(stream: UnixStream, guest: Arc<Guest>, store: WorkspaceStore, id: String) {
+async fn serve_client(
+    stream: UnixStream,
+    guest: Arc<Guest>,
+    store: WorkspaceStore,
+    id: String,
+    running: Arc<Running>,
+) {
     let (mut reader, mut writer) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(CLIENT_QUEUE);
     let writer_task = tokio::spawn(async move {
@@ -349,15 +386,18 @@ async fn serve_client(stream: UnixStream, guest: Arc<Guest>, store: WorkspaceSto
                 }
                 _ if frame.id == 0 => {}
                 message => {
-                    if matches!(message, Message::Exec(_)) {
+                    let mut command = None;
+                    if let Message::Exec(exec) = &message {
                         let _ = store.update(&id, |record| {
                             record.last_activity_at = now();
                             Ok(())
                         });
+                        command = Some(running.start(events::command_line(&exec.argv)));
                     }
                     match guest.open(&message).await {
                         Ok(request) => {
-                            let handle = RequestHandle::start(request, frame.id, out_tx.clone());
+                            let handle =
+                                RequestHandle::start(request, frame.id, out_tx.clone(), command);
                             live.insert(frame.id, handle);
                         }
                         Err(_) => break 'read,
@@ -386,6 +426,7 @@ impl RequestHandle {
         mut request: RequestStream,
         client_id: u32,
         to_client: mpsc::Sender<Vec<u8>>,
+        running: Option<RunningGuard>,
     ) -> Arc<Self> {
         let (to_guest, mut from_client) = mpsc::channel::<Frame>(CLIENT_QUEUE);
         let handle = Arc::new(RequestHandle {
@@ -419,6 +460,7 @@ impl RequestHandle {
                     }
                 }
             }
+            drop(running);
             task_handle
                 .done
                 .store(true, std::sync::atomic::Ordering::Relaxed);

@@ -94,6 +94,8 @@ pub(crate) enum ControlRequest {
         name: String,
         grace_ms: u64,
     },
+    /// Replace the running network's policy.
+    NetworkPolicy(pyro_net::Policy),
 }
 
 /// A reply on the control socket.

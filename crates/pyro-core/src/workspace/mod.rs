@@ -14,6 +14,7 @@ pub(crate) mod events;
 pub(crate) mod files;
 pub(crate) mod hostgit;
 pub(crate) mod layers;
+pub(crate) mod netlog;
 pub(crate) mod store;
 pub(crate) mod summary;
 pub(crate) mod transfer;
@@ -51,6 +52,8 @@ pub enum WorkspaceError {
     Starting { name: String },
     #[error("workspace '{name}' is already running")]
     AlreadyRunning { name: String },
+    #[error("workspace '{name}' was started with the network off, so its VM has no network device; stop the workspace, change its network, and start it again")]
+    NetworkNeedsRestart { name: String },
     #[error("workspace '{name}' did not start: {message}")]
     StartFailed { name: String, message: String },
     #[error("the workspace was stopped or deleted while the command ran")]

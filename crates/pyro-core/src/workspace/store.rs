@@ -18,6 +18,7 @@ use pyro_util::fsutil::{write_atomic, FileLock, Owner};
 use serde::{Deserialize, Serialize};
 
 use super::WorkspaceError;
+use crate::host::network::NetworkConfig;
 
 const RECORD: &str = "workspace.json";
 const RECORD_LOCK: &str = "record.lock";
@@ -88,6 +89,9 @@ pub struct WorkspaceRecord {
     /// Named snapshots, oldest first.
     #[serde(default)]
     pub snapshots: Vec<SnapshotRecord>,
+    /// Its network: mode, allowlist, CA trust.
+    #[serde(default = "NetworkConfig::off")]
+    pub network: NetworkConfig,
 }
 
 /// A named, frozen disk layer of a workspace.
@@ -402,6 +406,7 @@ mod tests {
             active_disk: default_disk(),
             baseline_layer: None,
             snapshots: Vec::new(),
+            network: NetworkConfig::off(),
         }
     }
 

@@ -77,6 +77,27 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "is_false")]
         cancelled: bool,
     },
+    /// The network's mode or allowlist changed (`workspace update`).
+    NetworkChanged {
+        /// `off`, `egress` or `egress+ports`.
+        mode: String,
+        /// The allowlist; empty opens every public destination.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        allow: Vec<String>,
+    },
+    /// The host's network stack refused a lookup or connection.
+    NetworkDenied {
+        /// `files.example.com:443`, or a bare name for a lookup.
+        destination: String,
+        /// Why, in words (`not in the allowlist`).
+        reason: String,
+        /// The allowlist entry that would open it, when one can.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        allow: Option<String>,
+        /// The command that was running, when one was.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        command: Option<String>,
+    },
     /// A file under /workspace was written whole.
     FileWrite {
         path: String,

@@ -1,7 +1,7 @@
 //! `workspace summary`: one concise view of what happened in a workspace
 //! since its last reset (or its creation), for a reviewer or a chat model:
 //! the commands run (failures first), the files changed, the services and
-//! their state, snapshots, syncs and exports.
+//! their state, snapshots, syncs, exports and what the network refused.
 //!
 //! Commands, services and the rest come from the review log
 //! ([`super::events`]); the files changed come from the real diff against
@@ -17,6 +17,9 @@ use serde::Serialize;
 
 use super::diff::ChangedFile;
 use super::events::{Event, EventKind};
+pub use network::DeniedSummary;
+
+mod network;
 
 /// Commands listed in the text form; the JSON form has them all.
 const TEXT_COMMANDS: usize = 20;
@@ -80,6 +83,9 @@ pub struct Activity {
     pub exports: Vec<ExportSummary>,
     /// Times the workspace was stopped (its services end with it).
     pub stops: usize,
+    /// Lookups and connections the network refused, by destination.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network_denied: Vec<DeniedSummary>,
 }
 
 /// One command, or a run of identical consecutive ones with one outcome.
@@ -246,6 +252,20 @@ pub fn synthesise(events: &[Event], files: FileSource) -> Activity {
                 path: path.clone(),
                 output: output.clone(),
             }),
+            EventKind::NetworkDenied {
+                destination,
+                reason,
+                allow,
+                command,
+            } => network::note(
+                &mut activity.network_denied,
+                destination,
+                reason,
+                allow,
+                command,
+            ),
+            // The status shows the policy in force; the log, each change.
+            EventKind::NetworkChanged { .. } => {}
             EventKind::Snapshot { name } => activity.snapshots_taken.push(name.clone()),
             EventKind::SnapshotDelete { name } => activity.snapshots_deleted.push(name.clone()),
             EventKind::Stopped => {
@@ -514,6 +534,10 @@ impl Activity {
                 })
                 .collect();
             section("Services:".into(), lines);
+        }
+
+        if let Some((title, lines)) = network::section(&self.network_denied) {
+            section(title, lines);
         }
 
         let mut other = Vec::new();
