@@ -50,7 +50,10 @@ pub fn run(pyro: &Pyro, args: RunArgs) -> anyhow::Result<i32> {
         &report.network_denied,
         super::workspace_network::Opened::Run,
     );
-    if report.network == pyro_core::NetworkMode::Off && report.exit_code() != 0 {
+    // A hint for a person at a terminal; scripts reading stderr get only
+    // the command's own.
+    let at_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if at_terminal && report.network == pyro_core::NetworkMode::Off && report.exit_code() != 0 {
         eprintln!(
             "pyro: note: the VM had no network (the default); if the command needed it, \
              run it again with --network egress"

@@ -56,7 +56,7 @@ impl Drop for HostServer {
 }
 
 #[test]
-fn egress_reaches_the_package_index_and_off_fails_with_a_note() {
+fn egress_reaches_the_package_index_and_off_fails_at_the_lookup() {
     let pip = ["pip", "download", "--no-deps", "-d", "/tmp", "six"];
     let output = run(&["--network", "egress"], &pip);
     assert!(
@@ -73,8 +73,8 @@ fn egress_reaches_the_package_index_and_off_fails_with_a_note() {
         "pip reached the index with the network off"
     );
     assert!(
-        stderr(&output).contains("had no network") && stderr(&output).contains("--network egress"),
-        "no note on the missing network: {}",
+        stderr(&output).contains("name resolution"),
+        "no name-resolution error from pip: {}",
         stderr(&output)
     );
 

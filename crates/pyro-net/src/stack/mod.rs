@@ -432,23 +432,20 @@ fn opened(shared: &Shared, c: &Connection, name: Option<String>) {
             true => HOST_NAME.to_string(),
             false => c.address.to_string(),
         });
-    shared.report(NetEvent {
-        time_unix_ms: now_unix_ms(),
-        via: Via::Tcp,
-        destination,
-        address: Some(c.address),
-        port: Some(c.port),
-        denied: None,
-    });
+    report_tcp(shared, c, destination, None);
 }
 
 fn denied(shared: &Shared, c: &Connection, destination: String, reason: DenyReason) {
+    report_tcp(shared, c, destination, Some(reason));
+}
+
+fn report_tcp(shared: &Shared, c: &Connection, destination: String, denied: Option<DenyReason>) {
     shared.report(NetEvent {
         time_unix_ms: now_unix_ms(),
         via: Via::Tcp,
         destination,
         address: Some(c.address),
         port: Some(c.port),
-        denied: Some(reason),
+        denied,
     });
 }
