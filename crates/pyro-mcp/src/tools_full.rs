@@ -267,18 +267,10 @@ impl PyroServer {
             mode: params.network,
             allow: params.allow,
         };
-        let mut record = self.pyro.workspace_status(&params.workspace)?;
-        if params.name.is_some() || !labels.is_empty() || network.is_empty() {
-            record = self
-                .pyro
-                .workspace_update(&params.workspace, params.name, &labels)?;
-        }
-        if !network.is_empty() {
-            record = self
-                .pyro
-                .workspace_update_network(&record.id, &network)
-                .await?;
-        }
+        let record = self
+            .pyro
+            .workspace_update(&params.workspace, params.name, &labels, &network)
+            .await?;
         let info = WorkspaceInfo::from(record);
         Ok(Out::new(info.line(), info))
     }

@@ -57,16 +57,17 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
         }
         WorkspaceCommand::Update(args) => {
             let network = args.network_update();
-            let mut record = pyro.workspace_status(&args.workspace)?;
-            if args.name.is_some() || !args.labels.is_empty() || network.is_empty() {
-                record = pyro.workspace_update(&args.workspace, args.name, &args.labels)?;
-            }
-            if !network.is_empty() {
-                record = super::runtime()
-                    .block_on(pyro.workspace_update_network(&record.id, &network))?;
-                if !args.json && record.state != pyro_core::WorkspaceState::Running {
-                    eprintln!("pyro: the new network applies when the workspace starts");
-                }
+            let record = super::runtime().block_on(pyro.workspace_update(
+                &args.workspace,
+                args.name,
+                &args.labels,
+                &network,
+            ))?;
+            if !network.is_empty()
+                && !args.json
+                && record.state != pyro_core::WorkspaceState::Running
+            {
+                eprintln!("pyro: the new network applies when the workspace starts");
             }
             show(&record, args.json)?
         }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::error::Error;
 use super::host_paths::HostPathUse;
-use super::network::NetworkRequest;
+use super::network::{NetworkRequest, NetworkUpdate};
 use super::params;
 use super::Pyro;
 use crate::supervisor::{launch, registry};
@@ -278,16 +278,26 @@ impl Pyro {
         Ok(store.observe(&id)?)
     }
 
-    /// Renames and relabels (an empty value removes a label).
-    pub fn workspace_update(
+    /// Renames and relabels (an empty value removes a label), and changes
+    /// the network ([`Pyro::workspace_update_network`]) when `network`
+    /// asks for it.
+    pub async fn workspace_update(
         &self,
         query: &str,
         name: Option<String>,
         labels: &[(String, String)],
+        network: &NetworkUpdate,
     ) -> Result<WorkspaceRecord, Error> {
         let store = self.store()?;
         let id = store.resolve(query)?.id;
-        Ok(store.rename(&id, name, labels)?)
+        let renamed = match name.is_some() || !labels.is_empty() || network.is_empty() {
+            true => Some(store.rename(&id, name, labels)?),
+            false => None,
+        };
+        match (renamed, network.is_empty()) {
+            (Some(record), true) => Ok(record),
+            _ => self.workspace_update_network(&id, network).await,
+        }
     }
 
     /// Powers the VM off cleanly; the disk keeps its state.
