@@ -204,8 +204,8 @@ impl Drop for Network {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_unix_ms() -> u64 {
+/// Milliseconds since the Unix epoch: the clock of [`NetEvent::time_unix_ms`].
+pub fn now_unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -16,14 +16,6 @@ use crate::host::input::Input;
 use crate::workspace::store::{self, WorkspaceRecord, WorkspaceState};
 use crate::workspace::{events, netlog, WorkspaceError, SOCKET};
 
-/// Milliseconds since the Unix epoch.
-fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// A command for `workspace exec`.
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
@@ -78,9 +70,10 @@ impl Pyro {
             return Err(InvalidRequest::ZeroTimeout.into());
         }
         let started = Instant::now();
-        let started_ms = now_unix_ms();
+        // On the clock the network's events carry.
+        let started_ms = pyro_net::now_unix_ms();
         let (record, dir) = self.running_workspace(query)?;
-        let guest = self.connect_workspace(query).await?;
+        let guest = self.connect_running(&record, &dir).await?;
         let exec = pyro_protocol::ExecRequest {
             argv: options.argv.clone(),
             cwd: options.cwd.clone(),
@@ -162,6 +155,16 @@ impl Pyro {
     /// A guest channel to a running workspace, through its supervisor.
     pub(crate) async fn connect_workspace(&self, query: &str) -> Result<Guest, Error> {
         let (record, dir) = self.running_workspace(query)?;
+        self.connect_running(&record, &dir).await
+    }
+
+    /// Connects to the guest of a workspace [`Pyro::running_workspace`]
+    /// found running.
+    async fn connect_running(
+        &self,
+        record: &WorkspaceRecord,
+        dir: &std::path::Path,
+    ) -> Result<Guest, Error> {
         let name = record.display_name().to_string();
         let stream = tokio::net::UnixStream::connect(dir.join(SOCKET))
             .await
