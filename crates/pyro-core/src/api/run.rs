@@ -129,21 +129,21 @@ impl Pyro {
         );
         network.apply(&mut spec);
         let engine = &machine.engine;
+        // The report of a run cancelled before its command started.
+        let cancelled = |boot_ms: u64| RunReport {
+            end: RunEnd::Cancelled,
+            env: request.env.clone(),
+            accel: accel.chosen,
+            boot_ms,
+            total_ms: started.elapsed().as_millis() as u64,
+            network: network.mode,
+            network_denied: Vec::new(),
+        };
 
         tokio::pin!(cancel);
         let booted = tokio::select! {
             booted = boot(engine, &spec) => booted?,
-            _ = &mut cancel => {
-                return Ok(RunReport {
-                    end: RunEnd::Cancelled,
-                    env: request.env.clone(),
-                    accel: accel.chosen,
-                    boot_ms: 0,
-                    total_ms: started.elapsed().as_millis() as u64,
-                    network: network.mode,
-                    network_denied: Vec::new(),
-                });
-            }
+            _ = &mut cancel => return Ok(cancelled(0)),
         };
         let mut vm = booted.vm;
         let observed = Arc::new(Collected::default());
@@ -151,15 +151,7 @@ impl Pyro {
             attached = attach(vm.as_mut(), &booted.guest, &network, observed.clone()) => attached,
             _ = &mut cancel => {
                 vm.kill();
-                return Ok(RunReport {
-                    end: RunEnd::Cancelled,
-                    env: request.env.clone(),
-                    accel: accel.chosen,
-                    boot_ms: booted.ready_after.as_millis() as u64,
-                    total_ms: started.elapsed().as_millis() as u64,
-                    network: network.mode,
-                    network_denied: Vec::new(),
-                });
+                return Ok(cancelled(booted.ready_after.as_millis() as u64));
             }
         };
         let _stack = match attached {
