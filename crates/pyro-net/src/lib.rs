@@ -19,6 +19,7 @@
 //! connections, with the destination the guest asked for.
 
 mod dns;
+mod host;
 pub mod policy;
 mod relay;
 mod sniff;
@@ -26,11 +27,15 @@ mod stack;
 
 use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use policy::{Allow, AllowError, AllowHost, Closed, DenyReason, Policy, HOST_NAME};
+pub use policy::{
+    is_host_name, Allow, AllowError, AllowHost, Closed, DenyReason, Policy, HOST_NAME,
+};
 
 pub use pyro_protocol::net::{GATEWAY, GUEST, PREFIX, RESOLVER};
 
@@ -58,7 +63,20 @@ pub struct NetEvent {
     /// `None`: allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denied: Option<DenyReason>,
+    /// Decisions made since the event before this one and not reported,
+    /// because the guest made them faster than [`REPORT_RATE`] allows.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unreported: u64,
 }
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Decisions reported per second at most, after a burst of [`REPORT_BURST`]:
+/// a guest that floods connections must not flood the host's logs.
+pub const REPORT_RATE: u32 = 20;
+const REPORT_BURST: u32 = 200;
 
 impl NetEvent {
     /// The `--allow` entry that would open this destination, when one can.
@@ -99,10 +117,23 @@ pub trait Observer: Send + Sync {
 /// State shared between a [`Network`] handle and its thread.
 pub(crate) struct Shared {
     pub(crate) policy: RwLock<Policy>,
+    /// Bumped on every policy change, so the stack re-decides what is open.
+    pub(crate) generation: AtomicU64,
+    /// Wakes the stack's loop.
+    pub(crate) wake: Arc<tokio::sync::Notify>,
     pub(crate) observer: Arc<dyn Observer>,
+    reports: Mutex<Reports>,
+}
+
+/// What keeps reporting bounded.
+struct Reports {
     /// Recently reported events, so a guest retrying in a loop is reported
     /// once a second per destination rather than once per packet.
-    pub(crate) recent: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    recent: std::collections::HashMap<String, Instant>,
+    /// A token bucket of [`REPORT_RATE`] a second.
+    tokens: f64,
+    filled: Instant,
+    unreported: u64,
 }
 
 impl Shared {
@@ -121,20 +152,33 @@ impl Shared {
             event.address,
             event.denied
         );
-        let now = std::time::Instant::now();
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            if recent.len() > 4096 {
-                recent.clear();
+        let now = Instant::now();
+        let unreported = {
+            let mut reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+            if reports.recent.len() > 4096 {
+                reports.recent.clear();
             }
-            if let Some(at) = recent.get(&key) {
-                if now.duration_since(*at) < std::time::Duration::from_secs(1) {
+            if let Some(at) = reports.recent.get(&key) {
+                if now.duration_since(*at) < Duration::from_secs(1) {
                     return;
                 }
             }
-            recent.insert(key, now);
-        }
-        self.observer.event(event);
+            let elapsed = now.duration_since(reports.filled).as_secs_f64();
+            reports.filled = now;
+            reports.tokens =
+                (reports.tokens + elapsed * f64::from(REPORT_RATE)).min(f64::from(REPORT_BURST));
+            if reports.tokens < 1.0 {
+                reports.unreported += 1;
+                return;
+            }
+            reports.tokens -= 1.0;
+            reports.recent.insert(key, now);
+            std::mem::take(&mut reports.unreported)
+        };
+        self.observer.event(NetEvent {
+            unreported,
+            ..event
+        });
     }
 }
 
@@ -154,13 +198,22 @@ impl Network {
     ) -> std::io::Result<Network> {
         let shared = Arc::new(Shared {
             policy: RwLock::new(policy),
+            generation: AtomicU64::new(0),
+            wake: Arc::new(tokio::sync::Notify::new()),
             observer,
-            recent: Mutex::new(Default::default()),
+            reports: Mutex::new(Reports {
+                recent: Default::default(),
+                tokens: f64::from(REPORT_BURST),
+                filled: Instant::now(),
+                unreported: 0,
+            }),
         });
         link.set_nonblocking(true)?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
+        // Host lookups block a thread each; a few suffice, and the rest wait.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .max_blocking_threads(8)
             .build()?;
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -170,7 +223,10 @@ impl Network {
                     if let Ok(link) = tokio::net::UnixStream::from_std(link) {
                         stack::serve(link, thread_shared, stopped).await
                     }
-                })
+                });
+                // A host lookup still blocked in the resolver must not hold
+                // up the VM's teardown: leave it to finish on its own.
+                runtime.shutdown_background();
             })?;
         Ok(Network {
             shared,
@@ -179,13 +235,17 @@ impl Network {
         })
     }
 
-    /// Replaces the policy; connections already open stay open.
+    /// Replaces the policy. Open connections the new policy would not let
+    /// through are closed (the guest sees a reset), and so are names the
+    /// guest resolved while the network was on, once it is off.
     pub fn set_policy(&self, policy: Policy) {
         *self
             .shared
             .policy
             .write()
             .unwrap_or_else(|e| e.into_inner()) = policy;
+        self.shared.generation.fetch_add(1, Ordering::SeqCst);
+        self.shared.wake.notify_one();
     }
 
     pub fn policy(&self) -> Policy {

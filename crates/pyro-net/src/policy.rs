@@ -95,11 +95,11 @@ impl Allow {
         } else if let Ok(address) = host.parse::<Ipv4Addr>() {
             AllowHost::Address(address)
         } else if let Some(suffix) = host.strip_prefix("*.") {
-            if !is_dns_name(suffix) {
+            if !is_host_name(suffix) {
                 return Err(AllowError::Host(entry.into()));
             }
             AllowHost::Suffix(suffix.to_string())
-        } else if is_dns_name(&host) && !host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        } else if is_host_name(&host) {
             AllowHost::Name(host)
         } else {
             return Err(AllowError::Host(entry.into()));
@@ -139,8 +139,18 @@ impl fmt::Display for Allow {
     }
 }
 
+/// Whether `name` is a host name this code will show, store and compare:
+/// DNS labels of letters, digits, `-` and `_`, not all digits (that would
+/// be an address). Names the guest sends (in DNS, TLS or HTTP) that are not
+/// are treated as naming nothing, so no guest-chosen text reaches a
+/// terminal or a suggested command.
+pub fn is_host_name(name: &str) -> bool {
+    is_dns_name(name) && !name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
 fn is_dns_name(name: &str) -> bool {
-    name.len() <= 253
+    !name.is_empty()
+        && name.len() <= 253
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
@@ -167,6 +177,8 @@ pub enum Closed {
     Shared,
     Multicast,
     Reserved,
+    /// One of the host's own interface addresses.
+    HostAddress,
 }
 
 impl Closed {
@@ -183,7 +195,11 @@ impl Closed {
             Some(Closed::Shared)
         } else if address.is_multicast() {
             Some(Closed::Multicast)
-        } else if a == 0 || a >= 240 {
+        } else if a == 0
+            || a >= 240
+            || address.octets()[..3] == [192, 0, 0]
+            || a == 198 && (18..20).contains(&b)
+        {
             Some(Closed::Reserved)
         } else {
             None
@@ -198,6 +214,7 @@ impl Closed {
             Closed::Shared => "a shared (carrier-grade NAT) address",
             Closed::Multicast => "a multicast address",
             Closed::Reserved => "a reserved address",
+            Closed::HostAddress => "one of the host's own addresses",
         }
     }
 }
@@ -249,11 +266,25 @@ pub struct Policy {
     pub allow: Vec<Allow>,
 }
 
+/// Where the host is, as the guest could dial it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAddresses {
+    /// The address that stands for the host's loopback.
+    pub gateway: Ipv4Addr,
+    /// The host's own interface addresses, closed like private ones.
+    pub own: Vec<Ipv4Addr>,
+}
+
 /// The first decision, taken on the connection's first packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Connect to this address on the host.
     Open(Ipv4Addr),
+    /// Connect to this address, which an allowed name the guest looked up
+    /// resolved to; but a TLS server name or HTTP `Host` the connection
+    /// opens with must be allowed too, since one address (a CDN's) serves
+    /// many names.
+    Resolved(Ipv4Addr),
     /// Wait for the first bytes (a TLS server name or an HTTP `Host`), then
     /// ask [`Policy::decide_named`].
     Sniff,
@@ -268,16 +299,17 @@ impl Policy {
         }
     }
 
-    /// Decides a connection to `address:port`; `gateway` is the address that
-    /// stands for the host; `resolved` are the names the guest resolved to
+    /// Decides a connection to `address:port`; `host` says which addresses
+    /// are the host's; `resolved` are the names the guest resolved to
     /// `address` through pyro's DNS.
     pub fn decide(
         &self,
         address: Ipv4Addr,
         port: u16,
-        gateway: Ipv4Addr,
+        host: &HostAddresses,
         resolved: &[String],
     ) -> Verdict {
+        let gateway = host.gateway;
         if !self.enabled {
             return Verdict::Deny(DenyReason::NetworkOff);
         }
@@ -298,14 +330,18 @@ impl Policy {
         if named {
             return Verdict::Open(address);
         }
-        if let Some(class) = Closed::of(address) {
+        let class = match host.own.contains(&address) {
+            true => Some(Closed::HostAddress),
+            false => Closed::of(address),
+        };
+        if let Some(class) = class {
             return Verdict::Deny(DenyReason::Closed { class });
         }
         if self.allow.is_empty() {
             return Verdict::Open(address);
         }
         if resolved.iter().any(|name| self.allows_name(name, port)) {
-            return Verdict::Open(address);
+            return Verdict::Resolved(address);
         }
         Verdict::Sniff
     }
@@ -334,7 +370,10 @@ impl Policy {
 mod tests {
     use super::*;
 
-    const GW: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+    const GW: &HostAddresses = &HostAddresses {
+        gateway: Ipv4Addr::new(10, 0, 2, 2),
+        own: Vec::new(),
+    };
 
     fn policy(entries: &[&str]) -> Policy {
         Policy::open(entries.iter().map(|e| Allow::parse(e).unwrap()).collect())
@@ -365,6 +404,8 @@ mod tests {
         assert!(err("foo.*.org").contains("not a host name"));
         assert!(err("1.2.3").contains("not a host name"));
         assert!(err("*").contains("every address"));
+        assert!(err("*.1").contains("not a host name"));
+        assert!(err("evil.org;rm -rf").contains("not a host name"));
         assert!(err("host.pyro.internal").contains("needs a port"));
         assert!(
             err("[::1]:80").contains("not a host name") || err("[::1]:80").contains("bad port")
@@ -394,6 +435,8 @@ mod tests {
             ("100.64.0.1", Closed::Shared),
             ("224.0.0.1", Closed::Multicast),
             ("0.0.0.0", Closed::Reserved),
+            ("192.0.0.192", Closed::Reserved),
+            ("198.18.0.1", Closed::Reserved),
             ("255.255.255.255", Closed::Reserved),
         ] {
             let verdict = p.decide(address.parse().unwrap(), 80, GW, &[]);
@@ -404,7 +447,7 @@ mod tests {
             );
         }
         assert_eq!(
-            p.decide(GW, 8080, GW, &[]),
+            p.decide(GW.gateway, 8080, GW, &[]),
             Verdict::Deny(DenyReason::HostClosed)
         );
     }
@@ -413,11 +456,11 @@ mod tests {
     fn the_host_opens_one_named_port_at_a_time() {
         let p = policy(&["host.pyro.internal:8080"]);
         assert_eq!(
-            p.decide(GW, 8080, GW, &[]),
+            p.decide(GW.gateway, 8080, GW, &[]),
             Verdict::Open(Ipv4Addr::LOCALHOST)
         );
         assert_eq!(
-            p.decide(GW, 8081, GW, &[]),
+            p.decide(GW.gateway, 8081, GW, &[]),
             Verdict::Deny(DenyReason::HostClosed)
         );
         assert!(p.allows_lookup(HOST_NAME));
@@ -443,12 +486,12 @@ mod tests {
         let ip = Ipv4Addr::new(203, 0, 113, 80);
         assert_eq!(
             p.decide(ip, 443, GW, &["pypi.org".into()]),
-            Verdict::Open(ip)
+            Verdict::Resolved(ip)
         );
         assert_eq!(p.decide(ip, 80, GW, &["pypi.org".into()]), Verdict::Sniff);
         assert_eq!(
             p.decide(ip, 443, GW, &["files.pythonhosted.org".into()]),
-            Verdict::Open(ip)
+            Verdict::Resolved(ip)
         );
         assert_eq!(p.decide(ip, 443, GW, &[]), Verdict::Sniff);
         assert!(p.allows_lookup("pypi.org"));
@@ -467,5 +510,37 @@ mod tests {
             Verdict::Deny(DenyReason::NetworkOff)
         );
         assert!(!p.allows_lookup("pypi.org"));
+    }
+
+    #[test]
+    fn the_hosts_own_addresses_stay_closed() {
+        let own = Ipv4Addr::new(203, 0, 113, 7);
+        let host = HostAddresses {
+            gateway: GW.gateway,
+            own: vec![own],
+        };
+        let closed = Verdict::Deny(DenyReason::Closed {
+            class: Closed::HostAddress,
+        });
+        assert_eq!(policy(&[]).decide(own, 22, &host, &[]), closed);
+        let p = policy(&["203.0.113.7:8080"]);
+        assert_eq!(p.decide(own, 8080, &host, &[]), Verdict::Open(own));
+    }
+
+    #[test]
+    fn only_plain_host_names_count_as_names() {
+        assert!(is_host_name("files.pythonhosted.org"));
+        assert!(is_host_name("_http._tcp.example.org"));
+        for bad in [
+            "",
+            "1.2.3.4",
+            "a b",
+            "x;rm",
+            "evil\u{1b}[2J.org",
+            "a..b",
+            "-a.org",
+        ] {
+            assert!(!is_host_name(bad), "{bad}");
+        }
     }
 }

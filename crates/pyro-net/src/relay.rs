@@ -27,11 +27,19 @@ pub(crate) enum Chunk {
     Failed,
 }
 
-/// The stack's end of a relay.
+/// The stack's end of a relay. Dropping it stops the relay's task and
+/// closes its host socket, whatever the task was waiting on.
 pub(crate) struct Relay {
     /// Guest bytes towards the destination; dropped when the guest closed.
     pub(crate) to_host: Option<mpsc::Sender<Vec<u8>>>,
     pub(crate) from_host: mpsc::Receiver<Chunk>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Connects to `destination` and starts copying; `first` are bytes the
@@ -40,7 +48,7 @@ pub(crate) struct Relay {
 pub(crate) fn start(destination: SocketAddrV4, first: Vec<u8>, wake: Arc<Notify>) -> Relay {
     let (to_host, mut guest_bytes) = mpsc::channel::<Vec<u8>>(QUEUE);
     let (host_bytes, from_host) = mpsc::channel::<Chunk>(QUEUE);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let connected =
             tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(destination)).await;
         let Ok(Ok(stream)) = connected else {
@@ -95,5 +103,6 @@ pub(crate) fn start(destination: SocketAddrV4, first: Vec<u8>, wake: Arc<Notify>
     Relay {
         to_host: Some(to_host),
         from_host,
+        task: task.abort_handle(),
     }
 }

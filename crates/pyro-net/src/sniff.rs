@@ -3,7 +3,7 @@
 //! first bytes the guest sent; nothing here trusts them beyond their length
 //! fields, each of which is checked before use.
 
-use crate::policy::normalize_name;
+use crate::policy::{is_host_name, normalize_name};
 
 /// How much of a connection's start is read before deciding without a name.
 pub const SNIFF_LIMIT: usize = 16 * 1024;
@@ -24,6 +24,16 @@ pub fn sniff(start: &[u8]) -> Sniffed {
         Some(0x16) => tls_server_name(start),
         Some(_) if looks_like_http(start) => http_host(start),
         Some(_) => Sniffed::NoName,
+    }
+}
+
+/// A name the guest sent, when it is a plain host name; anything else
+/// (an address, control characters, shell words) names nothing.
+fn named(host: &str) -> Sniffed {
+    let name = normalize_name(host);
+    match is_host_name(&name) {
+        true => Sniffed::Name(name),
+        false => Sniffed::NoName,
     }
 }
 
@@ -69,10 +79,7 @@ fn http_host(start: &[u8]) -> Sniffed {
                 Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
                 _ => value,
             };
-            return match host.is_empty() {
-                true => Sniffed::NoName,
-                false => Sniffed::Name(normalize_name(host)),
-            };
+            return named(host);
         }
     }
     Sniffed::Incomplete
@@ -116,7 +123,7 @@ fn tls_server_name(start: &[u8]) -> Sniffed {
             false => Sniffed::Incomplete,
         };
     }
-    client_hello_name(&start[5..5 + record_len]).map_or(Sniffed::NoName, Sniffed::Name)
+    client_hello_name(&start[5..5 + record_len]).map_or(Sniffed::NoName, |name| named(&name))
 }
 
 fn client_hello_name(record: &[u8]) -> Option<String> {
@@ -224,5 +231,13 @@ mod tests {
         assert_eq!(sniff(b"GE"), Sniffed::Incomplete);
         assert_eq!(sniff(b"GET / HTTP/1.0\r\n\r\n"), Sniffed::NoName);
         assert_eq!(sniff(b"SSH-2.0-OpenSSH_9.2\r\n"), Sniffed::NoName);
+    }
+
+    #[test]
+    fn names_that_are_not_host_names_name_nothing() {
+        let request = b"GET / HTTP/1.1\r\nHost: x.org;$(reboot)\r\n\r\n";
+        assert_eq!(sniff(request), Sniffed::NoName);
+        assert_eq!(sniff(&client_hello("10.0.0.1")), Sniffed::NoName);
+        assert_eq!(sniff(&client_hello("a\u{1b}[2J.org")), Sniffed::NoName);
     }
 }

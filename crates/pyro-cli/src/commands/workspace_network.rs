@@ -93,7 +93,10 @@ pub fn note_denials(denied: &[NetEvent], opened: Opened<'_>) {
         return;
     }
     let flags = |entries: &[String]| -> String {
-        let flags: Vec<String> = entries.iter().map(|e| format!("--allow '{e}'")).collect();
+        let flags: Vec<String> = entries
+            .iter()
+            .map(|e| format!("--allow {}", pyro_util::shell_quote(e)))
+            .collect();
         flags.join(" ")
     };
     let fix = match opened {
@@ -108,6 +111,7 @@ pub fn note_denials(denied: &[NetEvent], opened: Opened<'_>) {
                     .cloned()
                     .collect::<Vec<_>>(),
             );
+            let name = pyro_util::shell_quote(name);
             let mut fix = format!("pyro workspace update {name} {}", flags(&all));
             if was_open {
                 fix.push_str(

@@ -144,7 +144,7 @@ fn the_host_is_closed_unless_allowed_and_denials_are_shown() {
         "10.1.2.3:80, a private address".into(),
         "pypi.org, not in the allowlist".into(),
         format!(
-            "pyro workspace update net --allow '{allow}' --allow 'host.pyro.internal:{}'",
+            "pyro workspace update net --allow {allow} --allow host.pyro.internal:{}",
             closed.port
         ),
     ] {
@@ -200,11 +200,33 @@ fn the_host_is_closed_unless_allowed_and_denials_are_shown() {
     assert_eq!(stdout(&reached), "hello-from-host\n");
     let refused = home.sh("net", &curl(open.port));
     assert!(!refused.status.success(), "the dropped entry still opens");
+    // A connection open when the network goes off is closed too: a reader
+    // waiting on it sees the reset, not the 60 s of its own timeout.
+    let holder = format!(
+        "nohup bash -c 'exec 3<>/dev/tcp/host.pyro.internal/{}; echo open > /tmp/held; \
+         timeout 60 cat <&3; echo \"ended $?\" >> /tmp/held' >/dev/null 2>&1 & \
+         for i in $(seq 100); do [ -s /tmp/held ] && break; sleep 0.1; done; cat /tmp/held",
+        closed.port
+    );
+    let held = ok(home.sh("net", &holder), "open a connection to keep");
+    assert_eq!(stdout(&held), "open\n");
     // Off on a running workspace closes everything; turning it on again
     // works because the device is still there.
     ok(
         home.run(&["workspace", "update", "net", "--network", "off"]),
         "update off",
+    );
+    let ended = ok(
+        home.sh(
+            "net",
+            "for i in $(seq 200); do grep -q ended /tmp/held && break; sleep 0.1; done; cat /tmp/held",
+        ),
+        "the held connection",
+    );
+    let ended = stdout(&ended);
+    assert!(
+        ended.contains("ended") && !ended.contains("ended 124"),
+        "the connection outlived the network: {ended}"
     );
     assert!(!home.sh("net", &curl(closed.port)).status.success());
     let output = home.run(&[

@@ -95,7 +95,7 @@ impl Pyro {
         let event = events::EventKind::exec(&options.argv, &end, duration_ms);
         self.record_event(query, event);
         let network_denied = match record.network.mode.is_on() {
-            true => netlog::denied_since(&dir, started_ms),
+            true => netlog::denied_since(&dir, started_ms, &events::command_line(&options.argv)),
             false => Vec::new(),
         };
         Ok(ExecReport {

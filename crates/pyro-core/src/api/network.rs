@@ -184,10 +184,15 @@ pub fn denial_summary(denied: &[NetEvent]) -> Option<String> {
     Some(text)
 }
 
-/// The allowlist entries that would open `denied`, each once.
+/// The allowlist entries that would open `denied`, each once: only ones
+/// `--allow` takes, so nothing else the log holds becomes a suggestion.
 pub fn allow_entries(denied: &[NetEvent]) -> Vec<String> {
     let mut entries: Vec<String> = Vec::new();
     for entry in denied.iter().filter_map(NetEvent::allow_entry) {
+        let Ok(parsed) = pyro_net::Allow::parse(&entry) else {
+            continue;
+        };
+        let entry = parsed.to_string();
         if !entries.contains(&entry) {
             entries.push(entry);
         }
@@ -197,9 +202,9 @@ pub fn allow_entries(denied: &[NetEvent]) -> Vec<String> {
 
 impl Pyro {
     /// Changes a workspace's network mode or allowlist. A running
-    /// workspace enforces the new policy at once, without a reboot
-    /// (connections already open stay open); a stopped one gets it when it
-    /// starts. A workspace booted with the network off has no network
+    /// workspace enforces the new policy at once, without a reboot; a stopped one gets it when it
+    /// starts; open connections the new policy would not let through are
+    /// closed. A workspace booted with the network off has no network
     /// device, so turning it on needs a stop and a start.
     pub async fn workspace_update_network(
         &self,
@@ -315,6 +320,7 @@ mod tests {
             address: Some("203.0.113.9".parse().unwrap()),
             port: Some(443),
             denied: Some(pyro_net::DenyReason::NotAllowed),
+            unreported: 0,
         };
         let denied = vec![event("files.example.com"), event("files.example.com")];
         assert_eq!(
@@ -329,5 +335,7 @@ mod tests {
             vec!["files.example.com:443".to_string()]
         );
         assert_eq!(denial_summary(&[]), None);
+        // A destination `--allow` would not take is never suggested.
+        assert!(allow_entries(&[event("x.org;reboot")]).is_empty());
     }
 }

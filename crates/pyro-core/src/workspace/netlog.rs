@@ -22,7 +22,11 @@ pub(crate) const NETWORK_LOG: &str = "network.jsonl";
 const PREVIOUS: &str = "network.jsonl.1";
 const MAX_BYTES: u64 = 2 * 1024 * 1024;
 /// Most commands named on one entry.
-const COMMANDS_CAP: usize = 4;
+const COMMANDS_CAP: usize = 16;
+/// Distinct denied destinations recorded in the events; past that, only
+/// the network log has them, so a flooding guest cannot push the rest of
+/// the workspace's history out of the events.
+const EVENT_DESTINATIONS: usize = 256;
 
 /// One line of the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +87,8 @@ pub(crate) struct NetLog {
     running: Arc<Running>,
     /// Serialises appends and the rotation.
     file: Mutex<()>,
+    /// Denied destinations already in the events.
+    noted: Mutex<std::collections::HashSet<String>>,
 }
 
 impl NetLog {
@@ -91,7 +97,14 @@ impl NetLog {
             dir,
             running,
             file: Mutex::new(()),
+            noted: Mutex::new(Default::default()),
         }
+    }
+
+    /// Whether a denial of `target` is the first one the events get.
+    fn first_denial(&self, target: String) -> bool {
+        let mut noted = self.noted.lock().unwrap_or_else(|e| e.into_inner());
+        noted.len() < EVENT_DESTINATIONS && noted.insert(target)
     }
 }
 
@@ -101,7 +114,8 @@ impl Observer for NetLog {
             event,
             commands: self.running.now(),
         };
-        if let Some(reason) = &record.event.denied {
+        let denial = record.event.denied.as_ref();
+        if let Some(reason) = denial.filter(|_| self.first_denial(record.event.target())) {
             events::record(
                 &self.dir,
                 EventKind::NetworkDenied {
@@ -144,13 +158,15 @@ pub(crate) fn read(dir: &Path) -> Vec<NetRecord> {
         .collect()
 }
 
-/// The denials recorded from `from_ms` on (Unix milliseconds).
-pub(crate) fn denied_since(dir: &Path, from_ms: u64) -> Vec<NetEvent> {
+/// The denials recorded from `from_ms` on (Unix milliseconds) while
+/// `command` was running.
+pub(crate) fn denied_since(dir: &Path, from_ms: u64, command: &str) -> Vec<NetEvent> {
     // Only the current file can hold recent entries worth reading.
     let text = std::fs::read(dir.join(NETWORK_LOG)).unwrap_or_default();
     text.split(|b| *b == b'\n')
         .filter_map(|line| serde_json::from_slice::<NetRecord>(line).ok())
         .filter(|r| r.event.denied.is_some() && r.event.time_unix_ms >= from_ms)
+        .filter(|r| r.commands.iter().any(|c| c == command))
         .map(|r| r.event)
         .collect()
 }
@@ -175,7 +191,7 @@ impl Collected {
 impl Observer for Collected {
     fn event(&self, event: NetEvent) {
         let mut events = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if events.len() < 10_000 {
+        if event.denied.is_some() && events.len() < 10_000 {
             events.push(event);
         }
     }
@@ -194,6 +210,7 @@ mod tests {
             address: Some("203.0.113.80".parse().unwrap()),
             port: Some(443),
             denied,
+            unreported: 0,
         }
     }
 
@@ -205,16 +222,22 @@ mod tests {
         let guard = running.start("pip download six".into());
         log.event(event("pypi.org", None, 10));
         log.event(event("evil.example", Some(DenyReason::NotAllowed), 20));
+        log.event(event("evil.example", Some(DenyReason::NotAllowed), 25));
         drop(guard);
         log.event(event("later.example", Some(DenyReason::NotAllowed), 30));
         let all = read(dir.path());
-        assert_eq!(all.len(), 3);
+        assert_eq!(all.len(), 4);
         assert_eq!(all[1].commands, vec!["pip download six".to_string()]);
-        assert!(all[2].commands.is_empty());
-        let denied = denied_since(dir.path(), 15);
-        assert_eq!(denied.len(), 2);
-        assert_eq!(denied_since(dir.path(), 25).len(), 1);
+        assert!(all[3].commands.is_empty());
+        let six = "pip download six";
+        assert_eq!(denied_since(dir.path(), 15, six).len(), 2);
+        assert_eq!(denied_since(dir.path(), 22, six).len(), 1);
+        assert!(denied_since(dir.path(), 15, "other").is_empty());
         let events = events::read_since_reset(dir.path());
-        assert_eq!(events.len(), 2, "denials reach the review log");
+        assert_eq!(
+            events.len(),
+            2,
+            "each denied destination reaches the review log once"
+        );
     }
 }

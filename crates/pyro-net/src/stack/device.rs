@@ -6,14 +6,17 @@ use std::net::Ipv4Addr;
 
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, TcpPacket,
+    UdpPacket,
 };
 use tokio::io::AsyncReadExt;
 
 use super::Key;
 use crate::GATEWAY;
 
-pub(super) const FRAME_LIMIT: usize = 65_550;
+/// Largest Ethernet frame taken from QEMU: the guest's MTU of 1500, its
+/// header and a VLAN tag. Larger ones are read and dropped.
+pub(super) const FRAME_LIMIT: usize = 1522;
 /// Frames queued from QEMU, and towards it (more are dropped, as a busy
 /// link drops them; TCP sends them again).
 pub(super) const FRAME_QUEUE: usize = 1024;
@@ -70,14 +73,23 @@ pub(super) async fn read_frame(
     reader: &mut tokio::net::unix::OwnedReadHalf,
 ) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
-    reader.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > FRAME_LIMIT {
-        return Err(std::io::Error::other("oversized frame"));
+    loop {
+        reader.read_exact(&mut len).await?;
+        let size = u32::from_be_bytes(len);
+        if size as usize <= FRAME_LIMIT {
+            let mut frame = vec![0u8; size as usize];
+            reader.read_exact(&mut frame).await?;
+            return Ok(frame);
+        }
+        let skipped = tokio::io::copy(
+            &mut (&mut *reader).take(u64::from(size)),
+            &mut tokio::io::sink(),
+        )
+        .await?;
+        if skipped < u64::from(size) {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
     }
-    let mut frame = vec![0u8; len];
-    reader.read_exact(&mut frame).await?;
-    Ok(frame)
 }
 
 pub(super) enum FirstLook {
@@ -85,13 +97,23 @@ pub(super) enum FirstLook {
     Udp(Ipv4Addr, u16),
 }
 
-/// A TCP SYN (a new connection) or a UDP datagram, from the guest.
-pub(super) fn first_look(frame: &[u8]) -> Option<FirstLook> {
+/// A TCP SYN (a new connection) or a UDP datagram, from the guest, in a
+/// frame smoltcp will take too (addressed to the host, checksums right).
+pub(super) fn first_look(frame: &[u8], host_mac: EthernetAddress) -> Option<FirstLook> {
     let ethernet = EthernetFrame::new_checked(frame).ok()?;
-    if ethernet.ethertype() != EthernetProtocol::Ipv4 {
+    if ethernet.ethertype() != EthernetProtocol::Ipv4
+        || ethernet.dst_addr() != host_mac && !ethernet.dst_addr().is_broadcast()
+    {
         return None;
     }
     let ip = Ipv4Packet::new_checked(ethernet.payload()).ok()?;
+    if !ip.verify_checksum() {
+        return None;
+    }
+    let (src, dst) = (
+        IpAddress::Ipv4(ip.src_addr()),
+        IpAddress::Ipv4(ip.dst_addr()),
+    );
     let address = ip.dst_addr();
     if address == GATEWAY && ip.next_header() != IpProtocol::Tcp || ip.frag_offset() != 0 {
         return None;
@@ -99,11 +121,8 @@ pub(super) fn first_look(frame: &[u8]) -> Option<FirstLook> {
     match ip.next_header() {
         IpProtocol::Tcp => {
             let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
-            (tcp.syn() && !tcp.ack()).then_some(FirstLook::Syn((
-                tcp.src_port(),
-                address,
-                tcp.dst_port(),
-            )))
+            (tcp.syn() && !tcp.ack() && tcp.verify_checksum(&src, &dst))
+                .then_some(FirstLook::Syn((tcp.src_port(), address, tcp.dst_port())))
         }
         IpProtocol::Udp => {
             let udp = UdpPacket::new_checked(ip.payload()).ok()?;

@@ -8,7 +8,7 @@ use smoltcp::socket::udp;
 
 use super::Stack;
 use crate::dns::{self, Query, Rcode};
-use crate::policy::DenyReason;
+use crate::policy::{is_host_name, DenyReason};
 use crate::{now_unix_ms, NetEvent, Via, GATEWAY, HOST_NAME};
 
 /// How long resolving a name on the host may take.
@@ -30,16 +30,26 @@ impl Stack {
     /// Answers the guest's DNS queries: the host name at once, denied names
     /// with NXDOMAIN, the rest through the host's resolver.
     pub(super) fn serve_dns(&mut self) {
-        let mut buf = [0u8; dns::QUERY_LIMIT];
+        // Larger than a query may be, so an oversized one is read (and
+        // dropped by the parser) rather than stopping the loop.
+        let mut buf = vec![0u8; 4 * dns::QUERY_LIMIT];
         loop {
             let socket = self.sockets.get_mut::<udp::Socket>(self.dns);
-            let Ok((n, meta)) = socket.recv_slice(&mut buf) else {
-                break;
+            let (n, meta) = match socket.recv_slice(&mut buf) {
+                Ok(received) => received,
+                Err(udp::RecvError::Truncated) => continue,
+                Err(udp::RecvError::Exhausted) => break,
             };
             let Some(query) = dns::parse_query(&buf[..n]) else {
                 continue;
             };
             let to = meta.endpoint;
+            if query.name != HOST_NAME && !is_host_name(&query.name) {
+                // Not a name anyone could allow; nothing of it is shown.
+                let packet = dns::answer(&query, Rcode::NxDomain, &[]);
+                let _ = socket.send_slice(&packet, to);
+                continue;
+            }
             let policy = self.shared.policy();
             if query.name == HOST_NAME {
                 let addresses = match query.qtype {
@@ -62,6 +72,7 @@ impl Stack {
                     address: None,
                     port: None,
                     denied: Some(reason),
+                    unreported: 0,
                 });
             } else if query.qtype != dns::TYPE_A {
                 // No IPv6 in the guest: an empty answer sends it to `A`.

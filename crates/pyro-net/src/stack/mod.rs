@@ -9,7 +9,7 @@
 //! unreachable".
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,23 +18,21 @@ use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpListenEndpoint};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
-use crate::policy::{DenyReason, Verdict};
-use crate::relay::{self, Relay};
-use crate::sniff::{sniff, Sniffed, SNIFF_LIMIT};
+use crate::policy::{DenyReason, HostAddresses, Verdict};
+mod connection;
 mod device;
 mod lookup;
 mod relaying;
 
 use crate::{now_unix_ms, NetEvent, Shared, Via, GATEWAY, HOST_NAME, PREFIX, RESOLVER};
+use connection::Phase;
 use device::{first_look, read_frame, FirstLook, Queues, FRAME_QUEUE};
-use lookup::{resolves_to, Answer, LOOKUP_LIMIT};
-use relaying::pump_relay;
+use lookup::{Answer, LOOKUP_LIMIT};
 
 /// The host end's MAC address.
 const HOST_MAC: [u8; 6] = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
-/// Largest Ethernet frame (without FCS) taken from QEMU.
 /// TCP connections open at once; more are refused.
 const CONNECTION_LIMIT: usize = 256;
 /// Socket buffers per connection, each way.
@@ -44,31 +42,17 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the guest has to send a TLS server name or HTTP `Host` when
 /// the policy needs one.
 const SNIFF_TIMEOUT: Duration = Duration::from_secs(3);
-/// Where one guest connection stands.
-enum Phase {
-    /// The guest's handshake is under way; then connect to `dial`, or sniff.
-    Accepting { dial: Option<Ipv4Addr> },
-    /// Reading the connection's first bytes for a name, since `since`.
-    Sniffing { first: Vec<u8>, since: Instant },
-    /// The sniffed name is being resolved on the host, to check the address.
-    Checking {
-        first: Vec<u8>,
-        name: String,
-        answer: oneshot::Receiver<bool>,
-    },
-    Relaying {
-        relay: Relay,
-        pending: Option<(Vec<u8>, usize)>,
-        host_done: bool,
-    },
-}
-
+/// How often the host's own addresses are looked up again.
+const HOST_REFRESH: Duration = Duration::from_secs(30);
 struct Connection {
     handle: SocketHandle,
     address: Ipv4Addr,
     port: u16,
     /// Names the guest resolved to the address.
     names: Vec<String>,
+    /// The name the connection was let through for (its TLS server name
+    /// or HTTP `Host`), when it was decided by one.
+    name: Option<String>,
     since: Instant,
     phase: Phase,
 }
@@ -88,7 +72,14 @@ struct Stack {
     lookups: usize,
     /// Address → names the guest resolved to it.
     names: HashMap<Ipv4Addr, Vec<String>>,
-    wake: Arc<Notify>,
+    /// The host's addresses, looked up again every [`HOST_REFRESH`].
+    host: HostAddresses,
+    host_checked: Instant,
+    /// The policy generation the open connections were decided under.
+    generation: u64,
+    /// Sockets done with, kept until smoltcp has sent what they owe (the
+    /// reset of an aborted one).
+    closing: Vec<SocketHandle>,
     epoch: Instant,
 }
 
@@ -114,6 +105,7 @@ pub(crate) async fn serve(link: UnixStream, shared: Arc<Shared>, mut stop: onesh
             }
         }
     });
+    let wake = Arc::clone(&shared.wake);
     let mut stack = Stack::new(shared);
     loop {
         stack.step();
@@ -137,7 +129,7 @@ pub(crate) async fn serve(link: UnixStream, shared: Arc<Shared>, mut stop: onesh
                 }
             }
             Some(answer) = stack.answers.recv() => stack.deliver(answer),
-            _ = stack.wake.notified() => {}
+            _ = wake.notified() => {}
             _ = tokio::time::sleep(delay) => {}
             _ = &mut stop => break,
         }
@@ -181,7 +173,13 @@ impl Stack {
             answers,
             lookups: 0,
             names: HashMap::new(),
-            wake: Arc::new(Notify::new()),
+            host: HostAddresses {
+                gateway: GATEWAY,
+                own: crate::host::own_addresses(),
+            },
+            host_checked: Instant::now(),
+            generation: 0,
+            closing: Vec::new(),
             epoch,
         }
     }
@@ -194,7 +192,7 @@ impl Stack {
     /// first decision (and a socket, if it may go on); UDP that is not DNS
     /// is reported.
     fn take_frame(&mut self, frame: Vec<u8>) {
-        if let Some(first) = first_look(&frame) {
+        if let Some(first) = first_look(&frame, EthernetAddress(HOST_MAC)) {
             match first {
                 FirstLook::Syn(key) => self.new_connection(key),
                 FirstLook::Udp(address, port) => {
@@ -227,6 +225,7 @@ impl Stack {
             address: Some(address),
             port,
             denied,
+            unreported: 0,
         });
     }
 
@@ -236,15 +235,18 @@ impl Stack {
         }
         let (_, address, port) = key;
         let names = self.names_of(address);
-        let policy = self.shared.policy();
-        let dial = match policy.decide(address, port, GATEWAY, &names) {
-            Verdict::Open(dial) => Some(dial),
-            Verdict::Sniff => None,
-            Verdict::Deny(reason) => {
-                self.report(Via::Tcp, address, Some(port), Some(reason));
-                return;
-            }
-        };
+        self.refresh_host();
+        // A first decision, so a denied connection fails at once; it is
+        // taken again when the handshake completes (this SYN may be one
+        // smoltcp drops, and the policy may change meanwhile).
+        let verdict = self
+            .shared
+            .policy()
+            .decide(address, port, &self.host, &names);
+        if let Verdict::Deny(reason) = verdict {
+            self.report(Via::Tcp, address, Some(port), Some(reason));
+            return;
+        }
         if self.connections.len() >= CONNECTION_LIMIT {
             return;
         }
@@ -270,8 +272,9 @@ impl Stack {
                 address,
                 port,
                 names,
+                name: None,
                 since: Instant::now(),
-                phase: Phase::Accepting { dial },
+                phase: Phase::Accepting,
             },
         );
     }
@@ -279,9 +282,20 @@ impl Stack {
     /// One round: smoltcp takes in and sends out what it can, every
     /// connection moves its bytes, DNS queries are answered or sent off.
     fn step(&mut self) {
+        let generation = self
+            .shared
+            .generation
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if generation != self.generation {
+            self.generation = generation;
+            self.recheck();
+        }
         for _ in 0..4 {
             let now = self.now();
             let changed = self.iface.poll(now, &mut self.device, &mut self.sockets);
+            for handle in std::mem::take(&mut self.closing) {
+                self.sockets.remove(handle);
+            }
             let moved = self.pump_connections();
             self.serve_dns();
             if changed == smoltcp::iface::PollResult::None && !moved {
@@ -292,160 +306,24 @@ impl Stack {
 
     fn pump_connections(&mut self) -> bool {
         let mut moved = false;
-        let mut finished = Vec::new();
         let keys: Vec<Key> = self.connections.keys().copied().collect();
         for key in keys {
             let mut connection = self.connections.remove(&key).expect("listed");
             let (done, progress) = self.pump(&mut connection);
             moved |= progress;
             if done {
-                finished.push(connection.handle);
+                self.closing.push(connection.handle);
             } else {
                 self.connections.insert(key, connection);
             }
         }
-        for handle in finished {
-            self.sockets.remove(handle);
-        }
         moved
     }
 
-    /// Moves one connection on; returns (finished, made progress).
-    fn pump(&mut self, c: &mut Connection) -> (bool, bool) {
-        let socket = self.sockets.get_mut::<tcp::Socket>(c.handle);
-        match &mut c.phase {
-            Phase::Accepting { dial } => match socket.state() {
-                tcp::State::Listen | tcp::State::SynReceived => {
-                    (c.since.elapsed() > HANDSHAKE_TIMEOUT, false)
-                }
-                tcp::State::Established | tcp::State::CloseWait => {
-                    c.phase = match dial.take() {
-                        Some(dial) => {
-                            opened(&self.shared, c, None);
-                            Phase::Relaying {
-                                relay: relay::start(
-                                    SocketAddrV4::new(dial, c.port),
-                                    Vec::new(),
-                                    Arc::clone(&self.wake),
-                                ),
-                                pending: None,
-                                host_done: false,
-                            }
-                        }
-                        None => Phase::Sniffing {
-                            first: Vec::new(),
-                            since: Instant::now(),
-                        },
-                    };
-                    (false, true)
-                }
-                _ => (true, false),
-            },
-            Phase::Sniffing { first, since } => {
-                let mut progress = false;
-                while socket.can_recv() && first.len() < SNIFF_LIMIT {
-                    let mut buf = vec![0u8; SNIFF_LIMIT - first.len()];
-                    let n = socket.recv_slice(&mut buf).unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    first.extend_from_slice(&buf[..n]);
-                    progress = true;
-                }
-                let guest_done = !socket.may_recv();
-                let timed_out = since.elapsed() > SNIFF_TIMEOUT;
-                let sniffed = match sniff(first) {
-                    Sniffed::Incomplete if !guest_done && !timed_out => return (false, progress),
-                    Sniffed::Incomplete | Sniffed::NoName => None,
-                    Sniffed::Name(name) => Some(name),
-                };
-                let policy = self.shared.policy();
-                match sniffed {
-                    Some(name) if policy.allows_name(&name, c.port) => {
-                        let (tx, answer) = oneshot::channel();
-                        let wake = Arc::clone(&self.wake);
-                        let (lookup, address, port) = (name.clone(), c.address, c.port);
-                        tokio::spawn(async move {
-                            let _ = tx.send(resolves_to(&lookup, port, address).await);
-                            wake.notify_one();
-                        });
-                        c.phase = Phase::Checking {
-                            first: std::mem::take(first),
-                            name,
-                            answer,
-                        };
-                        (false, true)
-                    }
-                    other => {
-                        socket.abort();
-                        let destination = other.unwrap_or_else(|| match c.names.first() {
-                            Some(name) => name.clone(),
-                            None => c.address.to_string(),
-                        });
-                        denied(&self.shared, c, destination, DenyReason::NotAllowed);
-                        (true, true)
-                    }
-                }
-            }
-            Phase::Checking {
-                first,
-                name,
-                answer,
-            } => match answer.try_recv() {
-                Err(oneshot::error::TryRecvError::Empty) => (false, false),
-                Ok(true) => {
-                    let name = name.clone();
-                    let first = std::mem::take(first);
-                    opened(&self.shared, c, Some(name));
-                    c.phase = Phase::Relaying {
-                        relay: relay::start(
-                            SocketAddrV4::new(c.address, c.port),
-                            first,
-                            Arc::clone(&self.wake),
-                        ),
-                        pending: None,
-                        host_done: false,
-                    };
-                    (false, true)
-                }
-                Ok(false) | Err(oneshot::error::TryRecvError::Closed) => {
-                    socket.abort();
-                    let name = name.clone();
-                    let reason = DenyReason::NameMismatch { name: name.clone() };
-                    denied(&self.shared, c, name, reason);
-                    (true, true)
-                }
-            },
-            Phase::Relaying {
-                relay,
-                pending,
-                host_done,
-            } => pump_relay(socket, relay, pending, host_done),
+    fn refresh_host(&mut self) {
+        if self.host_checked.elapsed() > HOST_REFRESH {
+            self.host.own = crate::host::own_addresses();
+            self.host_checked = Instant::now();
         }
     }
-}
-
-fn opened(shared: &Shared, c: &Connection, name: Option<String>) {
-    let destination = name
-        .or_else(|| c.names.first().cloned())
-        .unwrap_or_else(|| match c.address == GATEWAY {
-            true => HOST_NAME.to_string(),
-            false => c.address.to_string(),
-        });
-    report_tcp(shared, c, destination, None);
-}
-
-fn denied(shared: &Shared, c: &Connection, destination: String, reason: DenyReason) {
-    report_tcp(shared, c, destination, Some(reason));
-}
-
-fn report_tcp(shared: &Shared, c: &Connection, destination: String, denied: Option<DenyReason>) {
-    shared.report(NetEvent {
-        time_unix_ms: now_unix_ms(),
-        via: Via::Tcp,
-        destination,
-        address: Some(c.address),
-        port: Some(c.port),
-        denied,
-    });
 }

@@ -5,12 +5,14 @@ use tokio::sync::mpsc;
 
 use crate::relay::{Chunk, Relay};
 
-/// Moves bytes both ways between the guest's socket and its relay.
+/// Moves bytes both ways between the guest's socket and its relay (the
+/// guest's way only when `guest_bytes`: not while its first bytes are held).
 pub(super) fn pump_relay(
     socket: &mut tcp::Socket<'_>,
     relay: &mut Relay,
     pending: &mut Option<(Vec<u8>, usize)>,
     host_done: &mut bool,
+    guest_bytes: bool,
 ) -> (bool, bool) {
     let mut progress = false;
     // Destination → guest.
@@ -46,7 +48,7 @@ pub(super) fn pump_relay(
         socket.close();
     }
     // Guest → destination.
-    if let Some(to_host) = &relay.to_host {
+    if let (Some(to_host), true) = (&relay.to_host, guest_bytes) {
         while socket.can_recv() {
             let Ok(permit) = to_host.try_reserve() else {
                 break;
