@@ -44,6 +44,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 const SNIFF_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the host's own addresses are looked up again.
 const HOST_REFRESH: Duration = Duration::from_secs(30);
+
 struct Connection {
     handle: SocketHandle,
     address: Ipv4Addr,

@@ -5,10 +5,11 @@
 //! The measurements run the `pyro` binary itself ([`BenchOptions::program`])
 //! the way a user would, in a throw-away `PYRO_HOME`: a cold `pyro run`,
 //! `pyro mcp serve` answering `initialize` and `tools/list`, workspace
-//! create, exec, reset and seeding; shells and services go through the
-//! facade. The front end only prints the [`BenchReport`].
+//! create, exec, reset, seeding, and a download and connects over the
+//! guest's network; shells and services go through the facade. The front end only prints the [`BenchReport`].
 
 mod floor;
+mod network;
 mod sessions;
 mod workspaces;
 
@@ -176,6 +177,8 @@ impl Pyro {
         );
         if !options.skip_workspaces {
             let samples = workspaces::rows(self, options, progress).await?;
+            rows.extend(samples.into_iter().map(BenchRow::from));
+            let samples = network::rows(options, progress).await?;
             rows.extend(samples.into_iter().map(BenchRow::from));
         }
         Ok(BenchReport {

@@ -1,0 +1,186 @@
+//! Network measurements: a download from a server on the host's loopback,
+//! in the guest and on the host itself, and the guest's TCP connect time.
+//! The server runs in this process and answers every request with
+//! [`DOWNLOAD_MB`] MB, or two bytes on `/small`.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{run_once, BenchOptions, Samples};
+use crate::api::error::Error;
+
+/// Size of the download.
+const DOWNLOAD_MB: usize = 100;
+/// Connects timed per run.
+const CONNECTS: usize = 10;
+
+fn failed(what: &str, error: impl std::fmt::Display) -> Error {
+    Error::Benchmark(format!("{what}: {error}"))
+}
+
+/// The network rows, in a workspace of their own in a throw-away home.
+pub(super) async fn rows(
+    options: &BenchOptions,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<Vec<Samples>, Error> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| failed("a host-local server", e))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| failed("a host-local server", e))?
+        .port();
+    let server = tokio::spawn(serve(listener));
+    let measured = measure(options, port, progress).await;
+    server.abort();
+    measured
+}
+
+async fn measure(
+    options: &BenchOptions,
+    port: u16,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<Vec<Samples>, Error> {
+    let home = tempfile::tempdir().map_err(|e| failed("scratch home", e))?;
+    let envs = [("PYRO_HOME", home.path().as_os_str())];
+    let program = options.program.as_os_str();
+    let runs = options.runs;
+    let allow = format!("host.pyro.internal:{port}");
+    let create = [
+        "workspace",
+        "create",
+        options.env.as_str(),
+        "--name",
+        "net",
+        "--network",
+        "egress",
+        "--allow",
+        &allow,
+    ];
+    run_once(
+        "pyro workspace create --network egress",
+        program,
+        &create,
+        &envs,
+    )
+    .await?;
+
+    progress(&format!(
+        "{DOWNLOAD_MB} MB from a host-local server, guest and host, {runs} runs"
+    ));
+    let url = format!("http://host.pyro.internal:{port}/");
+    let fetch = [
+        "workspace",
+        "exec",
+        "net",
+        "--",
+        "curl",
+        "-sSfo",
+        "/dev/null",
+        &url,
+    ];
+    let mut guest = Samples::new(format!(
+        "download {DOWNLOAD_MB} MB from the host's loopback, in the guest (`exec curl`)"
+    ));
+    let mut host = Samples::new(format!("the same {DOWNLOAD_MB} MB, on the host"));
+    for _ in 0..runs {
+        guest.push(run_once("exec curl", program, &fetch, &envs).await?);
+        host.push(download(port).await?);
+    }
+
+    progress(&format!("TCP connect from the guest, {CONNECTS} × {runs}"));
+    let script = format!(
+        "for i in $(seq {CONNECTS}); do curl -sSfo /dev/null -w '%{{time_connect}}\\n' \
+         http://host.pyro.internal:{port}/small; done"
+    );
+    let connects = ["workspace", "exec", "net", "--", "sh", "-c", &script];
+    let mut connect =
+        Samples::new("TCP connect, guest to the host's loopback (curl's time_connect)");
+    for _ in 0..runs {
+        let output = tokio::process::Command::new(program)
+            .args(connects)
+            .envs(envs)
+            .output()
+            .await
+            .map_err(|e| failed("exec curl", e))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        for seconds in stdout.lines().filter_map(|l| l.trim().parse::<f64>().ok()) {
+            connect.push(Duration::from_secs_f64(seconds));
+        }
+    }
+    if connect.millis.is_empty() {
+        return Err(Error::Benchmark(
+            "the guest's connects printed no times".into(),
+        ));
+    }
+    run_once(
+        "pyro workspace delete",
+        program,
+        &["workspace", "delete", "net"],
+        &envs,
+    )
+    .await?;
+    Ok(vec![guest, host, connect])
+}
+
+/// The download on the host: the same request, read to the end.
+async fn download(port: u16) -> Result<Duration, Error> {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| failed("host download", e))?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .await
+        .map_err(|e| failed("host download", e))?;
+    let mut sink = tokio::io::sink();
+    let copied = tokio::io::copy(&mut stream, &mut sink)
+        .await
+        .map_err(|e| failed("host download", e))?;
+    if (copied as usize) < DOWNLOAD_MB * 1_000_000 {
+        return Err(Error::Benchmark(format!(
+            "host download ended at {copied} bytes"
+        )));
+    }
+    Ok(started.elapsed())
+}
+
+/// Answers each connection's request, then closes it.
+async fn serve(listener: TcpListener) {
+    let body = vec![b'x'; 1024 * 1024];
+    let body = std::sync::Arc::new(body);
+    while let Ok((stream, _)) = listener.accept().await {
+        let body = std::sync::Arc::clone(&body);
+        tokio::spawn(async move {
+            let _ = answer(stream, &body).await;
+        });
+    }
+}
+
+async fn answer(mut stream: TcpStream, chunk: &[u8]) -> std::io::Result<()> {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    let small = request.starts_with(b"GET /small");
+    let size = match small {
+        true => 2,
+        false => DOWNLOAD_MB * 1_000_000,
+    };
+    let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {size}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        stream.write_all(&chunk[..n]).await?;
+        left -= n;
+    }
+    stream.shutdown().await
+}
