@@ -130,8 +130,9 @@ struct Reports {
     /// Recently reported events, so a guest retrying in a loop is reported
     /// once a second per destination rather than once per packet.
     recent: std::collections::HashMap<String, Instant>,
-    /// A token bucket of [`REPORT_RATE`] a second.
-    tokens: f64,
+    /// Token buckets of [`REPORT_RATE`] a second, one for allowed and one
+    /// for denied decisions, so a busy install cannot crowd denials out.
+    tokens: [f64; 2],
     filled: Instant,
     unreported: u64,
 }
@@ -165,13 +166,15 @@ impl Shared {
             }
             let elapsed = now.duration_since(reports.filled).as_secs_f64();
             reports.filled = now;
-            reports.tokens =
-                (reports.tokens + elapsed * f64::from(REPORT_RATE)).min(f64::from(REPORT_BURST));
-            if reports.tokens < 1.0 {
+            for tokens in &mut reports.tokens {
+                *tokens = (*tokens + elapsed * f64::from(REPORT_RATE)).min(f64::from(REPORT_BURST));
+            }
+            let bucket = &mut reports.tokens[usize::from(event.denied.is_some())];
+            if *bucket < 1.0 {
                 reports.unreported += 1;
                 return;
             }
-            reports.tokens -= 1.0;
+            *bucket -= 1.0;
             reports.recent.insert(key, now);
             std::mem::take(&mut reports.unreported)
         };
@@ -203,17 +206,15 @@ impl Network {
             observer,
             reports: Mutex::new(Reports {
                 recent: Default::default(),
-                tokens: f64::from(REPORT_BURST),
+                tokens: [f64::from(REPORT_BURST); 2],
                 filled: Instant::now(),
                 unreported: 0,
             }),
         });
         link.set_nonblocking(true)?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        // Host lookups block a thread each; a few suffice, and the rest wait.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .max_blocking_threads(8)
             .build()?;
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()

@@ -286,7 +286,7 @@ pub enum Verdict {
     /// many names.
     Resolved(Ipv4Addr),
     /// Wait for the first bytes (a TLS server name or an HTTP `Host`), then
-    /// ask [`Policy::decide_named`].
+    /// ask [`Policy::allows_name`] about the name they carry.
     Sniff,
     Deny(DenyReason),
 }

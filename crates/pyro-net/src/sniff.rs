@@ -19,12 +19,30 @@ pub enum Sniffed {
 
 /// Looks for a host name at the start of a connection.
 pub fn sniff(start: &[u8]) -> Sniffed {
+    let start = skip_blank_lines(start);
     match start.first() {
         None => Sniffed::Incomplete,
         Some(0x16) => tls_server_name(start),
         Some(_) if looks_like_http(start) => http_host(start),
         Some(_) => Sniffed::NoName,
     }
+}
+
+/// Whether a start may carry a name this code could not read (TLS, or
+/// something shaped like an HTTP request): such a start is not let
+/// through on an address alone.
+pub fn may_carry_name(start: &[u8]) -> bool {
+    let start = skip_blank_lines(start);
+    start.first() == Some(&0x16) || looks_like_http(start)
+}
+
+/// HTTP servers skip empty lines before a request; so does this.
+fn skip_blank_lines(start: &[u8]) -> &[u8] {
+    let blank = start
+        .iter()
+        .position(|b| *b != b'\r' && *b != b'\n')
+        .unwrap_or(start.len());
+    &start[blank..]
 }
 
 /// A name the guest sent, when it is a plain host name; anything else
@@ -37,35 +55,67 @@ fn named(host: &str) -> Sniffed {
     }
 }
 
-const METHODS: &[&[u8]] = &[
-    b"GET ",
-    b"POST ",
-    b"HEAD ",
-    b"PUT ",
-    b"DELETE ",
-    b"OPTIONS ",
-    b"PATCH ",
-    b"CONNECT ",
-];
-
+/// A request line: a method token (any, in any case) and a space, and,
+/// once the line is complete, ` HTTP/` in it (so `EHLO x` or `USER x` of
+/// other line protocols is not taken for one).
 fn looks_like_http(start: &[u8]) -> bool {
-    METHODS.iter().any(|m| {
-        let n = m.len().min(start.len());
-        start[..n] == m[..n]
-    })
+    let token = start
+        .iter()
+        .take_while(|b| b.is_ascii_alphabetic() || **b == b'-' || **b == b'_')
+        .count();
+    let method = match start.get(token) {
+        None => token == start.len() && token > 0,
+        Some(b' ') => token > 0,
+        Some(_) => false,
+    };
+    match start.iter().position(|b| *b == b'\n') {
+        Some(end) if method => start[..end].windows(6).any(|w| w == b" HTTP/"),
+        _ => method,
+    }
+}
+
+/// `name:port` or `name`, without the port.
+fn without_port(value: &str) -> &str {
+    match value.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => value,
+    }
+}
+
+/// The host of an absolute-form target (`http://name/...`) or of a
+/// `CONNECT name:port`: it beats the `Host` header at the server.
+fn target_host(request_line: &[u8]) -> Option<Sniffed> {
+    let line = String::from_utf8_lossy(request_line);
+    let mut words = line.split(' ');
+    let method = words.next()?;
+    let target = words.next()?;
+    if method.eq_ignore_ascii_case("CONNECT") {
+        return Some(named(without_port(target)));
+    }
+    let lower = target.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    Some(named(without_port(host)))
 }
 
 fn http_host(start: &[u8]) -> Sniffed {
     let mut rest = start;
     let mut first = true;
-    while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
-        let line = &rest[..end];
-        rest = &rest[end + 2..];
+    // Lines end in LF, with or without CR, as servers take them.
+    while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+        let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
+        rest = &rest[end + 1..];
         if line.is_empty() {
             return Sniffed::NoName;
         }
         if first {
             first = false;
+            if let Some(sniffed) = target_host(line) {
+                return sniffed;
+            }
             continue;
         }
         let Some(colon) = line.iter().position(|&b| b == b':') else {
@@ -73,13 +123,7 @@ fn http_host(start: &[u8]) -> Sniffed {
         };
         if line[..colon].eq_ignore_ascii_case(b"host") {
             let value = String::from_utf8_lossy(&line[colon + 1..]);
-            let value = value.trim();
-            // `name:port` or `[v6]:port`; only the name matters.
-            let host = match value.rsplit_once(':') {
-                Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-                _ => value,
-            };
-            return named(host);
+            return named(without_port(value.trim()));
         }
     }
     Sniffed::Incomplete
@@ -231,6 +275,20 @@ mod tests {
         assert_eq!(sniff(b"GE"), Sniffed::Incomplete);
         assert_eq!(sniff(b"GET / HTTP/1.0\r\n\r\n"), Sniffed::NoName);
         assert_eq!(sniff(b"SSH-2.0-OpenSSH_9.2\r\n"), Sniffed::NoName);
+    }
+
+    #[test]
+    fn requests_name_what_the_server_would_use() {
+        let absolute = b"GET http://evil.example/x HTTP/1.1\r\nHost: pypi.org\r\n\r\n";
+        assert_eq!(sniff(absolute), Sniffed::Name("evil.example".into()));
+        let connect = b"CONNECT evil.example:443 HTTP/1.1\r\nHost: pypi.org\r\n\r\n";
+        assert_eq!(sniff(connect), Sniffed::Name("evil.example".into()));
+        let blank = b"\r\npropfind / HTTP/1.1\nHost: evil.example\n\n";
+        assert_eq!(sniff(blank), Sniffed::Name("evil.example".into()));
+        assert!(may_carry_name(b"PRI * HTTP/2.0\r\n"));
+        assert!(may_carry_name(&[0x16, 0x03]));
+        assert!(!may_carry_name(b"SSH-2.0-OpenSSH_9.2\r\n"));
+        assert!(!may_carry_name(b"EHLO mail.example\r\n"));
     }
 
     #[test]

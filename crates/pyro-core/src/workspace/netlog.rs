@@ -22,7 +22,7 @@ pub(crate) const NETWORK_LOG: &str = "network.jsonl";
 const PREVIOUS: &str = "network.jsonl.1";
 const MAX_BYTES: u64 = 2 * 1024 * 1024;
 /// Most commands named on one entry.
-const COMMANDS_CAP: usize = 16;
+const COMMANDS_CAP: usize = 64;
 /// Distinct denied destinations recorded in the events; past that, only
 /// the network log has them, so a flooding guest cannot push the rest of
 /// the workspace's history out of the events.

@@ -12,7 +12,7 @@ use super::relaying::pump_relay;
 use super::{lookup::resolves_to, Connection, Stack, HANDSHAKE_TIMEOUT, SNIFF_TIMEOUT};
 use crate::policy::{DenyReason, Policy, Verdict};
 use crate::relay::{self, Relay};
-use crate::sniff::{sniff, Sniffed, SNIFF_LIMIT};
+use crate::sniff::{may_carry_name, sniff, Sniffed, SNIFF_LIMIT};
 use crate::{now_unix_ms, NetEvent, Shared, Via, GATEWAY, HOST_NAME};
 
 /// Where one guest connection stands.
@@ -32,18 +32,21 @@ pub(super) enum Phase {
         relay: Relay,
         pending: Option<(Vec<u8>, usize)>,
         host_done: bool,
-        /// The guest's first bytes, held back until they show which name
-        /// they are for (an address several names share); `None` once
-        /// they passed.
-        held: Option<Vec<u8>>,
+        /// The guest's first bytes, held back (since when) until they show
+        /// which name they are for (an address several names share);
+        /// `None` once they passed.
+        held: Option<(Vec<u8>, Instant)>,
     },
 }
 
 /// What the first bytes of a connection opened by address say.
 enum Held {
     Wait,
-    Pass,
-    Deny(String),
+    /// On, with the allowed name they carry, if any.
+    Pass(Option<String>),
+    /// The name they carry is not allowed, or they may carry one that
+    /// could not be read.
+    Deny(Option<String>),
 }
 
 impl Stack {
@@ -68,7 +71,8 @@ impl Stack {
                         }
                         Verdict::Resolved(dial) => {
                             opened(&self.shared, c, None);
-                            relaying(&self.shared, dial, c.port, Vec::new(), Some(Vec::new()))
+                            let held = Some((Vec::new(), Instant::now()));
+                            relaying(&self.shared, dial, c.port, Vec::new(), held)
                         }
                         Verdict::Sniff => Phase::Sniffing {
                             first: Vec::new(),
@@ -154,13 +158,14 @@ impl Stack {
                 held,
             } => {
                 let mut progress = false;
-                if let Some(start) = held {
+                if let Some((start, since)) = held {
                     let policy = self.shared.policy();
-                    let (outcome, read) = inspect(socket, start, &policy, c.port);
+                    let (outcome, read) = inspect(socket, start, since, &policy, c.port);
                     progress |= read;
                     match outcome {
                         Held::Wait => {}
-                        Held::Pass => {
+                        Held::Pass(name) => {
+                            c.name = name;
                             let start = std::mem::take(start);
                             if let (Some(to_host), false) = (&relay.to_host, start.is_empty()) {
                                 // Nothing went this way yet: the queue has room.
@@ -170,7 +175,8 @@ impl Stack {
                         }
                         Held::Deny(name) => {
                             socket.abort();
-                            denied(&self.shared, c, name, DenyReason::NotAllowed);
+                            let destination = destination(c, name);
+                            denied(&self.shared, c, destination, DenyReason::NotAllowed);
                             return (true, true);
                         }
                     }
@@ -238,25 +244,35 @@ fn read_start(socket: &mut tcp::Socket<'_>, first: &mut Vec<u8>) -> bool {
 }
 
 /// Looks at the first bytes of a connection let through by a resolved
-/// name: a TLS server name or HTTP `Host` they carry must be allowed too.
-/// The destination's bytes flow meanwhile, so protocols where the server
-/// speaks first are not held up.
+/// name: a TLS server name or HTTP `Host` they carry must be allowed too,
+/// and a start that may carry a name this code cannot read (TLS or HTTP
+/// cut oddly, or too long) does not pass. The destination's bytes flow
+/// meanwhile, so protocols where the server speaks first are not held up.
 fn inspect(
     socket: &mut tcp::Socket<'_>,
     start: &mut Vec<u8>,
+    since: &mut Instant,
     policy: &Policy,
     port: u16,
 ) -> (Held, bool) {
+    let was_empty = start.is_empty();
     let progress = read_start(socket, start);
-    let guest_done = !socket.may_recv();
-    let full = start.len() >= SNIFF_LIMIT;
-    if !progress && !guest_done && !full {
+    if was_empty {
+        // The time to send a name runs from the first byte: the server
+        // may speak first, for as long as it likes.
+        *since = Instant::now();
+    }
+    let ended = !socket.may_recv() || start.len() >= SNIFF_LIMIT;
+    let ended = ended || !start.is_empty() && since.elapsed() > SNIFF_TIMEOUT;
+    if !progress && !ended {
         return (Held::Wait, false);
     }
     let outcome = match sniff(start) {
-        Sniffed::Incomplete if !guest_done && !full => Held::Wait,
-        Sniffed::Name(name) if !policy.allows_name(&name, port) => Held::Deny(name),
-        _ => Held::Pass,
+        Sniffed::Incomplete if !ended => Held::Wait,
+        Sniffed::Name(name) if policy.allows_name(&name, port) => Held::Pass(Some(name)),
+        Sniffed::Name(name) => Held::Deny(Some(name)),
+        _ if may_carry_name(start) => Held::Deny(None),
+        _ => Held::Pass(None),
     };
     (outcome, progress)
 }
@@ -266,7 +282,7 @@ fn relaying(
     dial: Ipv4Addr,
     port: u16,
     first: Vec<u8>,
-    held: Option<Vec<u8>>,
+    held: Option<(Vec<u8>, Instant)>,
 ) -> Phase {
     Phase::Relaying {
         relay: relay::start(

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{run_once, BenchOptions, Samples};
 use crate::api::error::Error;
+use pyro_net::GATEWAY;
 
 /// Size of the download.
 const DOWNLOAD_MB: usize = 100;
@@ -33,18 +34,31 @@ pub(super) async fn rows(
         .map_err(|e| failed("a host-local server", e))?
         .port();
     let server = tokio::spawn(serve(listener));
-    let measured = measure(options, port, progress).await;
+    let home = tempfile::tempdir().map_err(|e| failed("scratch home", e))?;
+    let measured = measure(options, home.path(), port, progress).await;
     server.abort();
-    measured
+    // On every way out, so no VM outlives its scratch home.
+    let envs = [("PYRO_HOME", home.path().as_os_str())];
+    let delete = ["workspace", "delete", "net"];
+    let deleted = run_once(
+        "pyro workspace delete",
+        options.program.as_os_str(),
+        &delete,
+        &envs,
+    );
+    let deleted = deleted.await;
+    let rows = measured?;
+    deleted?;
+    Ok(rows)
 }
 
 async fn measure(
     options: &BenchOptions,
+    home: &std::path::Path,
     port: u16,
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Vec<Samples>, Error> {
-    let home = tempfile::tempdir().map_err(|e| failed("scratch home", e))?;
-    let envs = [("PYRO_HOME", home.path().as_os_str())];
+    let envs = [("PYRO_HOME", home.as_os_str())];
     let program = options.program.as_os_str();
     let runs = options.runs;
     let allow = format!("host.pyro.internal:{port}");
@@ -91,13 +105,17 @@ async fn measure(
     }
 
     progress(&format!("TCP connect from the guest, {CONNECTS} × {runs}"));
+    // By address, so no lookup is in the time; the stack answers the
+    // handshake, then dials the host.
     let script = format!(
-        "for i in $(seq {CONNECTS}); do curl -sSfo /dev/null -w '%{{time_connect}}\\n' \
-         http://host.pyro.internal:{port}/small; done"
+        "for i in $(seq {CONNECTS}); do curl -sSf --max-time 30 -o /dev/null \
+         -w '%{{time_connect}} %{{time_starttransfer}}\\n' http://{GATEWAY}:{port}/small || exit 1; done"
     );
     let connects = ["workspace", "exec", "net", "--", "sh", "-c", &script];
-    let mut connect =
-        Samples::new("TCP connect, guest to the host's loopback (curl's time_connect)");
+    let mut connect = Samples::new("TCP connect, guest to pyro's stack (curl's time_connect)");
+    let mut first_byte = Samples::new(
+        "small request to the host's loopback, to first byte (curl's time_starttransfer)",
+    );
     for _ in 0..runs {
         let output = tokio::process::Command::new(program)
             .args(connects)
@@ -105,9 +123,21 @@ async fn measure(
             .output()
             .await
             .map_err(|e| failed("exec curl", e))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(failed("the guest's connects", stderr.trim()));
+        }
         let stdout = String::from_utf8_lossy(&output.stdout);
-        for seconds in stdout.lines().filter_map(|l| l.trim().parse::<f64>().ok()) {
-            connect.push(Duration::from_secs_f64(seconds));
+        for line in stdout.lines() {
+            let mut times = line
+                .split_whitespace()
+                .filter_map(|t| t.parse::<f64>().ok())
+                .filter_map(|s| Duration::try_from_secs_f64(s).ok())
+                .filter(|t| !t.is_zero());
+            if let (Some(to_connect), Some(to_byte)) = (times.next(), times.next()) {
+                connect.push(to_connect);
+                first_byte.push(to_byte);
+            }
         }
     }
     if connect.millis.is_empty() {
@@ -122,7 +152,7 @@ async fn measure(
         &envs,
     )
     .await?;
-    Ok(vec![guest, host, connect])
+    Ok(vec![guest, host, connect, first_byte])
 }
 
 /// The download on the host: the same request, read to the end.
@@ -139,7 +169,8 @@ async fn download(port: u16) -> Result<Duration, Error> {
     let copied = tokio::io::copy(&mut stream, &mut sink)
         .await
         .map_err(|e| failed("host download", e))?;
-    if (copied as usize) < DOWNLOAD_MB * 1_000_000 {
+    // The body, and at least the status line before it.
+    if (copied as usize) < DOWNLOAD_MB * 1_000_000 + 17 {
         return Err(Error::Benchmark(format!(
             "host download ended at {copied} bytes"
         )));
