@@ -145,13 +145,6 @@ async fn measure(
             "the guest's connects printed no times".into(),
         ));
     }
-    run_once(
-        "pyro workspace delete",
-        program,
-        &["workspace", "delete", "net"],
-        &envs,
-    )
-    .await?;
     Ok(vec![guest, host, connect, first_byte])
 }
 
