@@ -33,9 +33,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use policy::{
-    is_host_name, Allow, AllowError, AllowHost, Closed, DenyReason, Policy, HOST_NAME,
-};
+pub use policy::{Allow, AllowError, AllowHost, Closed, DenyReason, Policy, HOST_NAME};
 
 pub use pyro_protocol::net::{GATEWAY, GUEST, PREFIX, RESOLVER};
 

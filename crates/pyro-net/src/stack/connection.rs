@@ -9,11 +9,11 @@ use smoltcp::socket::tcp;
 use tokio::sync::oneshot;
 
 use super::relaying::pump_relay;
-use super::{lookup::resolves_to, Connection, Stack, HANDSHAKE_TIMEOUT, SNIFF_TIMEOUT};
+use super::{lookup::resolves_to, shown, Connection, Stack, HANDSHAKE_TIMEOUT, SNIFF_TIMEOUT};
 use crate::policy::{DenyReason, Policy, Verdict};
 use crate::relay::{self, Relay};
 use crate::sniff::{may_carry_name, sniff, Sniffed, SNIFF_LIMIT};
-use crate::{now_unix_ms, NetEvent, Shared, Via, GATEWAY, HOST_NAME};
+use crate::{now_unix_ms, NetEvent, Shared, Via};
 
 /// Where one guest connection stands.
 pub(super) enum Phase {
@@ -200,7 +200,7 @@ impl Stack {
             if !matches!(c.phase, Phase::Relaying { .. }) {
                 continue;
             }
-            let names = self.names.get(&c.address).cloned().unwrap_or_default();
+            let names = self.names_of(c.address);
             let reason = match policy.decide(c.address, c.port, &self.host, &names) {
                 Verdict::Deny(reason) => Some(reason),
                 _ if c.name.is_some() => {
@@ -299,11 +299,7 @@ fn relaying(
 /// The name to show for a connection: the one it sent, else one the guest
 /// resolved to its address, else the address.
 fn destination(c: &Connection, name: Option<String>) -> String {
-    name.or_else(|| c.names.first().cloned())
-        .unwrap_or_else(|| match c.address == GATEWAY {
-            true => HOST_NAME.to_string(),
-            false => c.address.to_string(),
-        })
+    name.unwrap_or_else(|| shown(c.address, &c.names))
 }
 
 fn opened(shared: &Shared, c: &Connection, name: Option<String>) {

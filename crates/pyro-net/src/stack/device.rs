@@ -11,7 +11,7 @@ use smoltcp::wire::{
 };
 use tokio::io::AsyncReadExt;
 
-use super::Key;
+use super::{Key, HOST_MAC};
 use crate::GATEWAY;
 
 /// Largest Ethernet frame taken from QEMU: the guest's MTU of 1500, its
@@ -99,7 +99,8 @@ pub(super) enum FirstLook {
 
 /// A TCP SYN (a new connection) or a UDP datagram, from the guest, in a
 /// frame smoltcp will take too (addressed to the host, checksums right).
-pub(super) fn first_look(frame: &[u8], host_mac: EthernetAddress) -> Option<FirstLook> {
+pub(super) fn first_look(frame: &[u8]) -> Option<FirstLook> {
+    let host_mac = EthernetAddress(HOST_MAC);
     let ethernet = EthernetFrame::new_checked(frame).ok()?;
     if ethernet.ethertype() != EthernetProtocol::Ipv4
         || ethernet.dst_addr() != host_mac && !ethernet.dst_addr().is_broadcast()

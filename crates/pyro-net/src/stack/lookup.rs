@@ -32,7 +32,7 @@ impl Stack {
     pub(super) fn serve_dns(&mut self) {
         // Larger than a query may be, so an oversized one is read (and
         // dropped by the parser) rather than stopping the loop.
-        let mut buf = vec![0u8; 4 * dns::QUERY_LIMIT];
+        let mut buf = [0u8; 4 * dns::QUERY_LIMIT];
         loop {
             let socket = self.sockets.get_mut::<udp::Socket>(self.dns);
             let (n, meta) = match socket.recv_slice(&mut buf) {

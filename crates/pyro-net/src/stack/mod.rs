@@ -58,6 +58,16 @@ struct Connection {
     phase: Phase,
 }
 
+/// How a destination is shown: a name the guest resolved to it, else the
+/// host's name for the gateway, else the address.
+fn shown(address: Ipv4Addr, names: &[String]) -> String {
+    match names.first() {
+        Some(name) => name.clone(),
+        None if address == GATEWAY => HOST_NAME.to_string(),
+        None => address.to_string(),
+    }
+}
+
 /// (guest port, destination address, destination port).
 type Key = (u16, Ipv4Addr, u16);
 
@@ -193,7 +203,7 @@ impl Stack {
     /// first decision (and a socket, if it may go on); UDP that is not DNS
     /// is reported.
     fn take_frame(&mut self, frame: Vec<u8>) {
-        if let Some(first) = first_look(&frame, EthernetAddress(HOST_MAC)) {
+        if let Some(first) = first_look(&frame) {
             match first {
                 FirstLook::Syn(key) => self.new_connection(key),
                 FirstLook::Udp(address, port) => {
@@ -213,12 +223,7 @@ impl Stack {
     }
 
     fn report(&self, via: Via, address: Ipv4Addr, port: Option<u16>, denied: Option<DenyReason>) {
-        let names = self.names_of(address);
-        let destination = match names.first() {
-            Some(name) => name.clone(),
-            None if address == GATEWAY => HOST_NAME.to_string(),
-            None => address.to_string(),
-        };
+        let destination = shown(address, &self.names_of(address));
         self.shared.report(NetEvent {
             time_unix_ms: now_unix_ms(),
             via,

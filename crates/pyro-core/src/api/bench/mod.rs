@@ -213,12 +213,23 @@ pub(crate) async fn run_once<S: AsRef<OsStr>>(
     args: &[S],
     envs: &[(&str, &OsStr)],
 ) -> Result<Duration, Error> {
+    Ok(run_output(label, program, args, envs).await?.0)
+}
+
+/// One run of `program args`, which must succeed; its wall time and
+/// what it printed on stdout.
+pub(crate) async fn run_output<S: AsRef<OsStr>>(
+    label: &str,
+    program: &OsStr,
+    args: &[S],
+    envs: &[(&str, &OsStr)],
+) -> Result<(Duration, Vec<u8>), Error> {
     let started = Instant::now();
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (key, value) in envs {
         command.env(key, value);
@@ -235,7 +246,7 @@ pub(crate) async fn run_once<S: AsRef<OsStr>>(
             String::from_utf8_lossy(&output.stderr).trim()
         )));
     }
-    Ok(elapsed)
+    Ok((elapsed, output.stdout))
 }
 
 #[cfg(test)]

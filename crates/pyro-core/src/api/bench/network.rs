@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{run_once, BenchOptions, Samples};
+use super::{run_once, run_output, BenchOptions, Samples};
 use crate::api::error::Error;
 use pyro_net::GATEWAY;
 
@@ -117,17 +117,8 @@ async fn measure(
         "small request to the host's loopback, to first byte (curl's time_starttransfer)",
     );
     for _ in 0..runs {
-        let output = tokio::process::Command::new(program)
-            .args(connects)
-            .envs(envs)
-            .output()
-            .await
-            .map_err(|e| failed("exec curl", e))?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(failed("the guest's connects", stderr.trim()));
-        }
-        let stdout = String::from_utf8_lossy(&output.stdout);
+        let (_, stdout) = run_output("the guest's connects", program, &connects, &envs).await?;
+        let stdout = String::from_utf8_lossy(&stdout);
         for line in stdout.lines() {
             let mut times = line
                 .split_whitespace()
