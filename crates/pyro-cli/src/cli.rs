@@ -74,6 +74,7 @@ pub enum WorkspaceCommand {
     #[command(after_help = "Examples:
   pyro workspace create debian:12 --name api-fix --label task=123
   pyro workspace create debian:12 --network egress --allow '*.pypi.org' --allow host.pyro.internal:8080
+  pyro workspace create debian:12 --network egress+ports --publish 0:8000
   ID=$(pyro workspace create debian:12 --id-only)")]
     Create(CreateArgs),
     /// List workspaces: name, environment, state, age, last activity.
@@ -141,6 +142,83 @@ anything outside --output. --output must not exist yet (or be an empty directory
     /// The workspace's network: what it reached and what was denied.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Host ports forwarded into the guest (workspaces with --network egress+ports).
+    #[command(subcommand)]
+    Port(PortCommand),
+    /// Secrets kept on the host for the workspace's commands: set, unset, list (names only).
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Set or replace a secret; give it to a command with `exec --secret-env NAME`.
+    #[command(
+        after_help = "The value comes from --file, or else from standard input (a terminal \
+prompts without echo), so it never shows in a process list. Output that carries it shows \
+[secret:NAME] instead.
+
+Examples:
+  pyro workspace secret set api-fix TOKEN --file ~/.config/token
+  printf %s \"$TOKEN\" | pyro workspace secret set api-fix TOKEN
+  pyro workspace exec api-fix --secret-env GH_TOKEN=TOKEN -- gh auth status"
+    )]
+    Set(SecretSetArgs),
+    /// Remove a secret.
+    Unset(SecretNameArgs),
+    /// List a workspace's secret names (never their values).
+    List(WorkspaceRef),
+}
+
+#[derive(Debug, Args)]
+pub struct SecretSetArgs {
+    /// Workspace id or name.
+    pub workspace: String,
+    /// The secret's name: letters, digits and `_`.
+    pub name: String,
+    /// Read the value from this host file (one trailing newline is dropped).
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Print the secret names as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SecretNameArgs {
+    /// Workspace id or name.
+    pub workspace: String,
+    /// The secret's name.
+    pub name: String,
+    /// Print the secret names left as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PortCommand {
+    /// Forward a host port to a guest port; a running workspace listens at once.
+    #[command(after_help = "Examples:
+  pyro workspace port publish api-fix 0:8000
+  pyro workspace port publish api-fix 8080:8000
+  pyro workspace port publish api-fix 0.0.0.0:8080:8000")]
+    Publish(PortArgs),
+    /// Close a published port (named by its host port, or its guest port);
+    /// connections through it end.
+    Unpublish(PortArgs),
+    /// List published ports and their URLs.
+    List(WorkspaceRef),
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// Workspace id or name.
+    pub workspace: String,
+    /// [ADDR:]HOSTPORT:GUESTPORT to publish; HOSTPORT (or GUESTPORT) to unpublish.
+    pub port: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,6 +321,17 @@ pub struct CreateArgs {
     pub memory: u32,
     #[command(flatten)]
     pub network: NetworkArgs,
+    /// Forward a host port to a guest port (repeatable; needs --network egress+ports).
+    /// HOSTPORT 0 picks a free port; ADDR defaults to 127.0.0.1.
+    #[arg(long = "publish", value_name = "[ADDR:]HOSTPORT:GUESTPORT")]
+    pub publish: Vec<String>,
+    /// Keep a secret for the workspace's commands (repeatable); shown as [secret:NAME].
+    /// The value is visible in this command's own process list entry: prefer --secret-file.
+    #[arg(long = "secret", value_name = "NAME=VALUE", value_parser = parse_key_value)]
+    pub secrets: Vec<(String, String)>,
+    /// Keep a secret read from a host file (repeatable; one trailing newline is dropped).
+    #[arg(long = "secret-file", value_name = "NAME=PATH", value_parser = parse_key_value)]
+    pub secret_files: Vec<(String, String)>,
     /// Print only the id.
     #[arg(long)]
     pub id_only: bool,
@@ -322,6 +411,9 @@ pub struct WorkspaceExecArgs {
     /// Set an environment variable for the command (repeatable).
     #[arg(long = "env", value_name = "K=V", value_parser = parse_key_value)]
     pub env_vars: Vec<(String, String)>,
+    /// Give the command a secret as a variable: NAME, or ENVVAR=NAME (repeatable).
+    #[arg(long = "secret-env", value_name = "[ENVVAR=]NAME")]
+    pub secret_env: Vec<String>,
     /// Stop the command after this many seconds; exit status 124.
     #[arg(long, value_name = "S")]
     pub timeout: Option<u64>,
@@ -469,6 +561,7 @@ impl NetworkArgs {
             allow: self.allow,
             no_host_ca: self.no_host_ca,
             inherit_proxy: self.inherit_proxy,
+            publish: Vec::new(),
         }
     }
 }

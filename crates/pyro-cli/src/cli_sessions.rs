@@ -55,6 +55,9 @@ pub struct ShellOpenArgs {
     /// Terminal columns, 1-1000 [default: 120].
     #[arg(long)]
     pub cols: Option<u16>,
+    /// Give the shell a secret as a variable: NAME, or ENVVAR=NAME (repeatable).
+    #[arg(long = "secret-env", value_name = "[ENVVAR=]NAME")]
+    pub secret_env: Vec<String>,
     /// Print only the shell id.
     #[arg(long)]
     pub id_only: bool,
@@ -190,6 +193,9 @@ pub struct ServiceStartArgs {
     /// Extra environment variable NAME=VALUE (repeatable; values are never recorded).
     #[arg(long = "env", value_name = "NAME=VALUE")]
     pub env_vars: Vec<String>,
+    /// Give the service a secret as a variable: NAME, or ENVVAR=NAME (repeatable).
+    #[arg(long = "secret-env", value_name = "[ENVVAR=]NAME")]
+    pub secret_env: Vec<String>,
     /// The service's command.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,

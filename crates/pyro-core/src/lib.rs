@@ -68,16 +68,18 @@ pub use api::network::{
 };
 pub use api::params;
 pub use api::params::{InvalidRequest, ShellInput, ShellReadOptions};
+pub use api::ports::PortList;
 pub use api::run::{RunReport, RunRequest};
+pub use api::secrets::{SecretError, SecretInput};
 pub use api::workspaces::{CreateRequest, WorkspaceLogs};
 pub use api::Pyro;
 pub use host::exec::{CollectOutput, OutputSink, RunEnd};
 pub use host::input::Input;
-pub use host::network::{NetworkConfig, NetworkError, NetworkMode};
+pub use host::network::{NetworkConfig, NetworkError, NetworkMode, PublishedPort};
 pub use pyro_env::{
     EnvDetails, EnvSummary, NoProgress, Progress, PruneReport, PullOutcome, StoreError,
 };
-pub use pyro_net::{Allow, DenyReason, NetEvent, Via, HOST_NAME};
+pub use pyro_net::{Allow, DenyReason, NetEvent, Publish, Via, HOST_NAME};
 pub use pyro_protocol::{DirEntry, ErrorKind, ExitStatus, FileKind};
 pub use pyro_vmm::Accel;
 pub use supervisor::protocol::{

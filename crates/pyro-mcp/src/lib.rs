@@ -15,7 +15,9 @@ mod progress;
 mod tools_core;
 mod tools_files;
 mod tools_full;
+mod tools_ports;
 mod tools_run;
+mod tools_secrets;
 mod tools_services;
 mod tools_shells;
 mod tools_summary;
@@ -98,6 +100,8 @@ impl PyroServer {
                     + Self::files_router()
                     + Self::summary_router()
                     + Self::full_router()
+                    + Self::ports_router()
+                    + Self::secrets_router()
                     + Self::shells_router()
                     + Self::services_router()
             }

@@ -13,8 +13,11 @@ impl PyroServer {
         &self,
         network: Option<String>,
         allow: Vec<String>,
+        publish: Vec<String>,
     ) -> Result<NetworkRequest, ToolError> {
-        let asks = network.as_deref().is_some_and(|m| m != "off") || !allow.is_empty();
+        let asks = network.as_deref().is_some_and(|m| m != "off")
+            || !allow.is_empty()
+            || !publish.is_empty();
         if asks && self.profile != Profile::WorkspaceFull {
             return Err(ToolError(format!(
                 "this server ({} profile) gives workspaces no network; the user can start it \
@@ -25,6 +28,7 @@ impl PyroServer {
         Ok(NetworkRequest {
             mode: network,
             allow,
+            publish,
             ..NetworkRequest::default()
         })
     }

@@ -41,13 +41,18 @@ pub struct CreateParams {
     pub cpus: Option<u32>,
     /// Memory in MiB (default 1024).
     pub memory_mib: Option<u32>,
-    /// Network (workspace-full profile only): "off" (the default, no network device), or
-    /// "egress" (outbound TCP and DNS through the host, e.g. to install dependencies).
+    /// Network (workspace-full profile only): "off" (the default, no network device),
+    /// "egress" (outbound TCP and DNS through the host, e.g. to install dependencies), or
+    /// "egress+ports" (egress, and host ports forwarded in: see `publish`).
     pub network: Option<String>,
     /// With egress, open only these destinations: "pypi.org", "*.pythonhosted.org:443", an
     /// IPv4 address, or "host.pyro.internal:PORT" for a service on the user's machine.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// With egress+ports, host ports to forward into the guest: "[ADDR:]HOSTPORT:GUESTPORT",
+    /// e.g. "0:8000" (0 picks a free host port; the result's ports carry each url).
+    #[serde(default)]
+    pub publish: Vec<String>,
 }
 
 /// A workspace, by id, id prefix or name.
@@ -82,6 +87,10 @@ pub struct ExecParams {
     /// Extra environment variables, NAME -> value.
     #[serde(default)]
     pub env_vars: BTreeMap<String, String>,
+    /// Secrets the user set for this workspace, given as variables: "NAME", or
+    /// "ENVVAR=NAME". Their values appear as [secret:NAME] in every output.
+    #[serde(default)]
+    pub secret_env: Vec<String>,
     /// Stop the command after this many seconds (default: no limit).
     pub timeout_seconds: Option<u64>,
     /// Text fed to the command's standard input (default: none, it reads an empty input).
@@ -126,7 +135,9 @@ impl PyroServer {
             cpus: params.cpus.unwrap_or(params::DEFAULT_CPUS),
             memory_mib: params.memory_mib.unwrap_or(params::DEFAULT_MEMORY_MIB),
             seed: seed.clone(),
-            network: self.network_request(params.network, params.allow)?,
+            network: self.network_request(params.network, params.allow, params.publish)?,
+            // Values come only through workspace_secret_set.
+            secrets: Vec::new(),
         };
         let mut stage = progress.stage_fn();
         // A cancelled create is deleted by the facade once it is made.
@@ -231,6 +242,7 @@ impl PyroServer {
             argv: command_argv(params.command, params.argv)?,
             cwd: params.cwd,
             env_vars: params.env_vars.into_iter().collect(),
+            secret_env: params.secret_env,
             timeout: params.timeout_seconds.map(Duration::from_secs),
             stdin: params
                 .stdin

@@ -33,6 +33,10 @@ pub struct ServiceStartParams {
     /// Extra environment variables, NAME -> value (values are never recorded or shown).
     #[serde(default)]
     pub env_vars: BTreeMap<String, String>,
+    /// Secrets the user set for this workspace, given as variables: "NAME", or
+    /// "ENVVAR=NAME". Their values appear as [secret:NAME] in every output.
+    #[serde(default)]
+    pub secret_env: Vec<String>,
     /// Ready when this file exists (absolute, or relative to /workspace).
     pub ready_file: Option<String>,
     /// Ready when this TCP port on the guest's 127.0.0.1 accepts connections.
@@ -103,6 +107,8 @@ pub struct ServiceOut {
     pub ended_at: Option<String>,
     /// Bytes it printed so far.
     pub log_bytes: u64,
+    /// Where the user reaches it on the host: published ports leading to its readiness port.
+    pub urls: Vec<String>,
 }
 
 impl From<ServiceInfo> for ServiceOut {
@@ -131,6 +137,7 @@ impl From<ServiceInfo> for ServiceOut {
             started_at: info.started_at,
             ended_at: info.ended_at,
             log_bytes: info.log_bytes,
+            urls: info.urls,
         }
     }
 }
@@ -203,16 +210,20 @@ impl PyroServer {
             env: params.env_vars.into_iter().collect(),
             readiness,
             ready_timeout_ms: params::ready_timeout_ms(params.ready_timeout_seconds),
+            secret_env: params.secret_env,
         };
         let info = self
             .pyro
             .workspace_service_start(&params.workspace, spec)
             .await?;
         let out = ServiceOut::from(info);
-        let text = match out.ready_after_ms {
+        let mut text = match out.ready_after_ms {
             Some(ms) => format!("service {} is ready after {ms} ms", out.name),
             None => format!("service {} started", out.name),
         };
+        for url in &out.urls {
+            text.push_str(&format!("; reachable on the host at {url}"));
+        }
         Ok(Out::new(text, out))
     }
 

@@ -36,6 +36,10 @@ pub struct ShellOpenParams {
     pub rows: Option<u16>,
     /// Terminal columns, 1-1000 (default 120).
     pub cols: Option<u16>,
+    /// Secrets the user set for this workspace, given as variables: "NAME", or
+    /// "ENVVAR=NAME". Their values appear as [secret:NAME] in every output.
+    #[serde(default)]
+    pub secret_env: Vec<String>,
 }
 
 /// Arguments of `workspace_shell_read`.
@@ -199,6 +203,7 @@ impl PyroServer {
                 params.cwd.as_deref(),
                 params.rows,
                 params.cols,
+                &params.secret_env,
             )
             .await?;
         let out = ShellOut::from(info);

@@ -39,6 +39,45 @@ pub struct WorkspaceInfo {
     pub network: String,
     /// With egress, the destinations open to it; empty means every public one.
     pub allow: Vec<String>,
+    /// With egress+ports, the host ports forwarded into it.
+    pub ports: Vec<PortInfo>,
+}
+
+/// A host port forwarded into the guest.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PortInfo {
+    /// The host address it listens on.
+    pub host_address: String,
+    /// The host port; 0 until the workspace starts, when it was asked as 0.
+    pub host_port: u16,
+    /// The guest port connections go to.
+    pub guest_port: u16,
+    /// Where the user reaches it on the host, e.g. `http://127.0.0.1:41234`, once bound.
+    pub url: Option<String>,
+}
+
+impl From<&pyro_core::PublishedPort> for PortInfo {
+    fn from(port: &pyro_core::PublishedPort) -> Self {
+        PortInfo {
+            host_address: port.port.address.to_string(),
+            host_port: port.port.host_port,
+            guest_port: port.port.guest_port,
+            url: port.url.clone(),
+        }
+    }
+}
+
+impl PortInfo {
+    /// `http://127.0.0.1:41234 -> guest port 8000`.
+    pub fn line(&self) -> String {
+        match &self.url {
+            Some(url) => format!("{url} -> guest port {}", self.guest_port),
+            None => format!(
+                "{}:{} -> guest port {} (bound at start)",
+                self.host_address, self.host_port, self.guest_port
+            ),
+        }
+    }
 }
 
 impl From<WorkspaceRecord> for WorkspaceInfo {
@@ -61,6 +100,7 @@ impl From<WorkspaceRecord> for WorkspaceInfo {
             snapshots: record.snapshots.into_iter().map(|s| s.name).collect(),
             network: record.network.mode.to_string(),
             allow: record.network.allow.iter().map(|a| a.to_string()).collect(),
+            ports: record.network.ports.iter().map(PortInfo::from).collect(),
         }
     }
 }
@@ -78,7 +118,11 @@ impl WorkspaceInfo {
             .as_deref()
             .map(|r| format!(": {r}"))
             .unwrap_or_default();
-        format!("{}{name} {} {}{reason}", self.id, self.env, self.state)
+        let mut line = format!("{}{name} {} {}{reason}", self.id, self.env, self.state);
+        for port in &self.ports {
+            line.push_str(&format!("; port {}", port.line()));
+        }
+        line
     }
 }
 

@@ -21,6 +21,7 @@
 mod dns;
 mod host;
 pub mod policy;
+mod ports;
 mod relay;
 mod sniff;
 mod stack;
@@ -34,6 +35,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub use policy::{Allow, AllowError, AllowHost, Closed, DenyReason, Policy, HOST_NAME};
+pub use ports::{Publish, PublishError};
 
 pub use pyro_protocol::net::{GATEWAY, GUEST, PREFIX, RESOLVER};
 
@@ -186,6 +188,7 @@ impl Shared {
 /// The running network of one VM. Dropping it stops the network.
 pub struct Network {
     shared: Arc<Shared>,
+    commands: tokio::sync::mpsc::UnboundedSender<stack::Command>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -211,6 +214,7 @@ impl Network {
         });
         link.set_nonblocking(true)?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
+        let (commands, commands_rx) = tokio::sync::mpsc::unbounded_channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -220,7 +224,7 @@ impl Network {
             .spawn(move || {
                 runtime.block_on(async move {
                     if let Ok(link) = tokio::net::UnixStream::from_std(link) {
-                        stack::serve(link, thread_shared, stopped).await
+                        stack::serve(link, thread_shared, commands_rx, stopped).await
                     }
                 });
                 // A host lookup still blocked in the resolver must not hold
@@ -229,6 +233,7 @@ impl Network {
             })?;
         Ok(Network {
             shared,
+            commands,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -249,6 +254,35 @@ impl Network {
 
     pub fn policy(&self) -> Policy {
         self.shared.policy()
+    }
+
+    /// Forwards connections to `listener` (bound by [`Publish::bind`]) to
+    /// the guest's `guest_port`, until [`Network::unpublish`]; returns the
+    /// address it listens on.
+    pub fn publish(
+        &self,
+        listener: std::net::TcpListener,
+        guest_port: u16,
+    ) -> std::io::Result<std::net::SocketAddrV4> {
+        listener.set_nonblocking(true)?;
+        let bound = match listener.local_addr()? {
+            std::net::SocketAddr::V4(bound) => bound,
+            std::net::SocketAddr::V6(_) => return Err(std::io::ErrorKind::Unsupported.into()),
+        };
+        self.commands
+            .send(stack::Command::Publish {
+                listener,
+                bound,
+                guest_port,
+            })
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::NotConnected))?;
+        Ok(bound)
+    }
+
+    /// Stops listening on `bound` and closes the connections that came in
+    /// through it.
+    pub fn unpublish(&self, bound: std::net::SocketAddrV4) {
+        let _ = self.commands.send(stack::Command::Unpublish(bound));
     }
 }
 

@@ -46,12 +46,29 @@ impl Drop for Relay {
 /// guest already sent (read while deciding), written before anything else.
 /// `wake` is notified whenever the stack has something to do.
 pub(crate) fn start(destination: SocketAddrV4, first: Vec<u8>, wake: Arc<Notify>) -> Relay {
+    let connect = async move {
+        let connected =
+            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(destination)).await;
+        connected.ok().and_then(Result::ok)
+    };
+    spawn(connect, first, wake)
+}
+
+/// Starts copying over a host connection already open: one accepted on a
+/// published port, whose guest end the stack is connecting.
+pub(crate) fn attach(stream: TcpStream, wake: Arc<Notify>) -> Relay {
+    spawn(async move { Some(stream) }, Vec::new(), wake)
+}
+
+fn spawn(
+    connect: impl std::future::Future<Output = Option<TcpStream>> + Send + 'static,
+    first: Vec<u8>,
+    wake: Arc<Notify>,
+) -> Relay {
     let (to_host, mut guest_bytes) = mpsc::channel::<Vec<u8>>(QUEUE);
     let (host_bytes, from_host) = mpsc::channel::<Chunk>(QUEUE);
     let task = tokio::spawn(async move {
-        let connected =
-            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(destination)).await;
-        let Ok(Ok(stream)) = connected else {
+        let Some(stream) = connect.await else {
             let _ = host_bytes.send(Chunk::Failed).await;
             wake.notify_one();
             return;

@@ -10,6 +10,7 @@ mod workspace;
 mod workspace_diff;
 mod workspace_files;
 mod workspace_network;
+mod workspace_secrets;
 mod workspace_sessions;
 mod workspace_summary;
 

@@ -19,7 +19,11 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                 cpus: args.cpus,
                 memory_mib: args.memory,
                 seed,
-                network: args.network.request(),
+                network: pyro_core::NetworkRequest {
+                    publish: args.publish,
+                    ..args.network.request()
+                },
+                secrets: secret_inputs(args.secrets, args.secret_files),
             };
             // Ctrl-C: the create runs to its end, then the workspace is
             // deleted rather than left running for nobody.
@@ -191,11 +195,16 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
         WorkspaceCommand::Network(command) => {
             return super::workspace_network::network(pyro, command)
         }
+        WorkspaceCommand::Port(command) => return super::workspace_network::port(pyro, command),
+        WorkspaceCommand::Secret(command) => {
+            return super::workspace_secrets::secret(pyro, command)
+        }
         WorkspaceCommand::Exec(args) => {
             let options = ExecOptions {
                 argv: args.command,
                 cwd: args.cwd,
                 env_vars: args.env_vars,
+                secret_env: args.secret_env,
                 timeout: args.timeout.map(Duration::from_secs),
                 stdin: super::stdin_input(args.stdin),
             };
@@ -231,6 +240,22 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
     Ok(0)
 }
 
+fn secret_inputs(
+    values: Vec<(String, String)>,
+    files: Vec<(String, String)>,
+) -> Vec<pyro_core::SecretInput> {
+    let values = values
+        .into_iter()
+        .map(|(name, value)| pyro_core::SecretInput::Value { name, value });
+    let files = files
+        .into_iter()
+        .map(|(name, path)| pyro_core::SecretInput::File {
+            name,
+            path: path.into(),
+        });
+    values.chain(files).collect()
+}
+
 fn show(record: &WorkspaceRecord, json: bool) -> anyhow::Result<()> {
     if json {
         return super::print_json(record);
@@ -247,6 +272,12 @@ fn show(record: &WorkspaceRecord, json: bool) -> anyhow::Result<()> {
         "network:       {}",
         super::workspace_network::describe(&record.network)
     );
+    for port in &record.network.ports {
+        println!(
+            "port:          {}",
+            super::workspace_network::describe_port(port)
+        );
+    }
     println!(
         "created:       {} ({} ago)",
         record.created_at,
@@ -274,6 +305,10 @@ fn show_activity(pyro: &Pyro, record: &WorkspaceRecord) {
     if !record.snapshots.is_empty() {
         let names: Vec<&str> = record.snapshots.iter().map(|s| s.name.as_str()).collect();
         println!("snapshots:     {}", names.join(", "));
+    }
+    let secrets = pyro.workspace_secret_list(&record.id).unwrap_or_default();
+    if !secrets.is_empty() {
+        println!("secrets:       {} (names only)", secrets.join(", "));
     }
     let runtime = super::runtime();
     let shells = runtime

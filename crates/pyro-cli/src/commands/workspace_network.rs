@@ -2,9 +2,56 @@
 //! other commands' output: the mode line of `status`, and the note after a
 //! command whose connections were denied.
 
-use pyro_core::{NetEvent, NetworkConfig, Pyro};
+use pyro_core::{NetEvent, NetworkConfig, PublishedPort, Pyro};
 
-use crate::cli::NetworkCommand;
+use crate::cli::{NetworkCommand, PortCommand};
+
+pub fn port(pyro: &Pyro, command: PortCommand) -> anyhow::Result<i32> {
+    match command {
+        PortCommand::Publish(args) => {
+            let port = super::runtime()
+                .block_on(pyro.workspace_port_publish(&args.workspace, &args.port))?;
+            match args.json {
+                true => super::print_json(&port)?,
+                false => println!("published {}", describe_port(&port)),
+            }
+        }
+        PortCommand::Unpublish(args) => {
+            let port = super::runtime()
+                .block_on(pyro.workspace_port_unpublish(&args.workspace, &args.port))?;
+            match args.json {
+                true => super::print_json(&port)?,
+                false => println!("unpublished {}", port.describe()),
+            }
+        }
+        PortCommand::List(args) => {
+            let list = pyro.workspace_port_list(&args.workspace)?;
+            if args.json {
+                super::print_json(&list)?;
+                return Ok(0);
+            }
+            if list.ports.is_empty() {
+                println!("no published ports");
+            }
+            for port in &list.ports {
+                println!("{}", describe_port(port));
+            }
+            if !list.running && !list.ports.is_empty() {
+                println!("(the workspace is stopped: they open when it starts)");
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `http://127.0.0.1:41234 -> guest port 8000`, or how it is asked while
+/// not bound.
+pub fn describe_port(port: &PublishedPort) -> String {
+    match &port.url {
+        Some(url) => format!("{url} -> guest port {}", port.port.guest_port),
+        None => port.describe(),
+    }
+}
 
 pub fn network(pyro: &Pyro, command: NetworkCommand) -> anyhow::Result<i32> {
     match command {

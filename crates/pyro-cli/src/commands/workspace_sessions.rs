@@ -18,6 +18,7 @@ pub fn shell(pyro: &Pyro, command: ShellCommand) -> anyhow::Result<i32> {
                 args.cwd.as_deref(),
                 args.rows,
                 args.cols,
+                &args.secret_env,
             ))?;
             if args.id_only {
                 println!("{}", info.id);
@@ -167,6 +168,7 @@ pub fn service(pyro: &Pyro, command: ServiceCommand) -> anyhow::Result<i32> {
                 env,
                 readiness,
                 ready_timeout_ms: pyro_core::params::ready_timeout_ms(Some(args.ready_timeout)),
+                secret_env: args.secret_env,
             };
             let info =
                 runtime.block_on(pyro.workspace_service_start(&args.service.workspace, spec))?;
@@ -178,6 +180,9 @@ pub fn service(pyro: &Pyro, command: ServiceCommand) -> anyhow::Result<i32> {
                         println!("service {} is ready ({ms} ms)", info.name)
                     }
                     _ => println!("service {} started", info.name),
+                }
+                for url in &info.urls {
+                    println!("reachable on the host at {url}");
                 }
             }
         }

@@ -58,6 +58,8 @@ pub enum Error {
     HostPath(#[from] HostPathError),
     #[error(transparent)]
     Network(#[from] crate::host::network::NetworkError),
+    #[error(transparent)]
+    Secret(#[from] super::secrets::SecretError),
     /// A create failed after it had made the workspace, and deleted it
     /// again: nothing of it is left to look at.
     #[error("{0}; the workspace was deleted")]

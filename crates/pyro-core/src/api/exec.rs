@@ -25,6 +25,8 @@ pub struct ExecOptions {
     pub cwd: Option<String>,
     /// Extra environment variables.
     pub env_vars: Vec<(String, String)>,
+    /// Secrets to give the command as variables: `NAME`, or `ENVVAR=NAME`.
+    pub secret_env: Vec<String>,
     /// Stop the command after this long.
     pub timeout: Option<Duration>,
     /// The command's standard input (none: `/dev/null`).
@@ -73,11 +75,13 @@ impl Pyro {
         // On the clock the network's events carry.
         let started_ms = pyro_net::now_unix_ms();
         let (record, dir) = self.running_workspace(query)?;
+        let mut env = options.env_vars.clone();
+        env.extend(super::secrets::env_for(&dir, query, &options.secret_env)?);
         let guest = self.connect_running(&record, &dir).await?;
         let exec = pyro_protocol::ExecRequest {
             argv: options.argv.clone(),
             cwd: options.cwd.clone(),
-            env: options.env_vars.clone(),
+            env,
             timeout_ms: options.timeout.map(|t| t.as_millis() as u64),
             stdin: false,
             pty: None,
@@ -90,6 +94,14 @@ impl Pyro {
                 Err(other) => return Err(Error::Guest(other)),
             },
             _ = cancel => RunEnd::Cancelled,
+        };
+        let end = match end {
+            // The guest's own words may quote the command line.
+            RunEnd::Failed { kind, message } => RunEnd::Failed {
+                kind,
+                message: crate::workspace::secrets::secrets(&dir).redact(&message),
+            },
+            end => end,
         };
         let duration_ms = started.elapsed().as_millis() as u64;
         let event = events::EventKind::exec(&options.argv, &end, duration_ms);

@@ -8,10 +8,11 @@ use serde::Serialize;
 use super::error::Error;
 use super::params::InvalidRequest;
 use super::Pyro;
-use crate::host::network::{NetworkConfig, NetworkMode};
+use crate::host::network::{NetworkConfig, NetworkMode, PublishedPort};
 use crate::supervisor::client;
 use crate::workspace::netlog::{self, NetRecord};
 use crate::workspace::{events, WorkspaceError, WorkspaceRecord};
+use pyro_net::Publish;
 
 /// Proxy variables `inherit_proxy` passes from the host's environment.
 pub const PROXY_VARIABLES: &[&str] = &[
@@ -37,6 +38,8 @@ pub struct NetworkRequest {
     pub no_host_ca: bool,
     /// Pass the host's proxy variables to every command.
     pub inherit_proxy: bool,
+    /// `[ADDR:]HOSTPORT:GUESTPORT` entries (with `egress+ports`).
+    pub publish: Vec<String>,
 }
 
 impl NetworkRequest {
@@ -70,6 +73,20 @@ impl NetworkRequest {
             .iter()
             .map(|entry| Allow::parse(entry).map_err(InvalidRequest::BadAllow))
             .collect::<Result<Vec<_>, _>>()?;
+        let ports = self
+            .publish
+            .iter()
+            .map(|entry| {
+                if mode != NetworkMode::EgressPorts {
+                    return Err(InvalidRequest::PublishNeedsPorts {
+                        entry: entry.clone(),
+                    });
+                }
+                let port = Publish::parse(entry).map_err(InvalidRequest::BadPublish)?;
+                Ok(PublishedPort::asked(port))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        check_distinct(&ports)?;
         let proxy_env = match self.inherit_proxy {
             true => PROXY_VARIABLES
                 .iter()
@@ -82,6 +99,7 @@ impl NetworkRequest {
             allow,
             host_ca: !self.no_host_ca,
             proxy_env,
+            ports,
         })
     }
 
@@ -128,12 +146,46 @@ impl NetworkUpdate {
             allow,
             no_host_ca: !current.host_ca,
             inherit_proxy: false,
+            publish: Vec::new(),
         };
+        let config = request.check()?;
+        if config.mode != NetworkMode::EgressPorts && !current.ports.is_empty() {
+            return Err(InvalidRequest::PortsStillPublished {
+                ports: describe_ports(&current.ports),
+            });
+        }
         Ok(NetworkConfig {
             proxy_env: current.proxy_env.clone(),
-            ..request.check()?
+            ports: current.ports.clone(),
+            ..config
         })
     }
+}
+
+/// Two ports may not ask for the same host port (0 excepted: each gets
+/// its own free one).
+pub(crate) fn check_distinct(ports: &[PublishedPort]) -> Result<(), InvalidRequest> {
+    for (i, a) in ports.iter().enumerate() {
+        let taken = ports[..i].iter().any(|b| {
+            a.port.host_port != 0
+                && a.port.host_port == b.port.host_port
+                && (a.port.address == b.port.address
+                    || a.port.address.is_unspecified()
+                    || b.port.address.is_unspecified())
+        });
+        if taken {
+            return Err(InvalidRequest::PublishedTwice {
+                port: a.port.host_port.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `127.0.0.1:8080 -> guest port 8000, ...`.
+pub fn describe_ports(ports: &[PublishedPort]) -> String {
+    let all: Vec<String> = ports.iter().map(PublishedPort::describe).collect();
+    all.join(", ")
 }
 
 /// One line of `workspace network log`.

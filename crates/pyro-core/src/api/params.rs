@@ -89,6 +89,18 @@ pub enum InvalidRequest {
     BadAllow(pyro_net::AllowError),
     #[error("a one-shot run has no published ports; use the egress network, or a workspace for egress+ports")]
     RunHasNoPorts,
+    #[error("publishing `{entry}` needs the egress+ports network: set the network to egress+ports as well")]
+    PublishNeedsPorts { entry: String },
+    #[error("bad published port {0}")]
+    BadPublish(pyro_net::PublishError),
+    #[error("host port {port} is published twice; give each --publish its own host port")]
+    PublishedTwice { port: String },
+    #[error("the workspace publishes {ports}; unpublish them first (`pyro workspace port unpublish`), or keep the egress+ports network")]
+    PortsStillPublished { ports: String },
+    #[error(
+        "port {port} is not published (published: {published}); see `pyro workspace port list`"
+    )]
+    NotPublished { port: String, published: String },
 }
 
 /// Checks VM sizes before anything boots.

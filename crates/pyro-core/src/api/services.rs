@@ -31,9 +31,31 @@ impl Pyro {
     ) -> Result<ServiceInfo, Error> {
         let mut spec = spec;
         spec.ready_timeout_ms = spec.ready_timeout_ms.min(LONGEST_WAIT.as_millis() as u64);
+        let (_, dir) = self.running_workspace(query)?;
+        let secret_env = std::mem::take(&mut spec.secret_env);
+        spec.env
+            .extend(super::secrets::env_for(&dir, query, &secret_env)?);
         let wait = Duration::from_millis(spec.ready_timeout_ms).saturating_add(CALL_SLACK);
-        self.session_call(query, &ControlRequest::ServiceStart(spec), wait)
-            .await
+        let info = self
+            .session_call(query, &ControlRequest::ServiceStart(spec), wait)
+            .await?;
+        Ok(self.with_urls(query, info))
+    }
+
+    /// `info` with the URLs of the published ports leading to its
+    /// readiness port.
+    fn with_urls(&self, query: &str, mut info: ServiceInfo) -> ServiceInfo {
+        let port = info.readiness.as_ref().and_then(|r| r.port());
+        if let (Some(port), Ok(record)) = (port, self.workspace_status(query)) {
+            info.urls = record
+                .network
+                .ports
+                .iter()
+                .filter(|p| p.port.guest_port == port)
+                .filter_map(|p| p.url.clone())
+                .collect();
+        }
+        info
     }
 
     /// Every service the workspace has had, with its state.
@@ -57,7 +79,7 @@ impl Pyro {
             name: name.to_string(),
         };
         match self.session_call(query, &request, CALL_SLACK).await {
-            Ok(info) => Ok(info),
+            Ok(info) => Ok(self.with_urls(query, info)),
             Err(error) => Ok(self.offline_service(query, name, error)?.0),
         }
     }

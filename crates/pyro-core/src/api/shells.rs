@@ -21,19 +21,24 @@ use crate::supervisor::registry::{self, ShellRegistry, SHELLS_FILE};
 use crate::workspace::WorkspaceError;
 
 impl Pyro {
-    /// Opens an interactive shell (bash, else sh) on a PTY in the workspace.
+    /// Opens an interactive shell (bash, else sh) on a PTY in the workspace,
+    /// with the secrets `secret_env` names (`NAME` or `ENVVAR=NAME`) in its
+    /// environment.
     pub async fn workspace_shell_open(
         &self,
         query: &str,
         cwd: Option<&str>,
         rows: Option<u16>,
         cols: Option<u16>,
+        secret_env: &[String],
     ) -> Result<ShellInfo, Error> {
         let (rows, cols) = params::shell_size(rows, cols);
+        let (_, dir) = self.running_workspace(query)?;
         let request = ControlRequest::ShellOpen {
             cwd: cwd.map(str::to_string),
             rows,
             cols,
+            env: super::secrets::env_for(&dir, query, secret_env)?,
         };
         self.session_call(query, &request, CALL_SLACK).await
     }

@@ -4,19 +4,28 @@
 
 use super::error::Error;
 use super::Pyro;
-use crate::workspace::events;
 use crate::workspace::summary::{since, synthesise, FileSource, WorkspaceSummary};
 use crate::workspace::WorkspaceState;
+use crate::workspace::{events, secrets};
 
 impl Pyro {
     /// What happened in a workspace since its last reset (or creation):
     /// commands, changed files, services, snapshots, syncs and exports.
     pub async fn workspace_summary(&self, query: &str) -> Result<WorkspaceSummary, Error> {
         let record = self.workspace_status(query)?;
-        let events = events::read_since_reset(&self.store()?.dir(&record.id));
+        let dir = self.store()?.dir(&record.id);
+        // Events are stored redacted; file names come from the guest now.
+        let events = events::read_since_reset(&dir);
+        let secrets = secrets::secrets(&dir);
         let files = match &record.state {
             WorkspaceState::Running => match self.workspace_diff(&record.id).await {
-                Ok(report) => FileSource::Diff(report.files),
+                Ok(mut report) => {
+                    for file in &mut report.files {
+                        file.path = secrets.redact(&file.path);
+                        file.old_path = file.old_path.as_deref().map(|p| secrets.redact(p));
+                    }
+                    FileSource::Diff(report.files)
+                }
                 Err(error) => FileSource::Unavailable(format!("no diff: {error}")),
             },
             state => FileSource::Unavailable(format!(

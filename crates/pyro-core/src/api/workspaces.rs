@@ -39,6 +39,9 @@ pub struct CreateRequest {
     pub seed: Option<Seed>,
     /// The VM's network (default: none).
     pub network: NetworkRequest,
+    /// Secrets to keep for the workspace's commands (given to none unless
+    /// a call names them).
+    pub secrets: Vec<super::secrets::SecretInput>,
 }
 
 impl CreateRequest {
@@ -52,6 +55,7 @@ impl CreateRequest {
             memory_mib: params::DEFAULT_MEMORY_MIB,
             seed: None,
             network: NetworkRequest::default(),
+            secrets: Vec::new(),
         }
     }
 }
@@ -212,6 +216,7 @@ impl Pyro {
 
     async fn create_and_boot(&self, request: &CreateRequest) -> Result<WorkspaceRecord, Error> {
         params::validate_size(request.cpus, request.memory_mib)?;
+        let secret_values = super::secrets::read_inputs(&request.secrets)?;
         let env_store = self.env_store()?;
         // Resolve the environment before anything is written.
         let artifacts = env_store.boot_artifacts(&request.env, crate::host::agent_image::AGENT)?;
@@ -235,6 +240,7 @@ impl Pyro {
         };
         let dir = store.create(&record)?;
         let created = async {
+            super::secrets::store_new(&store, &id, &secret_values)?;
             pyro_vmm::disk::create_overlay(
                 &artifacts.rootfs,
                 pyro_vmm::DiskFormat::Qcow2,
@@ -354,8 +360,11 @@ impl Pyro {
     pub fn workspace_logs(&self, query: &str) -> Result<WorkspaceLogs, Error> {
         let store = self.store()?;
         let dir = store.dir(&store.resolve(query)?.id);
+        let secrets = crate::workspace::secrets::secrets(&dir);
         let read = |file: &str| {
-            String::from_utf8_lossy(&std::fs::read(dir.join(file)).unwrap_or_default()).into_owned()
+            let text = String::from_utf8_lossy(&std::fs::read(dir.join(file)).unwrap_or_default())
+                .into_owned();
+            secrets.redact(&text)
         };
         Ok(WorkspaceLogs {
             console: read(CONSOLE),

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use pyro_net::{Allow, Network, Observer, Policy};
+use pyro_net::{Allow, Network, Observer, Policy, Publish, PublishError};
 use pyro_protocol::{FrameKind, Message, STDIN_WINDOW};
 use pyro_vmm::{Vm, VmSpec};
 use serde::{Deserialize, Serialize};
@@ -78,6 +78,72 @@ pub struct NetworkConfig {
     /// Proxy variables from the host, given to every command.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxy_env: Vec<(String, String)>,
+    /// Host ports forwarded into the guest (with `egress+ports`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PublishedPort>,
+}
+
+/// A published port as the record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedPort {
+    /// The host address and port (the one in use once bound; 0 until a
+    /// free one is picked at start), and the guest port.
+    #[serde(flatten)]
+    pub port: Publish,
+    /// Asked as port 0: at start, another free port is picked when this
+    /// one has been taken meanwhile.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub picked: bool,
+    /// `http://127.0.0.1:PORT` on the host, once a port is bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl PublishedPort {
+    /// A port as asked for, not bound yet.
+    pub fn asked(port: Publish) -> PublishedPort {
+        PublishedPort {
+            port,
+            picked: port.host_port == 0,
+            url: None,
+        }
+    }
+
+    /// Binds its host side: the same port as before when it is free, else
+    /// (for one pyro picked) any free port.
+    pub(crate) fn bind(&self) -> Result<(std::net::TcpListener, PublishedPort), PublishError> {
+        let listener = match self.port.bind() {
+            Err(PublishError::Taken { .. }) if self.picked => Publish {
+                host_port: 0,
+                ..self.port
+            }
+            .bind()?,
+            other => other?,
+        };
+        let host_port = listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(self.port.host_port);
+        let port = Publish {
+            host_port,
+            ..self.port
+        };
+        let bound = PublishedPort {
+            port,
+            picked: self.picked,
+            url: Some(port.url()),
+        };
+        Ok((listener, bound))
+    }
+
+    /// `127.0.0.1:8080 -> 8000`.
+    pub fn describe(&self) -> String {
+        let host = match self.port.host_port {
+            0 => format!("{}:(a free port, picked at start)", self.port.address),
+            port => format!("{}:{port}", self.port.address),
+        };
+        format!("{host} -> guest port {}", self.port.guest_port)
+    }
 }
 
 fn yes() -> bool {
@@ -135,6 +201,35 @@ pub enum NetworkError {
     Guest(String),
     #[error("lost the guest while bringing its network up")]
     Channel(#[source] GuestError),
+    #[error("cannot publish the port: {0}")]
+    Publish(#[source] PublishError),
+}
+
+/// Binds the host side of every published port, before the VM boots, so
+/// a taken port fails the start at once. The ports come back as bound.
+pub(crate) fn bind_ports(
+    config: &NetworkConfig,
+) -> Result<Vec<(std::net::TcpListener, PublishedPort)>, NetworkError> {
+    config
+        .ports
+        .iter()
+        .map(|port| port.bind().map_err(NetworkError::Publish))
+        .collect()
+}
+
+/// Hands bound ports to the running network.
+pub(crate) fn publish_all(
+    network: &Network,
+    bound: Vec<(std::net::TcpListener, PublishedPort)>,
+) -> Result<Vec<PublishedPort>, NetworkError> {
+    let mut ports = Vec::new();
+    for (listener, port) in bound {
+        network
+            .publish(listener, port.port.guest_port)
+            .map_err(NetworkError::Start)?;
+        ports.push(port);
+    }
+    Ok(ports)
 }
 
 /// Where the host keeps its CA bundle: `SSL_CERT_FILE`, else the first of

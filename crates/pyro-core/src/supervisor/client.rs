@@ -79,5 +79,33 @@ pub(crate) async fn set_network_policy(
     call::<bool>(dir, &request, Duration::from_secs(10)).await
 }
 
+/// Asks the running supervisor of the workspace in `dir` to bind a host
+/// port and forward it into the guest; returns the port as bound.
+pub(crate) async fn publish_port(
+    dir: &Path,
+    port: pyro_net::Publish,
+) -> Result<crate::host::network::PublishedPort, SessionError> {
+    call(
+        dir,
+        &ControlRequest::PortPublish { port },
+        Duration::from_secs(10),
+    )
+    .await
+}
+
+/// Asks the running supervisor of the workspace in `dir` to close the
+/// published port bound at `bound`.
+pub(crate) async fn unpublish_port(
+    dir: &Path,
+    bound: std::net::SocketAddrV4,
+) -> Result<bool, SessionError> {
+    call(
+        dir,
+        &ControlRequest::PortUnpublish { bound },
+        Duration::from_secs(10),
+    )
+    .await
+}
+
 /// How long a snapshot (a guest `sync`, then QMP) may take.
 const SNAPSHOT_LIMIT: Duration = Duration::from_secs(120);

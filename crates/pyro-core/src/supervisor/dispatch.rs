@@ -42,12 +42,18 @@ impl Sessions {
         let shells = &self.shells;
         let services = &self.services;
         match request {
-            R::Snapshot { .. } | R::NetworkPolicy(_) => ControlReply::Error(SessionError::Invalid(
+            R::Snapshot { .. }
+            | R::NetworkPolicy(_)
+            | R::PortPublish { .. }
+            | R::PortUnpublish { .. } => ControlReply::Error(SessionError::Invalid(
                 "VM requests go to the main loop".into(),
             )),
-            R::ShellOpen { cwd, rows, cols } => {
-                ControlReply::from_result(shells.open(cwd, rows, cols).await)
-            }
+            R::ShellOpen {
+                cwd,
+                rows,
+                cols,
+                env,
+            } => ControlReply::from_result(shells.open(cwd, rows, cols, env).await),
             R::ShellRead {
                 shell,
                 wait_idle_ms,

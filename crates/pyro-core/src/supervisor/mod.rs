@@ -17,6 +17,7 @@ pub(crate) mod launch;
 pub(crate) mod logs;
 mod process;
 pub(crate) mod protocol;
+mod proxy;
 pub(crate) mod registry;
 mod services;
 mod shells;

@@ -22,32 +22,26 @@
 //! for the workspace ([`super::dispatch`]), answered by a task per
 //! connection.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::{FromRawFd, RawFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pyro_protocol::{encode_frame, encode_message, Decoder, Frame, FrameKind, Message, GENERATION};
 use pyro_vmm::{DiskFormat, RootDisk};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::dispatch::Sessions;
 use super::protocol::{self, ControlReply, ControlRequest, SessionError, REQUEST_LIMIT};
 use crate::host::boot::{boot, describe_exit};
-use crate::host::guest::{is_terminal, ExecEvent, Guest, GuestError, RequestStream};
+use crate::host::guest::{ExecEvent, Guest, GuestError};
 use crate::host::machine::Machine;
-use crate::host::network::attach;
-use crate::workspace::events;
-use crate::workspace::netlog::{NetLog, Running, RunningGuard};
-use crate::workspace::store::{now, WorkspaceState, WorkspaceStore};
+use crate::host::network::{attach, bind_ports, publish_all, PublishedPort};
+use crate::workspace::netlog::{NetLog, Running};
+use crate::workspace::store::{WorkspaceState, WorkspaceStore};
 use crate::workspace::{CONSOLE, CONTROL, SOCKET};
 
-/// Frames queued towards one client before its proxies wait.
-const CLIENT_QUEUE: usize = 64;
 /// How long the guest's `sync` before a snapshot may take.
 const SYNC_LIMIT: Duration = Duration::from_secs(60);
 /// How long a clean power-off may take before the VM is killed.
@@ -98,14 +92,22 @@ pub fn run(cache_dir: &Path, home: &Path, id: &str, ready_fd: Option<RawFd>) -> 
         .expect("tokio runtime");
     let result = runtime
         .block_on(supervise(cache_dir, &store, id, &mut report))
-        .map_err(|error| pyro_util::error_chain(&error));
+        .map_err(|error| {
+            let crashed = !matches!(error, SuperviseError::Ports(_));
+            (pyro_util::error_chain(&error), crashed)
+        });
     match result {
         Ok(()) => 0,
-        Err(reason) => {
+        Err((reason, crashed)) => {
             report(&reason);
             let _ = store.update(id, |record| {
-                record.state = WorkspaceState::Crashed {
-                    reason: reason.clone(),
+                // A port taken on the host did not crash anything: the
+                // workspace is as stopped as it was.
+                record.state = match crashed {
+                    true => WorkspaceState::Crashed {
+                        reason: reason.clone(),
+                    },
+                    false => WorkspaceState::Stopped,
                 };
                 record.supervisor_pid = None;
                 Ok(())
@@ -132,6 +134,8 @@ enum SuperviseError {
     },
     #[error("cannot bring the network up")]
     Network(#[source] crate::host::network::NetworkError),
+    #[error("cannot publish its ports")]
+    Ports(#[source] crate::host::network::NetworkError),
     #[error("cannot watch for SIGTERM")]
     Signal(#[source] std::io::Error),
     /// The VM went away; the reason as the user should read it.
@@ -158,6 +162,7 @@ async fn supervise(
         Some(dir.join(CONSOLE)),
     );
     record.network.apply(&mut spec);
+    let ports = bind_ports(&record.network).map_err(SuperviseError::Ports)?;
     let booted = boot(&machine.engine, &spec).await?;
     let mut vm = booted.vm;
     let guest = Arc::new(booted.guest);
@@ -169,6 +174,10 @@ async fn supervise(
             .await
             .map_err(SuperviseError::Network)?,
     );
+    let ports = match network.as_ref() {
+        Some(network) => publish_all(network, ports).map_err(SuperviseError::Network)?,
+        None => Vec::new(),
+    };
 
     let socket = dir.join(SOCKET);
     let _ = std::fs::remove_file(&socket);
@@ -186,6 +195,7 @@ async fn supervise(
         .update(id, |record| {
             record.state = WorkspaceState::Running;
             record.supervisor_pid = Some(std::process::id());
+            record.network.ports = ports.clone();
             Ok(())
         })
         .map_err(SuperviseError::Record)?;
@@ -205,7 +215,7 @@ async fn supervise(
         tokio::select! {
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
-                    tokio::spawn(serve_client(
+                    tokio::spawn(super::proxy::serve_client(
                         stream,
                         Arc::clone(&guest),
                         store.clone(),
@@ -306,9 +316,35 @@ async fn serve_control(
             let applied = network.as_ref().as_ref().map(|n| n.set_policy(policy));
             ControlReply::from_result(Ok::<_, SessionError>(applied.is_some()))
         }
+        Ok(ControlRequest::PortPublish { port }) => {
+            ControlReply::from_result(publish(network.as_ref().as_ref(), port))
+        }
+        Ok(ControlRequest::PortUnpublish { bound }) => {
+            let done = network.as_ref().as_ref().map(|n| n.unpublish(bound));
+            ControlReply::from_result(Ok::<_, SessionError>(done.is_some()))
+        }
         Ok(request) => sessions.handle(request).await,
     };
     protocol::write_reply(&mut writer, reply).await;
+}
+
+/// Binds and forwards one more port of a running VM.
+fn publish(
+    network: Option<&pyro_net::Network>,
+    port: pyro_net::Publish,
+) -> Result<PublishedPort, SessionError> {
+    let network = network.ok_or_else(|| {
+        SessionError::Invalid(
+            "the VM has no network device; it was started with the network off".into(),
+        )
+    })?;
+    let (listener, bound) = PublishedPort::asked(port)
+        .bind()
+        .map_err(|e| SessionError::Invalid(e.to_string()))?;
+    network
+        .publish(listener, port.guest_port)
+        .map_err(|e| SessionError::Invalid(format!("cannot forward the port: {e}")))?;
+    Ok(bound)
 }
 
 /// Runs `sync` in the guest.
@@ -323,173 +359,6 @@ async fn sync_guest(guest: &Guest) -> Result<(), GuestError> {
         match stream.next().await? {
             ExecEvent::Exited(_) | ExecEvent::Failed { .. } => return Ok(()),
             _ => {}
-        }
-    }
-}
-
-/// Serves one client connection until it closes.
-async fn serve_client(
-    stream: UnixStream,
-    guest: Arc<Guest>,
-    store: WorkspaceStore,
-    id: String,
-    running: Arc<Running>,
-) {
-    let (mut reader, mut writer) = stream.into_split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(CLIENT_QUEUE);
-    let writer_task = tokio::spawn(async move {
-        while let Some(bytes) = out_rx.recv().await {
-            if writer.write_all(&bytes).await.is_err() {
-                break;
-            }
-        }
-    });
-    let hello = Message::Hello {
-        generation: GENERATION,
-        agent_version: guest.hello().agent_version.clone(),
-        uptime_ms: None,
-        time_unix_ms: None,
-    };
-    if out_tx.send(encode_message(0, &hello)).await.is_err() {
-        return;
-    }
-
-    let mut live: HashMap<u32, Arc<RequestHandle>> = HashMap::new();
-    let mut decoder = Decoder::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    'read: loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        decoder.push(&buf[..n]);
-        loop {
-            let frame = match decoder.next_frame() {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(_) => break 'read,
-            };
-            live.retain(|_, handle| !handle.finished());
-            if let Some(handle) = live.get(&frame.id) {
-                handle.forward(frame).await;
-                continue;
-            }
-            if frame.kind != FrameKind::Message {
-                continue;
-            }
-            let Ok(message) = frame.message() else {
-                continue;
-            };
-            match message {
-                Message::Hello { .. } if frame.id == 0 => {
-                    let _ = out_tx.send(encode_message(0, &hello)).await;
-                }
-                _ if frame.id == 0 => {}
-                message => {
-                    let mut command = None;
-                    if let Message::Exec(exec) = &message {
-                        let _ = store.update(&id, |record| {
-                            record.last_activity_at = now();
-                            Ok(())
-                        });
-                        command = Some(running.start(events::command_line(&exec.argv)));
-                    }
-                    match guest.open(&message).await {
-                        Ok(request) => {
-                            let handle =
-                                RequestHandle::start(request, frame.id, out_tx.clone(), command);
-                            live.insert(frame.id, handle);
-                        }
-                        Err(_) => break 'read,
-                    }
-                }
-            }
-        }
-    }
-    // The client left: its running commands must not outlive it.
-    for handle in live.values() {
-        handle.kill().await;
-    }
-    drop(out_tx);
-    let _ = writer_task.await;
-}
-
-/// One proxied request: frames from the guest go to the client under the
-/// client's id; the client's follow-up frames go to the guest.
-struct RequestHandle {
-    to_guest: mpsc::Sender<Frame>,
-    done: std::sync::atomic::AtomicBool,
-}
-
-impl RequestHandle {
-    fn start(
-        mut request: RequestStream,
-        client_id: u32,
-        to_client: mpsc::Sender<Vec<u8>>,
-        running: Option<RunningGuard>,
-    ) -> Arc<Self> {
-        let (to_guest, mut from_client) = mpsc::channel::<Frame>(CLIENT_QUEUE);
-        let handle = Arc::new(RequestHandle {
-            to_guest,
-            done: std::sync::atomic::AtomicBool::new(false),
-        });
-        let task_handle = Arc::clone(&handle);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    frame = request.next_frame() => {
-                        let Ok(frame) = frame else { break };
-                        let terminal = is_terminal(&frame);
-                        let mut bytes = Vec::new();
-                        encode_frame(client_id, frame.kind, &frame.payload, &mut bytes);
-                        if to_client.send(bytes).await.is_err() || terminal {
-                            break;
-                        }
-                    }
-                    Some(frame) = from_client.recv() => {
-                        let sent = match frame.kind {
-                            FrameKind::Message => match frame.message() {
-                                Ok(message) => request.send(&message).await,
-                                Err(_) => Ok(()),
-                            },
-                            kind => request.send_data(kind, &frame.payload).await,
-                        };
-                        if sent.is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-            drop(running);
-            task_handle
-                .done
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        });
-        handle
-    }
-
-    fn finished(&self) -> bool {
-        self.done.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    async fn forward(&self, frame: Frame) {
-        let _ = self.to_guest.send(frame).await;
-    }
-
-    async fn kill(&self) {
-        if !self.finished() {
-            let frame = Frame {
-                id: 0,
-                kind: FrameKind::Message,
-                payload: serde_json::to_vec(&Message::Signal {
-                    signal: libc::SIGKILL,
-                    foreground: false,
-                })
-                .expect("serialise"),
-            };
-            let _ = self.to_guest.send(frame).await;
-            // Give the proxy task a moment to deliver it.
-            tokio::task::yield_now().await;
         }
     }
 }

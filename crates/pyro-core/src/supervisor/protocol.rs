@@ -52,6 +52,9 @@ pub(crate) enum ControlRequest {
         cwd: Option<String>,
         rows: u16,
         cols: u16,
+        /// Extra variables (secrets a call named); never recorded.
+        #[serde(default)]
+        env: Vec<(String, String)>,
     },
     ShellRead {
         shell: String,
@@ -96,6 +99,14 @@ pub(crate) enum ControlRequest {
     },
     /// Replace the running network's policy.
     NetworkPolicy(pyro_net::Policy),
+    /// Bind a host port and forward it into the guest.
+    PortPublish {
+        port: pyro_net::Publish,
+    },
+    /// Close a published port, bound at this address.
+    PortUnpublish {
+        bound: std::net::SocketAddrV4,
+    },
 }
 
 /// A reply on the control socket.
@@ -296,6 +307,22 @@ pub enum Readiness {
 }
 
 impl Readiness {
+    /// The guest port it checks, for a TCP port or an http:// URL.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Readiness::Tcp { port } => Some(*port),
+            Readiness::Http { url } => {
+                let rest = url.strip_prefix("http://")?;
+                let authority = rest.split(['/', '?', '#']).next()?;
+                match authority.rsplit_once(':') {
+                    Some((_, port)) => port.parse().ok(),
+                    None => Some(80),
+                }
+            }
+            Readiness::File { .. } | Readiness::Command { .. } => None,
+        }
+    }
+
     /// How it reads in messages, e.g. "tcp port 8000".
     pub fn describe(&self) -> String {
         match self {
@@ -319,6 +346,10 @@ pub struct ServiceSpec {
     /// Never recorded anywhere: only the names reach the service's record.
     #[serde(default)]
     pub env: Vec<(String, String)>,
+    /// Secrets to add to `env` (`NAME` or `ENVVAR=NAME`); the facade puts
+    /// their values in before the spec leaves it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<String>,
     /// How it shows it is ready; none: ready once started.
     pub readiness: Option<Readiness>,
     /// How long it may take to get ready.
@@ -402,6 +433,9 @@ pub struct ServiceInfo {
     pub log_bytes: u64,
     /// Of those, bytes no longer kept (the log is bounded).
     pub log_dropped: u64,
+    /// Host URLs of published ports that lead to its readiness port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
 }
 
 /// A slice of a service's log.
@@ -491,6 +525,26 @@ mod tests {
                 ControlReply::Error(back) => assert_eq!(back.to_string(), error.to_string()),
                 ControlReply::Ok(_) => panic!("{line}"),
             }
+        }
+    }
+
+    #[test]
+    fn network_requests_cross_the_control_socket() {
+        let port = pyro_net::Publish::parse("0:8000").unwrap();
+        let requests = [
+            ControlRequest::NetworkPolicy(pyro_net::Policy {
+                enabled: true,
+                allow: Vec::new(),
+            }),
+            ControlRequest::PortPublish { port },
+            ControlRequest::PortUnpublish {
+                bound: "127.0.0.1:8080".parse().unwrap(),
+            },
+        ];
+        for request in requests {
+            let line = serde_json::to_string(&request).unwrap();
+            let back: ControlRequest = serde_json::from_str(&line).unwrap();
+            assert_eq!(serde_json::to_string(&back).unwrap(), line);
         }
     }
 }

@@ -18,6 +18,7 @@ use super::protocol::{
 use super::registry::{self, lock, log_path, ServiceRegistry, SERVICES_FILE};
 use crate::host::guest::{ExecEvent, ExecStream, Guest, ProbeOutcome};
 use crate::workspace::events::{self, command_line, EventKind};
+use crate::workspace::secrets;
 use crate::workspace::store::{is_valid_name, now};
 
 /// Log lines quoted when a service fails.
@@ -147,7 +148,7 @@ impl ServiceHub {
             let service = Arc::new(LiveService {
                 info: Mutex::new(ServiceInfo {
                     name: spec.name.clone(),
-                    command: command_line(&spec.argv),
+                    command: secrets::secrets(&self.dir).redact(&command_line(&spec.argv)),
                     cwd: spec.cwd.clone(),
                     env_names: spec.env.iter().map(|(name, _)| name.clone()).collect(),
                     readiness: spec.readiness.clone(),
@@ -157,6 +158,7 @@ impl ServiceHub {
                     state: ServiceState::Starting,
                     log_bytes: 0,
                     log_dropped: 0,
+                    urls: Vec::new(),
                 }),
                 log: Mutex::new(log),
                 changed: Notify::new(),
@@ -350,6 +352,8 @@ impl ServiceHub {
         let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
         let mut kill_at: Option<tokio::time::Instant> = None;
         let mut killed = false;
+        // The log never holds a secret's value, whole or in pieces.
+        let mut redactor = secrets::secrets(&self.dir).stream();
         let end = loop {
             let kill_timer = async {
                 match kill_at {
@@ -360,7 +364,7 @@ impl ServiceHub {
             tokio::select! {
                 event = stream.next() => match event {
                     Ok(ExecEvent::Stdout(bytes) | ExecEvent::Stderr(bytes)) => {
-                        lock(&service.log).append(&bytes);
+                        lock(&service.log).append(&redactor.push(&bytes));
                     }
                     Ok(ExecEvent::Started) => {
                         service.started.store(true, std::sync::atomic::Ordering::Release);
@@ -384,6 +388,7 @@ impl ServiceHub {
                 }
             }
         };
+        lock(&service.log).append(&redactor.finish());
         let failure = lock(&service.failure).take();
         let state = match end {
             End::Gone => {

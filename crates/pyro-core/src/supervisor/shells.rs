@@ -17,6 +17,7 @@ use super::protocol::{
 use super::registry::{self, lock, ShellRegistry, SHELLS_FILE};
 use crate::host::guest::{ExecEvent, ExecStream, Guest, GuestError};
 use crate::workspace::events::{self, EventKind};
+use crate::workspace::secrets;
 use crate::workspace::store::now;
 
 /// A guest channel failure, as a session error.
@@ -108,6 +109,7 @@ impl ShellHub {
         cwd: Option<String>,
         rows: u16,
         cols: u16,
+        env: Vec<(String, String)>,
     ) -> Result<ShellInfo, SessionError> {
         check_size(rows, cols)?;
         // Hold a slot while the guest starts the shell, so concurrent opens
@@ -128,7 +130,7 @@ impl ShellHub {
             }
             state.opening += 1;
         }
-        let started = self.start_shell(cwd.clone(), rows, cols).await;
+        let started = self.start_shell(cwd.clone(), rows, cols, env).await;
         lock(&self.state).opening -= 1;
         let stream = started?;
         let (commands, commands_rx) = mpsc::channel(16);
@@ -174,15 +176,18 @@ impl ShellHub {
         cwd: Option<String>,
         rows: u16,
         cols: u16,
+        extra: Vec<(String, String)>,
     ) -> Result<ExecStream, SessionError> {
+        let mut env: Vec<(String, String)> = vec![
+            // A pager would wait for keys nobody sends.
+            ("PAGER".into(), "cat".into()),
+            ("GIT_PAGER".into(), "cat".into()),
+        ];
+        env.extend(extra);
         let request = ExecRequest {
             argv: vec!["/bin/sh".into(), "-c".into(), SHELL_SCRIPT.into()],
             cwd,
-            env: vec![
-                // A pager would wait for keys nobody sends.
-                ("PAGER".into(), "cat".into()),
-                ("GIT_PAGER".into(), "cat".into()),
-            ],
+            env,
             pty: Some(PtySize { rows, cols }),
             ..ExecRequest::default()
         };
@@ -205,6 +210,8 @@ impl ShellHub {
         let mut unacked: u64 = 0;
         let mut closing: Vec<oneshot::Sender<()>> = Vec::new();
         let mut kill_at: Option<tokio::time::Instant> = None;
+        // What the terminal shows never holds a secret's value.
+        let mut redactor = secrets::secrets(&self.dir).stream();
         let end = loop {
             let kill_timer = async {
                 match kill_at {
@@ -215,7 +222,7 @@ impl ShellHub {
             tokio::select! {
                 event = stream.next() => match event {
                     Ok(ExecEvent::Stdout(bytes) | ExecEvent::Stderr(bytes)) => {
-                        feed(&shell.term, &bytes);
+                        feed(&shell.term, &redactor.push(&bytes));
                         shell.touch();
                     }
                     Ok(ExecEvent::Ack(bytes)) => unacked = unacked.saturating_sub(bytes),
@@ -263,6 +270,7 @@ impl ShellHub {
                 }
             }
         };
+        feed(&shell.term, &redactor.finish());
         let Some(end) = end else {
             // The guest channel closed: readers learn it now; the record is
             // written by the supervisor with the reason (stop or crash).

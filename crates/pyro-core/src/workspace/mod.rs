@@ -15,6 +15,7 @@ pub(crate) mod files;
 pub(crate) mod hostgit;
 pub(crate) mod layers;
 pub(crate) mod netlog;
+pub(crate) mod secrets;
 pub(crate) mod store;
 pub(crate) mod summary;
 pub(crate) mod transfer;

@@ -299,6 +299,7 @@ impl WorkspaceStore {
     /// Removes a workspace's directory.
     pub fn remove(&self, id: &str) -> Result<(), WorkspaceError> {
         let dir = self.dir(id);
+        super::secrets::remove(&dir);
         fs_err::remove_dir_all(&dir).map_err(|source| WorkspaceError::Io { path: dir, source })
     }
 

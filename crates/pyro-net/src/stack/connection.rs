@@ -157,6 +157,10 @@ impl Stack {
                 host_done,
                 held,
             } => {
+                if socket.state() == tcp::State::SynSent {
+                    // Into the guest, from a published port: not answered yet.
+                    return (c.since.elapsed() > HANDSHAKE_TIMEOUT, false);
+                }
                 let mut progress = false;
                 if let Some((start, since)) = held {
                     let policy = self.shared.policy();
@@ -197,7 +201,7 @@ impl Stack {
         }
         let mut closed = Vec::new();
         for (key, c) in &self.connections {
-            if !matches!(c.phase, Phase::Relaying { .. }) {
+            if !matches!(c.phase, Phase::Relaying { .. }) || c.published.is_some() {
                 continue;
             }
             let names = self.names_of(c.address);

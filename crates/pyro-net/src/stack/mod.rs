@@ -24,7 +24,10 @@ use crate::policy::{DenyReason, HostAddresses, Verdict};
 mod connection;
 mod device;
 mod lookup;
+mod published;
 mod relaying;
+
+pub(crate) use published::Command;
 
 use crate::{now_unix_ms, NetEvent, Shared, Via, GATEWAY, HOST_NAME, PREFIX, RESOLVER};
 use connection::Phase;
@@ -56,6 +59,9 @@ struct Connection {
     name: Option<String>,
     since: Instant,
     phase: Phase,
+    /// The published port it came in through; such a connection is the
+    /// host's, and no policy of the guest's applies to it.
+    published: Option<std::net::SocketAddrV4>,
 }
 
 /// How a destination is shown: a name the guest resolved to it, else the
@@ -91,11 +97,17 @@ struct Stack {
     /// Sockets done with, kept until smoltcp has sent what they owe (the
     /// reset of an aborted one).
     closing: Vec<SocketHandle>,
+    listeners: published::Listeners,
     epoch: Instant,
 }
 
 /// Serves the link until QEMU closes it or `stop` fires.
-pub(crate) async fn serve(link: UnixStream, shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
+pub(crate) async fn serve(
+    link: UnixStream,
+    shared: Arc<Shared>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut stop: oneshot::Receiver<()>,
+) {
     let (mut reader, mut writer) = link.into_split();
     let (frames_tx, mut frames) = mpsc::channel::<Vec<u8>>(FRAME_QUEUE);
     tokio::spawn(async move {
@@ -117,7 +129,8 @@ pub(crate) async fn serve(link: UnixStream, shared: Arc<Shared>, mut stop: onesh
         }
     });
     let wake = Arc::clone(&shared.wake);
-    let mut stack = Stack::new(shared);
+    let (listeners, mut inbound) = published::Listeners::new();
+    let mut stack = Stack::new(shared, listeners);
     loop {
         stack.step();
         while let Some(frame) = stack.device.tx.pop_front() {
@@ -140,6 +153,8 @@ pub(crate) async fn serve(link: UnixStream, shared: Arc<Shared>, mut stop: onesh
                 }
             }
             Some(answer) = stack.answers.recv() => stack.deliver(answer),
+            Some(command) = commands.recv() => stack.command(command),
+            Some(accepted) = inbound.recv() => stack.inbound(accepted),
             _ = wake.notified() => {}
             _ = tokio::time::sleep(delay) => {}
             _ = &mut stop => break,
@@ -148,7 +163,7 @@ pub(crate) async fn serve(link: UnixStream, shared: Arc<Shared>, mut stop: onesh
 }
 
 impl Stack {
-    fn new(shared: Arc<Shared>) -> Stack {
+    fn new(shared: Arc<Shared>, listeners: published::Listeners) -> Stack {
         let mut device = Queues {
             rx: VecDeque::new(),
             tx: VecDeque::new(),
@@ -191,6 +206,7 @@ impl Stack {
             host_checked: Instant::now(),
             generation: 0,
             closing: Vec::new(),
+            listeners,
             epoch,
         }
     }
@@ -281,6 +297,7 @@ impl Stack {
                 name: None,
                 since: Instant::now(),
                 phase: Phase::Accepting,
+                published: None,
             },
         );
     }

@@ -10,6 +10,7 @@
 
 mod floor;
 mod network;
+mod ports;
 mod sessions;
 mod workspaces;
 

@@ -1,5 +1,6 @@
 //! Network measurements: a download from a server on the host's loopback,
-//! in the guest and on the host itself, and the guest's TCP connect time.
+//! in the guest and on the host itself, the guest's TCP connect time, and
+//! round trips through a published port ([`super::ports`]).
 //! The server runs in this process and answers every request with
 //! [`DOWNLOAD_MB`] MB, or two bytes on `/small`.
 
@@ -62,6 +63,7 @@ async fn measure(
     let program = options.program.as_os_str();
     let runs = options.runs;
     let allow = format!("host.pyro.internal:{port}");
+    let publish = format!("0:{}", super::ports::GUEST_PORT);
     let create = [
         "workspace",
         "create",
@@ -69,12 +71,14 @@ async fn measure(
         "--name",
         "net",
         "--network",
-        "egress",
+        "egress+ports",
         "--allow",
         &allow,
+        "--publish",
+        &publish,
     ];
     run_once(
-        "pyro workspace create --network egress",
+        "pyro workspace create --network egress+ports",
         program,
         &create,
         &envs,
@@ -136,7 +140,10 @@ async fn measure(
             "the guest's connects printed no times".into(),
         ));
     }
-    Ok(vec![guest, host, connect, first_byte])
+    progress(&format!("published port round trips, {runs} runs"));
+    let mut rows = vec![guest, host, connect, first_byte];
+    rows.extend(super::ports::rows(options, &envs).await?);
+    Ok(rows)
 }
 
 /// The download on the host: the same request, read to the end.

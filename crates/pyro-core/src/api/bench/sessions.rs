@@ -20,7 +20,10 @@ pub(super) async fn rows(
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Vec<Samples>, Error> {
     progress(&format!("shell write-to-read round trip, {runs} runs"));
-    let shell = pyro.workspace_shell_open(name, None, None, None).await?.id;
+    let shell = pyro
+        .workspace_shell_open(name, None, None, None, &[])
+        .await?
+        .id;
     let settle = ShellReadOptions::new(Some(Duration::from_millis(300)), None, false);
     pyro.workspace_shell_read(name, &shell, settle).await?;
     let poll = ShellReadOptions::new(Some(Duration::ZERO), Some(Duration::from_secs(1)), false);
@@ -68,6 +71,7 @@ pub(super) async fn rows(
             env: Vec::new(),
             readiness: Some(Readiness::File { path: flag }),
             ready_timeout_ms: 60_000,
+            secret_env: Vec::new(),
         };
         let started = Instant::now();
         pyro.workspace_service_start(name, spec).await?;

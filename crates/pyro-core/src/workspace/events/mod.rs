@@ -77,6 +77,23 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "is_false")]
         cancelled: bool,
     },
+    /// A secret was set (its name; never its value).
+    SecretSet {
+        name: String,
+    },
+    /// A secret was removed.
+    SecretUnset {
+        name: String,
+    },
+    /// A host port was published into the guest (`127.0.0.1:8080 -> guest
+    /// port 8000`).
+    PortPublished {
+        port: String,
+    },
+    /// A published port was closed.
+    PortUnpublished {
+        port: String,
+    },
     /// The network's mode or allowlist changed (`workspace update`).
     NetworkChanged {
         /// `off`, `egress` or `egress+ports`.
@@ -234,7 +251,15 @@ pub(crate) fn record(dir: &Path, event: EventKind) {
         at: super::store::now(),
         kind: event,
     };
-    let Ok(mut line) = serde_json::to_vec(&event) else {
+    let Ok(mut value) = serde_json::to_value(&event) else {
+        return;
+    };
+    // No secret's value is kept, whatever a command line held.
+    let secrets = super::secrets::secrets(dir);
+    if !secrets.is_empty() {
+        redact_strings(&mut value, &secrets);
+    }
+    let Ok(mut line) = serde_json::to_vec(&value) else {
         return;
     };
     line.push(b'\n');
@@ -242,6 +267,17 @@ pub(crate) fn record(dir: &Path, event: EventKind) {
         if size > MAX_BYTES {
             compact(dir);
         }
+    }
+}
+
+fn redact_strings(value: &mut serde_json::Value, secrets: &super::secrets::Secrets) {
+    match value {
+        serde_json::Value::String(text) => *text = secrets.redact(text),
+        serde_json::Value::Array(items) => {
+            items.iter_mut().for_each(|v| redact_strings(v, secrets))
+        }
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| redact_strings(v, secrets)),
+        _ => {}
     }
 }
 

@@ -265,7 +265,11 @@ pub fn synthesise(events: &[Event], files: FileSource) -> Activity {
                 command,
             ),
             // The status shows the policy in force; the log, each change.
-            EventKind::NetworkChanged { .. } => {}
+            EventKind::NetworkChanged { .. }
+            | EventKind::PortPublished { .. }
+            | EventKind::PortUnpublished { .. }
+            | EventKind::SecretSet { .. }
+            | EventKind::SecretUnset { .. } => {}
             EventKind::Snapshot { name } => activity.snapshots_taken.push(name.clone()),
             EventKind::SnapshotDelete { name } => activity.snapshots_deleted.push(name.clone()),
             EventKind::Stopped => {

@@ -1,0 +1,99 @@
+//! A workspace's secrets: named values kept on the host, 0600, in
+//! `PYRO_HOME/secrets/<id>.json`, outside the workspace's own directory,
+//! so no disk, snapshot, export or state file holds them. A command gets a
+//! value only where its call names it (`--secret-env`), and every value
+//! is redacted ([`redact`]) from what pyro shows and stores.
+
+pub(crate) mod redact;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use pyro_util::fsutil::{write_atomic, Owner};
+
+pub(crate) use redact::{Redactor, Secrets};
+
+/// The directory of secret files, in the pyro home.
+const DIR: &str = "secrets";
+
+/// Where the secrets of the workspace whose directory is `dir`
+/// (`HOME/workspaces/ID`) live.
+pub(crate) fn path_for(dir: &Path) -> PathBuf {
+    let id = dir.file_name().unwrap_or_default().to_string_lossy();
+    let home = dir.parent().and_then(Path::parent).unwrap_or(dir);
+    home.join(DIR).join(format!("{id}.json"))
+}
+
+/// The named values of the workspace in `dir`; none when it has no file.
+pub(crate) fn load(dir: &Path) -> std::io::Result<BTreeMap<String, String>> {
+    match std::fs::read(path_for(dir)) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// What redacts the workspace's values. A file that cannot be read gives
+/// no values: it then gave none to any command either.
+pub(crate) fn secrets(dir: &Path) -> Secrets {
+    Secrets::new(&load(dir).unwrap_or_default())
+}
+
+/// Writes the workspace's values (0600, in a 0700 directory); none
+/// removes the file.
+pub(crate) fn save(dir: &Path, values: &BTreeMap<String, String>) -> std::io::Result<()> {
+    let path = path_for(dir);
+    if values.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let owner = Owner::for_store_at(parent);
+    if !parent.is_dir() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+        owner.adopt(parent)?;
+    }
+    let json = serde_json::to_vec(values).expect("secrets serialise");
+    write_atomic(&path, &json, 0o600, owner)
+}
+
+/// Removes the workspace's secrets with it.
+pub(crate) fn remove(dir: &Path) {
+    let _ = std::fs::remove_file(path_for(dir));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_live_outside_the_workspace_dir_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("workspaces").join("abc123");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = path_for(&dir);
+        assert_eq!(path, home.path().join("secrets").join("abc123.json"));
+        assert!(load(&dir).unwrap().is_empty());
+        let values = BTreeMap::from([("TOKEN".to_string(), "s3cr3t".to_string())]);
+        save(&dir, &values).unwrap();
+        assert_eq!(load(&dir).unwrap(), values);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dir_mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
+        assert_eq!(secrets(&dir).redact("x s3cr3t"), "x [secret:TOKEN]");
+        save(&dir, &BTreeMap::new()).unwrap();
+        assert!(!path.exists());
+    }
+}

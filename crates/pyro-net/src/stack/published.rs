@@ -1,0 +1,195 @@
+//! Published ports on the stack's side: a task per host listener hands
+//! each accepted connection to the stack, which opens the guest's end
+//! from the gateway address, like a connection QEMU would forward.
+
+use std::collections::HashMap;
+use std::net::{SocketAddrV4, TcpListener};
+use std::sync::Arc;
+use std::time::Instant;
+
+use smoltcp::socket::tcp;
+use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::connection::Phase;
+use super::{Connection, Stack, CONNECTION_LIMIT, TCP_BUFFER};
+use crate::relay;
+use crate::{GATEWAY, GUEST};
+
+/// Accepted connections queued for the stack; more wait in the listener's
+/// backlog.
+pub(super) const INBOUND_QUEUE: usize = 64;
+/// The stack's own ports for connections into the guest.
+const LOCAL_PORTS: std::ops::Range<u16> = 40000..60000;
+
+/// What the [`crate::Network`] handle asks of the stack.
+pub(crate) enum Command {
+    Publish {
+        listener: TcpListener,
+        bound: SocketAddrV4,
+        guest_port: u16,
+    },
+    /// Closes the listener and the connections that came through it.
+    Unpublish(SocketAddrV4),
+}
+
+/// A connection accepted on a published port.
+pub(super) struct Inbound {
+    stream: TcpStream,
+    bound: SocketAddrV4,
+    guest_port: u16,
+}
+
+/// The listening tasks, by the address they are bound to.
+pub(super) struct Listeners {
+    tasks: HashMap<SocketAddrV4, tokio::task::AbortHandle>,
+    tx: mpsc::Sender<Inbound>,
+    next_port: u16,
+}
+
+impl Listeners {
+    pub(super) fn new() -> (Listeners, mpsc::Receiver<Inbound>) {
+        let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+        let listeners = Listeners {
+            tasks: HashMap::new(),
+            tx,
+            next_port: LOCAL_PORTS.start,
+        };
+        (listeners, rx)
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        for task in self.tasks.values() {
+            task.abort();
+        }
+    }
+}
+
+impl Stack {
+    pub(super) fn command(&mut self, command: Command) {
+        match command {
+            Command::Publish {
+                listener,
+                bound,
+                guest_port,
+            } => {
+                let task = listen(listener, bound, guest_port, self.listeners.tx.clone());
+                if let Some(old) = self.listeners.tasks.insert(bound, task) {
+                    old.abort();
+                }
+            }
+            Command::Unpublish(bound) => {
+                if let Some(task) = self.listeners.tasks.remove(&bound) {
+                    task.abort();
+                }
+                let through: Vec<_> = self
+                    .connections
+                    .iter()
+                    .filter(|(_, c)| c.published == Some(bound))
+                    .map(|(key, _)| *key)
+                    .collect();
+                for key in through {
+                    if let Some(c) = self.connections.remove(&key) {
+                        self.sockets.get_mut::<tcp::Socket>(c.handle).abort();
+                        self.closing.push(c.handle);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens the guest's end of a connection accepted on a published port.
+    /// Over the connection limit, or when the guest's port is closed, the
+    /// host's client sees its connection closed.
+    pub(super) fn inbound(&mut self, inbound: Inbound) {
+        if self.connections.len() >= CONNECTION_LIMIT
+            || !self.listeners.tasks.contains_key(&inbound.bound)
+        {
+            return;
+        }
+        let Some(port) = self.local_port(inbound.guest_port) else {
+            return;
+        };
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
+            tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
+        );
+        socket.set_nagle_enabled(false);
+        let remote = IpEndpoint::new(IpAddress::Ipv4(GUEST), inbound.guest_port);
+        let local = IpListenEndpoint {
+            addr: Some(IpAddress::Ipv4(GATEWAY)),
+            port,
+        };
+        if socket.connect(self.iface.context(), remote, local).is_err() {
+            return;
+        }
+        let handle = self.sockets.add(socket);
+        let relay = relay::attach(inbound.stream, Arc::clone(&self.shared.wake));
+        self.connections.insert(
+            (inbound.guest_port, GATEWAY, port),
+            Connection {
+                handle,
+                address: GATEWAY,
+                port,
+                names: Vec::new(),
+                name: None,
+                since: Instant::now(),
+                phase: Phase::Relaying {
+                    relay,
+                    pending: None,
+                    host_done: false,
+                    held: None,
+                },
+                published: Some(inbound.bound),
+            },
+        );
+    }
+
+    /// A port of the stack's own not in use towards `guest_port`.
+    fn local_port(&mut self, guest_port: u16) -> Option<u16> {
+        for _ in LOCAL_PORTS {
+            let port = self.listeners.next_port;
+            self.listeners.next_port = match port + 1 {
+                next if LOCAL_PORTS.contains(&next) => next,
+                _ => LOCAL_PORTS.start,
+            };
+            if !self.connections.contains_key(&(guest_port, GATEWAY, port)) {
+                return Some(port);
+            }
+        }
+        None
+    }
+}
+
+/// Accepts on `listener` until aborted, handing each connection on.
+fn listen(
+    listener: TcpListener,
+    bound: SocketAddrV4,
+    guest_port: u16,
+    tx: mpsc::Sender<Inbound>,
+) -> tokio::task::AbortHandle {
+    let task = tokio::spawn(async move {
+        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+            return;
+        };
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                // Out of descriptors, say: wait rather than spin.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            };
+            let inbound = Inbound {
+                stream,
+                bound,
+                guest_port,
+            };
+            if tx.send(inbound).await.is_err() {
+                return;
+            }
+        }
+    });
+    task.abort_handle()
+}
