@@ -30,7 +30,7 @@ fn get(port: u16) -> Option<String> {
 }
 
 /// Whether nothing listens on the host's `127.0.0.1:port` any more.
-fn refused(port: u16) -> bool {
+fn closed(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_err()
 }
 
@@ -64,42 +64,27 @@ fn serve_site(home: &TestHome, ws: &str) -> Output {
 fn a_published_guest_server_answers_on_the_host_until_unpublished() {
     let home = TestHome::new();
     // Refused before anything is made.
-    let output = home.run(&["workspace", "create", "debian:12", "--publish", "0:8000"]);
-    assert!(
-        stderr(&output).contains("egress+ports"),
-        "{}",
-        stderr(&output)
-    );
-    let output = home.run(&[
-        "workspace",
-        "create",
-        "debian:12",
-        "--network",
+    refused(
+        home.run(&["workspace", "create", "debian:12", "--publish", "0:8000"]),
         "egress+ports",
-        "--publish",
-        "8000",
-    ]);
-    assert!(
-        stderr(&output).contains("HOSTPORT:GUESTPORT"),
-        "{}",
-        stderr(&output)
     );
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = held.local_addr().unwrap().port();
-    let output = home.run(&[
+    let create = [
         "workspace",
         "create",
         "debian:12",
         "--network",
         "egress+ports",
-        "--publish",
-        &format!("{taken}:8000"),
-    ]);
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("already in use"),
-        "{}",
-        stderr(&output)
+    ];
+    refused(
+        home.run(&[&create[..], &["--publish", "8000"]].concat()),
+        "HOSTPORT:GUESTPORT",
+    );
+    let publish = format!("{taken}:8000");
+    refused(
+        home.run(&[&create[..], &["--publish", &publish]].concat()),
+        "already in use",
     );
     let listed = json(&ok(home.run(&["workspace", "list", "--json"]), "list"));
     assert_eq!(listed, json!([]), "a refused create left a workspace");
@@ -143,17 +128,15 @@ fn a_published_guest_server_answers_on_the_host_until_unpublished() {
     ));
     let second = added["host_port"].as_u64().unwrap() as u16;
     assert!(get(second).unwrap().contains("hello-from-guest"));
-    let output = home.run(&[
-        "workspace",
-        "port",
-        "publish",
-        "web",
-        &format!("{taken}:8000"),
-    ]);
-    assert!(
-        stderr(&output).contains("already in use"),
-        "{}",
-        stderr(&output)
+    refused(
+        home.run(&[
+            "workspace",
+            "port",
+            "publish",
+            "web",
+            &format!("{taken}:8000"),
+        ]),
+        "already in use",
     );
     let list = json(&ok(
         home.run(&["workspace", "port", "list", "web", "--json"]),
@@ -166,19 +149,17 @@ fn a_published_guest_server_answers_on_the_host_until_unpublished() {
         home.run(&["workspace", "port", "unpublish", "web", &first.to_string()]),
         "unpublish",
     );
-    let closed = wait_for(Duration::from_secs(5), || refused(first).then_some(()));
-    assert!(closed.is_some(), "the unpublished port still answers");
+    let gone = wait_for(Duration::from_secs(5), || closed(first).then_some(()));
+    assert!(gone.is_some(), "the unpublished port still answers");
     assert!(get(second).unwrap().contains("hello-from-guest"));
-    let output = home.run(&["workspace", "port", "unpublish", "web", &first.to_string()]);
-    assert!(
-        stderr(&output).contains("not published"),
-        "{}",
-        stderr(&output)
+    refused(
+        home.run(&["workspace", "port", "unpublish", "web", &first.to_string()]),
+        "not published",
     );
 
     // A stop closes it; a start binds the same port again.
     ok(home.run(&["workspace", "stop", "web"]), "stop");
-    assert!(refused(second), "a stopped workspace's port still listens");
+    assert!(closed(second), "a stopped workspace's port still listens");
     ok(home.run(&["workspace", "start", "web"]), "start");
     ok(serve_site(&home, "web"), "service start after start");
     assert!(get(second).unwrap().contains("hello-from-guest"));
@@ -222,10 +203,10 @@ async fn mcp_publishes_ports_and_shows_their_urls() {
     )
     .await;
     assert_eq!(unpublished["guest_port"], 8000);
-    let closed = wait_for(Duration::from_secs(5), || {
-        refused(port_of(&url)).then_some(())
+    let gone = wait_for(Duration::from_secs(5), || {
+        closed(port_of(&url)).then_some(())
     });
-    assert!(closed.is_some(), "the unpublished port still listens");
+    assert!(gone.is_some(), "the unpublished port still listens");
     let err = tool_err(
         &client,
         "workspace_port_publish",

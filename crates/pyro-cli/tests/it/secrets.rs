@@ -60,23 +60,19 @@ fn secrets_reach_only_the_commands_that_name_them_and_never_show() {
     let from_file = format!("TOKEN={}", file.display());
 
     // Bad secrets are refused before anything is made.
-    let output = home.run(&["workspace", "create", "debian:12", "--secret", "1X=abcdef"]);
-    assert!(
-        stderr(&output).contains("not an identifier"),
-        "{}",
-        stderr(&output)
+    refused(
+        home.run(&["workspace", "create", "debian:12", "--secret", "1X=abcdef"]),
+        "not an identifier",
     );
-    let output = home.run(&[
-        "workspace",
-        "create",
-        "debian:12",
-        "--secret-file",
-        "T=/nope",
-    ]);
-    assert!(
-        stderr(&output).contains("cannot read secret `T`"),
-        "{}",
-        stderr(&output)
+    refused(
+        home.run(&[
+            "workspace",
+            "create",
+            "debian:12",
+            "--secret-file",
+            "T=/nope",
+        ]),
+        "cannot read secret `T`",
     );
     let listed = json(&ok(home.run(&["workspace", "list", "--json"]), "list"));
     assert_eq!(listed, json!([]), "a refused create left a workspace");

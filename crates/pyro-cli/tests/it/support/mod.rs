@@ -314,3 +314,15 @@ pub fn ok(output: Output, what: &str) -> Output {
     );
     output
 }
+
+/// Asserts `output` failed and its stderr says `words`; returns the stderr.
+pub fn refused(output: Output, words: &str) -> String {
+    let err = stderr(&output);
+    assert!(
+        !output.status.success(),
+        "it did not fail: {}",
+        stdout(&output)
+    );
+    assert!(err.contains(words), "stderr lacks {words:?}: {err}");
+    err
+}
