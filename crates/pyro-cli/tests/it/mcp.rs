@@ -34,6 +34,10 @@ const CORE: &[&str] = &[
 
 const FULL_EXTRA: &[&str] = &[
     "workspace_logs",
+    "workspace_port_publish",
+    "workspace_port_unpublish",
+    "workspace_secret_set",
+    "workspace_secret_unset",
     "workspace_service_list",
     "workspace_service_logs",
     "workspace_service_start",
