@@ -49,8 +49,9 @@ pub struct CreateParams {
     /// IPv4 address, or "host.pyro.internal:PORT" for a service on the user's machine.
     #[serde(default)]
     pub allow: Vec<String>,
-    /// With egress+ports, host ports to forward into the guest: "[ADDR:]HOSTPORT:GUESTPORT",
-    /// e.g. "0:8000" (0 picks a free host port; the result's ports carry each url).
+    /// With egress+ports, host ports to forward into the guest: "HOSTPORT:GUESTPORT", e.g.
+    /// "0:8000" (0 picks a free host port on the host's 127.0.0.1; the result's ports carry
+    /// each url).
     #[serde(default)]
     pub publish: Vec<String>,
 }

@@ -16,8 +16,8 @@ use crate::PyroServer;
 pub struct PortParams {
     /// The workspace id or name.
     pub workspace: String,
-    /// To publish: "[ADDR:]HOSTPORT:GUESTPORT", e.g. "0:8000" (0 picks a free host port;
-    /// ADDR defaults to 127.0.0.1). To unpublish: the host port, or the guest port.
+    /// To publish: "HOSTPORT:GUESTPORT", e.g. "0:8000" (0 picks a free host port; it listens
+    /// on the host's 127.0.0.1). To unpublish: the host port, or the guest port.
     pub port: String,
 }
 
@@ -34,6 +34,7 @@ impl PyroServer {
         &self,
         Parameters(params): Parameters<PortParams>,
     ) -> ToolResult<PortInfo> {
+        crate::network::loopback_only(&params.port)?;
         let port = self
             .pyro
             .workspace_port_publish(&params.workspace, &params.port)

@@ -280,9 +280,18 @@ impl Network {
     }
 
     /// Stops listening on `bound` and closes the connections that came in
-    /// through it.
-    pub fn unpublish(&self, bound: std::net::SocketAddrV4) {
-        let _ = self.commands.send(stack::Command::Unpublish(bound));
+    /// through it; returns once the port is closed, `false` when nothing
+    /// was published there.
+    pub async fn unpublish(&self, bound: std::net::SocketAddrV4) -> bool {
+        let (done, closed) = tokio::sync::oneshot::channel();
+        if self
+            .commands
+            .send(stack::Command::Unpublish(bound, done))
+            .is_err()
+        {
+            return false;
+        }
+        closed.await.unwrap_or(false)
     }
 }
 

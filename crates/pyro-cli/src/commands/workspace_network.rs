@@ -47,8 +47,12 @@ pub fn port(pyro: &Pyro, command: PortCommand) -> anyhow::Result<i32> {
 /// `http://127.0.0.1:41234 -> guest port 8000`, or how it is asked while
 /// not bound.
 pub fn describe_port(port: &PublishedPort) -> String {
+    let open = match port.port.address.is_loopback() {
+        true => String::new(),
+        false => format!(" (listening on {}, open to the network)", port.port.address),
+    };
     match &port.url {
-        Some(url) => format!("{url} -> guest port {}", port.port.guest_port),
+        Some(url) => format!("{url} -> guest port {}{open}", port.port.guest_port),
         None => port.describe(),
     }
 }

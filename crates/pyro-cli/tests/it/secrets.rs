@@ -266,6 +266,46 @@ fn secrets_reach_only_the_commands_that_name_them_and_never_show() {
         read.contains("sh [secret:TOKEN]").then_some(read)
     });
     assert!(read.is_some(), "the shell never showed the redacted value");
+    // A secret set while the shell runs is hidden from it at once.
+    ok(
+        home.run_with_stdin(
+            &["workspace", "secret", "set", "sec", "LATE"],
+            b"late-value-123",
+        ),
+        "secret set",
+    );
+    ok(
+        home.run(&[
+            "workspace",
+            "shell",
+            "write",
+            "sec",
+            &shell,
+            "--line",
+            "echo late-value-123",
+        ]),
+        "shell write",
+    );
+    let read = wait_for(Duration::from_secs(30), || {
+        let read = stdout(&ok(
+            home.run(&[
+                "workspace",
+                "shell",
+                "read",
+                "sec",
+                &shell,
+                "--wait-idle",
+                "300",
+            ]),
+            "shell read",
+        ));
+        assert!(!read.contains("late-value-123"), "{read}");
+        read.contains("[secret:LATE]").then_some(read)
+    });
+    assert!(
+        read.is_some(),
+        "the shell never showed the late secret redacted"
+    );
 
     // Nothing pyro shows or keeps holds the value.
     let shown = [

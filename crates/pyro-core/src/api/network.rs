@@ -277,7 +277,12 @@ impl Pyro {
             }
         }
         let updated = store.update(&record.id, |record| {
-            record.network = config.clone();
+            // Ports are the record's as they are now (published meanwhile
+            // too); the policy is the one just applied.
+            record.network = NetworkConfig {
+                ports: record.network.ports.clone(),
+                ..config.clone()
+            };
             Ok(())
         })?;
         events::record(

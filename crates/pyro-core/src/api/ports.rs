@@ -51,15 +51,32 @@ impl Pyro {
             true => client::publish_port(&dir, asked.port).await?,
             false => asked,
         };
+        // Under the record's lock: the network may have changed meanwhile.
+        let mut refused = None;
         let recorded = store.update(&record.id, |record| {
-            record.network.ports.push(port.clone());
+            let mut all = record.network.ports.clone();
+            all.push(port.clone());
+            refused = match record.network.mode {
+                NetworkMode::EgressPorts => check_distinct(&all).err(),
+                _ => Some(InvalidRequest::PublishNeedsPorts {
+                    entry: entry.to_string(),
+                }),
+            };
+            if refused.is_none() {
+                record.network.ports = all;
+            }
             Ok(())
         });
-        if let Err(error) = recorded {
+        let failed = match (recorded, refused) {
+            (Err(error), _) => Some(Error::from(error)),
+            (Ok(_), Some(refused)) => Some(refused.into()),
+            (Ok(_), None) => None,
+        };
+        if let Some(error) = failed {
             if let Some(bound) = bound_at(&port) {
                 let _ = client::unpublish_port(&dir, bound).await;
             }
-            return Err(error.into());
+            return Err(error);
         }
         events::record(
             &dir,

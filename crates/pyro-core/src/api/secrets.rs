@@ -17,6 +17,9 @@ pub const VALUE_MIN: usize = 4;
 /// Longest value.
 pub const VALUE_LIMIT: usize = 64 * 1024;
 
+/// Most bytes of secrets one command may be given (as JSON).
+pub const ENV_LIMIT: usize = 128 * 1024;
+
 /// A secret given on create: its value, or the host file holding it.
 #[derive(Debug, Clone)]
 pub enum SecretInput {
@@ -64,6 +67,8 @@ pub enum SecretError {
         workspace: String,
         known: String,
     },
+    #[error("the secrets named come to {size} bytes, more than the {limit} one command can be given; name fewer")]
+    TooLarge { size: usize, limit: usize },
     #[error("`{entry}` is not NAME or ENVVAR=NAME (ENVVAR a variable name, NAME a secret's)")]
     BadEnv { entry: String },
     #[error("cannot keep the workspace's secrets")]
@@ -149,7 +154,7 @@ pub(crate) fn env_for(
         return Ok(Vec::new());
     }
     let values = secrets::load(dir).map_err(SecretError::Store)?;
-    entries
+    let env = entries
         .iter()
         .map(|entry| {
             let (var, name) = parse_env(entry)?;
@@ -162,7 +167,19 @@ pub(crate) fn env_for(
                 }),
             }
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    // They travel in one request frame, escaped as JSON.
+    let size: usize = env
+        .iter()
+        .map(|(var, value)| var.len() + serde_json::to_string(value).map_or(0, |v| v.len()))
+        .sum();
+    if size > ENV_LIMIT {
+        return Err(SecretError::TooLarge {
+            size,
+            limit: ENV_LIMIT,
+        });
+    }
+    Ok(env)
 }
 
 fn known(values: &BTreeMap<String, String>) -> String {
@@ -240,6 +257,14 @@ impl Pyro {
         })?;
         if let Some(error) = failed {
             return Err(error.into());
+        }
+        if !dir.is_dir() {
+            // Deleted meanwhile: its secrets go with it.
+            secrets::remove(&dir);
+            return Err(WorkspaceError::Unknown {
+                query: query.to_string(),
+            }
+            .into());
         }
         events::record(&dir, event);
         Ok(names)

@@ -201,35 +201,70 @@ pub enum NetworkError {
     Guest(String),
     #[error("lost the guest while bringing its network up")]
     Channel(#[source] GuestError),
-    #[error("cannot publish the port: {0}")]
-    Publish(#[source] PublishError),
+    #[error(transparent)]
+    Publish(PublishError),
+}
+
+/// One published port of a starting VM: as the record asked for it, and
+/// as bound.
+pub(crate) struct BoundPort {
+    pub(crate) asked: PublishedPort,
+    pub(crate) bound: PublishedPort,
+    listener: Option<std::net::TcpListener>,
 }
 
 /// Binds the host side of every published port, before the VM boots, so
-/// a taken port fails the start at once. The ports come back as bound.
-pub(crate) fn bind_ports(
-    config: &NetworkConfig,
-) -> Result<Vec<(std::net::TcpListener, PublishedPort)>, NetworkError> {
+/// a taken port fails the start at once. None unless the mode has ports.
+pub(crate) fn bind_ports(config: &NetworkConfig) -> Result<Vec<BoundPort>, NetworkError> {
+    if config.mode != NetworkMode::EgressPorts {
+        return Ok(Vec::new());
+    }
     config
         .ports
         .iter()
-        .map(|port| port.bind().map_err(NetworkError::Publish))
+        .map(|asked| {
+            let (listener, bound) = asked.bind().map_err(NetworkError::Publish)?;
+            Ok(BoundPort {
+                asked: asked.clone(),
+                bound,
+                listener: Some(listener),
+            })
+        })
         .collect()
 }
 
 /// Hands bound ports to the running network.
-pub(crate) fn publish_all(
-    network: &Network,
-    bound: Vec<(std::net::TcpListener, PublishedPort)>,
-) -> Result<Vec<PublishedPort>, NetworkError> {
-    let mut ports = Vec::new();
-    for (listener, port) in bound {
-        network
-            .publish(listener, port.port.guest_port)
-            .map_err(NetworkError::Start)?;
-        ports.push(port);
+pub(crate) fn publish_all(network: &Network, ports: &mut [BoundPort]) -> Result<(), NetworkError> {
+    for port in ports {
+        if let Some(listener) = port.listener.take() {
+            network
+                .publish(listener, port.bound.port.guest_port)
+                .map_err(NetworkError::Start)?;
+        }
     }
-    Ok(ports)
+    Ok(())
+}
+
+/// The record's ports once the VM is up: each one still asked for gets
+/// its bound port and URL; ports unpublished while the VM booted come
+/// back as `stale`, to be closed.
+pub(crate) fn merge_ports(
+    current: &[PublishedPort],
+    bound: &[BoundPort],
+) -> (Vec<PublishedPort>, Vec<std::net::SocketAddrV4>) {
+    let ports = current
+        .iter()
+        .map(|port| match bound.iter().find(|b| &b.asked == port) {
+            Some(b) => b.bound.clone(),
+            None => port.clone(),
+        })
+        .collect();
+    let stale = bound
+        .iter()
+        .filter(|b| !current.contains(&b.asked))
+        .map(|b| std::net::SocketAddrV4::new(b.bound.port.address, b.bound.port.host_port))
+        .collect();
+    (ports, stale)
 }
 
 /// Where the host keeps its CA bundle: `SSL_CERT_FILE`, else the first of
@@ -332,6 +367,38 @@ mod tests {
             assert_eq!(json, format!("\"{mode}\""));
         }
         assert_eq!(NetworkMode::parse("on"), None);
+    }
+
+    #[test]
+    fn ports_unpublished_while_booting_are_closed_not_recorded() {
+        let asked = |entry: &str| PublishedPort::asked(Publish::parse(entry).unwrap());
+        let config = NetworkConfig {
+            mode: NetworkMode::EgressPorts,
+            ports: vec![asked("0:80"), asked("0:81")],
+            ..NetworkConfig::off()
+        };
+        let bound = bind_ports(&config).unwrap();
+        assert!(bound
+            .iter()
+            .all(|b| b.bound.port.host_port != 0 && b.bound.url.is_some()));
+        // The second was unpublished meanwhile, and a third asked for.
+        let current = vec![asked("0:80"), asked("0:82")];
+        let (ports, stale) = merge_ports(&current, &bound);
+        assert_eq!(ports[0], bound[0].bound);
+        assert_eq!(ports[1], asked("0:82"));
+        assert_eq!(
+            stale,
+            vec![std::net::SocketAddrV4::new(
+                std::net::Ipv4Addr::LOCALHOST,
+                bound[1].bound.port.host_port
+            )]
+        );
+        // A mode without ports binds nothing, whatever the record holds.
+        let egress = NetworkConfig {
+            mode: NetworkMode::Egress,
+            ..config
+        };
+        assert!(bind_ports(&egress).unwrap().is_empty());
     }
 
     #[test]

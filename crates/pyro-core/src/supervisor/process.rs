@@ -37,7 +37,7 @@ use super::protocol::{self, ControlReply, ControlRequest, SessionError, REQUEST_
 use crate::host::boot::{boot, describe_exit};
 use crate::host::guest::{ExecEvent, Guest, GuestError};
 use crate::host::machine::Machine;
-use crate::host::network::{attach, bind_ports, publish_all, PublishedPort};
+use crate::host::network::{attach, bind_ports, merge_ports, publish_all, PublishedPort};
 use crate::workspace::netlog::{NetLog, Running};
 use crate::workspace::store::{WorkspaceState, WorkspaceStore};
 use crate::workspace::{CONSOLE, CONTROL, SOCKET};
@@ -99,7 +99,8 @@ pub fn run(cache_dir: &Path, home: &Path, id: &str, ready_fd: Option<RawFd>) -> 
     match result {
         Ok(()) => 0,
         Err((reason, crashed)) => {
-            report(&reason);
+            // Recorded before the spawner hears of it: a failed create
+            // removes the workspace then, and nothing may write after.
             let _ = store.update(id, |record| {
                 // A port taken on the host did not crash anything: the
                 // workspace is as stopped as it was.
@@ -112,6 +113,7 @@ pub fn run(cache_dir: &Path, home: &Path, id: &str, ready_fd: Option<RawFd>) -> 
                 record.supervisor_pid = None;
                 Ok(())
             });
+            report(&reason);
             1
         }
     }
@@ -162,7 +164,7 @@ async fn supervise(
         Some(dir.join(CONSOLE)),
     );
     record.network.apply(&mut spec);
-    let ports = bind_ports(&record.network).map_err(SuperviseError::Ports)?;
+    let mut ports = bind_ports(&record.network).map_err(SuperviseError::Ports)?;
     let booted = boot(&machine.engine, &spec).await?;
     let mut vm = booted.vm;
     let guest = Arc::new(booted.guest);
@@ -174,10 +176,9 @@ async fn supervise(
             .await
             .map_err(SuperviseError::Network)?,
     );
-    let ports = match network.as_ref() {
-        Some(network) => publish_all(network, ports).map_err(SuperviseError::Network)?,
-        None => Vec::new(),
-    };
+    if let Some(network) = network.as_ref() {
+        publish_all(network, &mut ports).map_err(SuperviseError::Network)?;
+    }
 
     let socket = dir.join(SOCKET);
     let _ = std::fs::remove_file(&socket);
@@ -191,14 +192,22 @@ async fn supervise(
         path: control_socket.clone(),
         source,
     })?;
+    let mut stale = Vec::new();
     store
         .update(id, |record| {
             record.state = WorkspaceState::Running;
             record.supervisor_pid = Some(std::process::id());
-            record.network.ports = ports.clone();
+            // The record as it is now: a port may have gone meanwhile.
+            let merged = merge_ports(&record.network.ports, &ports);
+            (record.network.ports, stale) = merged;
             Ok(())
         })
         .map_err(SuperviseError::Record)?;
+    if let Some(network) = network.as_ref() {
+        for bound in stale {
+            network.unpublish(bound).await;
+        }
+    }
     let sessions = Arc::new(Sessions::new(
         dir.clone(),
         record.display_name().to_string(),
@@ -319,9 +328,13 @@ async fn serve_control(
         Ok(ControlRequest::PortPublish { port }) => {
             ControlReply::from_result(publish(network.as_ref().as_ref(), port))
         }
+        // `false`: nothing was published there.
         Ok(ControlRequest::PortUnpublish { bound }) => {
-            let done = network.as_ref().as_ref().map(|n| n.unpublish(bound));
-            ControlReply::from_result(Ok::<_, SessionError>(done.is_some()))
+            let done = match network.as_ref() {
+                Some(network) => network.unpublish(bound).await,
+                None => false,
+            };
+            ControlReply::from_result(Ok::<_, SessionError>(done))
         }
         Ok(request) => sessions.handle(request).await,
     };

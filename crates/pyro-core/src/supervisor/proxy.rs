@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::host::guest::{is_terminal, Guest, RequestStream};
 use crate::workspace::events;
 use crate::workspace::netlog::{Running, RunningGuard};
-use crate::workspace::secrets::{self, Redactor};
+use crate::workspace::secrets::{self, LiveRedactor};
 use crate::workspace::store::{now, WorkspaceStore};
 
 /// Frames queued towards one client before its proxies wait.
@@ -92,7 +92,8 @@ pub(super) async fn serve_client(
                         let values = secrets::secrets(&store.dir(&id));
                         let line = values.redact(&events::command_line(&exec.argv));
                         command = Some(running.start(line));
-                        redact = Some([values.stream(), values.stream()]);
+                        let dir = store.dir(&id);
+                        redact = Some([LiveRedactor::new(&dir), LiveRedactor::new(&dir)]);
                     }
                     match guest.open(&message).await {
                         Ok(request) => {
@@ -126,7 +127,7 @@ fn redacted(
     client_id: u32,
     frame: &Frame,
     terminal: bool,
-    redact: &mut Option<[Redactor; 2]>,
+    redact: &mut Option<[LiveRedactor; 2]>,
 ) -> Vec<u8> {
     let mut bytes = Vec::new();
     let Some(streams) = redact else {
@@ -175,7 +176,7 @@ impl RequestHandle {
         client_id: u32,
         to_client: mpsc::Sender<Vec<u8>>,
         running: Option<RunningGuard>,
-        mut redact: Option<[Redactor; 2]>,
+        mut redact: Option<[LiveRedactor; 2]>,
     ) -> Arc<Self> {
         let (to_guest, mut from_client) = mpsc::channel::<Frame>(CLIENT_QUEUE);
         let handle = Arc::new(RequestHandle {

@@ -220,6 +220,7 @@ impl ServiceHub {
             Err(reason) => {
                 if lock(&service.info).state.is_live() {
                     // Not ready in time: stop it, and record why.
+                    let reason = secrets::secrets(&self.dir).redact(&reason);
                     *lock(&service.failure) = Some(reason.clone());
                     let (done, finished) = oneshot::channel();
                     if service
@@ -236,7 +237,7 @@ impl ServiceHub {
                     ServiceState::Failed { reason, .. } => reason.clone(),
                     ServiceState::Exited => EXITED_EARLY.into(),
                     ServiceState::Ended { reason } => format!("ended: {reason}"),
-                    _ => reason,
+                    _ => secrets::secrets(&self.dir).redact(&reason),
                 };
                 Err(SessionError::ServiceFailed {
                     name: spec.name,
@@ -353,7 +354,7 @@ impl ServiceHub {
         let mut kill_at: Option<tokio::time::Instant> = None;
         let mut killed = false;
         // The log never holds a secret's value, whole or in pieces.
-        let mut redactor = secrets::secrets(&self.dir).stream();
+        let mut redactor = secrets::LiveRedactor::new(&self.dir);
         let end = loop {
             let kill_timer = async {
                 match kill_at {
@@ -427,6 +428,19 @@ impl ServiceHub {
     /// Records how a service ended (an ending already recorded, say by a
     /// stop of the workspace, stays).
     fn finish(&self, service: &LiveService, state: ServiceState) {
+        // The guest's words (a probe's or a start's failure) may quote a value.
+        let state = match state {
+            ServiceState::Failed {
+                reason,
+                exit_code,
+                signal,
+            } => ServiceState::Failed {
+                reason: secrets::secrets(&self.dir).redact(&reason),
+                exit_code,
+                signal,
+            },
+            state => state,
+        };
         let name = {
             let mut info = lock(&service.info);
             if matches!(info.state, ServiceState::Ended { .. }) {

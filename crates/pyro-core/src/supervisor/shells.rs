@@ -211,7 +211,7 @@ impl ShellHub {
         let mut closing: Vec<oneshot::Sender<()>> = Vec::new();
         let mut kill_at: Option<tokio::time::Instant> = None;
         // What the terminal shows never holds a secret's value.
-        let mut redactor = secrets::secrets(&self.dir).stream();
+        let mut redactor = secrets::LiveRedactor::new(&self.dir);
         let end = loop {
             let kill_timer = async {
                 match kill_at {

@@ -109,7 +109,15 @@ impl NetLog {
 }
 
 impl Observer for NetLog {
-    fn event(&self, event: NetEvent) {
+    fn event(&self, mut event: NetEvent) {
+        // Guest-chosen names (DNS, TLS, HTTP) may spell a secret's value.
+        let secrets = super::secrets::secrets(&self.dir);
+        if !secrets.is_empty() {
+            event.destination = secrets.redact(&event.destination);
+            if let Some(pyro_net::DenyReason::NameMismatch { name }) = &mut event.denied {
+                *name = secrets.redact(name);
+            }
+        }
         let record = NetRecord {
             event,
             commands: self.running.now(),

@@ -299,8 +299,12 @@ impl WorkspaceStore {
     /// Removes a workspace's directory.
     pub fn remove(&self, id: &str) -> Result<(), WorkspaceError> {
         let dir = self.dir(id);
+        let removed = fs_err::remove_dir_all(&dir).map_err(|source| WorkspaceError::Io {
+            path: dir.clone(),
+            source,
+        });
         super::secrets::remove(&dir);
-        fs_err::remove_dir_all(&dir).map_err(|source| WorkspaceError::Io { path: dir, source })
+        removed
     }
 
     fn write(&self, record: &WorkspaceRecord) -> Result<(), WorkspaceError> {

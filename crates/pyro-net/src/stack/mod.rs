@@ -269,7 +269,12 @@ impl Stack {
             self.report(Via::Tcp, address, Some(port), Some(reason));
             return;
         }
-        if self.connections.len() >= CONNECTION_LIMIT {
+        let open = self
+            .connections
+            .values()
+            .filter(|c| c.published.is_none())
+            .count();
+        if open >= CONNECTION_LIMIT {
             return;
         }
         let mut socket = tcp::Socket::new(

@@ -10,16 +10,20 @@ use std::time::Instant;
 use smoltcp::socket::tcp;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::connection::Phase;
-use super::{Connection, Stack, CONNECTION_LIMIT, TCP_BUFFER};
+use super::{Connection, Stack, TCP_BUFFER};
 use crate::relay;
 use crate::{GATEWAY, GUEST};
 
 /// Accepted connections queued for the stack; more wait in the listener's
 /// backlog.
 pub(super) const INBOUND_QUEUE: usize = 64;
+/// Connections in through published ports at once, apart from the
+/// guest's own [`CONNECTION_LIMIT`](super::CONNECTION_LIMIT): neither side
+/// can use up the other's.
+const PUBLISHED_LIMIT: usize = 128;
 /// The stack's own ports for connections into the guest.
 const LOCAL_PORTS: std::ops::Range<u16> = 40000..60000;
 
@@ -30,8 +34,9 @@ pub(crate) enum Command {
         bound: SocketAddrV4,
         guest_port: u16,
     },
-    /// Closes the listener and the connections that came through it.
-    Unpublish(SocketAddrV4),
+    /// Closes the listener and the connections that came in through it;
+    /// answers once the port is closed (`false`: nothing listened there).
+    Unpublish(SocketAddrV4, oneshot::Sender<bool>),
 }
 
 /// A connection accepted on a published port.
@@ -41,9 +46,16 @@ pub(super) struct Inbound {
     guest_port: u16,
 }
 
+/// A listening task, and how to stop it: the sender it answers on once
+/// its listener is closed.
+struct Listening {
+    task: tokio::task::AbortHandle,
+    stop: oneshot::Sender<oneshot::Sender<bool>>,
+}
+
 /// The listening tasks, by the address they are bound to.
 pub(super) struct Listeners {
-    tasks: HashMap<SocketAddrV4, tokio::task::AbortHandle>,
+    tasks: HashMap<SocketAddrV4, Listening>,
     tx: mpsc::Sender<Inbound>,
     next_port: u16,
 }
@@ -62,8 +74,8 @@ impl Listeners {
 
 impl Drop for Listeners {
     fn drop(&mut self) {
-        for task in self.tasks.values() {
-            task.abort();
+        for listening in self.tasks.values() {
+            listening.task.abort();
         }
     }
 }
@@ -76,14 +88,22 @@ impl Stack {
                 bound,
                 guest_port,
             } => {
-                let task = listen(listener, bound, guest_port, self.listeners.tx.clone());
-                if let Some(old) = self.listeners.tasks.insert(bound, task) {
-                    old.abort();
+                let listening = listen(listener, bound, guest_port, self.listeners.tx.clone());
+                if let Some(old) = self.listeners.tasks.insert(bound, listening) {
+                    old.task.abort();
                 }
             }
-            Command::Unpublish(bound) => {
-                if let Some(task) = self.listeners.tasks.remove(&bound) {
-                    task.abort();
+            Command::Unpublish(bound, done) => {
+                match self.listeners.tasks.remove(&bound) {
+                    Some(listening) => {
+                        if let Err(done) = listening.stop.send(done) {
+                            // The task is gone already: so is its listener.
+                            let _ = done.send(true);
+                        }
+                    }
+                    None => {
+                        let _ = done.send(false);
+                    }
                 }
                 let through: Vec<_> = self
                     .connections
@@ -102,12 +122,15 @@ impl Stack {
     }
 
     /// Opens the guest's end of a connection accepted on a published port.
-    /// Over the connection limit, or when the guest's port is closed, the
+    /// Over [`PUBLISHED_LIMIT`], or when the guest's port is closed, the
     /// host's client sees its connection closed.
     pub(super) fn inbound(&mut self, inbound: Inbound) {
-        if self.connections.len() >= CONNECTION_LIMIT
-            || !self.listeners.tasks.contains_key(&inbound.bound)
-        {
+        let open = self
+            .connections
+            .values()
+            .filter(|c| c.published.is_some())
+            .count();
+        if open >= PUBLISHED_LIMIT || !self.listeners.tasks.contains_key(&inbound.bound) {
             return;
         }
         let Some(port) = self.local_port(inbound.guest_port) else {
@@ -170,13 +193,18 @@ fn listen(
     bound: SocketAddrV4,
     guest_port: u16,
     tx: mpsc::Sender<Inbound>,
-) -> tokio::task::AbortHandle {
+) -> Listening {
+    let (stop, mut stopped) = oneshot::channel::<oneshot::Sender<bool>>();
     let task = tokio::spawn(async move {
         let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
             return;
         };
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
+        let done = loop {
+            let accepted = tokio::select! {
+                done = &mut stopped => break done.ok(),
+                accepted = listener.accept() => accepted,
+            };
+            let Ok((stream, _)) = accepted else {
                 // Out of descriptors, say: wait rather than spin.
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
@@ -189,7 +217,14 @@ fn listen(
             if tx.send(inbound).await.is_err() {
                 return;
             }
+        };
+        drop(listener);
+        if let Some(done) = done {
+            let _ = done.send(true);
         }
     });
-    task.abort_handle()
+    Listening {
+        task: task.abort_handle(),
+        stop,
+    }
 }

@@ -40,6 +40,49 @@ pub(crate) fn secrets(dir: &Path) -> Secrets {
     Secrets::new(&load(dir).unwrap_or_default())
 }
 
+/// A stream redactor that follows the workspace's secrets as they change:
+/// for shells and services, which outlive a `secret set`.
+#[derive(Debug)]
+pub(crate) struct LiveRedactor {
+    file: PathBuf,
+    stamp: Option<std::time::SystemTime>,
+    redactor: Redactor,
+}
+
+impl LiveRedactor {
+    pub(crate) fn new(dir: &Path) -> LiveRedactor {
+        let file = path_for(dir);
+        let stamp = modified(&file);
+        LiveRedactor {
+            redactor: secrets(dir).stream(),
+            file,
+            stamp,
+        }
+    }
+
+    /// [`Redactor::push`], with the values read again if they changed.
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let stamp = modified(&self.file);
+        if stamp != self.stamp {
+            self.stamp = stamp;
+            let values = match std::fs::read(&self.file) {
+                Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+                Err(_) => BTreeMap::new(),
+            };
+            self.redactor.replace(Secrets::new(&values));
+        }
+        self.redactor.push(chunk)
+    }
+
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
+        self.redactor.finish()
+    }
+}
+
+fn modified(file: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(file).and_then(|m| m.modified()).ok()
+}
+
 /// Writes the workspace's values (0600, in a 0700 directory); none
 /// removes the file.
 pub(crate) fn save(dir: &Path, values: &BTreeMap<String, String>) -> std::io::Result<()> {

@@ -57,32 +57,60 @@ impl Secrets {
 
     /// Replaces values in `input`; unless `end`, stops before a tail that
     /// is the start of a value. Returns the output and the bytes consumed.
+    /// Where values overlap, the run they cover together is replaced, one
+    /// marker for each.
     fn scan(&self, input: &[u8], end: bool) -> (Vec<u8>, usize) {
         let mut out = Vec::with_capacity(input.len());
         let mut i = 0;
         'bytes: while i < input.len() {
-            let rest = &input[i..];
-            if self.first[usize::from(rest[0])] {
-                for (name, value) in self.values.iter() {
-                    if rest.starts_with(value) {
-                        out.extend_from_slice(format!("[secret:{name}]").as_bytes());
-                        i += value.len();
-                        continue 'bytes;
-                    }
-                }
-                if !end
-                    && self
-                        .values
-                        .iter()
-                        .any(|(_, value)| value.len() > rest.len() && value.starts_with(rest))
-                {
-                    break;
-                }
+            if !self.first[usize::from(input[i])] {
+                out.push(input[i]);
+                i += 1;
+                continue;
             }
-            out.push(rest[0]);
-            i += 1;
+            // A longer value may still follow what is here so far.
+            if !end && self.may_continue(&input[i..]) {
+                break;
+            }
+            let Some((name, len)) = self.longest_at(&input[i..], 0) else {
+                out.push(input[i]);
+                i += 1;
+                continue;
+            };
+            let mut names = vec![name];
+            let mut stop = i + len;
+            let mut j = i + 1;
+            while j < stop {
+                if !end && self.may_continue(&input[j..]) {
+                    break 'bytes;
+                }
+                if let Some((name, len)) = self.longest_at(&input[j..], stop - j) {
+                    names.push(name);
+                    stop = j + len;
+                }
+                j += 1;
+            }
+            for name in names {
+                out.extend_from_slice(format!("[secret:{name}]").as_bytes());
+            }
+            i = stop;
         }
         (out, i)
+    }
+
+    /// Whether `rest` is the start of a value longer than it.
+    fn may_continue(&self, rest: &[u8]) -> bool {
+        self.values
+            .iter()
+            .any(|(_, value)| value.len() > rest.len() && value.starts_with(rest))
+    }
+
+    /// The longest value `rest` starts with, if it is longer than `beyond`.
+    fn longest_at(&self, rest: &[u8], beyond: usize) -> Option<(&str, usize)> {
+        self.values
+            .iter()
+            .find(|(_, value)| value.len() > beyond && rest.starts_with(value))
+            .map(|(name, value)| (name.as_str(), value.len()))
     }
 }
 
@@ -96,13 +124,19 @@ pub(crate) struct Redactor {
 impl Redactor {
     /// What may be shown of the stream so far, given its next chunk.
     pub(crate) fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
-        if self.secrets.is_empty() {
+        if self.secrets.is_empty() && self.held.is_empty() {
             return chunk.to_vec();
         }
         self.held.extend_from_slice(chunk);
         let (out, used) = self.secrets.scan(&self.held, false);
         self.held.drain(..used);
         out
+    }
+
+    /// Redacts with `secrets` from now on (what is held back is scanned
+    /// again with them).
+    pub(crate) fn replace(&mut self, secrets: Secrets) {
+        self.secrets = secrets;
     }
 
     /// The rest, at the stream's end.
@@ -151,6 +185,33 @@ mod tests {
                 "chunks of {size}"
             );
         }
+    }
+
+    #[test]
+    fn a_longer_value_wins_however_the_chunks_fall() {
+        let s = secrets(&[
+            ("SHORT", "sk-live-abcd"),
+            ("LONG", "sk-live-abcd-1234567890"),
+        ]);
+        let mut r = s.stream();
+        let mut out = r.push(b"sk-live-abcd");
+        out.extend(r.push(b"-1234567890 sk-live-abcd "));
+        out.extend(r.finish());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "[secret:LONG] [secret:SHORT] "
+        );
+    }
+
+    #[test]
+    fn overlapping_values_are_covered_whole() {
+        let s = secrets(&[("A", "abcd"), ("B", "cdefgh")]);
+        assert_eq!(s.redact("xabcdefghy"), "x[secret:A][secret:B]y");
+        let mut r = s.stream();
+        let mut out = r.push(b"xabcde");
+        out.extend(r.push(b"fghy"));
+        out.extend(r.finish());
+        assert_eq!(String::from_utf8(out).unwrap(), "x[secret:A][secret:B]y");
     }
 
     #[test]
