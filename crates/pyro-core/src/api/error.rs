@@ -59,7 +59,7 @@ pub enum Error {
     #[error(transparent)]
     Network(#[from] crate::host::network::NetworkError),
     #[error(transparent)]
-    Secret(#[from] super::secrets::SecretError),
+    Secret(#[from] crate::workspace::secrets::SecretError),
     /// A create failed after it had made the workspace, and deleted it
     /// again: nothing of it is left to look at.
     #[error("{0}; the workspace was deleted")]

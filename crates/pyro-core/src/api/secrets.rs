@@ -7,15 +7,9 @@ use std::path::{Path, PathBuf};
 
 use super::error::Error;
 use super::Pyro;
+use crate::workspace::secrets::{SecretError, NAME_LIMIT, VALUE_LIMIT, VALUE_MIN};
 use crate::workspace::store::WorkspaceStore;
 use crate::workspace::{events, secrets, WorkspaceError};
-
-/// Longest secret name.
-pub const NAME_LIMIT: usize = 64;
-/// Shortest value: a shorter one would hide ordinary output everywhere.
-pub const VALUE_MIN: usize = 4;
-/// Longest value.
-pub const VALUE_LIMIT: usize = 64 * 1024;
 
 /// Most bytes of secrets one command may be given (as JSON).
 pub const ENV_LIMIT: usize = 128 * 1024;
@@ -37,42 +31,6 @@ pub enum SecretInput {
         /// The file.
         path: PathBuf,
     },
-}
-
-/// Why a secret call was refused. Messages never carry a value.
-#[derive(Debug, thiserror::Error)]
-#[allow(missing_docs)] // Each variant says what it is in its message.
-pub enum SecretError {
-    #[error("secret name `{name}` is not an identifier; use letters, digits and `_`, not starting with a digit, at most {NAME_LIMIT} long")]
-    BadName { name: String },
-    #[error("secret `{name}` is shorter than {VALUE_MIN} characters; so short a value would be hidden all through ordinary output")]
-    TooShort { name: String },
-    #[error("secret `{name}` is longer than {VALUE_LIMIT} bytes")]
-    TooLong { name: String },
-    #[error("secret `{name}` holds a NUL byte, which no environment variable can carry")]
-    Nul { name: String },
-    #[error("secret `{name}` is not valid UTF-8")]
-    NotText { name: String },
-    #[error("secret `{name}` is given twice")]
-    Twice { name: String },
-    #[error("cannot read secret `{name}` from {}: {reason}", .path.display())]
-    File {
-        name: String,
-        path: PathBuf,
-        reason: String,
-    },
-    #[error("no secret `{name}` in workspace '{workspace}' (it has: {known}); set it with `pyro workspace secret set` or MCP workspace_secret_set")]
-    Unknown {
-        name: String,
-        workspace: String,
-        known: String,
-    },
-    #[error("the secrets named come to {size} bytes, more than the {limit} one command can be given; name fewer")]
-    TooLarge { size: usize, limit: usize },
-    #[error("`{entry}` is not NAME or ENVVAR=NAME (ENVVAR a variable name, NAME a secret's)")]
-    BadEnv { entry: String },
-    #[error("cannot keep the workspace's secrets")]
-    Store(#[source] std::io::Error),
 }
 
 /// Checks a name and value before anything is stored.

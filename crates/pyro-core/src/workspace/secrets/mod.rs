@@ -13,6 +13,49 @@ use pyro_util::fsutil::{write_atomic, Owner};
 
 pub(crate) use redact::{Redactor, Secrets};
 
+/// Longest secret name.
+pub const NAME_LIMIT: usize = 64;
+/// Shortest value: a shorter one would hide ordinary output everywhere.
+pub const VALUE_MIN: usize = 4;
+/// Longest value.
+pub const VALUE_LIMIT: usize = 64 * 1024;
+
+/// Why a secret call was refused. Messages never carry a value.
+#[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // Each variant says what it is in its message.
+pub enum SecretError {
+    #[error("secret name `{name}` is not an identifier; use letters, digits and `_`, not starting with a digit, at most {NAME_LIMIT} long")]
+    BadName { name: String },
+    #[error("secret `{name}` is shorter than {VALUE_MIN} characters; so short a value would be hidden all through ordinary output")]
+    TooShort { name: String },
+    #[error("secret `{name}` is longer than {VALUE_LIMIT} bytes")]
+    TooLong { name: String },
+    #[error("secret `{name}` holds a NUL byte, which no environment variable can carry")]
+    Nul { name: String },
+    #[error("secret `{name}` is not valid UTF-8")]
+    NotText { name: String },
+    #[error("secret `{name}` is given twice")]
+    Twice { name: String },
+    #[error("cannot read secret `{name}` from {}: {reason}", .path.display())]
+    File {
+        name: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("no secret `{name}` in workspace '{workspace}' (it has: {known}); set it with `pyro workspace secret set` or MCP workspace_secret_set")]
+    Unknown {
+        name: String,
+        workspace: String,
+        known: String,
+    },
+    #[error("the secrets named come to {size} bytes, more than the {limit} one command can be given; name fewer")]
+    TooLarge { size: usize, limit: usize },
+    #[error("`{entry}` is not NAME or ENVVAR=NAME (ENVVAR a variable name, NAME a secret's)")]
+    BadEnv { entry: String },
+    #[error("cannot keep the workspace's secrets")]
+    Store(#[source] std::io::Error),
+}
+
 /// The directory of secret files, in the pyro home.
 const DIR: &str = "secrets";
 

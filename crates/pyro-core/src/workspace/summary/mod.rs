@@ -264,12 +264,6 @@ pub fn synthesise(events: &[Event], files: FileSource) -> Activity {
                 allow,
                 command,
             ),
-            // The status shows the policy in force; the log, each change.
-            EventKind::NetworkChanged { .. }
-            | EventKind::PortPublished { .. }
-            | EventKind::PortUnpublished { .. }
-            | EventKind::SecretSet { .. }
-            | EventKind::SecretUnset { .. } => {}
             EventKind::Snapshot { name } => activity.snapshots_taken.push(name.clone()),
             EventKind::SnapshotDelete { name } => activity.snapshots_deleted.push(name.clone()),
             EventKind::Stopped => {
@@ -323,6 +317,12 @@ pub fn synthesise(events: &[Event], files: FileSource) -> Activity {
             | EventKind::Started
             | EventKind::ShellOpened { .. }
             | EventKind::ShellClosed { .. }
+            // Status shows what is in force; the events, each change.
+            | EventKind::NetworkChanged { .. }
+            | EventKind::PortPublished { .. }
+            | EventKind::PortUnpublished { .. }
+            | EventKind::SecretSet { .. }
+            | EventKind::SecretUnset { .. }
             | EventKind::Unknown => {}
         }
     }
