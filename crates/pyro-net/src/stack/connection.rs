@@ -147,6 +147,7 @@ impl Stack {
                 }
                 let first = std::mem::take(first);
                 c.name = Some(name.clone());
+                c.inspected = true;
                 opened(&self.shared, c, Some(name));
                 c.phase = relaying(&self.shared, c.address, c.port, first, None);
                 (false, true)
@@ -170,6 +171,7 @@ impl Stack {
                         Held::Wait => {}
                         Held::Pass(name) => {
                             c.name = name;
+                            c.inspected = true;
                             let start = std::mem::take(start);
                             if let (Some(to_host), false) = (&relay.to_host, start.is_empty()) {
                                 // Nothing went this way yet: the queue has room.
@@ -212,6 +214,9 @@ impl Stack {
                     (!policy.allows_name(name, c.port)).then_some(DenyReason::NotAllowed)
                 }
                 Verdict::Sniff => Some(DenyReason::NotAllowed),
+                // Opened when its address was open as it is: its first
+                // bytes were never read for the name a shared address needs.
+                Verdict::Resolved(_) if !c.inspected => Some(DenyReason::NotAllowed),
                 Verdict::Open(_) | Verdict::Resolved(_) => None,
             };
             if let Some(reason) = reason {

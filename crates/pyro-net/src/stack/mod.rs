@@ -57,6 +57,8 @@ struct Connection {
     /// The name the connection was let through for (its TLS server name
     /// or HTTP `Host`), when it was decided by one.
     name: Option<String>,
+    /// Its first bytes were read and passed (a name they carry allowed).
+    inspected: bool,
     since: Instant,
     phase: Phase,
     /// The published port it came in through; such a connection is the
@@ -300,6 +302,7 @@ impl Stack {
                 port,
                 names,
                 name: None,
+                inspected: false,
                 since: Instant::now(),
                 phase: Phase::Accepting,
                 published: None,

@@ -159,6 +159,7 @@ impl Stack {
                 port,
                 names: Vec::new(),
                 name: None,
+                inspected: false,
                 since: Instant::now(),
                 phase: Phase::Relaying {
                     relay,
