@@ -51,6 +51,31 @@ fn processes_holding(needle: &[u8]) -> Vec<String> {
     found
 }
 
+/// Writes `line` to shell `shell` of workspace `sec`, and reads until the
+/// screen shows `words`; no read may show a secret's value.
+fn shell_shows(home: &TestHome, shell: &str, line: &str, words: &str) {
+    let write = ["workspace", "shell", "write", "sec", shell, "--line", line];
+    ok(home.run(&write), "shell write");
+    let read = [
+        "workspace",
+        "shell",
+        "read",
+        "sec",
+        shell,
+        "--wait-idle",
+        "300",
+    ];
+    let shown = wait_for(Duration::from_secs(30), || {
+        let screen = stdout(&ok(home.run(&read), "shell read"));
+        assert!(
+            !screen.contains(VALUE) && !screen.contains("late-value-123"),
+            "{screen}"
+        );
+        screen.contains(words).then_some(())
+    });
+    assert!(shown.is_some(), "the shell never showed {words:?}");
+}
+
 #[test]
 fn secrets_reach_only_the_commands_that_name_them_and_never_show() {
     let home = TestHome::new();
@@ -238,34 +263,7 @@ fn secrets_reach_only_the_commands_that_name_them_and_never_show() {
     ))
     .trim()
     .to_string();
-    ok(
-        home.run(&[
-            "workspace",
-            "shell",
-            "write",
-            "sec",
-            &shell,
-            "--line",
-            "echo \"sh $TOKEN\"",
-        ]),
-        "shell write",
-    );
-    let read = wait_for(Duration::from_secs(30), || {
-        let read = stdout(&ok(
-            home.run(&[
-                "workspace",
-                "shell",
-                "read",
-                "sec",
-                &shell,
-                "--wait-idle",
-                "300",
-            ]),
-            "shell read",
-        ));
-        read.contains("sh [secret:TOKEN]").then_some(read)
-    });
-    assert!(read.is_some(), "the shell never showed the redacted value");
+    shell_shows(&home, &shell, "echo \"sh $TOKEN\"", "sh [secret:TOKEN]");
     // A secret set while the shell runs is hidden from it at once.
     ok(
         home.run_with_stdin(
@@ -274,38 +272,7 @@ fn secrets_reach_only_the_commands_that_name_them_and_never_show() {
         ),
         "secret set",
     );
-    ok(
-        home.run(&[
-            "workspace",
-            "shell",
-            "write",
-            "sec",
-            &shell,
-            "--line",
-            "echo late-value-123",
-        ]),
-        "shell write",
-    );
-    let read = wait_for(Duration::from_secs(30), || {
-        let read = stdout(&ok(
-            home.run(&[
-                "workspace",
-                "shell",
-                "read",
-                "sec",
-                &shell,
-                "--wait-idle",
-                "300",
-            ]),
-            "shell read",
-        ));
-        assert!(!read.contains("late-value-123"), "{read}");
-        read.contains("[secret:LATE]").then_some(read)
-    });
-    assert!(
-        read.is_some(),
-        "the shell never showed the late secret redacted"
-    );
+    shell_shows(&home, &shell, "echo late-value-123", "[secret:LATE]");
 
     // Nothing pyro shows or keeps holds the value.
     let shown = [
