@@ -3,6 +3,7 @@
 
 mod cli;
 mod cli_files;
+mod cli_network;
 mod cli_sessions;
 mod commands;
 mod hints;

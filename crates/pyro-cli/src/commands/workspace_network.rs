@@ -4,7 +4,8 @@
 
 use pyro_core::{NetEvent, NetworkConfig, PublishedPort, Pyro};
 
-use crate::cli::{NetworkCommand, PortCommand};
+use crate::cli::NetworkCommand;
+use crate::cli_network::PortCommand;
 
 pub fn port(pyro: &Pyro, command: PortCommand) -> anyhow::Result<i32> {
     match command {

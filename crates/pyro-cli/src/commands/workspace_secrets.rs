@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Read};
 use anyhow::Context;
 use pyro_core::Pyro;
 
-use crate::cli::SecretCommand;
+use crate::cli_network::SecretCommand;
 
 pub fn secret(pyro: &Pyro, command: SecretCommand) -> anyhow::Result<i32> {
     let (names, json) = match command {
