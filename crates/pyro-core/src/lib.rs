@@ -70,7 +70,7 @@ pub use api::params;
 pub use api::params::{InvalidRequest, ShellInput, ShellReadOptions};
 pub use api::ports::PortList;
 pub use api::run::{RunReport, RunRequest};
-pub use api::secrets::SecretInput;
+pub use api::secrets::{read_secret_file, without_line_end, SecretInput};
 pub use api::workspaces::{CreateRequest, WorkspaceLogs};
 pub use api::Pyro;
 pub use host::exec::{CollectOutput, OutputSink, RunEnd};

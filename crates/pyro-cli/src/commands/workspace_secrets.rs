@@ -12,7 +12,7 @@ pub fn secret(pyro: &Pyro, command: SecretCommand) -> anyhow::Result<i32> {
     let (names, json) = match command {
         SecretCommand::Set(args) => {
             let value = match &args.file {
-                Some(path) => read_file(path)?,
+                Some(path) => pyro_core::read_secret_file(&args.name, path)?,
                 None => read_stdin(&args.name)?,
             };
             let names = pyro.workspace_secret_set(&args.workspace, &args.name, &value)?;
@@ -48,12 +48,6 @@ pub fn secret(pyro: &Pyro, command: SecretCommand) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn read_file(path: &std::path::Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the secret from {}", path.display()))?;
-    Ok(trim_newline(text))
-}
-
 /// The value from standard input: a terminal is asked once, without echo.
 fn read_stdin(name: &str) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
@@ -63,7 +57,7 @@ fn read_stdin(name: &str) -> anyhow::Result<String> {
             .lock()
             .read_to_string(&mut text)
             .context("cannot read the secret from standard input")?;
-        return Ok(trim_newline(text));
+        return Ok(pyro_core::without_line_end(&text).to_string());
     }
     eprint!("value of {name} (not echoed): ");
     let _echo = NoEcho::new();
@@ -72,12 +66,7 @@ fn read_stdin(name: &str) -> anyhow::Result<String> {
         .read_line(&mut line)
         .context("cannot read the secret from the terminal")?;
     eprintln!();
-    Ok(trim_newline(line))
-}
-
-fn trim_newline(text: String) -> String {
-    let text = text.strip_suffix('\n').unwrap_or(&text);
-    text.strip_suffix('\r').unwrap_or(text).to_string()
+    Ok(pyro_core::without_line_end(&line).to_string())
 }
 
 /// The terminal's echo off while it lives.

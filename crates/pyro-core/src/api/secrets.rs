@@ -63,7 +63,7 @@ pub(crate) fn read_inputs(inputs: &[SecretInput]) -> Result<BTreeMap<String, Str
     for input in inputs {
         let (name, value) = match input {
             SecretInput::Value { name, value } => (name.clone(), value.clone()),
-            SecretInput::File { name, path } => (name.clone(), read_file(name, path)?),
+            SecretInput::File { name, path } => (name.clone(), read_secret_file(name, path)?),
         };
         check(&name, &value)?;
         if values.insert(name.clone(), value).is_some() {
@@ -74,7 +74,7 @@ pub(crate) fn read_inputs(inputs: &[SecretInput]) -> Result<BTreeMap<String, Str
 }
 
 /// A secret file's content, without the one newline editors end it with.
-fn read_file(name: &str, path: &Path) -> Result<String, SecretError> {
+pub fn read_secret_file(name: &str, path: &Path) -> Result<String, SecretError> {
     check_name(name)?;
     let failed = |reason: String| SecretError::File {
         name: name.into(),
@@ -87,8 +87,13 @@ fn read_file(name: &str, path: &Path) -> Result<String, SecretError> {
     }
     let bytes = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
     let text = String::from_utf8(bytes).map_err(|_| SecretError::NotText { name: name.into() })?;
-    let text = text.strip_suffix('\n').unwrap_or(&text);
-    Ok(text.strip_suffix('\r').unwrap_or(text).to_string())
+    Ok(without_line_end(&text).to_string())
+}
+
+/// A value as a file or a terminal gives it: without one trailing line end.
+pub fn without_line_end(text: &str) -> &str {
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    text.strip_suffix('\r').unwrap_or(text)
 }
 
 /// `NAME` or `ENVVAR=NAME` as (variable, secret).

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::host::guest::{is_terminal, Guest, RequestStream};
 use crate::workspace::events;
 use crate::workspace::netlog::{Running, RunningGuard};
-use crate::workspace::secrets::{self, LiveRedactor};
+use crate::workspace::secrets::LiveRedactor;
 use crate::workspace::store::{now, WorkspaceStore};
 
 /// Frames queued towards one client before its proxies wait.
@@ -89,11 +89,10 @@ pub(super) async fn serve_client(
                             Ok(())
                         });
                         // Read at each command: a secret set meanwhile counts.
-                        let values = secrets::secrets(&store.dir(&id));
-                        let line = values.redact(&events::command_line(&exec.argv));
+                        let live = LiveRedactor::new(&store.dir(&id));
+                        let line = live.secrets().redact(&events::command_line(&exec.argv));
                         command = Some(running.start(line));
-                        let dir = store.dir(&id);
-                        redact = Some([LiveRedactor::new(&dir), LiveRedactor::new(&dir)]);
+                        redact = Some([live.clone(), live]);
                     }
                     match guest.open(&message).await {
                         Ok(request) => {

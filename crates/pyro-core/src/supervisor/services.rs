@@ -219,8 +219,8 @@ impl ServiceHub {
             }
             Err(reason) => {
                 if lock(&service.info).state.is_live() {
-                    // Not ready in time: stop it, and record why.
-                    let reason = secrets::secrets(&self.dir).redact(&reason);
+                    // Not ready in time: stop it, and record why (the
+                    // record is redacted as it ends: `finish`).
                     *lock(&service.failure) = Some(reason.clone());
                     let (done, finished) = oneshot::channel();
                     if service
@@ -237,6 +237,7 @@ impl ServiceHub {
                     ServiceState::Failed { reason, .. } => reason.clone(),
                     ServiceState::Exited => EXITED_EARLY.into(),
                     ServiceState::Ended { reason } => format!("ended: {reason}"),
+                    // A probe's words, from the guest.
                     _ => secrets::secrets(&self.dir).redact(&reason),
                 };
                 Err(SessionError::ServiceFailed {

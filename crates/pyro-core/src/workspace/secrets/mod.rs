@@ -69,7 +69,11 @@ pub(crate) fn path_for(dir: &Path) -> PathBuf {
 
 /// The named values of the workspace in `dir`; none when it has no file.
 pub(crate) fn load(dir: &Path) -> std::io::Result<BTreeMap<String, String>> {
-    match std::fs::read(path_for(dir)) {
+    read(&path_for(dir))
+}
+
+fn read(file: &Path) -> std::io::Result<BTreeMap<String, String>> {
+    match std::fs::read(file) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
@@ -84,8 +88,8 @@ pub(crate) fn secrets(dir: &Path) -> Secrets {
 }
 
 /// A stream redactor that follows the workspace's secrets as they change:
-/// for shells and services, which outlive a `secret set`.
-#[derive(Debug)]
+/// for commands, shells and services, which may outlive a `secret set`.
+#[derive(Debug, Clone)]
 pub(crate) struct LiveRedactor {
     file: PathBuf,
     stamp: Option<std::time::SystemTime>,
@@ -108,13 +112,15 @@ impl LiveRedactor {
         let stamp = modified(&self.file);
         if stamp != self.stamp {
             self.stamp = stamp;
-            let values = match std::fs::read(&self.file) {
-                Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-                Err(_) => BTreeMap::new(),
-            };
+            let values = read(&self.file).unwrap_or_default();
             self.redactor.replace(Secrets::new(&values));
         }
         self.redactor.push(chunk)
+    }
+
+    /// The values it redacts with now.
+    pub(crate) fn secrets(&self) -> &Secrets {
+        self.redactor.secrets()
     }
 
     pub(crate) fn finish(&mut self) -> Vec<u8> {

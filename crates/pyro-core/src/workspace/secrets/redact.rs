@@ -115,7 +115,7 @@ impl Secrets {
 }
 
 /// Redacts one stream chunk by chunk.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Redactor {
     secrets: Secrets,
     held: Vec<u8>,
@@ -131,6 +131,10 @@ impl Redactor {
         let (out, used) = self.secrets.scan(&self.held, false);
         self.held.drain(..used);
         out
+    }
+
+    pub(crate) fn secrets(&self) -> &Secrets {
+        &self.secrets
     }
 
     /// Redacts with `secrets` from now on (what is held back is scanned
