@@ -25,7 +25,6 @@ impl PyroServer {
                 self.profile.name()
             )));
         }
-        publish.iter().try_for_each(|entry| loopback_only(entry))?;
         Ok(NetworkRequest {
             mode: network,
             allow,
@@ -49,20 +48,6 @@ impl PyroServer {
             _ => "workspace_update (a tool of the workspace-full profile)",
         };
         denial_note(denied, call, &current)
-    }
-}
-
-/// A model publishes on the host's loopback only: opening a guest's server
-/// to the host's network is the user's call.
-pub(crate) fn loopback_only(entry: &str) -> Result<(), ToolError> {
-    match pyro_core::Publish::parse(entry) {
-        Ok(port) if !port.address.is_loopback() => Err(ToolError(format!(
-            "over MCP a port is published on the host's loopback only (drop `{}:`); the user \
-             can publish on other addresses with `pyro workspace port publish WORKSPACE {entry}`",
-            port.address
-        ))),
-        // A malformed entry gets the facade's own message.
-        _ => Ok(()),
     }
 }
 

@@ -34,7 +34,6 @@ impl PyroServer {
         &self,
         Parameters(params): Parameters<PortParams>,
     ) -> ToolResult<PortInfo> {
-        crate::network::loopback_only(&params.port)?;
         let port = self
             .pyro
             .workspace_port_publish(&params.workspace, &params.port)

@@ -226,5 +226,12 @@ async fn mcp_publishes_ports_and_shows_their_urls() {
     )
     .await;
     assert!(err.contains("HOSTPORT:GUESTPORT"), "{err}");
+    let err = tool_err(
+        &client,
+        "workspace_port_publish",
+        json!({"workspace": "mweb", "port": "0.0.0.0:0:8000"}),
+    )
+    .await;
+    assert!(err.contains("loopback only"), "{err}");
     client.cancel().await.unwrap();
 }

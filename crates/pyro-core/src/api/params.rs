@@ -101,6 +101,8 @@ pub enum InvalidRequest {
         "port {port} is not published (published: {published}); see `pyro workspace port list`"
     )]
     NotPublished { port: String, published: String },
+    #[error("a model publishes on the host's loopback only (drop `{address}:`); the user can publish on other addresses with `pyro workspace port publish WORKSPACE {entry}`")]
+    PublishOffLoopback { entry: String, address: String },
 }
 
 /// Checks VM sizes before anything boots.

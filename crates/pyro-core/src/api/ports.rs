@@ -8,7 +8,7 @@ use super::error::Error;
 use super::network::check_distinct;
 use super::params::InvalidRequest;
 use super::Pyro;
-use crate::host::network::{NetworkMode, PublishedPort};
+use crate::host::network::{NetworkConfig, NetworkMode, PublishedPort};
 use crate::supervisor::client;
 use crate::workspace::events;
 
@@ -34,18 +34,10 @@ impl Pyro {
     ) -> Result<PublishedPort, Error> {
         let store = self.store()?;
         let record = store.observe(&store.resolve(query)?.id)?;
-        if record.network.mode != NetworkMode::EgressPorts {
-            return Err(InvalidRequest::PublishNeedsPorts {
-                entry: entry.to_string(),
-            }
-            .into());
-        }
         let asked = PublishedPort::asked(
             pyro_net::Publish::parse(entry).map_err(InvalidRequest::BadPublish)?,
         );
-        let mut all = record.network.ports.clone();
-        all.push(asked.clone());
-        check_distinct(&all)?;
+        self.admit(&record.network, entry, &asked)?;
         let dir = store.dir(&record.id);
         let port = match store.supervisor_alive(&record.id)? {
             true => client::publish_port(&dir, asked.port).await?,
@@ -54,16 +46,9 @@ impl Pyro {
         // Under the record's lock: the network may have changed meanwhile.
         let mut refused = None;
         let recorded = store.update(&record.id, |record| {
-            let mut all = record.network.ports.clone();
-            all.push(port.clone());
-            refused = match record.network.mode {
-                NetworkMode::EgressPorts => check_distinct(&all).err(),
-                _ => Some(InvalidRequest::PublishNeedsPorts {
-                    entry: entry.to_string(),
-                }),
-            };
-            if refused.is_none() {
-                record.network.ports = all;
+            match self.admit(&record.network, entry, &port) {
+                Ok(all) => record.network.ports = all,
+                Err(error) => refused = Some(error),
             }
             Ok(())
         });
@@ -73,7 +58,7 @@ impl Pyro {
             (Ok(_), None) => None,
         };
         if let Some(error) = failed {
-            if let Some(bound) = bound_at(&port) {
+            if let Some(bound) = port.bound_at() {
                 let _ = client::unpublish_port(&dir, bound).await;
             }
             return Err(error);
@@ -100,7 +85,7 @@ impl Pyro {
         let index = find(&record.network.ports, port)?;
         let found = record.network.ports[index].clone();
         let dir = store.dir(&record.id);
-        if let (true, Some(bound)) = (store.supervisor_alive(&record.id)?, bound_at(&found)) {
+        if let (true, Some(bound)) = (store.supervisor_alive(&record.id)?, found.bound_at()) {
             client::unpublish_port(&dir, bound).await?;
         }
         store.update(&record.id, |record| {
@@ -128,10 +113,42 @@ impl Pyro {
     }
 }
 
-/// Where a bound port listens; `None` before it is bound.
-fn bound_at(port: &PublishedPort) -> Option<std::net::SocketAddrV4> {
-    (port.port.host_port != 0)
-        .then(|| std::net::SocketAddrV4::new(port.port.address, port.port.host_port))
+impl Pyro {
+    /// `network`'s ports with `port` added, if the network may take it:
+    /// the mode has ports, no host port is asked for twice, and a model
+    /// (a caller whose host paths are confined) keeps to loopback.
+    fn admit(
+        &self,
+        network: &NetworkConfig,
+        entry: &str,
+        port: &PublishedPort,
+    ) -> Result<Vec<PublishedPort>, InvalidRequest> {
+        if network.mode != NetworkMode::EgressPorts {
+            return Err(InvalidRequest::PublishNeedsPorts {
+                entry: entry.to_string(),
+            });
+        }
+        let mut all = network.ports.clone();
+        all.push(port.clone());
+        self.check_port_addresses(&all)?;
+        check_distinct(&all)?;
+        Ok(all)
+    }
+
+    /// Opening a guest's server to the host's network is the user's call,
+    /// not a model's.
+    pub(crate) fn check_port_addresses(
+        &self,
+        ports: &[PublishedPort],
+    ) -> Result<(), InvalidRequest> {
+        match ports.iter().find(|p| !p.port.address.is_loopback()) {
+            Some(p) if self.host_paths.is_confined() => Err(InvalidRequest::PublishOffLoopback {
+                entry: p.port.to_string(),
+                address: p.port.address.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The port `given` names: `[ADDR:]HOSTPORT` first, else a guest port

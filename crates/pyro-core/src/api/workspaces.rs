@@ -238,6 +238,7 @@ impl Pyro {
             snapshots: Vec::new(),
             network: request.network.check()?,
         };
+        self.check_port_addresses(&record.network.ports)?;
         let dir = store.create(&record)?;
         let created = async {
             super::secrets::store_new(&store, &id, &secret_values)?;

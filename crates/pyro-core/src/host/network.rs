@@ -109,9 +109,19 @@ impl PublishedPort {
         }
     }
 
+    /// Where it listens; `None` before a port is picked.
+    pub(crate) fn bound_at(&self) -> Option<std::net::SocketAddrV4> {
+        (self.port.host_port != 0)
+            .then(|| std::net::SocketAddrV4::new(self.port.address, self.port.host_port))
+    }
+
     /// Binds its host side: the same port as before when it is free, else
     /// (for one pyro picked) any free port.
-    pub(crate) fn bind(&self) -> Result<(std::net::TcpListener, PublishedPort), PublishError> {
+    pub(crate) fn bind(&self) -> Result<BoundPort, NetworkError> {
+        self.bind_listener().map_err(NetworkError::Publish)
+    }
+
+    fn bind_listener(&self) -> Result<BoundPort, PublishError> {
         let listener = match self.port.bind() {
             Err(PublishError::Taken { .. }) if self.picked => Publish {
                 host_port: 0,
@@ -133,7 +143,11 @@ impl PublishedPort {
             picked: self.picked,
             url: Some(port.url()),
         };
-        Ok((listener, bound))
+        Ok(BoundPort {
+            asked: self.clone(),
+            bound,
+            listener: Some(listener),
+        })
     }
 
     /// `127.0.0.1:8080 -> 8000`.
@@ -219,18 +233,7 @@ pub(crate) fn bind_ports(config: &NetworkConfig) -> Result<Vec<BoundPort>, Netwo
     if config.mode != NetworkMode::EgressPorts {
         return Ok(Vec::new());
     }
-    config
-        .ports
-        .iter()
-        .map(|asked| {
-            let (listener, bound) = asked.bind().map_err(NetworkError::Publish)?;
-            Ok(BoundPort {
-                asked: asked.clone(),
-                bound,
-                listener: Some(listener),
-            })
-        })
-        .collect()
+    config.ports.iter().map(PublishedPort::bind).collect()
 }
 
 /// Hands bound ports to the running network.
@@ -262,7 +265,7 @@ pub(crate) fn merge_ports(
     let stale = bound
         .iter()
         .filter(|b| !current.contains(&b.asked))
-        .map(|b| std::net::SocketAddrV4::new(b.bound.port.address, b.bound.port.host_port))
+        .filter_map(|b| b.bound.bound_at())
         .collect();
     (ports, stale)
 }

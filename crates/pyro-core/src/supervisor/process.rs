@@ -351,13 +351,12 @@ fn publish(
             "the VM has no network device; it was started with the network off".into(),
         )
     })?;
-    let (listener, bound) = PublishedPort::asked(port)
-        .bind()
-        .map_err(|e| SessionError::Invalid(e.to_string()))?;
-    network
-        .publish(listener, port.guest_port)
-        .map_err(|e| SessionError::Invalid(format!("cannot forward the port: {e}")))?;
-    Ok(bound)
+    let invalid =
+        |e: crate::host::network::NetworkError| SessionError::Invalid(pyro_util::error_chain(&e));
+    let mut ports = [PublishedPort::asked(port).bind().map_err(invalid)?];
+    publish_all(network, &mut ports).map_err(invalid)?;
+    let [port] = ports;
+    Ok(port.bound)
 }
 
 /// Runs `sync` in the guest.
