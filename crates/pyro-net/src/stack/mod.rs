@@ -76,6 +76,16 @@ fn shown(address: Ipv4Addr, names: &[String]) -> String {
     }
 }
 
+/// A socket for one connection: bounded buffers each way, no Nagle.
+fn new_socket() -> tcp::Socket<'static> {
+    let mut socket = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
+        tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
+    );
+    socket.set_nagle_enabled(false);
+    socket
+}
+
 /// (guest port, destination address, destination port).
 type Key = (u16, Ipv4Addr, u16);
 
@@ -271,19 +281,10 @@ impl Stack {
             self.report(Via::Tcp, address, Some(port), Some(reason));
             return;
         }
-        let open = self
-            .connections
-            .values()
-            .filter(|c| c.published.is_none())
-            .count();
-        if open >= CONNECTION_LIMIT {
+        if self.open(false) >= CONNECTION_LIMIT {
             return;
         }
-        let mut socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
-            tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
-        );
-        socket.set_nagle_enabled(false);
+        let mut socket = new_socket();
         if socket
             .listen(IpListenEndpoint {
                 addr: Some(IpAddress::Ipv4(address)),
@@ -293,21 +294,39 @@ impl Stack {
         {
             return;
         }
-        let handle = self.sockets.add(socket);
-        self.connections.insert(
-            key,
-            Connection {
-                handle,
-                address,
-                port,
-                names,
-                name: None,
-                inspected: false,
-                since: Instant::now(),
-                phase: Phase::Accepting,
-                published: None,
-            },
-        );
+        self.track(key, socket, names, Phase::Accepting, None);
+    }
+
+    /// Connections open now: through published ports, or the guest's own.
+    fn open(&self, published: bool) -> usize {
+        self.connections
+            .values()
+            .filter(|c| c.published.is_some() == published)
+            .count()
+    }
+
+    /// Keeps `socket` as the connection `key`, in `phase`.
+    fn track(
+        &mut self,
+        key: Key,
+        socket: tcp::Socket<'static>,
+        names: Vec<String>,
+        phase: Phase,
+        published: Option<std::net::SocketAddrV4>,
+    ) {
+        let (_, address, port) = key;
+        let connection = Connection {
+            handle: self.sockets.add(socket),
+            address,
+            port,
+            names,
+            name: None,
+            inspected: false,
+            since: Instant::now(),
+            phase,
+            published,
+        };
+        self.connections.insert(key, connection);
     }
 
     /// One round: smoltcp takes in and sends out what it can, every

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::net::{SocketAddrV4, TcpListener};
 use std::sync::Arc;
-use std::time::Instant;
 
 use smoltcp::socket::tcp;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
@@ -13,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::connection::Phase;
-use super::{Connection, Stack, TCP_BUFFER};
+use super::{new_socket, Stack};
 use crate::relay;
 use crate::{GATEWAY, GUEST};
 
@@ -125,22 +124,14 @@ impl Stack {
     /// Over [`PUBLISHED_LIMIT`], or when the guest's port is closed, the
     /// host's client sees its connection closed.
     pub(super) fn inbound(&mut self, inbound: Inbound) {
-        let open = self
-            .connections
-            .values()
-            .filter(|c| c.published.is_some())
-            .count();
-        if open >= PUBLISHED_LIMIT || !self.listeners.tasks.contains_key(&inbound.bound) {
+        if self.open(true) >= PUBLISHED_LIMIT || !self.listeners.tasks.contains_key(&inbound.bound)
+        {
             return;
         }
         let Some(port) = self.local_port(inbound.guest_port) else {
             return;
         };
-        let mut socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
-            tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
-        );
-        socket.set_nagle_enabled(false);
+        let mut socket = new_socket();
         let remote = IpEndpoint::new(IpAddress::Ipv4(GUEST), inbound.guest_port);
         let local = IpListenEndpoint {
             addr: Some(IpAddress::Ipv4(GATEWAY)),
@@ -149,27 +140,14 @@ impl Stack {
         if socket.connect(self.iface.context(), remote, local).is_err() {
             return;
         }
-        let handle = self.sockets.add(socket);
-        let relay = relay::attach(inbound.stream, Arc::clone(&self.shared.wake));
-        self.connections.insert(
-            (inbound.guest_port, GATEWAY, port),
-            Connection {
-                handle,
-                address: GATEWAY,
-                port,
-                names: Vec::new(),
-                name: None,
-                inspected: false,
-                since: Instant::now(),
-                phase: Phase::Relaying {
-                    relay,
-                    pending: None,
-                    host_done: false,
-                    held: None,
-                },
-                published: Some(inbound.bound),
-            },
-        );
+        let phase = Phase::Relaying {
+            relay: relay::attach(inbound.stream, Arc::clone(&self.shared.wake)),
+            pending: None,
+            host_done: false,
+            held: None,
+        };
+        let key = (inbound.guest_port, GATEWAY, port);
+        self.track(key, socket, Vec::new(), phase, Some(inbound.bound));
     }
 
     /// A port of the stack's own not in use towards `guest_port`.
