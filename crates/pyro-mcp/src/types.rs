@@ -54,6 +54,9 @@ pub struct PortInfo {
     pub guest_port: u16,
     /// Where the user reaches it on the host, e.g. `http://127.0.0.1:41234`, once bound.
     pub url: Option<String>,
+    /// The facade's one-line rendering, for the text result.
+    #[serde(skip)]
+    line: String,
 }
 
 impl From<&pyro_core::PublishedPort> for PortInfo {
@@ -63,20 +66,15 @@ impl From<&pyro_core::PublishedPort> for PortInfo {
             host_port: port.port.host_port,
             guest_port: port.port.guest_port,
             url: port.url.clone(),
+            line: port.line(),
         }
     }
 }
 
 impl PortInfo {
     /// `http://127.0.0.1:41234 -> guest port 8000`.
-    pub fn line(&self) -> String {
-        match &self.url {
-            Some(url) => format!("{url} -> guest port {}", self.guest_port),
-            None => format!(
-                "{}:{} -> guest port {} (bound at start)",
-                self.host_address, self.host_port, self.guest_port
-            ),
-        }
+    pub fn line(&self) -> &str {
+        &self.line
     }
 }
 

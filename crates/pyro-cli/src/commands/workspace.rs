@@ -273,10 +273,7 @@ fn show(record: &WorkspaceRecord, json: bool) -> anyhow::Result<()> {
         super::workspace_network::describe(&record.network)
     );
     for port in &record.network.ports {
-        println!(
-            "port:          {}",
-            super::workspace_network::describe_port(port)
-        );
+        println!("port:          {}", port.line());
     }
     println!(
         "created:       {} ({} ago)",

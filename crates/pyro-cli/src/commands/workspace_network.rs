@@ -2,7 +2,7 @@
 //! other commands' output: the mode line of `status`, and the note after a
 //! command whose connections were denied.
 
-use pyro_core::{NetEvent, NetworkConfig, PublishedPort, Pyro};
+use pyro_core::{NetEvent, NetworkConfig, Pyro};
 
 use crate::cli::NetworkCommand;
 use crate::cli_network::PortCommand;
@@ -14,7 +14,7 @@ pub fn port(pyro: &Pyro, command: PortCommand) -> anyhow::Result<i32> {
                 .block_on(pyro.workspace_port_publish(&args.workspace, &args.port))?;
             match args.json {
                 true => super::print_json(&port)?,
-                false => println!("published {}", describe_port(&port)),
+                false => println!("published {}", port.line()),
             }
         }
         PortCommand::Unpublish(args) => {
@@ -35,7 +35,7 @@ pub fn port(pyro: &Pyro, command: PortCommand) -> anyhow::Result<i32> {
                 println!("no published ports");
             }
             for port in &list.ports {
-                println!("{}", describe_port(port));
+                println!("{}", port.line());
             }
             if !list.running && !list.ports.is_empty() {
                 println!("(the workspace is stopped: they open when it starts)");
@@ -43,19 +43,6 @@ pub fn port(pyro: &Pyro, command: PortCommand) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
-}
-
-/// `http://127.0.0.1:41234 -> guest port 8000`, or how it is asked while
-/// not bound.
-pub fn describe_port(port: &PublishedPort) -> String {
-    let open = match port.port.address.is_loopback() {
-        true => String::new(),
-        false => format!(" (listening on {}, open to the network)", port.port.address),
-    };
-    match &port.url {
-        Some(url) => format!("{url} -> guest port {}{open}", port.port.guest_port),
-        None => port.describe(),
-    }
 }
 
 pub fn network(pyro: &Pyro, command: NetworkCommand) -> anyhow::Result<i32> {

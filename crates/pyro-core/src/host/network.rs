@@ -150,7 +150,21 @@ impl PublishedPort {
         })
     }
 
-    /// `127.0.0.1:8080 -> 8000`.
+    /// `http://127.0.0.1:41234 -> guest port 8000` once bound, else as
+    /// asked; a port open beyond loopback says so.
+    pub fn line(&self) -> String {
+        let mut line = match &self.url {
+            Some(url) => format!("{url} -> guest port {}", self.port.guest_port),
+            None => self.describe(),
+        };
+        if !self.port.address.is_loopback() {
+            let open = format!(" (listening on {}, open to the network)", self.port.address);
+            line.push_str(&open);
+        }
+        line
+    }
+
+    /// `127.0.0.1:8080 -> guest port 8000`, as asked.
     pub fn describe(&self) -> String {
         let host = match self.port.host_port {
             0 => format!("{}:(a free port, picked at start)", self.port.address),
