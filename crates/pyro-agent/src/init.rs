@@ -145,7 +145,7 @@ pub fn finish_userland(phases: &PhaseLog) {
     mkdir("/tmp");
     let _ = fs::set_permissions("/tmp", fs::Permissions::from_mode(0o1777));
     mkdir("/workspace");
-    if let Err(err) = set_hostname("pyro") {
+    if let Err(err) = crate::identity::set_hostname("pyro") {
         log!("set hostname: {err}");
     }
     if let Err(err) = loopback_up() {
@@ -198,11 +198,6 @@ fn wait_for_device(path: &str, timeout: Duration) -> io::Result<()> {
         thread::sleep(DEVICE_POLL_INTERVAL);
     }
     Ok(())
-}
-
-fn set_hostname(name: &str) -> io::Result<()> {
-    // SAFETY: the pointer and length describe `name`, which outlives the call.
-    sys::check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)
 }
 
 /// `ip link set lo up`; the kernel then assigns 127.0.0.1 and ::1 itself.

@@ -23,6 +23,7 @@ mod confine;
 mod exec;
 mod files;
 mod fsys;
+mod identity;
 mod inflow;
 mod init;
 mod modules;

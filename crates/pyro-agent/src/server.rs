@@ -151,6 +151,20 @@ impl Server {
                 }
                 self.outbox.push_control(0, &agent_hello());
             }
+            (
+                0,
+                Message::Identity {
+                    hostname,
+                    machine_id,
+                    entropy,
+                },
+            ) => {
+                // Only as the VM's init: a test agent on a host leaves the
+                // host's name and RNG alone.
+                if power::is_init() {
+                    crate::identity::apply(&hostname, &machine_id, &entropy);
+                }
+            }
             (0, Message::PowerOff) => self.power_off(),
             (
                 0,
@@ -454,6 +468,7 @@ impl Server {
 fn message_name(message: &Message) -> &'static str {
     match message {
         Message::Hello { .. } => "hello",
+        Message::Identity { .. } => "identity",
         Message::Exec(_) => "exec",
         Message::Started { .. } => "started",
         Message::Signal { .. } => "signal",

@@ -261,6 +261,9 @@ pub struct CreateArgs {
     /// Keep a secret read from a host file (repeatable; one trailing newline is dropped).
     #[arg(long = "secret-file", value_name = "NAME=PATH", value_parser = parse_key_value)]
     pub secret_files: Vec<(String, String)>,
+    /// Boot a kernel instead of restoring the environment's warm template.
+    #[arg(long)]
+    pub cold: bool,
     /// Print only the id.
     #[arg(long)]
     pub id_only: bool,
@@ -394,6 +397,10 @@ pub struct PullArgs {
     /// Rebuild even when present (repairs a corrupt image).
     #[arg(long)]
     pub force: bool,
+    /// Also make its warm template (the default workspace size), so the first
+    /// `workspace create` restores at once.
+    #[arg(long)]
+    pub warm: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

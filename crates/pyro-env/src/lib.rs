@@ -27,9 +27,9 @@ mod store;
 pub use catalog::CatalogEntry;
 pub use command::{missing_build_tools, CommandError, HostTool, BOOTSTRAPPERS, BUILD_TOOLS};
 pub use store::{
-    write_agent_only_initramfs, Artifact, ArtifactDetails, Artifacts, BlobState, BootArtifacts,
-    EnvDetails, EnvStore, EnvSummary, InstalledInfo, KernelInfo, Manifest, PhaseTiming,
-    PruneReport, PullOutcome, StoreError,
+    hash_bytes, write_agent_only_initramfs, Artifact, ArtifactDetails, Artifacts, BlobState,
+    BootArtifacts, EnvDetails, EnvStore, EnvSummary, InstalledInfo, KernelInfo, Manifest,
+    PhaseTiming, PruneReport, PullOutcome, StoreError, Template, TemplateBuild, TemplateInfo,
 };
 
 /// Receives progress of long operations (`pull`). Called from the pulling

@@ -41,6 +41,8 @@ pub struct WorkspaceInfo {
     pub allow: Vec<String>,
     /// With egress+ports, the host ports forwarded into it.
     pub ports: Vec<PortInfo>,
+    /// How its VM last came up: restored from a warm template, or booted.
+    pub last_start: Option<String>,
 }
 
 /// A host port forwarded into the guest.
@@ -99,6 +101,7 @@ impl From<WorkspaceRecord> for WorkspaceInfo {
             network: record.network.mode.to_string(),
             allow: record.network.allow.iter().map(|a| a.to_string()).collect(),
             ports: record.network.ports.iter().map(PortInfo::from).collect(),
+            last_start: record.last_boot.as_ref().map(|b| b.line()),
         }
     }
 }

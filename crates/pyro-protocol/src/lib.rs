@@ -36,6 +36,8 @@
 //! may send its own `Hello` at any time (after a snapshot restore, say); the
 //! agent applies the host's clock and answers with its `Hello` again. Both
 //! carry [`GENERATION`]; a host refuses an agent of another generation.
+//! The host may then send `Identity` (id 0, no answer): the guest's
+//! hostname, machine-id and fresh entropy for its RNG.
 //!
 //! # Requests
 //!

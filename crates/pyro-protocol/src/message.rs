@@ -22,6 +22,18 @@ pub enum Message {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         time_unix_ms: Option<u64>,
     },
+    /// Host → guest, id 0, right after the hellos: who this guest is, and
+    /// fresh entropy. The agent sets the hostname, writes `/etc/machine-id`
+    /// and mixes `entropy` into the kernel's pool, then reseeds it: a guest
+    /// restored from a memory image shared by many (a warm template) draws
+    /// random bytes of its own. No answer.
+    Identity {
+        hostname: String,
+        /// 32 lowercase hex digits.
+        machine_id: String,
+        /// Hex-encoded random bytes from the host.
+        entropy: String,
+    },
     /// Host → guest: start a command under the frame's request id.
     Exec(ExecRequest),
     /// Guest → host: the command of this request id started.

@@ -33,6 +33,14 @@ fn samples() -> Vec<(u32, Message)> {
             },
         ),
         (
+            0,
+            Message::Identity {
+                hostname: "pyro-0123456789ab".into(),
+                machine_id: "0123456789abcdef0123456789abcdef".into(),
+                entropy: "00ff".into(),
+            },
+        ),
+        (
             7,
             Message::Exec(ExecRequest {
                 argv: vec!["sh".into(), "-c".into(), "echo hi".into()],

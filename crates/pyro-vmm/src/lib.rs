@@ -36,12 +36,16 @@ pub struct VmSpec {
     pub root_disk: Option<RootDisk>,
     pub cpus: u32,
     pub memory_mib: u32,
+    /// Where the guest's RAM lives.
+    pub ram: GuestRam,
     /// Extra kernel command-line words appended to the engine's own.
     pub extra_cmdline: Vec<String>,
     pub accel: Accel,
     /// Resume from a state file written by [`Vm::save`] instead of booting.
     /// The spec must match the saved VM's (same kernel, sizes, devices) and
-    /// its disk must hold the state it had when saved.
+    /// its disk must hold the state it had when saved. With RAM in a file
+    /// ([`GuestRam::File`]) the guest's memory comes from that file, which
+    /// must be the one the saved VM wrote; otherwise from the state file.
     pub restore_from: Option<PathBuf>,
     /// Append the serial console to this file as well (capped).
     pub console_log: Option<PathBuf>,
@@ -49,6 +53,20 @@ pub struct VmSpec {
     /// ([`Vm::take_network_link`]); without it the guest has no network
     /// device at all.
     pub network: bool,
+}
+
+/// Where a guest's RAM lives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum GuestRam {
+    /// Anonymous host memory; a saved state holds it all.
+    #[default]
+    Anonymous,
+    /// Mapped from a file. `shared`: the guest writes the file itself (a
+    /// memory image being made), and a saved state leaves the RAM out, the
+    /// file holding it. Not shared: the file is mapped copy-on-write
+    /// (private), so many VMs share its pages and none changes it; QEMU
+    /// still opens it for writing.
+    File { path: PathBuf, shared: bool },
 }
 
 /// The guest's root block device.
@@ -114,7 +132,8 @@ pub trait Vm: Send {
 
     /// Pauses the VM and writes its whole state (CPU, devices, RAM) to
     /// `state`; the VM stays paused. Its disks are not included: the caller
-    /// keeps them unchanged (or snapshots them) while paused.
+    /// keeps them unchanged (or snapshots them) while paused. RAM in a
+    /// shared file stays there, out of `state`.
     fn save(&mut self, state: &Path) -> Result<(), EngineError>;
 
     /// Resumes a paused VM.

@@ -30,8 +30,17 @@ pub fn env(pyro: &Pyro, command: EnvCommand) -> anyhow::Result<i32> {
             let result = pyro.env_pull(&args.env, args.force, &progress);
             pyro_core::Progress::finish(&progress);
             let outcome = result?;
+            if args.warm && !args.json {
+                eprintln!("pyro: making the warm template of {}", args.env);
+            }
+            let warm = match args.warm {
+                true => Some(super::runtime().block_on(pyro.env_warm(&args.env))?),
+                false => None,
+            };
             if args.json {
-                return super::print_json(&outcome).map(|()| 0);
+                let mut value = serde_json::to_value(&outcome)?;
+                value["warm"] = serde_json::to_value(&warm)?;
+                return super::print_json(&value).map(|()| 0);
             }
             if outcome.already_present {
                 println!("{} is already pulled (use --force to rebuild)", args.env);
@@ -41,6 +50,13 @@ pub fn env(pyro: &Pyro, command: EnvCommand) -> anyhow::Result<i32> {
                     args.env,
                     outcome.elapsed.as_secs_f64()
                 );
+            }
+            if let Some(warm) = warm {
+                let key = &warm.key[..12];
+                match warm.build_ms {
+                    Some(ms) => println!("made warm template {key} in {:.1}s", ms as f64 / 1e3),
+                    None => println!("warm template {key} is ready"),
+                }
             }
         }
         EnvCommand::Inspect(args) => {

@@ -24,6 +24,7 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                     ..args.network.request()
                 },
                 secrets: secret_inputs(args.secrets, args.secret_files),
+                warm: !args.cold && pyro_core::params::warm_by_default(),
             };
             // Ctrl-C: the create runs to its end, then the workspace is
             // deleted rather than left running for nobody.
@@ -35,7 +36,13 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                         "pyro: interrupted; the create finishes, then the workspace is deleted"
                     );
                 };
-                pyro.workspace_create_staged(&request, &mut |_| {}, interrupted)
+                // The one slow step worth a word: a template made once.
+                let mut stage = |stage: &str| {
+                    if stage.starts_with("making the warm template") {
+                        eprintln!("pyro: {stage}");
+                    }
+                };
+                pyro.workspace_create_staged(&request, &mut stage, interrupted)
                     .await
             })?;
             if args.id_only {
@@ -264,6 +271,9 @@ fn show(record: &WorkspaceRecord, json: bool) -> anyhow::Result<()> {
     println!("name:          {}", record.name.as_deref().unwrap_or("-"));
     println!("environment:   {}", record.env);
     println!("state:         {}", describe_state(record));
+    if let Some(boot) = &record.last_boot {
+        println!("last start:    {}", boot.line());
+    }
     println!(
         "size:          {} vCPU, {} MiB",
         record.cpus, record.memory_mib

@@ -20,6 +20,7 @@ mod network;
 mod ports;
 mod run;
 mod secrets;
+mod warm;
 mod workspace;
 mod workspace_diff;
 mod workspace_files;

@@ -37,10 +37,15 @@ struct RawClient {
 impl RawClient {
     /// Starts `pyro mcp serve` with `PYRO_HOME=home` and initializes.
     fn start(home: &std::path::Path) -> Self {
+        Self::start_with(home, &[])
+    }
+
+    fn start_with(home: &std::path::Path, envs: &[(&str, &str)]) -> Self {
         let mut child = pyro()
             .args(["mcp", "serve"])
             .current_dir(home)
             .env("PYRO_HOME", home)
+            .envs(envs.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -199,7 +204,8 @@ fn is_answer(message: &Value, id: u64) -> bool {
 #[test]
 fn a_create_with_a_token_gets_heartbeats_during_the_boot() {
     let home = TestHome::new();
-    let mut client = RawClient::start(home.path());
+    // A kernel boot: a warm create's restore is over before a beat.
+    let mut client = RawClient::start_with(home.path(), &[("PYRO_COLD_BOOT", "1")]);
     let create = client.call_tool("workspace_create", json!({}), Some("boot-1"));
     let stage = |message: &'static str| {
         move |m: &Value| {

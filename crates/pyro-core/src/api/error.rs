@@ -60,6 +60,8 @@ pub enum Error {
     Network(#[from] crate::host::network::NetworkError),
     #[error(transparent)]
     Secret(#[from] crate::workspace::secrets::SecretError),
+    #[error("cannot make the warm template")]
+    Template(#[from] crate::host::template::TemplateError),
     /// A create failed after it had made the workspace, and deleted it
     /// again: nothing of it is left to look at.
     #[error("{0}; the workspace was deleted")]

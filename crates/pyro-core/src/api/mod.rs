@@ -22,6 +22,7 @@ pub(crate) mod shells;
 pub(crate) mod snapshots;
 pub(crate) mod summary;
 pub(crate) mod transfer;
+pub(crate) mod warm;
 pub(crate) mod workspaces;
 
 use std::path::{Path, PathBuf};

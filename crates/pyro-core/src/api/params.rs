@@ -24,6 +24,13 @@ pub const DEFAULT_MEMORY_MIB: u32 = 1024;
 /// Smallest VM memory accepted (MiB); below it Debian's kernel cannot even
 /// unpack its initramfs.
 pub const MIN_MEMORY_MIB: u32 = 128;
+
+/// Whether creates restore the warm template unless told otherwise: yes,
+/// but `PYRO_COLD_BOOT=1` makes every create boot a kernel (for a host
+/// where restores misbehave, and to measure).
+pub fn warm_by_default() -> bool {
+    std::env::var_os("PYRO_COLD_BOOT").is_none_or(|v| v != "1")
+}
 /// Most vCPUs accepted.
 pub const MAX_CPUS: u32 = 64;
 

@@ -115,8 +115,14 @@ impl Pyro {
                 .await?;
             let top = layers::new_top(&dir)?;
             layers::overlay(&dir, &target, &top)?;
+            // The baseline of an unseeded warm create is its template.
+            let resume = snapshot
+                .is_none()
+                .then(|| self.baseline_resume(&record))
+                .flatten();
             let record = store.update(&record.id, |record| {
                 record.active_disk = top;
+                record.resume_from = resume;
                 Ok(())
             })?;
             layers::collect_garbage(&dir, &record);

@@ -12,11 +12,12 @@ use super::host_paths::HostPathUse;
 use super::network::{NetworkRequest, NetworkUpdate};
 use super::params;
 use super::Pyro;
+use crate::host::template::Shape;
 use crate::supervisor::{launch, registry};
 use crate::workspace::hostgit::{self, RepoUrl, Trust};
-use crate::workspace::store::{self, WorkspaceRecord, WorkspaceState, WorkspaceStore};
+use crate::workspace::store::{self, ResumePoint, WorkspaceRecord, WorkspaceState, WorkspaceStore};
 use crate::workspace::{
-    baseline, diff, events, transfer, Seed, WorkspaceError, CONSOLE, DISK, LOG,
+    baseline, diff, events, transfer, Seed, WorkspaceError, CONSOLE, DISK, LOG, TEMPLATE_DISK,
 };
 
 /// How long `stop` waits for a clean power-off before killing.
@@ -42,6 +43,9 @@ pub struct CreateRequest {
     /// Secrets to keep for the workspace's commands (given to none unless
     /// a call names them).
     pub secrets: Vec<super::secrets::SecretInput>,
+    /// Restore the environment's warm template instead of booting a kernel
+    /// (made on first use); when that fails, it boots anyway.
+    pub warm: bool,
 }
 
 impl CreateRequest {
@@ -56,6 +60,7 @@ impl CreateRequest {
             seed: None,
             network: NetworkRequest::default(),
             secrets: Vec::new(),
+            warm: params::warm_by_default(),
         }
     }
 }
@@ -151,8 +156,12 @@ impl Pyro {
         };
         // The diff baseline of the seed is built on the host meanwhile.
         let mut host_baseline = seed_dir.as_deref().map(baseline::HostBuild::start);
-        stage("booting VM");
-        let record = self.create_and_boot(request).await?;
+        let (record, from_template) = self
+            .create_and_boot(request, seed_dir.is_some(), stage)
+            .await?;
+        // A warm template's disk holds the empty /workspace's baseline, and
+        // its disk layer is frozen as the baseline before the VM starts.
+        let baseline_held = from_template && seed_dir.is_none();
         let prepared = async {
             let guest = self.connect_workspace(&record.id).await?;
             if let Some(dir) = &seed_dir {
@@ -163,9 +172,13 @@ impl Pyro {
             stage("recording baseline");
             match host_baseline.take() {
                 Some(build) => baseline::record_from_seed(&guest, build).await?,
+                None if baseline_held => {}
                 None => diff::record_baseline(&guest).await?,
             }
-            self.take_baseline(&self.store()?, &record.id).await
+            match baseline_held {
+                true => Ok(()),
+                false => self.take_baseline(&self.store()?, &record.id).await,
+            }
         }
         .await;
         if let Err(error) = prepared {
@@ -214,12 +227,32 @@ impl Pyro {
         }
     }
 
-    async fn create_and_boot(&self, request: &CreateRequest) -> Result<WorkspaceRecord, Error> {
+    async fn create_and_boot(
+        &self,
+        request: &CreateRequest,
+        seeded: bool,
+        stage: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(WorkspaceRecord, bool), Error> {
         params::validate_size(request.cpus, request.memory_mib)?;
         let secret_values = super::secrets::read_inputs(&request.secrets)?;
+        let network = request.network.check()?;
+        self.check_port_addresses(&network.ports)?;
         let env_store = self.env_store()?;
         // Resolve the environment before anything is written.
         let artifacts = env_store.boot_artifacts(&request.env, crate::host::agent_image::AGENT)?;
+        let shape = Shape {
+            cpus: request.cpus,
+            memory_mib: request.memory_mib,
+            network: network.mode.is_on(),
+        };
+        let template = match request.warm {
+            true => self.warm_template(&request.env, shape, stage).await,
+            false => None,
+        };
+        stage(match template {
+            Some(_) => "restoring VM",
+            None => "booting VM",
+        });
         let store = self.store()?;
         let id = store::new_id();
         let record = WorkspaceRecord {
@@ -236,29 +269,72 @@ impl Pyro {
             active_disk: DISK.to_string(),
             baseline_layer: None,
             snapshots: Vec::new(),
-            network: request.network.check()?,
+            network,
+            resume_from: None,
+            baseline_template: None,
+            last_boot: None,
         };
-        self.check_port_addresses(&record.network.ports)?;
         let dir = store.create(&record)?;
         let created = async {
             super::secrets::store_new(&store, &id, &secret_values)?;
-            pyro_vmm::disk::create_overlay(
-                &artifacts.rootfs,
-                pyro_vmm::DiskFormat::Qcow2,
-                &dir.join(DISK),
-            )
-            .map_err(WorkspaceError::Disk)?;
-            env_store.pin(&id, &request.env)?;
+            let key = template.as_ref().map(|t| t.info.key.as_str());
+            env_store.pin_with_template(&id, &request.env, key)?;
+            // Pinned now: a prune that ran meanwhile shows here.
+            let template =
+                template.filter(|t| matches!(env_store.template(&t.info.key), Ok(Some(_))));
+            // The template's disk layer is copied (it is small): a template
+            // removed or made again later leaves this disk whole.
+            let below = match &template {
+                Some(t) => {
+                    let copy = dir.join(TEMPLATE_DISK);
+                    fs_err::copy(t.disk(), &copy).map_err(|source| WorkspaceError::Io {
+                        path: copy.clone(),
+                        source,
+                    })?;
+                    copy
+                }
+                None => artifacts.rootfs.clone(),
+            };
+            pyro_vmm::disk::create_overlay(&below, pyro_vmm::DiskFormat::Qcow2, &dir.join(DISK))
+                .map_err(WorkspaceError::Disk)?;
+            // Unseeded, the state right after create is the template's:
+            // its empty layer is the baseline, frozen before the VM starts.
+            let frozen_top = match (&template, seeded) {
+                (Some(_), false) => {
+                    let top = crate::workspace::layers::new_top(&dir)?;
+                    crate::workspace::layers::overlay(&dir, DISK, &top)?;
+                    Some(top)
+                }
+                _ => None,
+            };
+            let record = store.update(&id, |record| {
+                record.resume_from = template.as_ref().map(|t| ResumePoint::Template {
+                    key: t.info.key.clone(),
+                    build: t.info.build.clone(),
+                    below: match frozen_top {
+                        Some(_) => dir.join(DISK),
+                        None => dir.join(TEMPLATE_DISK),
+                    },
+                });
+                if let (Some(top), Some(t)) = (&frozen_top, &template) {
+                    record.baseline_layer = Some(DISK.to_string());
+                    record.baseline_template = Some((t.info.key.clone(), t.info.build.clone()));
+                    record.active_disk = top.clone();
+                }
+                Ok(())
+            })?;
             launch::spawn(&self.cache_dir, &store, &record).await?;
-            Ok::<(), Error>(())
+            Ok::<bool, Error>(template.is_some())
         }
         .await;
-        if let Err(error) = created {
-            let _ = env_store.unpin(&id);
-            let _ = store.remove(&id);
-            return Err(Error::CreateFailed(Box::new(error)));
+        match created {
+            Ok(from_template) => Ok((store.read(&id)?, from_template)),
+            Err(error) => {
+                let _ = env_store.unpin(&id);
+                let _ = store.remove(&id);
+                Err(Error::CreateFailed(Box::new(error)))
+            }
         }
-        Ok(store.read(&id)?)
     }
 
     /// All workspaces, with crashed supervisors detected; `labels` filters

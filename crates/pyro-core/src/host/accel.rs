@@ -90,6 +90,7 @@ fn boot_probe(engine: &dyn Engine, image: &ProbeImage) -> KvmStatus {
         root_disk: None,
         cpus: 1,
         memory_mib: 128,
+        ram: pyro_vmm::GuestRam::Anonymous,
         extra_cmdline: vec!["pyro.mode=poweroff".into()],
         accel: Accel::Kvm,
         restore_from: None,

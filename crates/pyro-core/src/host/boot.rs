@@ -60,6 +60,9 @@ pub(crate) fn console_lines(tail: &[String]) -> String {
     text
 }
 
+/// How long a restored guest may take to answer.
+const RESTORE_DEADLINE: Duration = Duration::from_secs(20);
+
 /// A VM whose agent has said hello.
 pub struct BootedVm {
     pub vm: Box<dyn Vm>,
@@ -90,7 +93,11 @@ pub async fn boot(engine: &dyn Engine, spec: &VmSpec) -> Result<BootedVm, BootEr
     let stream = vm
         .take_agent_stream()
         .expect("a fresh VM has its agent stream");
-    let deadline = boot_deadline(spec.accel);
+    // A restored agent is already up: it answers at once, or never.
+    let deadline = match spec.restore_from {
+        Some(_) => boot_deadline(spec.accel).min(RESTORE_DEADLINE),
+        None => boot_deadline(spec.accel),
+    };
     let handshake = match spec.restore_from {
         Some(_) => Handshake::Restored,
         None => Handshake::FreshBoot,

@@ -175,6 +175,39 @@ impl Guest {
         &self.hello
     }
 
+    /// Runs `sync` in the guest: its dirty pages reach its disks.
+    pub async fn sync(&self) -> Result<(), GuestError> {
+        let mut stream = self
+            .exec(ExecRequest {
+                argv: vec!["sync".into()],
+                ..ExecRequest::default()
+            })
+            .await?;
+        loop {
+            match stream.next().await? {
+                ExecEvent::Exited(_) | ExecEvent::Failed { .. } => return Ok(()),
+                _ => {}
+            }
+        }
+    }
+
+    /// Tells the agent the guest's hostname and machine-id, with fresh
+    /// entropy from the host for its kernel RNG. Requests sent after it
+    /// see them applied (the agent takes id 0 in order).
+    pub async fn identify(&self, hostname: &str, machine_id: &str) -> Result<(), GuestError> {
+        let mut entropy = [0u8; 64];
+        let random = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut entropy));
+        random.map_err(GuestError::Io)?;
+        let entropy = entropy.iter().map(|b| format!("{b:02x}")).collect();
+        let message = Message::Identity {
+            hostname: hostname.to_string(),
+            machine_id: machine_id.to_string(),
+            entropy,
+        };
+        self.shared.send(0, &message).await
+    }
+
     /// Resolves when the channel has closed (the VM or the peer went away).
     pub async fn closed(&self) {
         let mut closed = self.closed.clone();

@@ -20,6 +20,8 @@ pub enum MachineError {
 
 /// The engine, store, artifacts and accelerator for one environment.
 pub(crate) struct Machine {
+    /// The environment's name.
+    pub(crate) env: String,
     pub(crate) engine: QemuEngine,
     pub(crate) store: EnvStore,
     pub(crate) artifacts: BootArtifacts,
@@ -35,6 +37,7 @@ impl Machine {
         let engine = QemuEngine::locate()?;
         let accel = accel::for_kernel(cache_dir, &engine, &store, &artifacts.kernel);
         Ok(Machine {
+            env: env.to_string(),
             engine,
             store,
             artifacts,
@@ -56,6 +59,7 @@ impl Machine {
             root_disk,
             cpus,
             memory_mib,
+            ram: pyro_vmm::GuestRam::Anonymous,
             extra_cmdline: Vec::new(),
             accel: self.accel.chosen,
             restore_from: None,

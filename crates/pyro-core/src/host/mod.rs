@@ -2,7 +2,7 @@
 //! environment ([`machine`]), choosing the accelerator ([`accel`]),
 //! booting ([`boot`]), the network ([`network`]), the guest channel ([`guest`]) and running one
 //! command over it ([`exec`]), a command's stdin ([`input`]), where pyro
-//! keeps its files ([`paths`]) and the embedded agent ([`agent_image`]).
+//! keeps its files ([`paths`]), warm templates ([`template`]) and the embedded agent ([`agent_image`]).
 //!
 //! Nothing here knows workspaces or the facade: it is used by the facade
 //! (`api/`) and by the supervisor process alike.
@@ -16,6 +16,7 @@ pub(crate) mod input;
 pub(crate) mod machine;
 pub(crate) mod network;
 pub(crate) mod paths;
+pub(crate) mod template;
 
 #[cfg(test)]
 mod tests;

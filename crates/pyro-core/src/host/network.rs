@@ -198,11 +198,16 @@ impl NetworkConfig {
     /// Adds the network device to `spec` when the network is on.
     pub(crate) fn apply(&self, spec: &mut VmSpec) {
         if self.mode.is_on() {
-            spec.network = true;
-            spec.extra_cmdline
-                .push(pyro_protocol::net::BOOT_FLAG.to_string());
+            add_nic(spec);
         }
     }
+}
+
+/// Gives the VM its network device (and the guest its drivers at boot).
+pub(crate) fn add_nic(spec: &mut VmSpec) {
+    spec.network = true;
+    spec.extra_cmdline
+        .push(pyro_protocol::net::BOOT_FLAG.to_string());
 }
 
 /// Why the network could not come up.

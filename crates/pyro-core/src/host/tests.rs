@@ -58,6 +58,7 @@ async fn a_saved_vm_resumes_with_its_processes_and_files() {
         }),
         cpus: 1,
         memory_mib: 512,
+        ram: pyro_vmm::GuestRam::Anonymous,
         extra_cmdline: Vec::new(),
         accel,
         restore_from: None,

@@ -2,7 +2,7 @@
 //! a workspace's VM, and the facade's two ways to reach it.
 //!
 //! Runs in the supervisor process: [`process`] (the VM, the agent socket
-//! and the main loop), [`dispatch`] with [`shells`] and [`services`] (what
+//! and the main loop), [`start`] (restore or boot the VM), [`dispatch`] with [`shells`] and [`services`] (what
 //! it keeps open for the workspace) and [`logs`] (service logs).
 //! Runs in the calling process: [`launch`] (start and end the process) and
 //! [`client`] (the only opener of `control.sock`).
@@ -21,5 +21,6 @@ mod proxy;
 pub(crate) mod registry;
 mod services;
 mod shells;
+mod start;
 
 pub use process::run;

@@ -28,16 +28,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pyro_vmm::{DiskFormat, RootDisk};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::dispatch::Sessions;
 use super::protocol::{self, ControlReply, ControlRequest, SessionError, REQUEST_LIMIT};
-use crate::host::boot::{boot, describe_exit};
-use crate::host::guest::{ExecEvent, Guest, GuestError};
+use super::start;
+use crate::host::boot::describe_exit;
 use crate::host::machine::Machine;
 use crate::host::network::{attach, bind_ports, merge_ports, publish_all, PublishedPort};
+use crate::host::template::Shape;
 use crate::workspace::netlog::{NetLog, Running};
 use crate::workspace::store::{WorkspaceState, WorkspaceStore};
 use crate::workspace::{CONSOLE, CONTROL, SOCKET};
@@ -154,20 +154,35 @@ async fn supervise(
     let record = store.read(id).map_err(SuperviseError::Record)?;
     let dir = store.dir(id);
     let machine = Machine::for_env(cache_dir, &record.env).map_err(SuperviseError::Machine)?;
-    let mut spec = machine.spec(
-        Some(RootDisk::Persistent {
-            path: dir.join(&record.active_disk),
-            format: DiskFormat::Qcow2,
-        }),
-        record.cpus,
-        record.memory_mib,
+    let shape = Shape {
+        cpus: record.cpus,
+        memory_mib: record.memory_mib,
+        network: record.network.mode.is_on(),
+    };
+    let spec = machine.workspace_spec(
+        dir.join(&record.active_disk),
+        shape,
         Some(dir.join(CONSOLE)),
     );
-    record.network.apply(&mut spec);
     let mut ports = bind_ports(&record.network).map_err(SuperviseError::Ports)?;
-    let booted = boot(&machine.engine, &spec).await?;
+    // Taken before it is used: a start that dies meanwhile boots next time.
+    let resume = record.resume_from.clone();
+    if resume.is_some() {
+        store
+            .update(id, |record| {
+                record.resume_from = None;
+                Ok(())
+            })
+            .map_err(SuperviseError::Record)?;
+    }
+    let (booted, boot_report) =
+        start::start_vm(&machine, spec, resume, &dir, &record.active_disk).await?;
     let mut vm = booted.vm;
     let guest = Arc::new(booted.guest);
+    guest
+        .identify(&start::hostname(id), &start::machine_id(id))
+        .await
+        .map_err(|e| SuperviseError::VmGone(format!("the guest agent stopped answering ({e})")))?;
     let running = Arc::new(Running::default());
     let observer = Arc::new(NetLog::new(dir.clone(), Arc::clone(&running)));
     // Dropped at the end of this function: the stack lives as long as the VM.
@@ -197,6 +212,7 @@ async fn supervise(
         .update(id, |record| {
             record.state = WorkspaceState::Running;
             record.supervisor_pid = Some(std::process::id());
+            record.last_boot = Some(boot_report.clone());
             // The record as it is now: a port may have gone meanwhile.
             let merged = merge_ports(&record.network.ports, &ports);
             (record.network.ports, stale) = merged;
@@ -246,7 +262,7 @@ async fn supervise(
             Some((new_top, reply)) = snapshot_rx.recv() => {
                 // Push the guest's dirty pages to the disk first, so the
                 // frozen layer holds everything written so far.
-                let _ = tokio::time::timeout(SYNC_LIMIT, sync_guest(&guest)).await;
+                let _ = tokio::time::timeout(SYNC_LIMIT, guest.sync()).await;
                 let result = vm
                     .snapshot_disk(&dir.join(&new_top))
                     .map(|()| true)
@@ -357,20 +373,4 @@ fn publish(
     publish_all(network, &mut ports).map_err(invalid)?;
     let [port] = ports;
     Ok(port.bound)
-}
-
-/// Runs `sync` in the guest.
-async fn sync_guest(guest: &Guest) -> Result<(), GuestError> {
-    let mut stream = guest
-        .exec(pyro_protocol::ExecRequest {
-            argv: vec!["sync".into()],
-            ..pyro_protocol::ExecRequest::default()
-        })
-        .await?;
-    loop {
-        match stream.next().await? {
-            ExecEvent::Exited(_) | ExecEvent::Failed { .. } => return Ok(()),
-            _ => {}
-        }
-    }
 }

@@ -121,6 +121,12 @@ fn build_on_host(seed: &Path) -> Result<tempfile::TempDir, String> {
 /// Puts the staged baseline in the guest and checks the guest's git reads
 /// it; false when anything fails (the caller records in the guest).
 async fn install(guest: &Guest, staging: &Path) -> bool {
+    // A warm template's guest holds the empty /workspace's baseline: the
+    // staged one replaces it whole, no stale objects left beside its pack.
+    let cleanup = "rm -rf /var/lib/pyro/baseline.git /var/lib/pyro/baseline.index";
+    if !matches!(run_script(guest, cleanup, &[]).await, Ok(output) if output.status == 0) {
+        return false;
+    }
     if transfer::push_tree_into(guest, staging, GUEST_DIR)
         .await
         .is_err()
@@ -142,7 +148,6 @@ GIT_INDEX_FILE="$B.index" git ls-files --stage >/dev/null
         // for an environment that gains git later.
         Ok(0 | NO_GIT_EXIT) => true,
         _ => {
-            let cleanup = "rm -rf /var/lib/pyro/baseline.git /var/lib/pyro/baseline.index";
             let _ = run_script(guest, cleanup, &[]).await;
             false
         }

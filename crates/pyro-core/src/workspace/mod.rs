@@ -26,6 +26,9 @@ pub use store::{WorkspaceRecord, WorkspaceState, WorkspaceStore};
 
 /// The workspace's disk overlay, inside its directory.
 pub(crate) const DISK: &str = "disk.qcow2";
+/// A warm-created workspace's copy of its template's disk layer, under
+/// `DISK`.
+pub(crate) const TEMPLATE_DISK: &str = "template.qcow2";
 /// The supervisor's socket, inside the workspace directory (mode 0700).
 pub(crate) const SOCKET: &str = "agent.sock";
 /// The supervisor's control socket (disk snapshots), next to it.

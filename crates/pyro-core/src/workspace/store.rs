@@ -92,6 +92,65 @@ pub struct WorkspaceRecord {
     /// Its network: mode, allowlist, CA trust.
     #[serde(default = "NetworkConfig::off")]
     pub network: NetworkConfig,
+    /// What the next start restores instead of booting; the supervisor
+    /// that takes it clears it first, so a start that fails half-way
+    /// boots the next time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_from: Option<ResumePoint>,
+    /// The warm template (key and build) whose saved state is exactly
+    /// the baseline (an unseeded warm create): a reset to the baseline
+    /// restores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_template: Option<(String, String)>,
+    /// How its VM last came up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_boot: Option<BootReport>,
+}
+
+/// A saved VM a start can restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ResumePoint {
+    /// The warm template `key` of its environment, whose disk layer the
+    /// workspace's disk (still empty) lies over.
+    Template {
+        /// The template's key in the environment store.
+        key: String,
+        /// Its build: one made again since is another guest.
+        build: String,
+        /// The file the workspace's top layer lies over (absolute): when
+        /// the restore fails, the top is made empty over it again.
+        below: PathBuf,
+    },
+}
+
+/// How a workspace's VM came up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootReport {
+    /// `restored` (from a saved VM) or `booted` (a kernel boot).
+    pub how: String,
+    /// What it was restored from: `template <key>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// From starting the VM until its agent answered, milliseconds.
+    pub ready_ms: u64,
+    /// Why a restore was tried and given up, so it booted instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+}
+
+impl BootReport {
+    /// One line: `restored from template 1a2b3c4d5e6f in 48 ms`.
+    pub fn line(&self) -> String {
+        let mut line = match &self.from {
+            Some(from) => format!("{} from {from} in {} ms", self.how, self.ready_ms),
+            None => format!("{} in {} ms", self.how, self.ready_ms),
+        };
+        if let Some(why) = &self.fallback {
+            line.push_str(&format!(" (the restore failed: {why})"));
+        }
+        line
+    }
 }
 
 /// A named, frozen disk layer of a workspace.
@@ -412,6 +471,9 @@ mod tests {
             baseline_layer: None,
             snapshots: Vec::new(),
             network: NetworkConfig::off(),
+            resume_from: None,
+            baseline_template: None,
+            last_boot: None,
         }
     }
 

@@ -11,6 +11,7 @@
 //!   locks/<safe-name>.lock        serializes pulls of one environment
 //!   locks/gc.lock                 shared by writers, exclusive for `prune`
 //!   tmp/<prefix>-<unique>/        build scratch; its .lock is held by the owner
+//!   templates/<key>/              warm templates (see templates.rs)
 //! ```
 //!
 //! A pull builds everything in `tmp/`, moves the finished files into
@@ -23,6 +24,7 @@ mod blob;
 mod boot;
 mod manifest;
 mod pull;
+mod templates;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,10 +32,11 @@ use std::time::Duration;
 use pyro_util::fsutil::{self, FileLock};
 use serde::Serialize;
 
-pub use blob::BlobState;
+pub use blob::{hash_bytes, BlobState};
 pub use boot::{write_agent_only_initramfs, BootArtifacts};
 pub use manifest::{Artifact, Artifacts, KernelInfo, Manifest};
 pub use pull::{PhaseTiming, PullOutcome};
+pub use templates::{Template, TemplateBuild, TemplateInfo};
 
 use crate::catalog::{self, CatalogEntry};
 use blob::BlobStore;
@@ -158,6 +161,8 @@ pub struct EnvDetails {
     /// Every artifact verified (re-hashed where its stamp was stale).
     pub verified: bool,
     pub outdated: bool,
+    /// Its warm templates (one per VM shape), oldest first.
+    pub templates: Vec<TemplateInfo>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -177,6 +182,9 @@ pub struct PruneReport {
     pub removed_blobs: Vec<String>,
     pub removed_tmp_dirs: usize,
     pub removed_initramfs: usize,
+    /// Warm templates no workspace holds.
+    #[serde(default)]
+    pub removed_templates: usize,
     pub bytes_freed: u64,
     /// Things left in place, with why.
     pub skipped: Vec<String>,
@@ -188,8 +196,9 @@ impl std::fmt::Display for PruneReport {
         let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
         write!(
             f,
-            "removed {}, {}, {}; freed {:.1} MiB",
+            "removed {}, {}, {}, {}; freed {:.1} MiB",
             plural(self.removed_blobs.len(), "unreferenced blob"),
+            plural(self.removed_templates, "unused warm template"),
             plural(self.removed_tmp_dirs, "stale build directory"),
             plural(self.removed_initramfs, "idle initramfs file"),
             self.bytes_freed as f64 / f64::from(1u32 << 20),
@@ -322,6 +331,11 @@ impl EnvStore {
             outdated: manifest.catalog_revision < entry.revision,
             manifest,
             artifacts,
+            templates: self
+                .templates()
+                .into_iter()
+                .filter(|t| t.env == entry.name)
+                .collect(),
         })
     }
 
@@ -349,6 +363,13 @@ impl EnvStore {
                 }
             }
             self.blobs.remove_orphan_stamps()?;
+            // A template a workspace's disk or RAM hangs on is pinned by it.
+            for key in self.template_keys() {
+                if !referenced.contains(&key) {
+                    report.bytes_freed += self.remove_template(&key)?;
+                    report.removed_templates += 1;
+                }
+            }
         }
 
         for entry in fs_err::read_dir(self.initramfs_dir())? {
@@ -375,6 +396,16 @@ impl EnvStore {
     /// Records that `holder` (for example a workspace) uses the current blobs
     /// of environment `name`, so `prune` keeps them even after a re-pull.
     pub fn pin(&self, holder: &str, name: &str) -> Result<(), StoreError> {
+        self.pin_with_template(holder, name, None)
+    }
+
+    /// [`EnvStore::pin`], keeping warm template `template` too.
+    pub fn pin_with_template(
+        &self,
+        holder: &str,
+        name: &str,
+        template: Option<&str>,
+    ) -> Result<(), StoreError> {
         let entry = lookup(name)?;
         let _gc = FileLock::acquire(&self.gc_lock_path(), false)?;
         let manifest = self.require_manifest(entry)?;
@@ -384,8 +415,8 @@ impl EnvStore {
             .iter()
             .map(|(_, a)| a.sha256.as_str())
             .collect();
-        let json = serde_json::to_vec_pretty(&serde_json::json!({ "env": name, "blobs": digests }))
-            .map_err(std::io::Error::other)?;
+        let pin = serde_json::json!({ "env": name, "blobs": digests, "template": template });
+        let json = serde_json::to_vec_pretty(&pin).map_err(std::io::Error::other)?;
         fsutil::write_atomic(&self.pin_path(holder), &json, 0o644, self.owner)?;
         Ok(())
     }

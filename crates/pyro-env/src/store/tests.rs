@@ -212,7 +212,7 @@ fn prune_keeps_referenced_and_pinned_blobs() {
     assert_eq!(report.removed_tmp_dirs, 1);
     assert!(
         report.to_string().starts_with(
-            "removed 1 unreferenced blob, 1 stale build directory, 0 idle initramfs files; freed "
+            "removed 1 unreferenced blob, 0 unused warm templates, 1 stale build directory, 0 idle initramfs files; freed "
         ),
         "{report}"
     );
@@ -303,5 +303,62 @@ fn concurrent_pulls_serialize() {
     assert_eq!(
         outcome.phases[0].phase,
         "waiting for another pull of debian:12-base"
+    );
+}
+
+/// A finished template build of `key` with a RAM image of `memory_mib`.
+fn fake_template(store: &EnvStore, key: &str, memory_mib: u32) -> super::Template {
+    let build = store.start_template().unwrap();
+    fs_err::write(build.disk(), b"disk").unwrap();
+    let ram = fs_err::File::create(build.memory()).unwrap();
+    ram.set_len(u64::from(memory_mib) << 20).unwrap();
+    fs_err::write(build.state(), b"device state").unwrap();
+    let info = super::TemplateInfo {
+        key: key.into(),
+        build: fsutil::unique_suffix(),
+        env: "debian:12".into(),
+        cpus: 1,
+        memory_mib,
+        network: false,
+        created_at: "2026-01-01T00:00:00Z".into(),
+        build_ms: 1,
+        memory_bytes_on_disk: 0,
+        state_size: 0,
+        state_sha256: String::new(),
+    };
+    store.publish_template(build, info).unwrap()
+}
+
+#[test]
+fn templates_are_found_checked_and_pruned_unless_pinned() {
+    let (_dir, store) = store();
+    fake_install(&store, "debian:12", b"root");
+    let (kept, loose) = ("a".repeat(64), "b".repeat(64));
+    assert!(store.template(&kept).unwrap().is_none());
+    let template = fake_template(&store, &kept, 1);
+    fake_template(&store, &loose, 1);
+    let found = store.template(&kept).unwrap().expect("published");
+    assert_eq!(found.info.build, template.info.build);
+    assert_eq!(found.info.state_size, 12, "the state is hashed on publish");
+    assert_eq!(store.inspect("debian:12").unwrap().templates.len(), 2);
+
+    // The cheap checks: a changed state, a RAM image cut short.
+    std::fs::write(found.state(), b"other  state").unwrap();
+    let why = store.template(&kept).unwrap_err();
+    assert!(why.contains("saved state"), "{why}");
+    std::fs::write(found.state(), b"device state").unwrap();
+    std::fs::write(found.memory(), b"short").unwrap();
+    let why = store.template(&kept).unwrap_err();
+    assert!(why.contains("memory image"), "{why}");
+
+    store
+        .pin_with_template("ws1", "debian:12", Some(&kept))
+        .unwrap();
+    let report = store.prune().unwrap();
+    assert_eq!(report.removed_templates, 1);
+    assert!(found.dir.exists(), "a pinned template stays");
+    assert!(
+        store.template(&loose).unwrap().is_none(),
+        "an unpinned one goes"
     );
 }

@@ -2,7 +2,7 @@
 
 use std::os::fd::RawFd;
 
-use crate::{Accel, RootDisk, VmSpec};
+use crate::{Accel, GuestRam, RootDisk, VmSpec};
 
 /// Kernel command line tuned for fast boots (see docs/architecture.md): no
 /// self-tests, no TSC calibration (which can hang under a busy TCG host), no
@@ -77,6 +77,24 @@ pub(crate) fn qemu_args(spec: &VmSpec, fds: &ChannelFds) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec();
+    if let GuestRam::File { path, shared } = &spec.ram {
+        // `-M microvm,memory-backend=…` must come with the first -M.
+        args[1] = "microvm,memory-backend=pyro.ram".into();
+        // `readonly=on` would make the RAM read-only to the guest too; a
+        // private mapping never writes the file back anyway.
+        let mapping = match shared {
+            true => "share=on",
+            false => "share=off",
+        };
+        args.extend([
+            "-object".into(),
+            format!(
+                "memory-backend-file,id=pyro.ram,size={}M,mem-path={},{mapping}",
+                spec.memory_mib,
+                escape_option(&path.display().to_string())
+            ),
+        ]);
+    }
     args.extend([
         "-smp".into(),
         spec.cpus.to_string(),
@@ -106,6 +124,9 @@ pub(crate) fn qemu_args(spec: &VmSpec, fds: &ChannelFds) -> Vec<String> {
         "-mon".into(),
         "chardev=monitor,mode=control".into(),
     ]);
+    // No `-device vmgenid`: microvm's ACPI tables (QEMU 7.2) have no node
+    // for it, so Linux never sees it. A restored guest's RNG is reseeded by
+    // the agent instead, from host entropy, before any request runs.
     if let Some(fd) = fds.network {
         args.extend([
             "-netdev".into(),
@@ -143,6 +164,38 @@ pub(crate) fn qemu_args(spec: &VmSpec, fds: &ChannelFds) -> Vec<String> {
     args
 }
 
+/// The QEMU command line of `spec` with every path and descriptor left
+/// out: what a saved state of it depends on (machine, CPU, devices, sizes,
+/// kernel command line). A state saved from one spec restores only into a
+/// spec of the same signature.
+pub fn machine_signature(spec: &VmSpec) -> String {
+    let mut plain = spec.clone();
+    plain.kernel = "-".into();
+    plain.initramfs = "-".into();
+    plain.console_log = None;
+    plain.restore_from = None;
+    plain.ram = match plain.ram {
+        GuestRam::Anonymous => GuestRam::Anonymous,
+        GuestRam::File { .. } => GuestRam::File {
+            path: "-".into(),
+            shared: false,
+        },
+    };
+    plain.root_disk = plain.root_disk.map(|disk| RootDisk::Persistent {
+        path: "-".into(),
+        format: match disk {
+            RootDisk::Ephemeral { format, .. } | RootDisk::Persistent { format, .. } => format,
+        },
+    });
+    let fds = ChannelFds {
+        console: 0,
+        agent: 0,
+        monitor: 0,
+        network: plain.network.then_some(0),
+    };
+    qemu_args(&plain, &fds).join(" ")
+}
+
 /// QEMU option values escape `,` by doubling it.
 fn escape_option(value: &str) -> String {
     value.replace(',', ",,")
@@ -172,6 +225,7 @@ mod tests {
             }),
             cpus: 1,
             memory_mib: 512,
+            ram: GuestRam::Anonymous,
             extra_cmdline: vec!["pyro.mode=poweroff".into()],
             accel: Accel::Tcg,
             restore_from: None,
@@ -193,6 +247,7 @@ mod tests {
         assert!(args.contains("-accel tcg"));
         assert!(args.contains("socket,id=monitor,fd=7"));
         assert!(!args.contains("-incoming"));
+        assert!(!args.contains("memory-backend"));
     }
 
     #[test]
@@ -206,6 +261,10 @@ mod tests {
             }),
             cpus: 1,
             memory_mib: 512,
+            ram: GuestRam::File {
+                path: "/t/ram,x".into(),
+                shared: false,
+            },
             extra_cmdline: vec![],
             accel: Accel::Tcg,
             restore_from: None,
@@ -220,6 +279,10 @@ mod tests {
         };
         let args = qemu_args(&spec, &fds);
         assert!(args.join(" ").contains("-netdev socket,id=net,fd=8"));
+        assert_eq!(args[1], "microvm,memory-backend=pyro.ram");
+        assert!(args
+            .join(" ")
+            .contains("memory-backend-file,id=pyro.ram,size=512M,mem-path=/t/ram,,x,share=off"));
         let after = |flag: &str| {
             let at = args.iter().position(|a| a == flag).unwrap();
             args[at + 1].clone()

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::console::ConsoleLog;
 use crate::{Engine, EngineError, Vm, VmExit, VmSpec};
 
-pub use args::kernel_cmdline;
+pub use args::{kernel_cmdline, machine_signature};
 pub use qmp::QmpError;
 
 use qmp::Qmp;
@@ -125,6 +125,14 @@ impl Engine for QemuEngine {
         if let Some(state) = &spec.restore_from {
             check_exists("saved VM state", state)?;
         }
+        // A shared file is the image being made; QEMU creates it.
+        if let crate::GuestRam::File {
+            path,
+            shared: false,
+        } = &spec.ram
+        {
+            check_exists("guest memory image", path)?;
+        }
         let (console_host, console_guest) = UnixStream::pair().map_err(EngineError::Channel)?;
         let (agent_host, agent_guest) = UnixStream::pair().map_err(EngineError::Channel)?;
         let (monitor_host, monitor_guest) = UnixStream::pair().map_err(EngineError::Channel)?;
@@ -180,6 +188,10 @@ impl Engine for QemuEngine {
             network,
             qmp: None,
             exited: None,
+            ram_in_file: match spec.ram {
+                crate::GuestRam::Anonymous => None,
+                crate::GuestRam::File { shared, .. } => Some(shared),
+            },
         };
         if let Some(state) = &spec.restore_from {
             // On failure `vm` is dropped, which kills QEMU.
@@ -252,6 +264,8 @@ struct QemuVm {
     network: Option<UnixStream>,
     qmp: Option<Qmp>,
     exited: Option<VmExit>,
+    /// `Some(shared)` when the guest RAM is mapped from a file.
+    ram_in_file: Option<bool>,
 }
 
 impl QemuVm {
@@ -305,7 +319,23 @@ impl QemuVm {
         }
     }
 
+    /// Leaves shared RAM out of the migration stream (`x-ignore-shared`):
+    /// its file holds it. Both ends of a stream must agree.
+    fn ignore_shared_ram(&mut self, action: &'static str) -> Result<(), EngineError> {
+        self.command(
+            action,
+            "migrate-set-capabilities",
+            serde_json::json!({
+                "capabilities": [{ "capability": "x-ignore-shared", "state": true }]
+            }),
+        )
+        .map(drop)
+    }
+
     fn restore(&mut self, state: &Path) -> Result<(), EngineError> {
+        if self.ram_in_file.is_some() {
+            self.ignore_shared_ram("restore")?;
+        }
         let uri = restore_uri(state);
         self.command(
             "restore",
@@ -384,6 +414,9 @@ impl Vm for QemuVm {
             "migrate-set-parameters",
             serde_json::json!({ "max-bandwidth": 64u64 << 30 }),
         )?;
+        if self.ram_in_file == Some(true) {
+            self.ignore_shared_ram("save")?;
+        }
         let uri = save_uri(state);
         self.command("save", "migrate", serde_json::json!({ "uri": uri }))?;
         self.wait_migration("save")

@@ -1,5 +1,6 @@
-//! Workspace measurements: create to first exec, exec round trip, reset,
-//! shells and services, and seeding throughput, in a throw-away home.
+//! Workspace measurements: create to first exec (warm and cold), exec
+//! round trip, reset, shells and services, and seeding throughput, in a
+//! throw-away home.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -25,15 +26,41 @@ pub(super) async fn rows(
     let env = options.env.as_str();
     let runs = options.runs;
 
-    progress(&format!("workspace create to first exec, {runs} runs"));
-    let mut tti = Samples::new("workspace create + first `exec -- true`");
+    // The warm template is made by the first create, not timed here.
+    progress("making the warm template, if there is none");
+    pyro_cli(words(&["workspace", "create", env, "--name", "warmup"])).await?;
+    pyro_cli(words(&["workspace", "delete", "warmup"])).await?;
+
+    progress(&format!("workspace create to first exec, {runs} runs each"));
+    let mut warm = Samples::new("warm `workspace create` + first `exec -- true`");
+    let mut cold = Samples::new("`workspace create --cold` + first `exec -- true`");
     for i in 0..runs {
-        let name = format!("tti-{i}");
-        let create = pyro_cli(words(&["workspace", "create", env, "--name", &name])).await?;
-        let exec = pyro_cli(words(&["workspace", "exec", &name, "--", "true"])).await?;
-        tti.push(create + exec);
-        pyro_cli(words(&["workspace", "delete", &name])).await?;
+        for (samples, flags) in [(&mut warm, &[][..]), (&mut cold, &["--cold"][..])] {
+            let name = format!("tti-{i}");
+            let mut create = words(&["workspace", "create", env, "--name", &name]);
+            create.extend(words(flags));
+            let create = pyro_cli(create).await?;
+            let exec = pyro_cli(words(&["workspace", "exec", &name, "--", "true"])).await?;
+            samples.push(create + exec);
+            pyro_cli(words(&["workspace", "delete", &name])).await?;
+        }
     }
+
+    progress(&format!("reset of a cold-made workspace, {runs} runs"));
+    pyro_cli(words(&[
+        "workspace",
+        "create",
+        env,
+        "--name",
+        "cold",
+        "--cold",
+    ]))
+    .await?;
+    let mut cold_reset = Samples::new("`workspace reset` to baseline, cold-made (boots)");
+    for _ in 0..runs {
+        cold_reset.push(pyro_cli(words(&["workspace", "reset", "cold"])).await?);
+    }
+    pyro_cli(words(&["workspace", "delete", "cold"])).await?;
 
     progress(&format!("exec round trip and reset, {runs} runs"));
     pyro_cli(words(&["workspace", "create", env, "--name", "hot"])).await?;
@@ -41,7 +68,7 @@ pub(super) async fn rows(
     for _ in 0..runs {
         exec.push(pyro_cli(words(&["workspace", "exec", "hot", "--", "true"])).await?);
     }
-    let mut reset = Samples::new("`workspace reset` to baseline (until usable)");
+    let mut reset = Samples::new("`workspace reset` to baseline, warm-made (restores)");
     for _ in 0..runs {
         reset.push(pyro_cli(words(&["workspace", "reset", "hot"])).await?);
     }
@@ -81,7 +108,7 @@ pub(super) async fn rows(
     throughput
         .millis
         .push(bytes as f64 / 1e6 / seconds.max(0.001));
-    let mut rows = vec![tti, exec, reset];
+    let mut rows = vec![warm, cold, exec, reset, cold_reset];
     rows.extend(sessions);
     rows.extend([bare_create, seed_create, throughput]);
     Ok(rows)

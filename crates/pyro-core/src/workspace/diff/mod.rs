@@ -79,6 +79,9 @@ add_all() {
 }
 "#;
 
+/// Changes whenever recording a baseline does: warm templates hold one.
+pub(crate) const RECORD_TAG: &str = RECORD_SCRIPT;
+
 /// Records /workspace as the baseline (creating the repository first).
 const RECORD_SCRIPT: &str = r#"
 if [ ! -f "$GIT_DIR/HEAD" ]; then

@@ -1,0 +1,245 @@
+//! Warm templates: boots a guest of an environment once, saves it idle
+//! (disk layer, RAM, device state) into the environment store, and gives
+//! the spec that restores a workspace's VM from it.
+//!
+//! The template's VM is the workspace's VM to the byte: the same spec
+//! ([`Machine::workspace_spec`]), save for the disk file and the RAM, which
+//! the template VM writes into its own file (`share=on`) so that every
+//! restored VM maps that file copy-on-write and shares its pages.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use pyro_env::{Template, TemplateInfo};
+use pyro_vmm::{DiskFormat, GuestRam, RootDisk, VmSpec};
+
+use super::boot::{boot, BootError};
+use super::guest::Guest;
+use super::machine::Machine;
+
+/// Work on a guest, borrowed for the future's life.
+pub(crate) type GuestWork<'a> = Box<
+    dyn for<'g> FnOnce(
+            &'g Guest,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'g>,
+        > + Send
+        + 'a,
+>;
+
+/// What the template's guest does once up, before it is saved (the
+/// facade records the empty /workspace's diff baseline there), and a text
+/// that changes whenever that does (it goes into the key).
+pub(crate) struct Prepare<'a> {
+    pub tag: &'a str,
+    pub run: GuestWork<'a>,
+}
+
+/// Bumped whenever what a template holds changes shape.
+const FORMAT: &str = "pyro-template-2";
+/// How often a waiter for another process's build looks again.
+const LOCK_POLL: Duration = Duration::from_millis(100);
+
+/// Why a template could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("template store i/o failed")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] pyro_env::StoreError),
+    #[error("making its disk layer failed")]
+    Disk(#[from] pyro_vmm::disk::DiskError),
+    #[error("its VM did not boot")]
+    Boot(#[from] BootError),
+    #[error("saving its VM failed")]
+    Save(#[source] pyro_vmm::EngineError),
+    #[error("preparing its guest failed: {0}")]
+    Prepare(String),
+}
+
+/// The shape of VM a template is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub cpus: u32,
+    pub memory_mib: u32,
+    /// With a network device.
+    pub network: bool,
+}
+
+impl Machine {
+    /// The spec of a workspace VM of `shape` writing to `disk`.
+    pub(crate) fn workspace_spec(
+        &self,
+        disk: PathBuf,
+        shape: Shape,
+        console_log: Option<PathBuf>,
+    ) -> VmSpec {
+        let mut spec = self.spec(
+            Some(RootDisk::Persistent {
+                path: disk,
+                format: DiskFormat::Qcow2,
+            }),
+            shape.cpus,
+            shape.memory_mib,
+            console_log,
+        );
+        if shape.network {
+            super::network::add_nic(&mut spec);
+        }
+        spec
+    }
+
+    /// The template key of a VM of `shape`: a digest of everything that
+    /// changes the guest it saves.
+    pub(crate) fn template_key(&self, shape: Shape, prepare_tag: &str) -> String {
+        let spec = self.workspace_spec(PathBuf::new(), shape, None);
+        let qemu = &self.engine.install().binary;
+        let qemu_stamp = std::fs::metadata(qemu)
+            .map(|m| format!("{}:{:?}", m.len(), m.modified().ok()))
+            .unwrap_or_default();
+        let words = [
+            FORMAT.to_string(),
+            self.env.clone(),
+            self.artifacts.rootfs_sha256.clone(),
+            self.artifacts.kernel.display().to_string(),
+            self.artifacts.initramfs.display().to_string(),
+            // Machine, CPU, devices, sizes and the kernel command line,
+            // with the RAM in a file as a restore maps it.
+            pyro_vmm::qemu::machine_signature(&VmSpec {
+                ram: GuestRam::File {
+                    path: PathBuf::new(),
+                    shared: false,
+                },
+                ..spec
+            }),
+            format!("qemu={} {qemu_stamp}", qemu.display()),
+            prepare_tag.to_string(),
+        ];
+        let parts: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        pyro_env::hash_bytes(&parts)
+    }
+
+    /// The spec that restores a workspace VM (writing to `disk`, an overlay
+    /// over the template's disk layer) from `template`.
+    pub(crate) fn restore_spec(&self, mut spec: VmSpec, template: &Template) -> VmSpec {
+        spec.ram = GuestRam::File {
+            path: template.memory(),
+            shared: false,
+        };
+        spec.restore_from = Some(template.state());
+        spec
+    }
+}
+
+/// What became of a request for a template.
+pub(crate) enum Found {
+    /// It was there.
+    Ready(Template),
+    /// It was made now, in this long.
+    Built(Template, Duration),
+}
+
+impl Found {
+    pub(crate) fn template(&self) -> &Template {
+        match self {
+            Found::Ready(t) | Found::Built(t, _) => t,
+        }
+    }
+}
+
+/// The template of `shape`, made first when there is none (calling
+/// `building` before it starts, and `prepare` in its guest). An unusable
+/// one is removed and made again. Concurrent callers build it once.
+pub(crate) async fn find_or_build(
+    machine: &Machine,
+    shape: Shape,
+    prepare: Prepare<'_>,
+    building: &mut (dyn FnMut() + Send),
+) -> Result<Found, TemplateError> {
+    let key = machine.template_key(shape, prepare.tag);
+    let store = &machine.store;
+    let _lock = loop {
+        match store.template_lock(&key)? {
+            Some(lock) => break lock,
+            None => tokio::time::sleep(LOCK_POLL).await,
+        }
+    };
+    match store.template(&key) {
+        Ok(Some(template)) => return Ok(Found::Ready(template)),
+        Ok(None) => {}
+        Err(why) => {
+            eprintln!(
+                "pyro: the warm template {} is unusable ({why}); making it again",
+                &key[..12]
+            );
+            store.remove_template(&key)?;
+        }
+    }
+    building();
+    let started = Instant::now();
+    let template = build(machine, shape, key, prepare).await?;
+    Ok(Found::Built(template, started.elapsed()))
+}
+
+async fn build(
+    machine: &Machine,
+    shape: Shape,
+    key: String,
+    prepare: Prepare<'_>,
+) -> Result<Template, TemplateError> {
+    let store = &machine.store;
+    let scratch = store.start_template()?;
+    pyro_vmm::disk::create_overlay(
+        &machine.artifacts.rootfs,
+        DiskFormat::Qcow2,
+        &scratch.disk(),
+    )?;
+    let mut spec = machine.workspace_spec(
+        scratch.disk(),
+        shape,
+        Some(scratch.dir().join("console.log")),
+    );
+    spec.ram = GuestRam::File {
+        path: scratch.memory(),
+        shared: true,
+    };
+    let started = Instant::now();
+    let mut booted = boot(&machine.engine, &spec).await?;
+    (prepare.run)(&booted.guest)
+        .await
+        .map_err(TemplateError::Prepare)?;
+    // The disk layer on its own is then a sound disk too: a workspace
+    // whose restore fails boots it cold.
+    booted
+        .guest
+        .sync()
+        .await
+        .map_err(|e| TemplateError::Prepare(e.to_string()))?;
+    let state = scratch.state();
+    // RAM stays in its file: the state is small and quick to write.
+    let saved = booted.vm.save(&state);
+    booted.vm.kill();
+    saved.map_err(TemplateError::Save)?;
+    let info = TemplateInfo {
+        key,
+        build: pyro_util::fsutil::unique_suffix(),
+        env: machine.env.clone(),
+        cpus: shape.cpus,
+        memory_mib: shape.memory_mib,
+        network: shape.network,
+        created_at: pyro_util::rfc3339(std::time::SystemTime::now()),
+        build_ms: started.elapsed().as_millis() as u64,
+        memory_bytes_on_disk: allocated_bytes(&scratch.memory()),
+        state_size: 0,
+        state_sha256: String::new(),
+    };
+    Ok(store.publish_template(scratch, info)?)
+}
+
+/// Bytes a (sparse) file really takes.
+pub(crate) fn allocated_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map(|m| m.blocks() * 512)
+        .unwrap_or(0)
+}
