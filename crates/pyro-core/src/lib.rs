@@ -76,6 +76,7 @@ pub use api::workspaces::{CreateRequest, WorkspaceLogs};
 pub use api::Pyro;
 pub use host::exec::{CollectOutput, OutputSink, RunEnd};
 pub use host::input::Input;
+pub use host::memory::HostMemory;
 pub use host::network::{NetworkConfig, NetworkError, NetworkMode, PublishedPort};
 pub use pyro_env::{
     EnvDetails, EnvSummary, NoProgress, Progress, PruneReport, PullOutcome, StoreError,

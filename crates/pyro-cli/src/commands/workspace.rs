@@ -274,6 +274,9 @@ fn show(record: &WorkspaceRecord, json: bool) -> anyhow::Result<()> {
     if let Some(boot) = &record.last_boot {
         println!("last start:    {}", boot.line());
     }
+    if let Some(memory) = &record.host_memory {
+        println!("host memory:   {}", memory.line());
+    }
     println!(
         "size:          {} vCPU, {} MiB",
         record.cpus, record.memory_mib

@@ -57,6 +57,19 @@ fn warm_creates_restore_one_template_and_each_guest_is_its_own_machine() {
                  echo; date +%s";
     let mut seen = Vec::new();
     for id in &ids {
+        let status = json(&ok(
+            home.run(&["workspace", "status", id, "--json"]),
+            "status",
+        ));
+        let memory = &status["host_memory"];
+        let unique = memory["unique_bytes"]
+            .as_u64()
+            .expect("status measures its VM");
+        // The template's pages are shared: counted whole in RSS only.
+        assert!(
+            unique > 0 && unique < memory["rss_bytes"].as_u64().unwrap(),
+            "{memory}"
+        );
         let boot = last_start(&home, id);
         assert_eq!(boot["how"], "restored", "{boot}");
         assert!(boot["from"].as_str().unwrap().starts_with("warm template"));

@@ -53,7 +53,16 @@ impl Pyro {
             memory_mib: record.memory_mib,
             network: record.network.mode.is_on(),
         };
-        (machine.template_key(shape, diff::RECORD_TAG) == *key).then(|| ResumePoint::Template {
+        if machine.template_key(shape, diff::RECORD_TAG) != *key {
+            return None;
+        }
+        // Gone or made again since: the baseline boots, with nothing to
+        // report as a failed restore.
+        match machine.store.template(key) {
+            Ok(Some(template)) if template.info.build == *build => {}
+            _ => return None,
+        }
+        Some(ResumePoint::Template {
             key: key.clone(),
             build: build.clone(),
             below,

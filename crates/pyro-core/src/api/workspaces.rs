@@ -273,6 +273,7 @@ impl Pyro {
             resume_from: None,
             baseline_template: None,
             last_boot: None,
+            host_memory: None,
         };
         let dir = store.create(&record)?;
         let created = async {
@@ -358,7 +359,11 @@ impl Pyro {
     pub fn workspace_status(&self, query: &str) -> Result<WorkspaceRecord, Error> {
         let store = self.store()?;
         let id = store.resolve(query)?.id;
-        Ok(store.observe(&id)?)
+        let mut record = store.observe(&id)?;
+        if record.state == WorkspaceState::Running {
+            record.host_memory = record.supervisor_pid.and_then(crate::host::memory::of_vm);
+        }
+        Ok(record)
     }
 
     /// Renames and relabels (an empty value removes a label), and changes

@@ -105,6 +105,10 @@ pub struct WorkspaceRecord {
     /// How its VM last came up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_boot: Option<BootReport>,
+    /// The host memory its running VM holds: measured by `status`, never
+    /// stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_memory: Option<crate::host::memory::HostMemory>,
 }
 
 /// A saved VM a start can restore.
@@ -368,7 +372,11 @@ impl WorkspaceStore {
 
     fn write(&self, record: &WorkspaceRecord) -> Result<(), WorkspaceError> {
         let path = self.dir(&record.id).join(RECORD);
-        let json = serde_json::to_vec_pretty(record).expect("records serialise");
+        let stored = WorkspaceRecord {
+            host_memory: None,
+            ..record.clone()
+        };
+        let json = serde_json::to_vec_pretty(&stored).expect("records serialise");
         write_atomic(&path, &json, 0o600, Owner::for_store_at(&self.root))
             .map_err(|source| WorkspaceError::Io { path, source })
     }
@@ -474,6 +482,7 @@ mod tests {
             resume_from: None,
             baseline_template: None,
             last_boot: None,
+            host_memory: None,
         }
     }
 

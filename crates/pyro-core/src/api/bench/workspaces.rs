@@ -60,7 +60,34 @@ pub(super) async fn rows(
     for _ in 0..runs {
         cold_reset.push(pyro_cli(words(&["workspace", "reset", "cold"])).await?);
     }
+    let in_home = Pyro::with_dirs(pyro.cache_dir(), home.path());
+    let mut cold_memory =
+        Samples::new("unique host memory, an idle cold-made workspace (MB; value)");
+    cold_memory.millis.extend(unique_mb(&in_home, "cold"));
     pyro_cli(words(&["workspace", "delete", "cold"])).await?;
+
+    progress("host memory of 10 idle warm workspaces");
+    let idle: Vec<String> = (0..10).map(|i| format!("idle-{i}")).collect();
+    for name in &idle {
+        pyro_cli(words(&["workspace", "create", env, "--name", name])).await?;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let mut warm_memory =
+        Samples::new("unique host memory per idle warm workspace, 10 idle (MB; value)");
+    let mut warm_pss = Samples::new("PSS per idle warm workspace, 10 idle (MB; value)");
+    for name in &idle {
+        warm_memory.millis.extend(unique_mb(&in_home, name));
+        let pss = in_home
+            .workspace_status(name)
+            .ok()
+            .and_then(|r| r.host_memory);
+        warm_pss
+            .millis
+            .extend(pss.map(|m| m.pss_bytes as f64 / 1e6));
+    }
+    for name in &idle {
+        pyro_cli(words(&["workspace", "delete", name])).await?;
+    }
 
     progress(&format!("exec round trip and reset, {runs} runs"));
     pyro_cli(words(&["workspace", "create", env, "--name", "hot"])).await?;
@@ -72,7 +99,6 @@ pub(super) async fn rows(
     for _ in 0..runs {
         reset.push(pyro_cli(words(&["workspace", "reset", "hot"])).await?);
     }
-    let in_home = Pyro::with_dirs(pyro.cache_dir(), home.path());
     let sessions = super::sessions::rows(&in_home, "hot", runs, progress).await?;
     pyro_cli(words(&["workspace", "delete", "hot"])).await?;
 
@@ -109,9 +135,16 @@ pub(super) async fn rows(
         .millis
         .push(bytes as f64 / 1e6 / seconds.max(0.001));
     let mut rows = vec![warm, cold, exec, reset, cold_reset];
+    rows.extend([warm_memory, warm_pss, cold_memory]);
     rows.extend(sessions);
     rows.extend([bare_create, seed_create, throughput]);
     Ok(rows)
+}
+
+/// The unique host memory of workspace `name`'s VM, MB.
+fn unique_mb(pyro: &Pyro, name: &str) -> Option<f64> {
+    let record = pyro.workspace_status(name).ok()?;
+    Some(record.host_memory?.unique_bytes as f64 / 1e6)
 }
 
 /// Writes `mb` megabytes of incompressible data as 100 x 100 files.
