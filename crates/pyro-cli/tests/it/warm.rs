@@ -195,3 +195,30 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .unwrap();
     String::from_utf8(out.stdout).unwrap()[..64].to_string()
 }
+
+/// Through a real MCP client: a create and a reset restore the template,
+/// and the results say so.
+#[tokio::test]
+async fn mcp_creates_and_resets_restore_the_template() {
+    use crate::support::mcp::{serve, tool_ok};
+    use serde_json::json;
+    let home = TestHome::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let client = serve(home.path(), cwd.path(), &[]).await;
+    let created = tool_ok(&client, "workspace_create", json!({"name": "mwarm"})).await;
+    let restored = |info: &serde_json::Value| {
+        info["last_start"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("restored from warm template"))
+    };
+    assert!(restored(&created), "{created}");
+    let wrote = json!({"workspace": "mwarm", "command": "echo x > a && touch /root/left"});
+    tool_ok(&client, "workspace_exec", wrote).await;
+    let reset = tool_ok(&client, "workspace_reset", json!({"workspace": "mwarm"})).await;
+    assert!(restored(&reset), "{reset}");
+    let check = json!({"workspace": "mwarm", "command": "ls -A; test ! -e /root/left && echo clean"});
+    let state = tool_ok(&client, "workspace_exec", check).await;
+    assert_eq!(state["stdout"]["text"], "clean\n", "{state}");
+    let diff = tool_ok(&client, "workspace_diff", json!({"workspace": "mwarm"})).await;
+    assert_eq!(diff["files"], json!([]));
+}
