@@ -30,6 +30,7 @@ pub use store::{
     hash_bytes, write_agent_only_initramfs, Artifact, ArtifactDetails, Artifacts, BlobState,
     BootArtifacts, EnvDetails, EnvStore, EnvSummary, InstalledInfo, KernelInfo, Manifest,
     PhaseTiming, PruneReport, PullOutcome, StoreError, Template, TemplateBuild, TemplateInfo,
+    Unusable,
 };
 
 /// Receives progress of long operations (`pull`). Called from the pulling

@@ -20,7 +20,8 @@ fn template_dir(home: &TestHome, memory_mib: u64) -> Option<PathBuf> {
     let found = templates
         .iter()
         .find(|t| t["memory_mib"] == memory_mib && t["network"] == false)?;
-    Some(root.join("templates").join(found["key"].as_str()?))
+    let name = format!("{}.{}", found["key"].as_str()?, found["build"].as_str()?);
+    Some(root.join("templates").join(name))
 }
 
 fn last_start(home: &TestHome, id: &str) -> serde_json::Value {
@@ -155,21 +156,25 @@ fn a_template_that_fails_to_restore_leaves_a_cold_booted_workspace() {
     assert!(logs.contains("booting cold"), "{logs}");
     let status = stdout(&ok(home.run(&["workspace", "status", &id]), "status"));
     assert!(status.contains("the restore failed"), "{status}");
+    // A build that failed to restore is dropped; the next create makes a
+    // new one (a directory of its own) and restores it.
+    assert!(!dir.exists(), "the failed build is dropped");
+    let rebuilt = home.create(&size);
+    assert_eq!(last_start(&home, &rebuilt)["how"], "restored");
+    let dir = template_dir(&home, 640).expect("made again");
 
     // Corruption the checks see (the RAM image cut short): the template
     // is made again, and the create restores it.
     std::fs::write(dir.join("memory.ram"), b"short").unwrap();
     let again = home.create(&size);
     assert_eq!(last_start(&home, &again)["how"], "restored");
+    let dir = template_dir(&home, 640).expect("made again");
 
     // Unused templates go with `env prune`; one a workspace holds stays.
     let pruned = ok(home.run(&["env", "prune", "--json"]), "prune");
     assert!(dir.exists(), "held by workspaces: {}", stdout(&pruned));
-    for id in [&id, &again] {
-        ok(home.run(&["workspace", "delete", id]), "delete");
-    }
-    let first = home.run(&["workspace", "list", "--json"]);
-    for record in json(&first).as_array().unwrap() {
+    let all = home.run(&["workspace", "list", "--json"]);
+    for record in json(&all).as_array().unwrap() {
         ok(
             home.run(&["workspace", "delete", record["id"].as_str().unwrap()]),
             "delete",
@@ -216,7 +221,8 @@ async fn mcp_creates_and_resets_restore_the_template() {
     tool_ok(&client, "workspace_exec", wrote).await;
     let reset = tool_ok(&client, "workspace_reset", json!({"workspace": "mwarm"})).await;
     assert!(restored(&reset), "{reset}");
-    let check = json!({"workspace": "mwarm", "command": "ls -A; test ! -e /root/left && echo clean"});
+    let check =
+        json!({"workspace": "mwarm", "command": "ls -A; test ! -e /root/left && echo clean"});
     let state = tool_ok(&client, "workspace_exec", check).await;
     assert_eq!(state["stdout"]["text"], "clean\n", "{state}");
     let diff = tool_ok(&client, "workspace_diff", json!({"workspace": "mwarm"})).await;

@@ -58,10 +58,7 @@ impl Pyro {
         }
         // Gone or made again since: the baseline boots, with nothing to
         // report as a failed restore.
-        match machine.store.template(key) {
-            Ok(Some(template)) if template.info.build == *build => {}
-            _ => return None,
-        }
+        machine.store.template_build(key, build).ok()?;
         Some(ResumePoint::Template {
             key: key.clone(),
             build: build.clone(),

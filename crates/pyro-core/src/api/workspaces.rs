@@ -282,7 +282,7 @@ impl Pyro {
             env_store.pin_with_template(&id, &request.env, key)?;
             // Pinned now: a prune that ran meanwhile shows here.
             let template =
-                template.filter(|t| matches!(env_store.template(&t.info.key), Ok(Some(_))));
+                template.filter(|t| env_store.template_build(&t.info.key, &t.info.build).is_ok());
             // The template's disk layer is copied (it is small): a template
             // removed or made again later leaves this disk whole.
             let below = match &template {

@@ -39,6 +39,10 @@ pub(crate) struct Prepare<'a> {
 const FORMAT: &str = "pyro-template-2";
 /// How often a waiter for another process's build looks again.
 const LOCK_POLL: Duration = Duration::from_millis(100);
+/// How long a create waits for another's template before booting cold.
+const LOCK_WAIT: Duration = Duration::from_secs(300);
+/// How long the template's guest may take to prepare, and to sync.
+const PREPARE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Why a template could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +59,8 @@ pub enum TemplateError {
     Save(#[source] pyro_vmm::EngineError),
     #[error("preparing its guest failed: {0}")]
     Prepare(String),
+    #[error("another process has been making a template for over {}s", LOCK_WAIT.as_secs())]
+    Busy,
 }
 
 /// The shape of VM a template is for.
@@ -105,17 +111,30 @@ impl Machine {
             self.artifacts.initramfs.display().to_string(),
             // Machine, CPU, devices, sizes and the kernel command line,
             // with the RAM in a file as a restore maps it.
+            // The host's TSC rate (read from /proc/cpuinfo, which varies
+            // under frequency scaling) only steers a boot: left out.
             pyro_vmm::qemu::machine_signature(&VmSpec {
                 ram: GuestRam::File {
                     path: PathBuf::new(),
                     shared: false,
                 },
-                ..spec
-            }),
+                ..spec.clone()
+            })
+            .split(' ')
+            .filter(|word| !word.starts_with("tsc_early_khz="))
+            .collect::<Vec<_>>()
+            .join(" "),
             format!("qemu={} {qemu_stamp}", qemu.display()),
+            // Under KVM the guest sees the host's CPU (`-cpu host`).
+            match spec.accel {
+                pyro_vmm::Accel::Kvm => host_cpu(),
+                pyro_vmm::Accel::Tcg => String::new(),
+            },
             prepare_tag.to_string(),
         ];
-        let parts: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        // Each part behind its length: no two lists hash alike.
+        let framed: Vec<String> = words.iter().map(|w| format!("{}:{w}", w.len())).collect();
+        let parts: Vec<&[u8]> = framed.iter().map(|w| w.as_bytes()).collect();
         pyro_env::hash_bytes(&parts)
     }
 
@@ -158,21 +177,27 @@ pub(crate) async fn find_or_build(
 ) -> Result<Found, TemplateError> {
     let key = machine.template_key(shape, prepare.tag);
     let store = &machine.store;
+    if let Ok(Some(template)) = store.template(&key) {
+        return Ok(Found::Ready(template));
+    }
+    let waited = Instant::now();
     let _lock = loop {
-        match store.template_lock(&key)? {
+        match store.template_lock()? {
             Some(lock) => break lock,
+            None if waited.elapsed() > LOCK_WAIT => return Err(TemplateError::Busy),
             None => tokio::time::sleep(LOCK_POLL).await,
         }
     };
+    // Made by whoever held the lock, maybe.
     match store.template(&key) {
         Ok(Some(template)) => return Ok(Found::Ready(template)),
         Ok(None) => {}
-        Err(why) => {
+        Err(unusable) => {
             eprintln!(
-                "pyro: the warm template {} is unusable ({why}); making it again",
+                "pyro: the warm template {} is unusable ({unusable}); making it again",
                 &key[..12]
             );
-            store.remove_template(&key)?;
+            store.remove_template_build(&key, &unusable.build)?;
         }
     }
     building();
@@ -205,15 +230,21 @@ async fn build(
     };
     let started = Instant::now();
     let mut booted = boot(&machine.engine, &spec).await?;
-    (prepare.run)(&booted.guest)
+    let late = |what: &str| {
+        TemplateError::Prepare(format!(
+            "{what} took longer than {}s",
+            PREPARE_LIMIT.as_secs()
+        ))
+    };
+    tokio::time::timeout(PREPARE_LIMIT, (prepare.run)(&booted.guest))
         .await
+        .map_err(|_| late("preparing the guest"))?
         .map_err(TemplateError::Prepare)?;
     // The disk layer on its own is then a sound disk too: a workspace
     // whose restore fails boots it cold.
-    booted
-        .guest
-        .sync()
+    tokio::time::timeout(PREPARE_LIMIT, booted.guest.sync())
         .await
+        .map_err(|_| late("syncing the guest"))?
         .map_err(|e| TemplateError::Prepare(e.to_string()))?;
     let state = scratch.state();
     // RAM stays in its file: the state is small and quick to write.
@@ -234,6 +265,26 @@ async fn build(
         state_sha256: String::new(),
     };
     Ok(store.publish_template(scratch, info)?)
+}
+
+/// The host CPU's model and flags, and the host kernel: what a KVM
+/// guest's saved CPU state depends on.
+fn host_cpu() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let first = |field: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.starts_with(field))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{} {} {}",
+        first("model name"),
+        first("flags"),
+        kernel.trim()
+    )
 }
 
 /// Bytes a (sparse) file really takes.

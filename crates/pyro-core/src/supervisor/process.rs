@@ -176,7 +176,7 @@ async fn supervise(
             .map_err(SuperviseError::Record)?;
     }
     let (booted, boot_report) =
-        start::start_vm(&machine, spec, resume, &dir, &record.active_disk).await?;
+        start::start_vm(&machine, (spec, shape), resume, &dir, &record.active_disk).await?;
     let mut vm = booted.vm;
     let guest = Arc::new(booted.guest);
     guest

@@ -9,13 +9,15 @@ use pyro_vmm::VmSpec;
 
 use crate::host::boot::{boot, BootError, BootedVm};
 use crate::host::machine::Machine;
+use crate::host::template::Shape;
+use crate::workspace::diff;
 use crate::workspace::store::{BootReport, ResumePoint};
 
 /// Brings the VM of `spec` up, restoring `resume` when given. The disk
 /// `active_disk` (relative to `dir`) is the workspace's top layer.
 pub(super) async fn start_vm(
     machine: &Machine,
-    spec: VmSpec,
+    (spec, shape): (VmSpec, Shape),
     resume: Option<ResumePoint>,
     dir: &Path,
     active_disk: &str,
@@ -24,7 +26,7 @@ pub(super) async fn start_vm(
     if let Some(ResumePoint::Template { key, build, below }) = resume {
         let short = key[..key.len().min(12)].to_string();
         let top = dir.join(active_disk);
-        match restore_template(machine, &spec, (&key, &build), &top, &below).await {
+        match restore_template(machine, (&spec, shape), (&key, &build), &top, &below).await {
             Ok(booted) => {
                 let report = BootReport {
                     how: "restored".into(),
@@ -56,26 +58,28 @@ pub(super) async fn start_vm(
 /// it before failing), so a cold boot starts from the disk as it was saved.
 async fn restore_template(
     machine: &Machine,
-    spec: &VmSpec,
+    (spec, shape): (&VmSpec, Shape),
     (key, build): (&str, &str),
     top: &Path,
     below: &Path,
 ) -> Result<BootedVm, String> {
-    let template = match machine.store.template(key) {
-        Ok(Some(template)) if template.info.build == build => template,
-        Ok(Some(_)) => return Err("the template was made again since".into()),
-        Ok(None) => return Err("the template is gone".into()),
-        Err(why) => {
-            // Unusable: the next create makes it again.
-            let _ = machine.store.remove_template(key);
-            return Err(format!("the template is unusable: {why}"));
-        }
-    };
+    if machine.template_key(shape, diff::RECORD_TAG) != key {
+        return Err("this VM is no longer of the template's shape".into());
+    }
+    // Each build has a directory of its own: this one's RAM matches the
+    // disk layer the workspace copied, or it is not there at all.
+    let template = machine
+        .store
+        .template_build(key, build)
+        .map_err(|unusable| format!("the template is unusable: {unusable}"))?;
     let restore = machine.restore_spec(spec.clone(), &template);
     match boot(&machine.engine, &restore).await {
         Ok(booted) => Ok(booted),
         Err(error) => {
             let why = pyro_util::error_chain(&error);
+            // What failed would fail again: the next create makes a new
+            // build (VMs still mapping this one's files keep them).
+            let _ = machine.store.remove_template_build(key, build);
             let renewed = std::fs::remove_file(top)
                 .map_err(|e| e.to_string())
                 .and_then(|()| {

@@ -11,7 +11,7 @@
 //!   locks/<safe-name>.lock        serializes pulls of one environment
 //!   locks/gc.lock                 shared by writers, exclusive for `prune`
 //!   tmp/<prefix>-<unique>/        build scratch; its .lock is held by the owner
-//!   templates/<key>/              warm templates (see templates.rs)
+//!   templates/<key>.<build>/      warm templates (see templates.rs)
 //! ```
 //!
 //! A pull builds everything in `tmp/`, moves the finished files into
@@ -36,7 +36,7 @@ pub use blob::{hash_bytes, BlobState};
 pub use boot::{write_agent_only_initramfs, BootArtifacts};
 pub use manifest::{Artifact, Artifacts, KernelInfo, Manifest};
 pub use pull::{PhaseTiming, PullOutcome};
-pub use templates::{Template, TemplateBuild, TemplateInfo};
+pub use templates::{Template, TemplateBuild, TemplateInfo, Unusable};
 
 use crate::catalog::{self, CatalogEntry};
 use blob::BlobStore;

@@ -3,7 +3,7 @@
 //! restoring it instead of booting a kernel.
 //!
 //! ```text
-//! <root>/templates/<key>/
+//! <root>/templates/<key>.<build>/
 //!   disk.qcow2      the guest's disk layer, over the environment's root image
 //!   memory.ram      the guest's RAM, sparse; mapped copy-on-write by every
 //!                   VM restored from it, so they share its pages
@@ -14,11 +14,15 @@
 //! The key is a digest of everything that changes the saved guest
 //! (computed by whoever boots it): environment, kernel, agent, kernel
 //! command line, CPUs, memory, devices. A template is built in `tmp/` and
-//! renamed into place whole, so a half-made one never looks valid. Its
-//! files are read-only and never change; a workspace holding it pins its
-//! key, and `prune` removes the rest. Workspaces copy the (small) disk
-//! layer into their own directory, so removing a template never breaks a
-//! disk; it only makes the next restore of it boot cold instead.
+//! renamed into place whole, so a half-made one never looks valid. Each
+//! build has a directory of its own, never reused: a restore of build B
+//! maps B's RAM or nothing, even while a template found unusable is made
+//! again beside it. Nothing writes its files after it is published (QEMU
+//! still opens `memory.ram` for writing to map it copy-on-write, so that
+//! one is 0644); a workspace holding it pins its key, and `prune` removes
+//! the rest. Workspaces copy the (small) disk layer into their own
+//! directory, so removing a template never breaks a disk; it only makes
+//! the next restore or reset of it boot cold instead.
 
 use std::path::{Path, PathBuf};
 
@@ -98,48 +102,48 @@ impl EnvStore {
         self.root.join("templates")
     }
 
-    /// Serialises the building of one template across processes.
-    pub fn template_lock(&self, key: &str) -> std::io::Result<Option<FileLock>> {
+    /// Serialises the making of templates across processes (one lock
+    /// file for all: they are made rarely).
+    pub fn template_lock(&self) -> std::io::Result<Option<FileLock>> {
         fs_err::create_dir_all(self.locks_dir())?;
-        FileLock::try_acquire(&self.locks_dir().join(format!("template-{key}.lock")), true)
+        FileLock::try_acquire(&self.locks_dir().join("templates.lock"), true)
     }
 
-    /// The template `key`: `Ok(None)` when there is none, `Err(why)` when
-    /// one is there but unusable (its files changed, cut short or missing).
-    pub fn template(&self, key: &str) -> Result<Option<Template>, String> {
-        let dir = self.templates_dir().join(key);
-        if !dir.exists() {
-            return Ok(None);
+    /// The newest build of template `key`: `Ok(None)` when there is none,
+    /// `Err` when it is there but unusable (its files changed, cut short
+    /// or missing).
+    pub fn template(&self, key: &str) -> Result<Option<Template>, Unusable> {
+        let mut builds = self.template_dirs(key);
+        builds.sort_by_key(|(_, dir)| std::fs::metadata(dir).and_then(|m| m.modified()).ok());
+        match builds.pop() {
+            None => Ok(None),
+            Some((build, _)) => self.template_build(key, &build).map(Some),
         }
-        let text = std::fs::read_to_string(dir.join(META))
-            .map_err(|e| format!("its {META} is unreadable ({e})"))?;
-        let info: TemplateInfo =
-            serde_json::from_str(&text).map_err(|e| format!("its {META} is malformed ({e})"))?;
-        let template = Template { dir, info };
-        if template.info.key != key {
-            return Err(format!(
-                "it was made for another key ({})",
-                template.info.key
-            ));
-        }
-        let memory = std::fs::metadata(template.memory())
-            .map_err(|e| format!("its memory image is unreadable ({e})"))?;
-        if memory.len() != u64::from(template.info.memory_mib) << 20 {
-            return Err(format!(
-                "its memory image is {} bytes, not the {} MiB it was saved with",
-                memory.len(),
-                template.info.memory_mib
-            ));
-        }
-        if !template.disk().is_file() {
-            return Err("its disk layer is missing".into());
-        }
-        let (digest, size) =
-            hash_file(&template.state()).map_err(|e| format!("its state is unreadable ({e})"))?;
-        if size != template.info.state_size || digest != template.info.state_sha256 {
-            return Err("its saved state does not match what was recorded".into());
-        }
-        Ok(Some(template))
+    }
+
+    /// Build `build` of template `key`, checked.
+    pub fn template_build(&self, key: &str, build: &str) -> Result<Template, Unusable> {
+        let dir = self.templates_dir().join(format!("{key}.{build}"));
+        check_template(dir, key, build).map_err(|why| Unusable {
+            build: build.to_string(),
+            why,
+        })
+    }
+
+    /// `(build, dir)` of every build of `key`.
+    fn template_dirs(&self, key: &str) -> Vec<(String, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(self.templates_dir()) else {
+            return Vec::new();
+        };
+        let prefix = format!("{key}.");
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let build = name.strip_prefix(&prefix)?.to_string();
+                Some((build, e.path()))
+            })
+            .collect()
     }
 
     /// Starts building a template.
@@ -171,24 +175,45 @@ impl EnvStore {
         }
         let json = serde_json::to_vec_pretty(&info).map_err(std::io::Error::other)?;
         fsutil::write_atomic(&build.dir().join(META), &json, 0o444, self.owner)?;
-        let dir = self.templates_dir().join(&info.key);
+        let dir = self
+            .templates_dir()
+            .join(format!("{}.{}", info.key, info.build));
         fs_err::create_dir_all(self.templates_dir())?;
-        if dir.exists() {
-            fsutil::remove_tree(&dir)?;
+        // Built as root for another user's store: theirs to use and prune.
+        let files = [
+            build.disk(),
+            build.memory(),
+            build.state(),
+            build.dir().join(META),
+        ];
+        for path in [self.templates_dir(), build.dir().to_path_buf()]
+            .iter()
+            .chain(&files)
+        {
+            self.owner.adopt(path)?;
         }
         fs_err::rename(build.dir(), &dir)?;
         Ok(Template { dir, info })
     }
 
-    /// Removes template `key` (an unusable one, or for `prune`); VMs that
+    /// Removes build `build` of template `key` (found unusable); VMs that
     /// map its files keep them until they end. Returns the bytes freed.
-    pub fn remove_template(&self, key: &str) -> std::io::Result<u64> {
-        let dir = self.templates_dir().join(key);
+    pub fn remove_template_build(&self, key: &str, build: &str) -> std::io::Result<u64> {
+        let dir = self.templates_dir().join(format!("{key}.{build}"));
         let bytes = fsutil::tree_size(&dir);
         match fsutil::remove_tree(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(bytes),
         }
+    }
+
+    /// Removes every build of template `key` (for `prune`).
+    pub(super) fn remove_template(&self, key: &str) -> std::io::Result<u64> {
+        let mut freed = 0;
+        for (build, _) in self.template_dirs(key) {
+            freed += self.remove_template_build(key, &build)?;
+        }
+        Ok(freed)
     }
 
     /// Every template in the store (readable ones), oldest first.
@@ -210,10 +235,63 @@ impl EnvStore {
         let Ok(entries) = std::fs::read_dir(self.templates_dir()) else {
             return Vec::new();
         };
-        entries
+        let mut keys: Vec<String> = entries
             .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|name| is_digest(name))
-            .collect()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let (key, _build) = name.split_once('.')?;
+                is_digest(key).then(|| key.to_string())
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
     }
+}
+
+/// Why a template cannot be used.
+#[derive(Debug, Clone)]
+pub struct Unusable {
+    /// The build found unusable.
+    pub build: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+/// Reads and checks a template directory.
+fn check_template(dir: PathBuf, key: &str, build: &str) -> Result<Template, String> {
+    if !dir.is_dir() {
+        return Err("it is gone".into());
+    }
+    let text = std::fs::read_to_string(dir.join(META))
+        .map_err(|e| format!("its {META} is unreadable ({e})"))?;
+    let info: TemplateInfo =
+        serde_json::from_str(&text).map_err(|e| format!("its {META} is malformed ({e})"))?;
+    let template = Template { dir, info };
+    if template.info.key != key || template.info.build != build {
+        return Err("its template.json names another template".into());
+    }
+    let memory = std::fs::metadata(template.memory())
+        .map_err(|e| format!("its memory image is unreadable ({e})"))?;
+    if memory.len() != u64::from(template.info.memory_mib) << 20 {
+        return Err(format!(
+            "its memory image is {} bytes, not the {} MiB it was saved with",
+            memory.len(),
+            template.info.memory_mib
+        ));
+    }
+    if !template.disk().is_file() {
+        return Err("its disk layer is missing".into());
+    }
+    let (digest, size) =
+        hash_file(&template.state()).map_err(|e| format!("its state is unreadable ({e})"))?;
+    if size != template.info.state_size || digest != template.info.state_sha256 {
+        return Err("its saved state does not match what was recorded".into());
+    }
+    Ok(template)
 }

@@ -344,11 +344,11 @@ fn templates_are_found_checked_and_pruned_unless_pinned() {
 
     // The cheap checks: a changed state, a RAM image cut short.
     std::fs::write(found.state(), b"other  state").unwrap();
-    let why = store.template(&kept).unwrap_err();
+    let why = store.template(&kept).unwrap_err().why;
     assert!(why.contains("saved state"), "{why}");
     std::fs::write(found.state(), b"device state").unwrap();
     std::fs::write(found.memory(), b"short").unwrap();
-    let why = store.template(&kept).unwrap_err();
+    let why = store.template(&kept).unwrap_err().why;
     assert!(why.contains("memory image"), "{why}");
 
     store

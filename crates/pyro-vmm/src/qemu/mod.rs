@@ -417,9 +417,23 @@ impl Vm for QemuVm {
         if self.ram_in_file == Some(true) {
             self.ignore_shared_ram("save")?;
         }
+        let _ = std::fs::remove_file(state);
         let uri = save_uri(state);
         self.command("save", "migrate", serde_json::json!({ "uri": uri }))?;
-        self.wait_migration("save")
+        self.wait_migration("save")?;
+        // QEMU calls the migration done once it has written the stream;
+        // `cat` may still be writing it. The file appears under its name
+        // only after cat saw the end (see `save_uri`).
+        let deadline = Instant::now() + MONITOR_TIMEOUT;
+        while !state.exists() {
+            if Instant::now() > deadline {
+                return Err(EngineError::Migration(
+                    "the saved state was not complete in time".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
     }
 
     fn snapshot_disk(&mut self, new_top: &Path) -> Result<(), EngineError> {
@@ -450,9 +464,15 @@ fn restore_uri(state: &Path) -> String {
     format!("exec:cat < {}", shell_quote(state))
 }
 
-/// QEMU's `exec:` migration writing a state.
+/// QEMU's `exec:` migration writing a state: into `STATE.part`, renamed to
+/// `STATE` once the stream has ended, so a file under the name is whole.
 fn save_uri(state: &Path) -> String {
-    format!("exec:cat > {}", shell_quote(state))
+    let part = state.with_file_name(format!(
+        "{}.part",
+        state.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let (part, state) = (shell_quote(&part), shell_quote(state));
+    format!("exec:cat > {part} && mv -f -- {part} {state}")
 }
 
 /// Quotes a path for the `sh -c` that QEMU's `exec:` migration runs.
@@ -489,7 +509,10 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(out.stdout, b"state");
-        assert_eq!(save_uri(Path::new("-n")), "exec:cat > '-n'");
+        assert_eq!(
+            save_uri(Path::new("-n")),
+            "exec:cat > '-n.part' && mv -f -- '-n.part' '-n'"
+        );
     }
 
     #[test]
