@@ -30,10 +30,17 @@ const HOST_BUNDLE: &str = "/run/pyro/host-ca.pem";
 const COMBINED_BUNDLE: &str = "/run/pyro/ca-certificates.crt";
 
 /// Brings the network up; `ca` carries the host's CA bundle when sent.
-pub fn up(ca: Option<&Inflow>, env: Vec<(String, String)>) -> Result<Option<u64>, FileError> {
+pub fn up(
+    ca: Option<&Inflow>,
+    env: Vec<(String, String)>,
+    mac: Option<&str>,
+) -> Result<Option<u64>, FileError> {
     let host_ca = ca.map(read_all).transpose()?;
+    let mac = mac
+        .map(|text| parse_mac(text).ok_or_else(|| fail(format!("not a MAC address: {text}"))))
+        .transpose()?;
     let nic = wait_for_nic().map_err(|e| fail(format!("no network device: {e}")))?;
-    configure(&nic).map_err(|e| fail(format!("cannot configure {nic}: {e}")))?;
+    configure(&nic, mac).map_err(|e| fail(format!("cannot configure {nic}: {e}")))?;
     let mut env = env;
     if let Some(bundle) = host_ca {
         trust(&bundle).map_err(|e| fail(format!("cannot install the host's CA bundle: {e}")))?;
@@ -112,14 +119,41 @@ fn ifreq(name: &str) -> libc::ifreq {
     request
 }
 
-/// Address, netmask, link up, default route.
-fn configure(nic: &str) -> io::Result<()> {
+/// `52:54:00:12:34:56` as bytes.
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in mac.iter_mut() {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// MAC (while the link is still down), address, netmask, link up, default
+/// route.
+fn configure(nic: &str, mac: Option<[u8; 6]>) -> io::Result<()> {
     // SAFETY: socket takes no pointers.
     let sock = sys::check(unsafe {
         libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
     })?;
     let netmask = Ipv4Addr::from(u32::MAX << (32 - PREFIX as u32));
     let result = (|| {
+        if let Some(mac) = mac {
+            let mut request = ifreq(nic);
+            // SAFETY: an all-zero sockaddr is a valid value of this C struct.
+            let mut hwaddr: libc::sockaddr = unsafe { std::mem::zeroed() };
+            hwaddr.sa_family = libc::ARPHRD_ETHER;
+            for (dst, src) in hwaddr.sa_data.iter_mut().zip(mac) {
+                *dst = src as libc::c_char;
+            }
+            request.ifr_ifru.ifru_hwaddr = hwaddr;
+            // SAFETY: the ioctl reads the ifreq we own (hwaddr member set).
+            sys::check(unsafe { libc::ioctl(sock, libc::SIOCSIFHWADDR, &request) })?;
+        }
         let mut request = ifreq(nic);
         request.ifr_ifru.ifru_addr = sockaddr(GUEST);
         // SAFETY: the ioctls read the ifreq we own, whose union member is
@@ -170,4 +204,18 @@ fn trust(host_bundle: &[u8]) -> io::Result<()> {
         sys::mount(COMBINED_BUNDLE, SYSTEM_BUNDLE, None, libc::MS_BIND, None)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_macs() {
+        assert_eq!(
+            super::parse_mac("02:50:0a:ff:00:01"),
+            Some([2, 0x50, 0x0a, 0xff, 0, 1])
+        );
+        assert_eq!(super::parse_mac("02:50:0a:ff:00"), None);
+        assert_eq!(super::parse_mac("02:50:0a:ff:00:01:02"), None);
+        assert_eq!(super::parse_mac("2:50:0a:ff:00:01"), None);
+    }
 }

@@ -228,10 +228,12 @@ impl Server {
                     write::write(&request, &source).map(Some)
                 })
             }
-            (_, Message::NetworkUp { host_ca, env }) => {
+            (_, Message::NetworkUp { host_ca, env, mac }) => {
                 let inflow = host_ca.then(|| Inflow::new(id, Arc::clone(&self.outbox)));
                 let source = inflow.clone();
-                self.threaded_request(id, inflow, move |_| net::up(source.as_deref(), env))
+                self.threaded_request(id, inflow, move |_| {
+                    net::up(source.as_deref(), env, mac.as_deref())
+                })
             }
             (_, Message::Signal { signal, foreground }) => self.signal(id, signal, foreground),
             (_, Message::Resize { rows, cols }) => self.resize(id, rows, cols),

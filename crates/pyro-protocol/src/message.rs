@@ -158,6 +158,11 @@ pub enum Message {
         host_ca: bool,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         env: Vec<(String, String)>,
+        /// The NIC's own MAC (`xx:xx:xx:xx:xx:xx`), set before the link
+        /// comes up: a guest restored from a shared template has the
+        /// template's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac: Option<String>,
     },
     /// A message type this build does not know.
     #[serde(other)]

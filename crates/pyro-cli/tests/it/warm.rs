@@ -228,3 +228,21 @@ async fn mcp_creates_and_resets_restore_the_template() {
     let diff = tool_ok(&client, "workspace_diff", json!({"workspace": "mwarm"})).await;
     assert_eq!(diff["files"], json!([]));
 }
+
+/// With the network on, restored guests of one template each have a NIC
+/// address of their own (the template's would be shared), and reach the
+/// network (the network tests run on such guests too).
+#[test]
+fn restored_guests_with_a_network_have_their_own_mac() {
+    let home = TestHome::new();
+    let macs: Vec<String> = (0..2)
+        .map(|_| {
+            let id = home.create(&["--network", "egress"]);
+            assert_eq!(last_start(&home, &id)["how"], "restored");
+            let out = ok(home.sh(&id, "cat /sys/class/net/eth0/address"), "mac");
+            stdout(&out).trim().to_string()
+        })
+        .collect();
+    assert_ne!(macs[0], macs[1]);
+    assert!(macs.iter().all(|m| m.starts_with("02:50:")), "{macs:?}");
+}

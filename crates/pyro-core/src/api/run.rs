@@ -148,7 +148,7 @@ impl Pyro {
         let mut vm = booted.vm;
         let observed = Arc::new(Collected::default());
         let attached = tokio::select! {
-            attached = attach(vm.as_mut(), &booted.guest, &network, observed.clone()) => attached,
+            attached = attach(vm.as_mut(), &booted.guest, &network, pyro_protocol::net::GUEST_MAC, observed.clone()) => attached,
             _ = &mut cancel => {
                 vm.kill();
                 return Ok(cancelled(booted.ready_after.as_millis() as u64));

@@ -311,6 +311,7 @@ pub(crate) async fn attach(
     vm: &mut dyn Vm,
     guest: &Guest,
     config: &NetworkConfig,
+    mac: &str,
     observer: Arc<dyn Observer>,
 ) -> Result<Option<Network>, NetworkError> {
     if !config.mode.is_on() {
@@ -326,6 +327,7 @@ pub(crate) async fn attach(
         .open(&Message::NetworkUp {
             host_ca: bundle.is_some(),
             env: config.proxy_env.clone(),
+            mac: Some(mac.to_string()),
         })
         .await
         .map_err(NetworkError::Channel)?;

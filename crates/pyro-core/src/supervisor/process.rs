@@ -187,9 +187,15 @@ async fn supervise(
     let observer = Arc::new(NetLog::new(dir.clone(), Arc::clone(&running)));
     // Dropped at the end of this function: the stack lives as long as the VM.
     let network = Arc::new(
-        attach(vm.as_mut(), &guest, &record.network, observer)
-            .await
-            .map_err(SuperviseError::Network)?,
+        attach(
+            vm.as_mut(),
+            &guest,
+            &record.network,
+            &start::mac(id),
+            observer,
+        )
+        .await
+        .map_err(SuperviseError::Network)?,
     );
     if let Some(network) = network.as_ref() {
         publish_all(network, &mut ports).map_err(SuperviseError::Network)?;

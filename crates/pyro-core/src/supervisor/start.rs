@@ -104,6 +104,16 @@ pub(super) fn machine_id(id: &str) -> String {
     pyro_env::hash_bytes(&[b"pyro machine-id ", id.as_bytes()])[..32].to_string()
 }
 
+/// The guest NIC's MAC for workspace `id`: locally administered, its own.
+pub(super) fn mac(id: &str) -> String {
+    let digest = pyro_env::hash_bytes(&[b"pyro mac ", id.as_bytes()]);
+    let bytes = (0..4)
+        .map(|i| &digest[i * 2..i * 2 + 2])
+        .collect::<Vec<_>>()
+        .join(":");
+    format!("02:50:{bytes}")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -116,5 +126,9 @@ mod tests {
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
         assert_eq!(super::hostname("0123456789ab"), "pyro-0123456789ab");
+        let mac = super::mac("0123456789ab");
+        assert_eq!(mac.len(), 17);
+        assert!(mac.starts_with("02:50:"));
+        assert_ne!(mac, super::mac("0123456789ac"));
     }
 }
