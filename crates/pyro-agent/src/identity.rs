@@ -1,5 +1,6 @@
 //! Who this guest is: its hostname, its machine-id, and a kernel RNG of its
-//! own. The host sends them after every hello (`Message::Identity`), which
+//! own. The host sends them each time it starts the VM, booted or
+//! restored, right after the hellos (`Message::Identity`), which
 //! matters most for a guest restored from a memory image many guests share
 //! (a warm template): without it they would all share one name and, until
 //! the kernel reseeds, one random stream.

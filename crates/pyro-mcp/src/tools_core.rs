@@ -139,7 +139,7 @@ impl PyroServer {
             network: self.network_request(params.network, params.allow, params.publish)?,
             // Values come only through workspace_secret_set.
             secrets: Vec::new(),
-            warm: params::warm_by_default(),
+            warm: true,
         };
         let mut stage = progress.stage_fn();
         // A cancelled create is deleted by the facade once it is made.

@@ -24,7 +24,7 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                     ..args.network.request()
                 },
                 secrets: secret_inputs(args.secrets, args.secret_files),
-                warm: !args.cold && pyro_core::params::warm_by_default(),
+                warm: !args.cold,
             };
             // Ctrl-C: the create runs to its end, then the workspace is
             // deleted rather than left running for nobody.

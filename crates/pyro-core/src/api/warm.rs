@@ -48,12 +48,7 @@ impl Pyro {
             .dir(&record.id)
             .join(record.baseline_layer.as_ref()?);
         let machine = Machine::for_env(&self.cache_dir, &record.env).ok()?;
-        let shape = Shape {
-            cpus: record.cpus,
-            memory_mib: record.memory_mib,
-            network: record.network.mode.is_on(),
-        };
-        if machine.template_key(shape, diff::RECORD_TAG) != *key {
+        if machine.template_key(record.shape(), diff::RECORD_TAG) != *key {
             return None;
         }
         // Gone or made again since: the baseline boots, with nothing to

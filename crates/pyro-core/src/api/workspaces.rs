@@ -45,6 +45,7 @@ pub struct CreateRequest {
     pub secrets: Vec<super::secrets::SecretInput>,
     /// Restore the environment's warm template instead of booting a kernel
     /// (made on first use); when that fails, it boots anyway.
+    /// `PYRO_COLD_BOOT=1` overrides it for every create.
     pub warm: bool,
 }
 
@@ -60,7 +61,7 @@ impl CreateRequest {
             seed: None,
             network: NetworkRequest::default(),
             secrets: Vec::new(),
-            warm: params::warm_by_default(),
+            warm: true,
         }
     }
 }
@@ -156,12 +157,12 @@ impl Pyro {
         };
         // The diff baseline of the seed is built on the host meanwhile.
         let mut host_baseline = seed_dir.as_deref().map(baseline::HostBuild::start);
-        let (record, from_template) = self
+        let record = self
             .create_and_boot(request, seed_dir.is_some(), stage)
             .await?;
-        // A warm template's disk holds the empty /workspace's baseline, and
-        // its disk layer is frozen as the baseline before the VM starts.
-        let baseline_held = from_template && seed_dir.is_none();
+        // Frozen already: an unseeded warm create's baseline is its
+        // template's, whose guest holds the empty /workspace's diff baseline.
+        let baseline_held = record.baseline_layer.is_some();
         let prepared = async {
             let guest = self.connect_workspace(&record.id).await?;
             if let Some(dir) = &seed_dir {
@@ -232,7 +233,7 @@ impl Pyro {
         request: &CreateRequest,
         seeded: bool,
         stage: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<(WorkspaceRecord, bool), Error> {
+    ) -> Result<WorkspaceRecord, Error> {
         params::validate_size(request.cpus, request.memory_mib)?;
         let secret_values = super::secrets::read_inputs(&request.secrets)?;
         let network = request.network.check()?;
@@ -245,7 +246,7 @@ impl Pyro {
             memory_mib: request.memory_mib,
             network: network.mode.is_on(),
         };
-        let template = match request.warm {
+        let template = match request.warm && params::warm_by_default() {
             true => self.warm_template(&request.env, shape, stage).await,
             false => None,
         };
@@ -298,38 +299,32 @@ impl Pyro {
             };
             pyro_vmm::disk::create_overlay(&below, pyro_vmm::DiskFormat::Qcow2, &dir.join(DISK))
                 .map_err(WorkspaceError::Disk)?;
-            // Unseeded, the state right after create is the template's:
-            // its empty layer is the baseline, frozen before the VM starts.
-            let frozen_top = match (&template, seeded) {
-                (Some(_), false) => {
-                    let top = crate::workspace::layers::new_top(&dir)?;
-                    crate::workspace::layers::overlay(&dir, DISK, &top)?;
-                    Some(top)
-                }
-                _ => None,
-            };
+            // Unseeded, the state right after create is the template's: its
+            // (empty) layer is frozen as the baseline before the VM starts.
+            if template.is_some() && !seeded {
+                self.take_baseline(&store, &id).await?;
+            }
             let record = store.update(&id, |record| {
-                record.resume_from = template.as_ref().map(|t| ResumePoint::Template {
-                    key: t.info.key.clone(),
-                    build: t.info.build.clone(),
-                    below: match frozen_top {
-                        Some(_) => dir.join(DISK),
-                        None => dir.join(TEMPLATE_DISK),
-                    },
-                });
-                if let (Some(top), Some(t)) = (&frozen_top, &template) {
-                    record.baseline_layer = Some(DISK.to_string());
-                    record.baseline_template = Some((t.info.key.clone(), t.info.build.clone()));
-                    record.active_disk = top.clone();
+                if let Some(t) = &template {
+                    // The top lies over the baseline, else over the copy.
+                    let below = record.baseline_layer.as_deref().unwrap_or(TEMPLATE_DISK);
+                    record.resume_from = Some(ResumePoint::Template {
+                        key: t.info.key.clone(),
+                        build: t.info.build.clone(),
+                        below: dir.join(below),
+                    });
+                    if record.baseline_layer.is_some() {
+                        record.baseline_template = Some((t.info.key.clone(), t.info.build.clone()));
+                    }
                 }
                 Ok(())
             })?;
             launch::spawn(&self.cache_dir, &store, &record).await?;
-            Ok::<bool, Error>(template.is_some())
+            Ok::<(), Error>(())
         }
         .await;
         match created {
-            Ok(from_template) => Ok((store.read(&id)?, from_template)),
+            Ok(()) => Ok(store.read(&id)?),
             Err(error) => {
                 let _ = env_store.unpin(&id);
                 let _ = store.remove(&id);

@@ -19,14 +19,14 @@ pub struct HostMemory {
 }
 
 impl HostMemory {
-    /// `38 MiB unique, 95 MiB proportional, 160 MiB resident`.
+    /// `38.0 MiB unique, 95.0 MiB proportional, 160.0 MiB resident`.
     pub fn line(&self) -> String {
-        let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+        use pyro_util::human_bytes;
         format!(
-            "{:.0} MiB unique, {:.0} MiB proportional, {:.0} MiB resident",
-            mib(self.unique_bytes),
-            mib(self.pss_bytes),
-            mib(self.rss_bytes)
+            "{} unique, {} proportional, {} resident",
+            human_bytes(self.unique_bytes),
+            human_bytes(self.pss_bytes),
+            human_bytes(self.rss_bytes)
         )
     }
 }

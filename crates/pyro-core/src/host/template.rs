@@ -7,7 +7,7 @@
 //! the template VM writes into its own file (`share=on`) so that every
 //! restored VM maps that file copy-on-write and shares its pages.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pyro_env::{Template, TemplateInfo};
@@ -111,19 +111,13 @@ impl Machine {
             self.artifacts.initramfs.display().to_string(),
             // Machine, CPU, devices, sizes and the kernel command line,
             // with the RAM in a file as a restore maps it.
-            // The host's TSC rate (read from /proc/cpuinfo, which varies
-            // under frequency scaling) only steers a boot: left out.
             pyro_vmm::qemu::machine_signature(&VmSpec {
                 ram: GuestRam::File {
                     path: PathBuf::new(),
                     shared: false,
                 },
                 ..spec.clone()
-            })
-            .split(' ')
-            .filter(|word| !word.starts_with("tsc_early_khz="))
-            .collect::<Vec<_>>()
-            .join(" "),
+            }),
             format!("qemu={} {qemu_stamp}", qemu.display()),
             // Under KVM the guest sees the host's CPU (`-cpu host`).
             match spec.accel {
@@ -260,7 +254,7 @@ async fn build(
         network: shape.network,
         created_at: pyro_util::rfc3339(std::time::SystemTime::now()),
         build_ms: started.elapsed().as_millis() as u64,
-        memory_bytes_on_disk: allocated_bytes(&scratch.memory()),
+        memory_bytes_on_disk: pyro_util::fsutil::tree_size(&scratch.memory()),
         state_size: 0,
         state_sha256: String::new(),
     };
@@ -285,12 +279,4 @@ fn host_cpu() -> String {
         first("flags"),
         kernel.trim()
     )
-}
-
-/// Bytes a (sparse) file really takes.
-pub(crate) fn allocated_bytes(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path)
-        .map(|m| m.blocks() * 512)
-        .unwrap_or(0)
 }

@@ -37,7 +37,6 @@ use super::start;
 use crate::host::boot::describe_exit;
 use crate::host::machine::Machine;
 use crate::host::network::{attach, bind_ports, merge_ports, publish_all, PublishedPort};
-use crate::host::template::Shape;
 use crate::workspace::netlog::{NetLog, Running};
 use crate::workspace::store::{WorkspaceState, WorkspaceStore};
 use crate::workspace::{CONSOLE, CONTROL, SOCKET};
@@ -154,11 +153,7 @@ async fn supervise(
     let record = store.read(id).map_err(SuperviseError::Record)?;
     let dir = store.dir(id);
     let machine = Machine::for_env(cache_dir, &record.env).map_err(SuperviseError::Machine)?;
-    let shape = Shape {
-        cpus: record.cpus,
-        memory_mib: record.memory_mib,
-        network: record.network.mode.is_on(),
-    };
+    let shape = record.shape();
     let spec = machine.workspace_spec(
         dir.join(&record.active_disk),
         shape,
@@ -175,8 +170,13 @@ async fn supervise(
             })
             .map_err(SuperviseError::Record)?;
     }
-    let (booted, boot_report) =
-        start::start_vm(&machine, (spec, shape), resume, &dir, &record.active_disk).await?;
+    let (booted, boot_report) = start::start_vm(
+        &machine,
+        (spec, shape),
+        resume,
+        &dir.join(&record.active_disk),
+    )
+    .await?;
     let mut vm = booted.vm;
     let guest = Arc::new(booted.guest);
     guest

@@ -13,20 +13,18 @@ use crate::host::template::Shape;
 use crate::workspace::diff;
 use crate::workspace::store::{BootReport, ResumePoint};
 
-/// Brings the VM of `spec` up, restoring `resume` when given. The disk
-/// `active_disk` (relative to `dir`) is the workspace's top layer.
+/// Brings the VM of `spec` up, restoring `resume` when given. `top` is
+/// the workspace's top disk layer (the one `spec` writes to).
 pub(super) async fn start_vm(
     machine: &Machine,
     (spec, shape): (VmSpec, Shape),
     resume: Option<ResumePoint>,
-    dir: &Path,
-    active_disk: &str,
+    top: &Path,
 ) -> Result<(BootedVm, BootReport), BootError> {
     let mut fallback = None;
     if let Some(ResumePoint::Template { key, build, below }) = resume {
         let short = key[..key.len().min(12)].to_string();
-        let top = dir.join(active_disk);
-        match restore_template(machine, (&spec, shape), (&key, &build), &top, &below).await {
+        match restore_template(machine, (&spec, shape), (&key, &build), top, &below).await {
             Ok(booted) => {
                 let report = BootReport {
                     how: "restored".into(),

@@ -144,7 +144,7 @@ pub struct BootReport {
 }
 
 impl BootReport {
-    /// One line: `restored from template 1a2b3c4d5e6f in 48 ms`.
+    /// One line: `restored from warm template 1a2b3c4d5e6f in 48 ms`.
     pub fn line(&self) -> String {
         let mut line = match &self.from {
             Some(from) => format!("{} from {from} in {} ms", self.how, self.ready_ms),
@@ -173,6 +173,15 @@ fn default_disk() -> String {
 }
 
 impl WorkspaceRecord {
+    /// The shape of its VM: what its warm template is keyed on.
+    pub(crate) fn shape(&self) -> crate::host::template::Shape {
+        crate::host::template::Shape {
+            cpus: self.cpus,
+            memory_mib: self.memory_mib,
+            network: self.network.mode.is_on(),
+        }
+    }
+
     /// The name when set, else the id: how messages refer to it.
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)

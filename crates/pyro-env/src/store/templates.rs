@@ -33,6 +33,9 @@ use super::blob::{hash_file, is_digest};
 use super::{EnvStore, StoreError};
 
 const META: &str = "template.json";
+const DISK: &str = "disk.qcow2";
+const MEMORY: &str = "memory.ram";
+const STATE: &str = "state";
 
 /// What a template was made from, and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,13 +68,13 @@ pub struct Template {
 
 impl Template {
     pub fn disk(&self) -> PathBuf {
-        self.dir.join("disk.qcow2")
+        self.dir.join(DISK)
     }
     pub fn memory(&self) -> PathBuf {
-        self.dir.join("memory.ram")
+        self.dir.join(MEMORY)
     }
     pub fn state(&self) -> PathBuf {
-        self.dir.join("state")
+        self.dir.join(STATE)
     }
 }
 
@@ -87,13 +90,13 @@ impl TemplateBuild {
         self.scratch.path()
     }
     pub fn disk(&self) -> PathBuf {
-        self.dir().join("disk.qcow2")
+        self.dir().join(DISK)
     }
     pub fn memory(&self) -> PathBuf {
-        self.dir().join("memory.ram")
+        self.dir().join(MEMORY)
     }
     pub fn state(&self) -> PathBuf {
-        self.dir().join("state")
+        self.dir().join(STATE)
     }
 }
 
@@ -130,20 +133,26 @@ impl EnvStore {
         })
     }
 
-    /// `(build, dir)` of every build of `key`.
-    fn template_dirs(&self, key: &str) -> Vec<(String, PathBuf)> {
+    /// `(key, build, dir)` of every template directory, readable or not.
+    fn template_entries(&self) -> Vec<(String, String, PathBuf)> {
         let Ok(entries) = std::fs::read_dir(self.templates_dir()) else {
             return Vec::new();
         };
-        let prefix = format!("{key}.");
         entries
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let build = name.strip_prefix(&prefix)?.to_string();
-                Some((build, e.path()))
+                let (key, build) = name.split_once('.')?;
+                is_digest(key).then(|| (key.to_string(), build.to_string(), e.path()))
             })
             .collect()
+    }
+
+    /// `(build, dir)` of every build of `key`.
+    fn template_dirs(&self, key: &str) -> Vec<(String, PathBuf)> {
+        let entries = self.template_entries().into_iter();
+        let builds = entries.filter(|(k, _, _)| k == key);
+        builds.map(|(_, build, dir)| (build, dir)).collect()
     }
 
     /// Starts building a template.
@@ -153,8 +162,9 @@ impl EnvStore {
         })
     }
 
-    /// Moves a finished build into place under `info.key` (its files made
-    /// read-only, the state hashed into `info`), replacing an unusable one.
+    /// Moves a finished build into a directory of its own,
+    /// `<info.key>.<info.build>` (its files made read-only but the RAM
+    /// image, the state hashed into `info`).
     pub fn publish_template(
         &self,
         build: TemplateBuild,
@@ -218,12 +228,10 @@ impl EnvStore {
 
     /// Every template in the store (readable ones), oldest first.
     pub fn templates(&self) -> Vec<TemplateInfo> {
-        let Ok(entries) = std::fs::read_dir(self.templates_dir()) else {
-            return Vec::new();
-        };
-        let mut found: Vec<TemplateInfo> = entries
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path().join(META)).ok())
+        let mut found: Vec<TemplateInfo> = self
+            .template_entries()
+            .into_iter()
+            .filter_map(|(_, _, dir)| std::fs::read_to_string(dir.join(META)).ok())
             .filter_map(|text| serde_json::from_str(&text).ok())
             .collect();
         found.sort_by(|a, b| a.created_at.cmp(&b.created_at));
@@ -232,17 +240,8 @@ impl EnvStore {
 
     /// Keys of every template directory, readable or not.
     pub(super) fn template_keys(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.templates_dir()) else {
-            return Vec::new();
-        };
-        let mut keys: Vec<String> = entries
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let (key, _build) = name.split_once('.')?;
-                is_digest(key).then(|| key.to_string())
-            })
-            .collect();
+        let entries = self.template_entries().into_iter();
+        let mut keys: Vec<String> = entries.map(|(key, _, _)| key).collect();
         keys.sort();
         keys.dedup();
         keys

@@ -167,7 +167,9 @@ pub(crate) fn qemu_args(spec: &VmSpec, fds: &ChannelFds) -> Vec<String> {
 /// The QEMU command line of `spec` with every path and descriptor left
 /// out: what a saved state of it depends on (machine, CPU, devices, sizes,
 /// kernel command line). A state saved from one spec restores only into a
-/// spec of the same signature.
+/// spec of the same signature. The host's TSC rate is left out too: it
+/// only steers a boot, and `/proc/cpuinfo` gives another one from read to
+/// read under frequency scaling.
 pub fn machine_signature(spec: &VmSpec) -> String {
     let mut plain = spec.clone();
     plain.kernel = "-".into();
@@ -193,7 +195,9 @@ pub fn machine_signature(spec: &VmSpec) -> String {
         monitor: 0,
         network: plain.network.then_some(0),
     };
-    qemu_args(&plain, &fds).join(" ")
+    let args = qemu_args(&plain, &fds).join(" ");
+    let words = args.split(' ').filter(|w| !w.starts_with("tsc_early_khz="));
+    words.collect::<Vec<_>>().join(" ")
 }
 
 /// QEMU option values escape `,` by doubling it.

@@ -63,7 +63,10 @@ pub(super) async fn rows(
     let in_home = Pyro::with_dirs(pyro.cache_dir(), home.path());
     let mut cold_memory =
         Samples::new("unique host memory, an idle cold-made workspace (MB; value)");
-    cold_memory.millis.extend(unique_mb(&in_home, "cold"));
+    let memory = host_memory(&in_home, "cold");
+    cold_memory
+        .millis
+        .extend(memory.map(|m| mb(m.unique_bytes)));
     pyro_cli(words(&["workspace", "delete", "cold"])).await?;
 
     progress("host memory of 10 idle warm workspaces");
@@ -75,15 +78,9 @@ pub(super) async fn rows(
     let mut warm_memory =
         Samples::new("unique host memory per idle warm workspace, 10 idle (MB; value)");
     let mut warm_pss = Samples::new("PSS per idle warm workspace, 10 idle (MB; value)");
-    for name in &idle {
-        warm_memory.millis.extend(unique_mb(&in_home, name));
-        let pss = in_home
-            .workspace_status(name)
-            .ok()
-            .and_then(|r| r.host_memory);
-        warm_pss
-            .millis
-            .extend(pss.map(|m| m.pss_bytes as f64 / 1e6));
+    for memory in idle.iter().filter_map(|name| host_memory(&in_home, name)) {
+        warm_memory.millis.push(mb(memory.unique_bytes));
+        warm_pss.millis.push(mb(memory.pss_bytes));
     }
     for name in &idle {
         pyro_cli(words(&["workspace", "delete", name])).await?;
@@ -141,10 +138,13 @@ pub(super) async fn rows(
     Ok(rows)
 }
 
-/// The unique host memory of workspace `name`'s VM, MB.
-fn unique_mb(pyro: &Pyro, name: &str) -> Option<f64> {
-    let record = pyro.workspace_status(name).ok()?;
-    Some(record.host_memory?.unique_bytes as f64 / 1e6)
+/// The host memory of workspace `name`'s VM, as `status` measures it.
+fn host_memory(pyro: &Pyro, name: &str) -> Option<crate::HostMemory> {
+    pyro.workspace_status(name).ok()?.host_memory
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
 }
 
 /// Writes `mb` megabytes of incompressible data as 100 x 100 files.
