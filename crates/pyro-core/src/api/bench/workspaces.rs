@@ -139,7 +139,7 @@ pub(super) async fn rows(
 }
 
 /// The host memory of workspace `name`'s VM, as `status` measures it.
-fn host_memory(pyro: &Pyro, name: &str) -> Option<crate::HostMemory> {
+fn host_memory(pyro: &Pyro, name: &str) -> Option<crate::host::memory::HostMemory> {
     pyro.workspace_status(name).ok()?.host_memory
 }
 
