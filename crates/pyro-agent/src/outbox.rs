@@ -15,7 +15,11 @@
 //!   until it reads them (its window closes first).
 //!
 //! One FIFO keeps per-request order: `Started` before any output of its id,
-//! all output before `Exited`. (A `std::sync::mpsc::sync_channel` cannot mix
+//! all output before `Exited`. Connection messages that must overtake it
+//! (`Quiesced`, the `Hello` that ends a quiesce) go first: after
+//! [`Outbox::quiesce`] the writer writes `Quiesced` and then nothing until
+//! [`Outbox::resume`], so a VM saved meanwhile holds its pending frames in
+//! its own memory, whole. (A `std::sync::mpsc::sync_channel` cannot mix
 //! a bounded and a never-blocking sender, hence this small queue.)
 
 use std::collections::VecDeque;
@@ -45,6 +49,10 @@ struct State {
     queued_data: usize,
     /// The writer holds frames it took from the queue but has not written.
     writing: bool,
+    /// Quiesced: the queue waits; only `urgent` frames are written.
+    paused: bool,
+    /// Connection messages written before anything queued.
+    urgent: VecDeque<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -137,6 +145,25 @@ impl Outbox {
         true
     }
 
+    /// Writes `message` (id 0) ahead of the queue, then holds the queue
+    /// until [`Outbox::resume`].
+    pub fn quiesce(&self, message: &Message) {
+        let mut state = self.lock();
+        state.paused = true;
+        state.urgent.push_back(encode_message(0, message));
+        drop(state);
+        self.filled.notify_one();
+    }
+
+    /// Writes `message` (id 0) ahead of the queue, then the queue again.
+    pub fn resume(&self, message: &Message) {
+        let mut state = self.lock();
+        state.paused = false;
+        state.urgent.push_back(encode_message(0, message));
+        drop(state);
+        self.filled.notify_one();
+    }
+
     fn enqueue(&self, frame: Queued) {
         self.lock().queue.push_back(frame);
         self.filled.notify_one();
@@ -171,11 +198,14 @@ impl Outbox {
         let mut batch = Vec::with_capacity(WRITE_BATCH);
         loop {
             let mut state = self.lock();
-            while state.queue.is_empty() {
+            while state.urgent.is_empty() && (state.paused || state.queue.is_empty()) {
                 state = self.wait(&self.filled, state, None);
             }
             batch.clear();
-            while let Some(frame) = state.queue.front() {
+            if let Some(urgent) = state.urgent.pop_front() {
+                batch.extend_from_slice(&urgent);
+            }
+            while let Some(frame) = state.queue.front().filter(|_| !state.paused) {
                 if !batch.is_empty() && batch.len() + frame.bytes.len() > WRITE_BATCH {
                     break;
                 }
@@ -195,5 +225,64 @@ impl Outbox {
                 power::fatal(format_args!("cannot write to the host: {err}"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use pyro_protocol::{Decoder, FrameKind, Message};
+
+    use super::Outbox;
+
+    /// A writer that hands every write to the test.
+    struct Sink(mpsc::Sender<Vec<u8>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.send(bytes.to_vec());
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn frames(written: &mpsc::Receiver<Vec<u8>>, count: usize) -> Vec<(u32, Option<Message>)> {
+        let mut decoder = Decoder::new();
+        let mut out = Vec::new();
+        while out.len() < count {
+            let bytes = written
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .expect("a write");
+            decoder.push(&bytes);
+            while let Some(frame) = decoder.next_frame().expect("a frame") {
+                let message = (frame.kind == FrameKind::Message).then(|| frame.message().unwrap());
+                out.push((frame.id, message));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_quiesced_outbox_holds_its_queue_until_the_hello() {
+        let (tx, written) = mpsc::channel();
+        let outbox = Outbox::start(Sink(tx));
+        outbox.quiesce(&Message::Quiesced);
+        assert_eq!(frames(&written, 1), vec![(0, Some(Message::Quiesced))]);
+        outbox.push_control(5, &Message::Started { pid: 9 });
+        assert!(outbox.push_data(5, FrameKind::Stdout, b"held", None));
+        let early = written.recv_timeout(std::time::Duration::from_millis(100));
+        assert!(early.is_err(), "nothing is written while quiesced");
+        outbox.resume(&Message::Quiesced);
+        let after = frames(&written, 3);
+        assert_eq!(
+            after[0],
+            (0, Some(Message::Quiesced)),
+            "the hello goes first"
+        );
+        assert_eq!(after[1], (5, Some(Message::Started { pid: 9 })));
+        assert_eq!(after[2], (5, None));
     }
 }

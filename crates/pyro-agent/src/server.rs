@@ -12,7 +12,7 @@
 //! only queued here, in the request's bounded [`Inflow`], for its own thread
 //! to deliver and ack.
 //!
-//! Request ids: id 0 is the connection (`Hello`, `PowerOff`); every other
+//! Request ids: id 0 is the connection (`Hello`, `Identity`, `Quiesce`, `PowerOff`); every other
 //! request takes a non-zero id that stays live until its terminal message
 //! (`Exited`, `Done` or `Error`) is queued. `Resize` and `Signal` act on a
 //! live id and are never answered, so they cannot end an id twice.
@@ -149,8 +149,10 @@ impl Server {
                         log!("set the clock: {err}");
                     }
                 }
-                self.outbox.push_control(0, &agent_hello());
+                // Ahead of anything queued, and it ends a quiesce.
+                self.outbox.resume(&agent_hello());
             }
+            (0, Message::Quiesce) => self.outbox.quiesce(&Message::Quiesced),
             (
                 0,
                 Message::Identity {
@@ -478,6 +480,8 @@ fn message_name(message: &Message) -> &'static str {
         Message::Error { .. } => "error",
         Message::PowerOff => "power_off",
         Message::PoweringOff => "powering_off",
+        Message::Quiesce => "quiesce",
+        Message::Quiesced => "quiesced",
         Message::Ack { .. } => "ack",
         Message::ReadFile { .. } => "read_file",
         Message::WriteFile { .. } => "write_file",

@@ -89,9 +89,12 @@ pub enum WorkspaceCommand {
   pyro workspace update api-fix --allow-any
   pyro workspace update api-fix --network off")]
     Update(UpdateArgs),
-    /// Power a workspace's VM off; its disk keeps every change.
-    Stop(WorkspaceRef),
-    /// Boot a stopped or crashed workspace again from its disk.
+    /// Suspend a workspace: its VM's memory goes to disk and nothing of it
+    /// runs; `start` (or any call on it) resumes every process. With
+    /// --power-off, power the VM off instead (its disk keeps every change).
+    Stop(StopArgs),
+    /// Resume a suspended workspace, or boot a stopped or crashed one
+    /// again from its disk.
     Start(WorkspaceRef),
     /// Kill a workspace's VM and remove everything of it.
     Delete(WorkspaceRef),
@@ -158,12 +161,40 @@ pub enum NetworkCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
-    /// Name the current whole-disk state (cheap: a frozen copy-on-write layer).
-    Create(SnapshotArgs),
+    /// Name the current state: the whole disk (a frozen copy-on-write
+    /// layer) and the running VM's memory, so that a reset to it has its
+    /// shells and services running again.
+    Create(SnapshotCreateArgs),
     /// List a workspace's snapshots.
     List(WorkspaceRef),
     /// Delete a snapshot (its disk layer goes when nothing else needs it).
     Delete(SnapshotArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotCreateArgs {
+    /// Workspace id or name.
+    pub workspace: String,
+    /// Snapshot name.
+    pub name: String,
+    /// Keep the disk only, not the VM's memory (a reset to it boots).
+    #[arg(long)]
+    pub disk_only: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Workspace id (or a unique prefix of it) or name.
+    pub workspace: String,
+    /// Power the VM off (every process ends) instead of suspending it.
+    #[arg(long)]
+    pub power_off: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

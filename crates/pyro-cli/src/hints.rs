@@ -16,6 +16,9 @@ fn command(action: &Action) -> String {
         Action::StartWorkspace { workspace } => {
             format!("pyro workspace start {}", quoted(workspace))
         }
+        Action::PowerOffWorkspace { workspace } => {
+            format!("pyro workspace stop --power-off {}", quoted(workspace))
+        }
         Action::WorkspaceLogs { workspace } => match or_id(workspace) {
             Some(workspace) => format!("pyro workspace logs {workspace}"),
             None => "pyro workspace logs".into(),

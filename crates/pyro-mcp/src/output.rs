@@ -119,6 +119,10 @@ fn tool_call(action: &Action) -> String {
     match action {
         Action::ListWorkspaces => call("workspace_list", String::new()),
         Action::StartWorkspace { workspace } => on("workspace_start", workspace),
+        Action::PowerOffWorkspace { workspace } => call(
+            "workspace_stop",
+            format!("workspace \"{workspace}\", power_off true"),
+        ),
         Action::WorkspaceLogs { workspace } => maybe_on("workspace_logs", workspace),
         Action::WorkspaceStatus { workspace } => maybe_on("workspace_status", workspace),
         Action::ListFiles { workspace } => on("workspace_file_list", workspace),

@@ -108,6 +108,22 @@ pub struct ResetParams {
     pub snapshot: Option<String>,
 }
 
+/// What `workspace_reset` did.
+#[derive(Debug, serde::Serialize, JsonSchema)]
+pub struct ResetInfo {
+    /// The workspace as it is now.
+    #[serde(flatten)]
+    pub workspace: WorkspaceInfo,
+    /// Shells (ids) that were open and ended.
+    pub ended_shells: Vec<String>,
+    /// Services that were running and ended.
+    pub ended_services: Vec<String>,
+    /// Shells open again: the snapshot's memory had them.
+    pub restored_shells: Vec<String>,
+    /// Services running again: the snapshot's memory had them.
+    pub restored_services: Vec<String>,
+}
+
 #[tool_router(router = core_router, vis = "pub(crate)")]
 impl PyroServer {
     /// Create a workspace: a Linux VM that keeps running between calls, with the project
@@ -288,9 +304,9 @@ impl PyroServer {
         &self,
         Parameters(params): Parameters<ResetParams>,
         context: RequestContext<RoleServer>,
-    ) -> ToolResult<WorkspaceInfo> {
+    ) -> ToolResult<ResetInfo> {
         let progress = Progress::new(&context);
-        progress.stage("resetting disk and rebooting VM");
+        progress.stage("resetting disk and restoring or rebooting VM");
         let reset = progress
             .with_heartbeat(
                 self.pyro
@@ -299,12 +315,26 @@ impl PyroServer {
             )
             .await;
         progress.done().await;
-        let record = reset?;
-        let info = WorkspaceInfo::from(record);
+        let report = reset?;
         let target = params.snapshot.as_deref().unwrap_or("the baseline");
-        Ok(Out::new(
-            format!("workspace {} reset to {target}", info.id),
-            info,
-        ))
+        let info = ResetInfo {
+            ended_shells: report.ended.shells,
+            ended_services: report.ended.services,
+            restored_shells: report.restored.shells,
+            restored_services: report.restored.services,
+            workspace: WorkspaceInfo::from(report.workspace),
+        };
+        let mut text = format!("workspace {} reset to {target}", info.workspace.id);
+        for (what, names) in [
+            ("shells ended", &info.ended_shells),
+            ("services ended", &info.ended_services),
+            ("shells running again", &info.restored_shells),
+            ("services running again", &info.restored_services),
+        ] {
+            if !names.is_empty() {
+                text.push_str(&format!("; {what}: {}", names.join(", ")));
+            }
+        }
+        Ok(Out::new(text, info))
     }
 }

@@ -26,6 +26,31 @@ pub struct SnapshotParams {
     pub name: String,
 }
 
+/// Arguments of `workspace_snapshot_create`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotCreateParams {
+    /// The workspace id or name.
+    pub workspace: String,
+    /// The snapshot name (letters, digits, '.', '_', '-').
+    pub name: String,
+    /// Keep only the disk, not the running VM's memory: a reset to it then
+    /// boots, and shells and services do not come back.
+    #[serde(default)]
+    pub disk_only: bool,
+}
+
+/// Arguments of `workspace_stop`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopParams {
+    /// The workspace id or name.
+    pub workspace: String,
+    /// Power the VM off (every process ends) instead of suspending it.
+    #[serde(default)]
+    pub power_off: bool,
+}
+
 /// One snapshot.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct SnapshotInfo {
@@ -33,6 +58,9 @@ pub struct SnapshotInfo {
     pub name: String,
     /// When it was taken (RFC 3339).
     pub created_at: String,
+    /// Whether it keeps the VM's memory (a reset to it has its shells and
+    /// services running again).
+    pub memory: bool,
 }
 
 /// A workspace's snapshots.
@@ -102,23 +130,30 @@ fn tail(text: &str) -> String {
 
 #[tool_router(router = full_router, vis = "pub(crate)")]
 impl PyroServer {
-    /// Name the current whole-disk state of a workspace, cheaply, to come back to later with
-    /// workspace_reset. Take one before risky changes.
+    /// Name the current state of a workspace, cheaply, to come back to later with
+    /// workspace_reset: its whole disk and the running VM's memory, so shells and services
+    /// running now run again after the reset (disk_only: the disk alone). Take one before
+    /// risky changes.
     #[tool(
         output_schema = schema::<SnapshotInfo>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)
     )]
     async fn workspace_snapshot_create(
         &self,
-        Parameters(params): Parameters<SnapshotParams>,
+        Parameters(params): Parameters<SnapshotCreateParams>,
     ) -> ToolResult<SnapshotInfo> {
         let snapshot = self
             .pyro
-            .workspace_snapshot_create(&params.workspace, &params.name)
+            .workspace_snapshot_create(&params.workspace, &params.name, params.disk_only)
             .await?;
+        let kept = match snapshot.memory {
+            Some(_) => "disk and memory",
+            None => "disk only",
+        };
         Ok(Out::new(
-            format!("snapshot {} taken", snapshot.name),
+            format!("snapshot {} taken ({kept})", snapshot.name),
             SnapshotInfo {
+                memory: snapshot.memory.is_some(),
                 name: snapshot.name,
                 created_at: snapshot.created_at,
             },
@@ -139,6 +174,7 @@ impl PyroServer {
             .workspace_snapshot_list(&params.workspace)?
             .into_iter()
             .map(|s| SnapshotInfo {
+                memory: s.memory.is_some(),
                 name: s.name,
                 created_at: s.created_at,
             })
@@ -171,21 +207,27 @@ impl PyroServer {
         Ok(Out::new(message.clone(), Done { message }))
     }
 
-    /// Power a workspace's VM off; its disk keeps every change. Running commands end. Use
-    /// workspace_start to boot it again.
+    /// Suspend a workspace: its VM's memory goes to disk and nothing of it runs on the host.
+    /// workspace_start, or any later tool call on it, resumes it with every process, shell
+    /// and service alive. power_off: power the VM off instead (processes end, the disk keeps
+    /// every change).
     #[tool(
         output_schema = schema::<WorkspaceInfo>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     async fn workspace_stop(
         &self,
-        Parameters(params): Parameters<WorkspaceParams>,
+        Parameters(params): Parameters<StopParams>,
     ) -> ToolResult<WorkspaceInfo> {
-        let info = WorkspaceInfo::from(self.pyro.workspace_stop(&params.workspace).await?);
+        let how = match params.power_off {
+            true => pyro_core::StopMode::PowerOff,
+            false => pyro_core::StopMode::Suspend,
+        };
+        let info = WorkspaceInfo::from(self.pyro.workspace_stop(&params.workspace, how).await?);
         Ok(Out::new(info.line(), info))
     }
 
-    /// Boot a stopped or crashed workspace again from its disk.
+    /// Resume a suspended workspace, or boot a stopped or crashed one again from its disk.
     #[tool(
         output_schema = schema::<WorkspaceInfo>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)

@@ -19,9 +19,9 @@ pub struct WorkspaceInfo {
     pub name: Option<String>,
     /// The environment it was created from, e.g. `debian:12`.
     pub env: String,
-    /// `starting`, `running`, `stopped` or `crashed`.
+    /// `starting`, `running`, `suspended` (any tool call resumes it), `stopped` or `crashed`.
     pub state: String,
-    /// Why it crashed, when it did.
+    /// Why it crashed, when it did; since when it is suspended.
     pub reason: Option<String>,
     /// Free-form `key=value` labels.
     pub labels: BTreeMap<String, String>,
@@ -84,6 +84,7 @@ impl From<WorkspaceRecord> for WorkspaceInfo {
     fn from(record: WorkspaceRecord) -> Self {
         let reason = match &record.state {
             WorkspaceState::Crashed { reason } => Some(reason.clone()),
+            WorkspaceState::Suspended { since } => Some(format!("since {since}")),
             _ => None,
         };
         WorkspaceInfo {

@@ -39,6 +39,14 @@
 //! The host may then send `Identity` (id 0, no answer): the guest's
 //! hostname, machine-id and fresh entropy for its RNG.
 //!
+//! Before saving the VM's state the host sends `Quiesce` (id 0) and waits
+//! for `Quiesced`; the agent then holds every frame it would write, and
+//! the host writes nothing, until the host's next `Hello`. The agent
+//! answers that `Hello` first, then sends what it held. A state saved
+//! between the two is at a frame boundary both ways, so a VM restored
+//! from it (by the same host process or another one that knows the
+//! request ids) carries on where it was.
+//!
 //! # Requests
 //!
 //! Every request the host starts on a non-zero id ends with exactly one

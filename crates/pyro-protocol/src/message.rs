@@ -62,6 +62,17 @@ pub enum Message {
     PowerOff,
     /// Guest → host: the agent is about to power off.
     PoweringOff,
+    /// Host → guest, id 0: the host is about to save the VM's state (a
+    /// memory snapshot, a suspend, a fork). The agent answers `Quiesced`
+    /// and then writes nothing more until the host's next `Hello`: the
+    /// frames it queues meanwhile wait in guest memory. The host sends
+    /// nothing after `Quiesce` until that `Hello` either, so the saved
+    /// stream is at a frame boundary both ways and everything the host
+    /// sent before was read.
+    Quiesce,
+    /// Guest → host, id 0: the answer to `Quiesce`, the last frame before
+    /// the next `Hello`.
+    Quiesced,
     /// Guest → host: `bytes` more bytes of the host's data frames for this
     /// request (stdin or file) reached their destination, or were dropped
     /// because it is gone (a command that closed its stdin). Counts since the

@@ -100,6 +100,9 @@ fn samples() -> Vec<(u32, Message)> {
         ),
         (0, Message::PowerOff),
         (0, Message::PoweringOff),
+        // Added in generation 1 without breaking it: saving a VM's state.
+        (0, Message::Quiesce),
+        (0, Message::Quiesced),
         // Added in generation 1 without breaking it: flow control and files.
         (7, Message::Ack { bytes: 65536 }),
         (

@@ -136,8 +136,17 @@ pub trait Vm: Send {
     /// shared file stays there, out of `state`.
     fn save(&mut self, state: &Path) -> Result<(), EngineError>;
 
-    /// Resumes a paused VM.
+    /// Resumes a paused VM (also after a save: the VM carries on).
     fn resume(&mut self) -> Result<(), EngineError>;
+
+    /// Pauses the VM's CPUs; [`Vm::resume`] lets them run again.
+    fn pause(&mut self) -> Result<(), EngineError>;
+
+    /// On a paused VM: freezes the root disk as it is and moves the VM's
+    /// writes to a new qcow2 overlay `new_top` backed by it, leaving the
+    /// VM paused. A [`Vm::save`] after it pairs the frozen disk with the
+    /// saved memory exactly.
+    fn switch_disk(&mut self, new_top: &Path) -> Result<(), EngineError>;
 
     /// Freezes the root disk as it is and moves the VM's writes to a new
     /// qcow2 overlay `new_top` backed by it. The VM is paused for the switch,

@@ -83,8 +83,16 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
             show(&record, args.json)?
         }
         WorkspaceCommand::Stop(args) => {
-            let stopped = super::runtime().block_on(pyro.workspace_stop(&args.workspace))?;
-            acknowledge(&stopped, &args, "stopped")?
+            let how = match args.power_off {
+                true => pyro_core::StopMode::PowerOff,
+                false => pyro_core::StopMode::Suspend,
+            };
+            let stopped = super::runtime().block_on(pyro.workspace_stop(&args.workspace, how))?;
+            if args.json {
+                super::print_json(&stopped)?;
+            } else {
+                println!("{} {}", stopped.display_name(), describe_state(&stopped));
+            }
         }
         WorkspaceCommand::Start(args) => {
             let started = super::runtime().block_on(pyro.workspace_start(&args.workspace))?;
@@ -103,12 +111,19 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
             }
         }
         WorkspaceCommand::Snapshot(SnapshotCommand::Create(args)) => {
-            let snapshot = super::runtime()
-                .block_on(pyro.workspace_snapshot_create(&args.workspace, &args.name))?;
+            let snapshot = super::runtime().block_on(pyro.workspace_snapshot_create(
+                &args.workspace,
+                &args.name,
+                args.disk_only,
+            ))?;
             if args.json {
                 super::print_json(&snapshot)?;
             } else {
-                println!("snapshot {} created", snapshot.name);
+                let kept = match snapshot.memory {
+                    Some(_) => "disk and memory",
+                    None => "disk only",
+                };
+                println!("snapshot {} created ({kept})", snapshot.name);
             }
         }
         WorkspaceCommand::Snapshot(SnapshotCommand::List(args)) => {
@@ -141,18 +156,32 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
             }
         }
         WorkspaceCommand::Reset(args) => {
-            let record = super::runtime()
+            let report = super::runtime()
                 .block_on(pyro.workspace_reset(&args.workspace, args.snapshot.as_deref()))?;
             if args.json {
-                super::print_json(&record)?;
+                super::print_json(&report)?;
             } else {
                 println!(
                     "{} reset to {}",
-                    record.display_name(),
+                    report.workspace.display_name(),
                     args.snapshot
                         .as_deref()
                         .map_or("its baseline".to_string(), |s| format!("snapshot {s}"))
                 );
+                let lines = [
+                    ("ended", &report.ended),
+                    ("running again", &report.restored),
+                ];
+                for (what, sessions) in lines {
+                    for (kind, names) in [
+                        ("shells", &sessions.shells),
+                        ("services", &sessions.services),
+                    ] {
+                        if !names.is_empty() {
+                            println!("  {kind} {what}: {}", names.join(", "));
+                        }
+                    }
+                }
             }
         }
         WorkspaceCommand::Sync(SyncCommand::Push(args)) => {
@@ -355,6 +384,7 @@ fn acknowledge(record: &WorkspaceRecord, args: &WorkspaceRef, verb: &str) -> any
 fn describe_state(record: &WorkspaceRecord) -> String {
     match &record.state {
         pyro_core::WorkspaceState::Crashed { reason } => format!("crashed: {reason}"),
+        pyro_core::WorkspaceState::Suspended { since } => format!("suspended since {since}"),
         state => state.label().to_string(),
     }
 }

@@ -16,6 +16,7 @@ mod mcp;
 mod mcp_load;
 mod mcp_raw;
 mod mcp_sessions;
+mod memory;
 mod network;
 mod ports;
 mod run;

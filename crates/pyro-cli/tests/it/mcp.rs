@@ -483,7 +483,12 @@ async fn workspace_full_tools_snapshot_stop_start_sync_and_update() {
         "{run}"
     );
 
-    let stopped = tool_ok(&client, "workspace_stop", ws.clone()).await;
+    let stopped = tool_ok(
+        &client,
+        "workspace_stop",
+        json!({"workspace": id, "power_off": true}),
+    )
+    .await;
     assert_eq!(stopped["state"], "stopped");
     let refused = call(
         &client,

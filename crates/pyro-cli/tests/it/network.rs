@@ -272,7 +272,10 @@ fn a_workspace_without_network_cannot_turn_it_on_while_running() {
     );
 
     // Stopped: the change is kept and applies at start.
-    ok(home.run(&["workspace", "stop", "quiet"]), "stop");
+    ok(
+        home.run(&["workspace", "stop", "quiet", "--power-off"]),
+        "stop",
+    );
     let output = ok(
         home.run(&["workspace", "update", "quiet", "--network", "egress"]),
         "update",

@@ -170,7 +170,10 @@ fn a_published_guest_server_answers_on_the_host_until_unpublished() {
     );
 
     // A stop closes it; a start binds the same port again.
-    ok(home.run(&["workspace", "stop", "web"]), "stop");
+    ok(
+        home.run(&["workspace", "stop", "web", "--power-off"]),
+        "stop",
+    );
     assert!(closed(second), "a stopped workspace's port still listens");
     ok(home.run(&["workspace", "start", "web"]), "start");
     ok(serve_site(&home, "web"), "service start after start");

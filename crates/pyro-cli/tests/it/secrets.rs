@@ -289,7 +289,12 @@ fn secrets_reach_only_the_commands_that_name_them_and_never_show() {
     let summary = stdout(&shown[0]);
     assert!(summary.contains("[secret:TOKEN]"), "{summary}");
     let state_dir = home.path().join("workspaces").join(&id);
-    ok(home.run(&["workspace", "stop", "sec"]), "stop");
+    // Powered off: a suspend would keep the guest's memory, which holds
+    // what the guest was given (docs/secrets.md).
+    ok(
+        home.run(&["workspace", "stop", "sec", "--power-off"]),
+        "stop",
+    );
     let holding = files_holding(&state_dir, VALUE.as_bytes());
     assert!(
         holding.is_empty(),

@@ -51,7 +51,7 @@ fn lifecycle_create_list_update_stop_start_delete() {
     let vm = home.vm_pids(&id);
     assert_eq!(vm.len(), 1, "one QEMU per workspace");
 
-    let stopped = home.run(&["workspace", "stop", "api-fix-2"]);
+    let stopped = home.run(&["workspace", "stop", "api-fix-2", "--power-off"]);
     assert!(stopped.status.success(), "{}", stderr(&stopped));
     assert_gone(vm[0], "QEMU after stop");
     let refused = home.sh("api-fix-2", "true");

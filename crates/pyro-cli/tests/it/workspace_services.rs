@@ -319,7 +319,10 @@ fn failing_services_say_why_with_their_logs() {
     );
 
     // Stopping the workspace ends its services; the record stays readable.
-    ok(home.run(&["workspace", "stop", &ws]), "stop workspace");
+    ok(
+        home.run(&["workspace", "stop", &ws, "--power-off"]),
+        "stop workspace",
+    );
     let info = status(&home, &ws, "flood");
     assert_eq!(info["state"], "ended", "{info}");
     let tail = ok(

@@ -187,7 +187,10 @@ fn a_session_is_summarised_and_a_reset_empties_the_summary() {
     );
 
     // Stopped: no diff, and the summary says so instead of failing.
-    ok(&home.run(&["workspace", "stop", "review"]), "stop");
+    ok(
+        &home.run(&["workspace", "stop", "review", "--power-off"]),
+        "stop",
+    );
     let summary = summary_json(&home, "review");
     assert_eq!(summary["files_source"], "events");
     assert!(

@@ -11,7 +11,7 @@ use super::error::Error;
 use super::params::InvalidRequest;
 use super::Pyro;
 use crate::host::exec::{drive_exec, OutputSink, RunEnd, TIMEOUT_GRACE};
-use crate::host::guest::{Guest, GuestError, Handshake};
+use crate::host::guest::{Adoption, Guest, GuestError, Handshake};
 use crate::host::input::Input;
 use crate::workspace::store::{self, WorkspaceRecord, WorkspaceState};
 use crate::workspace::{events, netlog, WorkspaceError, SOCKET};
@@ -74,7 +74,7 @@ impl Pyro {
         let started = Instant::now();
         // On the clock the network's events carry.
         let started_ms = pyro_net::now_unix_ms();
-        let (record, dir) = self.running_workspace(query)?;
+        let (record, dir) = self.running_workspace(query).await?;
         let mut env = options.env_vars.clone();
         env.extend(super::secrets::env_for(&dir, query, &options.secret_env)?);
         let guest = self.connect_running(&record, &dir).await?;
@@ -166,7 +166,7 @@ impl Pyro {
 
     /// A guest channel to a running workspace, through its supervisor.
     pub(crate) async fn connect_workspace(&self, query: &str) -> Result<Guest, Error> {
-        let (record, dir) = self.running_workspace(query)?;
+        let (record, dir) = self.running_workspace(query).await?;
         self.connect_running(&record, &dir).await
     }
 
@@ -185,22 +185,28 @@ impl Pyro {
                 name,
                 reason: "its supervisor does not answer".into(),
             })?;
-        Ok(Guest::connect(stream, Handshake::FreshBoot).await?)
+        Ok(Guest::connect(stream, Handshake::FreshBoot, &Adoption::default()).await?)
     }
 
     /// A running workspace's record and directory; else why it is not
-    /// running, and what to do.
-    pub(crate) fn running_workspace(
+    /// running, and what to do. A suspended workspace is resumed first:
+    /// any call on it wakes it.
+    pub(crate) async fn running_workspace(
         &self,
         query: &str,
     ) -> Result<(WorkspaceRecord, PathBuf), Error> {
         let store = self.store()?;
-        let record = store.observe(&store.resolve(query)?.id)?;
+        let mut record = store.observe(&store.resolve(query)?.id)?;
+        if let WorkspaceState::Suspended { .. } = record.state {
+            record = self.resume_for_call(&record.id).await?;
+        }
         let name = record.display_name().to_string();
         match &record.state {
             WorkspaceState::Running => {}
             WorkspaceState::Starting => return Err(WorkspaceError::Starting { name }.into()),
-            WorkspaceState::Stopped => return Err(WorkspaceError::Stopped { name }.into()),
+            WorkspaceState::Stopped | WorkspaceState::Suspended { .. } => {
+                return Err(WorkspaceError::Stopped { name }.into())
+            }
             WorkspaceState::Crashed { reason } => {
                 return Err(WorkspaceError::Crashed {
                     name,

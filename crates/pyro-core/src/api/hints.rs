@@ -54,6 +54,9 @@ pub enum Action {
     StartWorkspace {
         workspace: String,
     },
+    PowerOffWorkspace {
+        workspace: String,
+    },
     /// `workspace: None` when the error does not know which one.
     WorkspaceLogs {
         workspace: Option<String>,
@@ -164,6 +167,14 @@ fn workspace_hint(error: &WorkspaceError) -> Option<Hint> {
             Hint::new("see", logs(name)).then(", then start or delete it")
         }
         WorkspaceError::StartFailed { name, .. } => Hint::new("see", logs(name)),
+        WorkspaceError::SuspendedShape { name } | WorkspaceError::SuspendFailed { name, .. } => {
+            Hint::new(
+                "power it off with:",
+                Action::PowerOffWorkspace {
+                    workspace: name.clone(),
+                },
+            )
+        }
         _ => return None,
     })
 }

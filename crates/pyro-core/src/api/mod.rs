@@ -21,6 +21,7 @@ pub(crate) mod services;
 pub(crate) mod shells;
 pub(crate) mod snapshots;
 pub(crate) mod summary;
+pub(crate) mod suspend;
 pub(crate) mod transfer;
 pub(crate) mod warm;
 pub(crate) mod workspaces;

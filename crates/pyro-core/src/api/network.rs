@@ -11,7 +11,7 @@ use super::Pyro;
 use crate::host::network::{NetworkConfig, NetworkMode, PublishedPort};
 use crate::supervisor::client;
 use crate::workspace::netlog::{self, NetRecord};
-use crate::workspace::{events, WorkspaceError, WorkspaceRecord};
+use crate::workspace::{events, WorkspaceError, WorkspaceRecord, WorkspaceState};
 use pyro_net::Publish;
 
 /// Proxy variables `inherit_proxy` passes from the host's environment.
@@ -266,6 +266,13 @@ impl Pyro {
         let store = self.store()?;
         let record = store.observe(&store.resolve(query)?.id)?;
         let config = update.apply(&record.network)?;
+        let suspended = matches!(record.state, WorkspaceState::Suspended { .. });
+        if suspended && config.mode != record.network.mode {
+            return Err(WorkspaceError::SuspendedShape {
+                name: record.display_name().to_string(),
+            }
+            .into());
+        }
         if store.supervisor_alive(&record.id)? {
             let dir = store.dir(&record.id);
             let applied = client::set_network_policy(&dir, config.policy()).await?;

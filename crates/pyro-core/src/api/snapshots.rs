@@ -12,18 +12,36 @@
 use super::error::Error;
 use super::Pyro;
 use crate::supervisor::client;
+use crate::supervisor::registry;
 use crate::workspace::layers::{self, ops_lock, SnapshotError, BASELINE};
 use crate::workspace::store::{
-    is_valid_name, now, SnapshotRecord, WorkspaceRecord, WorkspaceStore,
+    is_valid_name, now, RestoredSessions, ResumePoint, SnapshotRecord, WorkspaceRecord,
+    WorkspaceStore,
 };
 use crate::workspace::{diff, events};
 
+/// What a reset did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ResetReport {
+    /// The workspace as it is now.
+    #[serde(flatten)]
+    pub workspace: WorkspaceRecord,
+    /// Shells (ids) and services (names) that were running and ended.
+    pub ended: RestoredSessions,
+    /// Those the snapshot's memory has running again.
+    pub restored: RestoredSessions,
+}
+
 impl Pyro {
-    /// Names the current whole-disk state of a workspace.
+    /// Names the current state of a workspace: its whole disk, and unless
+    /// `disk_only`, the memory of its running VM with its shells and
+    /// services (a reset to it has them running again). A stopped
+    /// workspace has no memory to keep: its snapshot is of the disk.
     pub async fn workspace_snapshot_create(
         &self,
         query: &str,
         name: &str,
+        disk_only: bool,
     ) -> Result<SnapshotRecord, Error> {
         if !is_valid_name(name) || name == BASELINE {
             return Err(SnapshotError::BadName { name: name.into() }.into());
@@ -38,11 +56,15 @@ impl Pyro {
             }
             .into());
         }
-        let layer = freeze_top(&store, &record).await?;
+        let memory = (!disk_only).then(|| layers::snapshot_memory(name));
+        let (layer, memory) = freeze_top(&store, &record, memory.as_deref())
+            .await
+            .map_err(|error| error.named(name))?;
         let snapshot = SnapshotRecord {
             name: name.to_string(),
             layer,
             created_at: now(),
+            memory,
         };
         let saved = snapshot.clone();
         store.update(&record.id, move |record| {
@@ -82,23 +104,26 @@ impl Pyro {
     }
 
     /// Puts the whole disk back to the baseline (the state right after
-    /// create) or to a named snapshot, and boots it. Running commands end.
+    /// create) or to a named snapshot, and starts it. A snapshot with
+    /// memory is restored whole: the shells and services it ran run
+    /// again. Everything else running ends; the report says which.
     pub async fn workspace_reset(
         &self,
         query: &str,
         snapshot: Option<&str>,
-    ) -> Result<WorkspaceRecord, Error> {
+    ) -> Result<ResetReport, Error> {
         let store = self.store()?;
         let record = store.resolve(query)?;
         let dir = store.dir(&record.id);
+        let running_before = registry::live_sessions(&dir);
         {
             let _ops = ops_lock(&store, &record.id).await?;
-            let target = match snapshot {
+            let (target, memory) = match snapshot {
                 Some(name) => record
                     .snapshots
                     .iter()
                     .find(|s| s.name == name)
-                    .map(|s| s.layer.clone())
+                    .map(|s| (s.layer.clone(), s.memory.clone()))
                     .ok_or_else(|| SnapshotError::Unknown {
                         name: name.into(),
                         workspace: record.display_name().into(),
@@ -106,6 +131,7 @@ impl Pyro {
                 None => record
                     .baseline_layer
                     .clone()
+                    .map(|layer| (layer, None))
                     .ok_or_else(|| SnapshotError::NoBaseline {
                         workspace: record.display_name().into(),
                     })?,
@@ -115,11 +141,16 @@ impl Pyro {
                 .await?;
             let top = layers::new_top(&dir)?;
             layers::overlay(&dir, &target, &top)?;
-            // The baseline of an unseeded warm create is its template.
-            let resume = snapshot
-                .is_none()
-                .then(|| self.baseline_resume(&record))
-                .flatten();
+            let resume = match (snapshot, memory) {
+                (Some(_), Some(memory)) => Some(ResumePoint::Memory {
+                    dir: memory,
+                    below: Some(dir.join(&target)),
+                    once: false,
+                }),
+                // The baseline of an unseeded warm create is its template.
+                (None, _) => self.baseline_resume(&record),
+                (Some(_), None) => None,
+            };
             let record = store.update(&record.id, |record| {
                 record.active_disk = top;
                 record.resume_from = resume;
@@ -136,7 +167,29 @@ impl Pyro {
         }
         let snapshot = snapshot.map(str::to_string);
         events::record(&dir, events::EventKind::Reset { snapshot });
-        Ok(store.read(&record.id)?)
+        let workspace = store.read(&record.id)?;
+        let restored = workspace
+            .last_boot
+            .as_ref()
+            .and_then(|boot| boot.restored.clone())
+            .unwrap_or_default();
+        let ended = RestoredSessions {
+            shells: running_before
+                .shells
+                .into_iter()
+                .filter(|s| !restored.shells.contains(s))
+                .collect(),
+            services: running_before
+                .services
+                .into_iter()
+                .filter(|s| !restored.services.contains(s))
+                .collect(),
+        };
+        Ok(ResetReport {
+            workspace,
+            ended,
+            restored,
+        })
     }
 
     /// Freezes the state right after create as the workspace's baseline.
@@ -147,7 +200,9 @@ impl Pyro {
     ) -> Result<(), Error> {
         let record = store.read(id)?;
         let _ops = ops_lock(store, id).await?;
-        let layer = freeze_top(store, &record).await?;
+        let (layer, _) = freeze_top(store, &record, None)
+            .await
+            .map_err(|error| error.named(BASELINE))?;
         store.update(id, move |record| {
             record.baseline_layer = Some(layer);
             Ok(())
@@ -156,16 +211,55 @@ impl Pyro {
     }
 }
 
+/// Why [`freeze_top`] failed.
+enum Frozen {
+    Failed(Error),
+    /// The disk was frozen (and the workspace moved on to a new top), but
+    /// its memory could not be saved: why.
+    NoMemory(String),
+}
+
+impl Frozen {
+    /// The facade's error, for the snapshot `name`.
+    fn named(self, name: &str) -> Error {
+        match self {
+            Frozen::Failed(error) => error,
+            Frozen::NoMemory(why) => SnapshotError::Memory {
+                name: name.into(),
+                why,
+            }
+            .into(),
+        }
+    }
+}
+
+impl<E: Into<Error>> From<E> for Frozen {
+    fn from(error: E) -> Self {
+        Frozen::Failed(error.into())
+    }
+}
+
 /// Freezes the workspace's current top layer and moves writes to a new
 /// one: through the running supervisor (guest flushed, QMP), or directly
-/// on a stopped workspace. Returns the frozen layer's file (relative to
-/// the workspace dir).
-async fn freeze_top(store: &WorkspaceStore, record: &WorkspaceRecord) -> Result<String, Error> {
+/// on a stopped workspace. With `memory`, a running VM's memory and
+/// sessions are saved in that directory too. Returns the frozen layer's
+/// file (relative to the workspace dir) and the memory directory, if
+/// saved.
+async fn freeze_top(
+    store: &WorkspaceStore,
+    record: &WorkspaceRecord,
+    memory: Option<&str>,
+) -> Result<(String, Option<String>), Frozen> {
     let dir = store.dir(&record.id);
     let frozen = record.active_disk.clone();
     let top = layers::new_top(&dir)?;
+    let mut saved = None;
+    let mut failure = None;
     if store.supervisor_alive(&record.id)? {
-        client::snapshot(&dir, &top).await?;
+        match client::snapshot(&dir, &top, memory).await? {
+            None => saved = memory.map(str::to_string),
+            Some(why) => failure = Some(why),
+        }
     } else {
         layers::overlay(&dir, &frozen, &top)?;
     }
@@ -173,5 +267,8 @@ async fn freeze_top(store: &WorkspaceStore, record: &WorkspaceRecord) -> Result<
         record.active_disk = top;
         Ok(())
     })?;
-    Ok(frozen)
+    match failure {
+        Some(why) => Err(Frozen::NoMemory(why)),
+        None => Ok((frozen, saved)),
+    }
 }

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -19,9 +18,6 @@ use crate::workspace::store::{self, ResumePoint, WorkspaceRecord, WorkspaceState
 use crate::workspace::{
     baseline, diff, events, transfer, Seed, WorkspaceError, CONSOLE, DISK, LOG, TEMPLATE_DISK,
 };
-
-/// How long `stop` waits for a clean power-off before killing.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What `workspace create` asks for.
 #[derive(Debug, Clone)]
@@ -383,21 +379,8 @@ impl Pyro {
         }
     }
 
-    /// Powers the VM off cleanly; the disk keeps its state.
-    pub async fn workspace_stop(&self, query: &str) -> Result<WorkspaceRecord, Error> {
-        let store = self.store()?;
-        let record = store.observe(&store.resolve(query)?.id)?;
-        launch::stop(&store, &record, STOP_TIMEOUT).await?;
-        let stopped = store.update(&record.id, |record| {
-            record.state = WorkspaceState::Stopped;
-            record.supervisor_pid = None;
-            Ok(())
-        })?;
-        events::record(&store.dir(&record.id), events::EventKind::Stopped);
-        Ok(stopped)
-    }
-
-    /// Boots a stopped or crashed workspace from its disk.
+    /// Boots a stopped or crashed workspace from its disk; resumes a
+    /// suspended one from its saved memory.
     pub async fn workspace_start(&self, query: &str) -> Result<WorkspaceRecord, Error> {
         let store = self.store()?;
         let record = store.observe(&store.resolve(query)?.id)?;

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use pyro_vmm::{Accel, Engine, Vm, VmExit, VmSpec};
 
-use super::guest::{Guest, GuestError, Handshake};
+use super::guest::{Adoption, Guest, GuestError, Handshake};
 
 /// Why a VM did not come up.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +88,16 @@ pub fn boot_deadline(accel: Accel) -> Duration {
 
 /// Starts the VM and waits for its agent. Any failure kills the VM.
 pub async fn boot(engine: &dyn Engine, spec: &VmSpec) -> Result<BootedVm, BootError> {
+    boot_adopting(engine, spec, &Adoption::default()).await
+}
+
+/// [`boot`], for a VM restored from a state whose guest runs the requests
+/// `adopt` names.
+pub async fn boot_adopting(
+    engine: &dyn Engine,
+    spec: &VmSpec,
+    adopt: &Adoption,
+) -> Result<BootedVm, BootError> {
     let started = Instant::now();
     let mut vm = engine.start(spec)?;
     let stream = vm
@@ -102,7 +112,7 @@ pub async fn boot(engine: &dyn Engine, spec: &VmSpec) -> Result<BootedVm, BootEr
         Some(_) => Handshake::Restored,
         None => Handshake::FreshBoot,
     };
-    match tokio::time::timeout(deadline, Guest::connect(stream, handshake)).await {
+    match tokio::time::timeout(deadline, Guest::connect(stream, handshake, adopt)).await {
         Ok(Ok(guest)) => Ok(BootedVm {
             vm,
             guest,

@@ -37,6 +37,17 @@ pub enum GuestError {
     Protocol(#[source] pyro_protocol::DecodeError),
     #[error("guest channel i/o failed")]
     Io(#[source] std::io::Error),
+    #[error("the guest agent did not answer {0} in time")]
+    NoAnswer(&'static str),
+}
+
+/// Requests a restored guest already runs, for [`Guest::connect`].
+#[derive(Debug, Clone, Default)]
+pub struct Adoption {
+    /// Their ids.
+    pub ids: Vec<u32>,
+    /// The saved connection's next request id.
+    pub next_id: u32,
 }
 
 /// Who speaks first when the channel opens.
@@ -64,6 +75,10 @@ struct Routes {
 /// What requests share with the connection: the writer and the routes.
 struct Shared {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    /// While the guest is quiesced: what requests wrote meanwhile, sent
+    /// after the `Hello` that ends the quiesce (writes never wait for it,
+    /// so no request's task blocks and stops draining its queue).
+    held: Mutex<Option<Vec<u8>>>,
     routes: Arc<Mutex<Routes>>,
     next_id: AtomicU32,
 }
@@ -81,6 +96,10 @@ impl Shared {
 
     async fn write(&self, bytes: &[u8]) -> Result<(), GuestError> {
         let mut writer = self.writer.lock().await;
+        if let Some(held) = self.held.lock().expect("held").as_mut() {
+            held.extend_from_slice(bytes);
+            return Ok(());
+        }
         writer
             .write_all(bytes)
             .await
@@ -88,9 +107,16 @@ impl Shared {
     }
 }
 
+/// How long the agent may take to answer `Quiesce` or a `Hello`.
+const CONTROL_ANSWER: Duration = Duration::from_secs(10);
+
 /// A connected guest agent.
 pub struct Guest {
     shared: Arc<Shared>,
+    /// Frames of id 0 (hellos, `Quiesced`).
+    control: tokio::sync::Mutex<mpsc::Receiver<Frame>>,
+    /// Streams of requests a restored guest already runs, until taken.
+    adopted: Mutex<HashMap<u32, RequestStream>>,
     hello: AgentHello,
     reader: tokio::task::JoinHandle<()>,
     /// Becomes true when the stream ends.
@@ -105,13 +131,35 @@ impl Guest {
     /// must not write before: the port may drop bytes until the guest opens
     /// it). A restored agent already has its port open and waits for the
     /// host's hello.
-    pub async fn connect(stream: StdUnixStream, handshake: Handshake) -> Result<Guest, GuestError> {
+    ///
+    /// `adopt` names requests the restored guest already runs (from the
+    /// state it was saved in): their frames are routed from the start, to
+    /// streams [`Guest::take_adopted`] hands out, and new requests take ids
+    /// above `next_id` and theirs.
+    pub async fn connect(
+        stream: StdUnixStream,
+        handshake: Handshake,
+        adopt: &Adoption,
+    ) -> Result<Guest, GuestError> {
         stream.set_nonblocking(true).map_err(GuestError::Io)?;
         let stream = UnixStream::from_std(stream).map_err(GuestError::Io)?;
         let (mut read_half, write_half) = stream.into_split();
         let routes = Arc::new(Mutex::new(Routes::default()));
-        let (control_tx, mut control_rx) = mpsc::channel(QUEUE_FRAMES);
+        let (control_tx, control_rx) = mpsc::channel(QUEUE_FRAMES);
         routes.lock().expect("routes").by_id.insert(0, control_tx);
+        let mut adopted_rx = Vec::new();
+        for &id in adopt.ids.iter().filter(|&&id| id != 0) {
+            let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
+            routes.lock().expect("routes").by_id.insert(id, tx);
+            adopted_rx.push((id, rx));
+        }
+        let first_id = adopt
+            .ids
+            .iter()
+            .map(|id| id.saturating_add(1))
+            .chain([adopt.next_id, 1])
+            .max()
+            .unwrap_or(1);
 
         let reader_routes = Arc::clone(&routes);
         let (closed_tx, closed) = tokio::sync::watch::channel(false);
@@ -133,9 +181,17 @@ impl Guest {
                                 .by_id
                                 .get(&frame.id)
                                 .cloned();
-                            if let Some(tx) = route {
+                            match route {
+                                // Connection frames are few; a guest that
+                                // floods them loses them, never stalls us.
+                                Some(tx) if frame.id == 0 => {
+                                    let _ = tx.try_send(frame);
+                                }
                                 // A closed queue means its owner left; drop the frame.
-                                let _ = tx.send(frame).await;
+                                Some(tx) => {
+                                    let _ = tx.send(frame).await;
+                                }
+                                None => {}
                             }
                         }
                         Ok(None) => break,
@@ -149,26 +205,119 @@ impl Guest {
             let _ = closed_tx.send(true);
         });
 
+        let shared = Arc::new(Shared {
+            writer: tokio::sync::Mutex::new(write_half),
+            held: Mutex::new(None),
+            routes,
+            next_id: AtomicU32::new(first_id),
+        });
+        let adopted = adopted_rx
+            .into_iter()
+            .map(|(id, rx)| {
+                let shared = Arc::clone(&shared);
+                (id, RequestStream { shared, id, rx })
+            })
+            .collect();
         let mut guest = Guest {
-            shared: Arc::new(Shared {
-                writer: tokio::sync::Mutex::new(write_half),
-                routes,
-                next_id: AtomicU32::new(1),
-            }),
+            shared,
+            control: tokio::sync::Mutex::new(control_rx),
+            adopted: Mutex::new(adopted),
             hello: AgentHello {
                 agent_version: None,
             },
             reader,
             closed,
         };
+        let mut control = guest.control.lock().await;
         if handshake == Handshake::FreshBoot {
-            wait_hello(&mut control_rx).await?;
+            wait_hello(&mut control).await?;
         }
-        // Ours carries the clock (a restored guest's is stale); the agent
-        // answers with its hello.
+        // Ours carries the clock (a restored guest's is stale) and ends a
+        // quiesce the state was saved in; the agent answers with its hello.
         guest.shared.send(0, &host_hello()).await?;
-        guest.hello = wait_hello(&mut control_rx).await?;
+        let hello = wait_hello(&mut control).await?;
+        drop(control);
+        guest.hello = hello;
         Ok(guest)
+    }
+
+    /// The stream of adopted request `id` (see [`Guest::connect`]), once.
+    pub fn take_adopted(&self, id: u32) -> Option<RequestStream> {
+        self.adopted.lock().expect("adopted").remove(&id)
+    }
+
+    /// Ends the adopted requests nobody took (commands a saved VM ran for
+    /// clients that are gone): SIGKILL, their frames dropped.
+    pub async fn release_adopted(&self) {
+        let left: Vec<u32> = {
+            let mut adopted = self.adopted.lock().expect("adopted");
+            adopted.drain().map(|(id, _)| id).collect()
+        };
+        for id in left {
+            let _ = self.signal_request(id, libc::SIGKILL).await;
+        }
+    }
+
+    /// Ids of the requests in flight on this connection, for a state
+    /// about to be saved: whoever restores it adopts or ends them.
+    pub fn live_requests(&self) -> Vec<u32> {
+        let routes = self.shared.routes.lock().expect("routes");
+        let mut ids: Vec<u32> = routes.by_id.keys().copied().filter(|&id| id != 0).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The id the next request would take.
+    pub fn next_request_id(&self) -> u32 {
+        self.shared.next_id.load(Ordering::Relaxed)
+    }
+
+    /// Brings the guest to a point where its state can be saved: the
+    /// agent writes nothing more, and requests' writes are held, until
+    /// [`Guest::unquiesce`]. Everything sent before was read by the agent.
+    pub async fn quiesce(&self) -> Result<(), GuestError> {
+        let mut control = self.control.lock().await;
+        {
+            let mut writer = self.shared.writer.lock().await;
+            writer
+                .write_all(&encode_message(0, &Message::Quiesce))
+                .await
+                .map_err(|_| GuestError::Disconnected)?;
+            *self.shared.held.lock().expect("held") = Some(Vec::new());
+        }
+        let answered = tokio::time::timeout(CONTROL_ANSWER, async {
+            loop {
+                let frame = control.recv().await.ok_or(GuestError::Disconnected)?;
+                if matches!(frame.message(), Ok(Message::Quiesced)) {
+                    return Ok(());
+                }
+            }
+        })
+        .await;
+        match answered {
+            Ok(result) => result,
+            Err(_) => Err(GuestError::NoAnswer("quiesce")),
+        }
+    }
+
+    /// Ends a quiesce on this same VM (it carries on after a memory
+    /// snapshot): our hello, then what requests wrote meanwhile.
+    pub async fn unquiesce(&self) -> Result<(), GuestError> {
+        let mut control = self.control.lock().await;
+        {
+            let mut writer = self.shared.writer.lock().await;
+            let held = self.shared.held.lock().expect("held").take();
+            let mut bytes = encode_message(0, &host_hello());
+            bytes.extend(held.unwrap_or_default());
+            writer
+                .write_all(&bytes)
+                .await
+                .map_err(|_| GuestError::Disconnected)?;
+        }
+        match tokio::time::timeout(CONTROL_ANSWER, wait_hello(&mut control)).await {
+            Ok(result) => result.map(drop),
+            Err(_) => Err(GuestError::NoAnswer("hello")),
+        }
     }
 
     pub fn hello(&self) -> &AgentHello {
@@ -262,6 +411,16 @@ impl Guest {
                 _ => continue,
             }
         }
+    }
+
+    /// Sends a signal on request `id` (an adopted request nobody took: a
+    /// command the saved VM ran for a client that is gone).
+    pub async fn signal_request(&self, id: u32, signal: i32) -> Result<(), GuestError> {
+        let message = Message::Signal {
+            signal,
+            foreground: false,
+        };
+        self.shared.send(id, &message).await
     }
 
     /// Asks the agent to flush disks and power the VM off.
@@ -394,6 +553,16 @@ pub struct ExecStream {
 }
 
 impl ExecStream {
+    /// A command's stream from an adopted request (see [`Guest::connect`]).
+    pub fn adopted(request: RequestStream) -> Self {
+        ExecStream { request }
+    }
+
+    /// The request's id on the guest channel.
+    pub fn id(&self) -> u32 {
+        self.request.id
+    }
+
     /// The next event; `Err(Disconnected)` when the VM went away first.
     pub async fn next(&mut self) -> Result<ExecEvent, GuestError> {
         loop {

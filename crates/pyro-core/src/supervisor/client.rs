@@ -59,14 +59,28 @@ pub(crate) async fn call<T: DeserializeOwned>(
 
 /// Asks the running supervisor of the workspace in `dir` to flush the
 /// guest and switch the VM onto the new top layer `new_top` (relative to
-/// `dir`), freezing the current one.
-pub(crate) async fn snapshot(dir: &Path, new_top: &str) -> Result<(), SessionError> {
+/// `dir`), freezing the current one; with `memory`, to save the VM's
+/// memory and sessions in that directory too. `Ok(Some(why))`: the disk
+/// was frozen but the memory could not be saved.
+pub(crate) async fn snapshot(
+    dir: &Path,
+    new_top: &str,
+    memory: Option<&str>,
+) -> Result<Option<String>, SessionError> {
     let request = ControlRequest::Snapshot {
         new_top: new_top.to_string(),
+        memory: memory.map(str::to_string),
     };
-    call::<bool>(dir, &request, SNAPSHOT_LIMIT)
-        .await
-        .map(|_| ())
+    call::<Option<String>>(dir, &request, SNAPSHOT_LIMIT).await
+}
+
+/// Asks the running supervisor of the workspace in `dir` to save its VM
+/// whole into `state` (relative to `dir`) and end.
+pub(crate) async fn suspend(dir: &Path, state: &str) -> Result<(), SessionError> {
+    let request = ControlRequest::Suspend {
+        dir: state.to_string(),
+    };
+    call::<bool>(dir, &request, SNAPSHOT_LIMIT).await.map(drop)
 }
 
 /// Asks the running supervisor of the workspace in `dir` to enforce

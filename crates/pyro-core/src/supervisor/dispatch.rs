@@ -5,10 +5,19 @@ use std::sync::Arc;
 
 use super::protocol::{ControlReply, ControlRequest, LogRange, SessionError, DEFAULT_LOG_LINES};
 use super::registry::end_all;
-use super::services::ServiceHub;
-use super::shells::ShellHub;
+use serde::{Deserialize, Serialize};
+
+use super::services::{SavedService, ServiceHub};
+use super::shells::{SavedShell, ShellHub};
 use crate::host::guest::Guest;
-use crate::workspace::store::now;
+use crate::workspace::store::{now, RestoredSessions};
+
+/// The shells and services of a memory state.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct SavedSessions {
+    shells: Vec<SavedShell>,
+    services: Vec<SavedService>,
+}
 
 /// The supervisor's shells and services, behind the control socket.
 pub(crate) struct Sessions {
@@ -34,6 +43,23 @@ impl Sessions {
         self.services.end_all(&reason);
     }
 
+    /// The open shells and running services, for the memory state in
+    /// `dir` (service logs are copied there).
+    pub(crate) fn checkpoint(&self, dir: &std::path::Path) -> Result<SavedSessions, String> {
+        Ok(SavedSessions {
+            shells: self.shells.checkpoint(),
+            services: self.services.checkpoint(dir)?,
+        })
+    }
+
+    /// Takes back the sessions of the restored memory state in `dir`.
+    pub(crate) fn adopt(&self, saved: SavedSessions, dir: &std::path::Path) -> RestoredSessions {
+        RestoredSessions {
+            shells: self.shells.adopt(saved.shells),
+            services: self.services.adopt(saved.services, dir),
+        }
+    }
+
     /// Answers one shell or service request (not `Snapshot`: the caller
     /// owns the VM for that).
     pub(crate) async fn handle(&self, request: ControlRequest) -> ControlReply {
@@ -43,6 +69,7 @@ impl Sessions {
         let services = &self.services;
         match request {
             R::Snapshot { .. }
+            | R::Suspend { .. }
             | R::NetworkPolicy(_)
             | R::PortPublish { .. }
             | R::PortUnpublish { .. } => ControlReply::Error(SessionError::Invalid(

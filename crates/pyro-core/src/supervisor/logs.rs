@@ -46,6 +46,32 @@ impl ServiceLog {
         })
     }
 
+    /// Puts a log saved with a memory state (`saved`, whose first byte
+    /// had offset `dropped`) back at `path` and appends to it from there.
+    pub(crate) fn restore(path: &Path, saved: &Path, dropped: u64) -> std::io::Result<Self> {
+        if saved != path {
+            std::fs::copy(saved, path)?;
+        }
+        let file = OpenOptions::new().append(true).open(path)?;
+        let kept = file.metadata()?.len();
+        Ok(ServiceLog {
+            path: path.to_path_buf(),
+            file: Some(file),
+            dropped,
+            kept,
+        })
+    }
+
+    /// Copies the log as it is to `to`, for a memory state; returns the
+    /// offset of its first byte.
+    pub(crate) fn save_copy(&self, to: &Path) -> std::io::Result<u64> {
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(&self.path, to)?;
+        Ok(self.dropped)
+    }
+
     /// Total bytes the service printed.
     pub(crate) fn total(&self) -> u64 {
         self.dropped + self.kept

@@ -11,6 +11,7 @@
 //!
 //! Code here may use `host` and `workspace`, never the facade (`api`).
 
+mod checkpoint;
 pub(crate) mod client;
 mod dispatch;
 pub(crate) mod launch;

@@ -31,18 +31,18 @@ use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint;
 use super::dispatch::Sessions;
 use super::protocol::{self, ControlReply, ControlRequest, SessionError, REQUEST_LIMIT};
 use super::start;
 use crate::host::boot::describe_exit;
+use crate::host::guest::Guest;
 use crate::host::machine::Machine;
 use crate::host::network::{attach, bind_ports, merge_ports, publish_all, PublishedPort};
 use crate::workspace::netlog::{NetLog, Running};
-use crate::workspace::store::{WorkspaceState, WorkspaceStore};
+use crate::workspace::store::{now, ResumePoint, WorkspaceState, WorkspaceStore};
 use crate::workspace::{CONSOLE, CONTROL, SOCKET};
 
-/// How long the guest's `sync` before a snapshot may take.
-const SYNC_LIMIT: Duration = Duration::from_secs(60);
 /// How long a clean power-off may take before the VM is killed.
 const POWER_OFF_GRACE: Duration = Duration::from_secs(15);
 
@@ -170,15 +170,29 @@ async fn supervise(
             })
             .map_err(SuperviseError::Record)?;
     }
-    let (booted, boot_report) = start::start_vm(
+    let started = start::start_vm(
         &machine,
         (spec, shape),
         resume,
-        &dir.join(&record.active_disk),
+        (&dir, &dir.join(&record.active_disk)),
     )
     .await?;
-    let mut vm = booted.vm;
-    let guest = Arc::new(booted.guest);
+    let (mut vm, mut boot_report) = (started.booted.vm, started.report);
+    let guest = Arc::new(started.booted.guest);
+    // Before anything waits on the guest: a restored memory state's
+    // sessions have frames on the way.
+    let sessions = Arc::new(Sessions::new(
+        dir.clone(),
+        record.display_name().to_string(),
+        Arc::clone(&guest),
+    ));
+    if let Some((manifest, state_dir, once)) = started.memory {
+        boot_report.restored = Some(sessions.adopt(manifest.sessions, &state_dir));
+        guest.release_adopted().await;
+        if once {
+            let _ = std::fs::remove_dir_all(&state_dir);
+        }
+    }
     guest
         .identify(&start::hostname(id), &start::machine_id(id))
         .await
@@ -230,12 +244,8 @@ async fn supervise(
             network.unpublish(bound).await;
         }
     }
-    let sessions = Arc::new(Sessions::new(
-        dir.clone(),
-        record.display_name().to_string(),
-        Arc::clone(&guest),
-    ));
-    let (snapshot_tx, mut snapshot_rx) = mpsc::channel::<SnapshotJob>(4);
+    let memory_key = machine.template_key(shape, checkpoint::MEMORY_TAG);
+    let (jobs_tx, mut jobs_rx) = mpsc::channel::<VmJob>(4);
     report("ok");
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -260,22 +270,43 @@ async fn supervise(
                     tokio::spawn(serve_control(
                         stream,
                         Arc::clone(&sessions),
-                        snapshot_tx.clone(),
+                        jobs_tx.clone(),
                         Arc::clone(&network),
                     ));
                 }
             }
-            Some((new_top, reply)) = snapshot_rx.recv() => {
-                // Push the guest's dirty pages to the disk first, so the
-                // frozen layer holds everything written so far.
-                let _ = tokio::time::timeout(SYNC_LIMIT, guest.sync()).await;
-                let result = vm
-                    .snapshot_disk(&dir.join(&new_top))
-                    .map(|()| true)
-                    .map_err(|e| SessionError::Invalid(pyro_util::error_chain(&e)));
-                let _ = reply.send(ControlReply::from_result(result));
-            }
-            _ = terminate.recv() => break Ok(()),
+            Some(job) = jobs_rx.recv() => match job {
+                VmJob::Snapshot { new_top, memory, reply } => {
+                    let saved = snapshot(
+                        vm.as_mut(),
+                        (&guest, &sessions),
+                        (&memory_key, &dir),
+                        &new_top,
+                        memory.as_deref(),
+                    )
+                    .await;
+                    let _ = reply.send(ControlReply::from_result(saved));
+                }
+                VmJob::Suspend { dir: state, reply, written } => {
+                    let target = (memory_key.as_str(), dir.join(&state));
+                    let saved =
+                        checkpoint::save(vm.as_mut(), &guest, &sessions, (target.0, &target.1), None)
+                            .await;
+                    match saved.map_err(|failed| SessionError::Invalid(failed.why)).and_then(|()| {
+                        record_suspended(store, id, &state)
+                    }) {
+                        Ok(()) => {
+                            let _ = reply.send(ControlReply::from_result(Ok::<_, SessionError>(true)));
+                            let _ = tokio::time::timeout(Duration::from_secs(2), written).await;
+                            break Ok(Ending::Suspended);
+                        }
+                        Err(error) => {
+                            let _ = reply.send(ControlReply::Error(error));
+                        }
+                    }
+                }
+            },
+            _ = terminate.recv() => break Ok(Ending::PowerOff),
             _ = &mut guest_gone => {
                 let exit = vm.wait_timeout(Duration::from_secs(2));
                 let console = vm.console();
@@ -293,54 +324,145 @@ async fn supervise(
     };
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(&control_socket);
-    match &outcome {
-        Ok(()) => sessions.end_all("the workspace was stopped"),
-        Err(reason) => sessions.end_all(&format!("the VM crashed ({reason})")),
-    }
-    if outcome.is_ok() {
-        // Flush the guest's disk before the VM goes away.
-        let _ = guest.power_off().await;
-        let exited = vm.wait_timeout(POWER_OFF_GRACE);
-        if exited.is_none() {
+    match outcome {
+        // Its sessions live on in the saved memory; the record says so.
+        Ok(Ending::Suspended) => {
             vm.kill();
+            Ok(())
         }
-        store
-            .update(id, |record| {
-                record.state = WorkspaceState::Stopped;
-                record.supervisor_pid = None;
-                Ok(())
-            })
-            .map_err(SuperviseError::Record)?;
-    } else {
-        vm.kill();
+        Ok(Ending::PowerOff) => {
+            sessions.end_all("the workspace was stopped");
+            // Flush the guest's disk before the VM goes away.
+            let _ = guest.power_off().await;
+            let exited = vm.wait_timeout(POWER_OFF_GRACE);
+            if exited.is_none() {
+                vm.kill();
+            }
+            store
+                .update(id, |record| {
+                    record.state = WorkspaceState::Stopped;
+                    record.supervisor_pid = None;
+                    Ok(())
+                })
+                .map_err(SuperviseError::Record)?;
+            Ok(())
+        }
+        Err(reason) => {
+            sessions.end_all(&format!("the VM crashed ({reason})"));
+            vm.kill();
+            Err(reason)
+        }
     }
-    outcome
 }
 
-/// A snapshot for the main loop (which owns the VM): the new top layer,
-/// and where the reply goes.
-type SnapshotJob = (String, oneshot::Sender<ControlReply>);
+/// How the main loop ended, when not by the VM going away.
+enum Ending {
+    /// SIGTERM: power the guest off cleanly.
+    PowerOff,
+    /// Saved whole: the VM is ended as it is.
+    Suspended,
+}
+
+/// Records the workspace as suspended into the memory state `state`.
+fn record_suspended(store: &WorkspaceStore, id: &str, state: &str) -> Result<(), SessionError> {
+    store
+        .update(id, |record| {
+            record.state = WorkspaceState::Suspended { since: now() };
+            record.supervisor_pid = None;
+            record.resume_from = Some(ResumePoint::Memory {
+                dir: state.to_string(),
+                below: None,
+                once: true,
+            });
+            Ok(())
+        })
+        .map(drop)
+        .map_err(|e| SessionError::Internal(pyro_util::error_chain(&e)))
+}
+
+/// A disk snapshot, with the VM's memory and sessions in directory
+/// `memory` when given. `Ok(Some(why))`: the disk was frozen, the memory
+/// could not be saved.
+async fn snapshot(
+    vm: &mut dyn pyro_vmm::Vm,
+    (guest, sessions): (&Guest, &Sessions),
+    (memory_key, dir): (&str, &Path),
+    new_top: &str,
+    memory: Option<&str>,
+) -> Result<Option<String>, SessionError> {
+    let top = dir.join(new_top);
+    let Some(memory) = memory else {
+        // Push the guest's dirty pages to the disk first, so the frozen
+        // layer holds everything written so far.
+        let _ = tokio::time::timeout(checkpoint::SYNC_LIMIT, guest.sync()).await;
+        return vm
+            .snapshot_disk(&top)
+            .map(|()| None)
+            .map_err(|e| SessionError::Invalid(pyro_util::error_chain(&e)));
+    };
+    let target = dir.join(memory);
+    match checkpoint::save(vm, guest, sessions, (memory_key, &target), Some(&top)).await {
+        Ok(()) => {
+            checkpoint::carry_on(vm, guest).await;
+            Ok(None)
+        }
+        Err(failed) if failed.disk_switched => Ok(Some(failed.why)),
+        Err(failed) => Err(SessionError::Invalid(failed.why)),
+    }
+}
+
+/// Work for the main loop, which owns the VM, and where its reply goes.
+enum VmJob {
+    Snapshot {
+        new_top: String,
+        memory: Option<String>,
+        reply: oneshot::Sender<ControlReply>,
+    },
+    Suspend {
+        dir: String,
+        reply: oneshot::Sender<ControlReply>,
+        /// Resolves once the reply is written: the process ends after.
+        written: oneshot::Receiver<()>,
+    },
+}
 
 /// Answers one control connection: snapshots through the main loop, the
 /// network's policy, shells and services right here.
 async fn serve_control(
     stream: UnixStream,
     sessions: Arc<Sessions>,
-    snapshots: mpsc::Sender<SnapshotJob>,
+    jobs: mpsc::Sender<VmJob>,
     network: Arc<Option<pyro_net::Network>>,
 ) {
     let (reader, mut writer) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(reader);
     let reply = match protocol::read_request(&mut reader, REQUEST_LIMIT).await {
         Err(error) => ControlReply::Error(error),
-        Ok(ControlRequest::Snapshot { new_top }) => {
+        Ok(ControlRequest::Snapshot { new_top, memory }) => {
             let (reply, answer) = oneshot::channel();
-            match snapshots.send((new_top, reply)).await {
-                Ok(()) => answer.await.unwrap_or_else(|_| {
-                    ControlReply::Error(SessionError::Invalid("the VM stopped".into()))
-                }),
-                Err(_) => ControlReply::Error(SessionError::Invalid("the VM stopped".into())),
-            }
+            vm_job(
+                &jobs,
+                VmJob::Snapshot {
+                    new_top,
+                    memory,
+                    reply,
+                },
+                answer,
+            )
+            .await
+        }
+        Ok(ControlRequest::Suspend { dir }) => {
+            let (reply, answer) = oneshot::channel();
+            let (done, written) = oneshot::channel();
+            let job = VmJob::Suspend {
+                dir,
+                reply,
+                written,
+            };
+            let reply = vm_job(&jobs, job, answer).await;
+            protocol::write_reply(&mut writer, reply).await;
+            let _ = done.send(());
+            return;
         }
         // `false`: the VM has no network device to apply it to.
         Ok(ControlRequest::NetworkPolicy(policy)) => {
@@ -361,6 +483,19 @@ async fn serve_control(
         Ok(request) => sessions.handle(request).await,
     };
     protocol::write_reply(&mut writer, reply).await;
+}
+
+/// Hands `job` to the main loop and waits for its answer.
+async fn vm_job(
+    jobs: &mpsc::Sender<VmJob>,
+    job: VmJob,
+    answer: oneshot::Receiver<ControlReply>,
+) -> ControlReply {
+    let stopped = || ControlReply::Error(SessionError::Invalid("the VM stopped".into()));
+    match jobs.send(job).await {
+        Ok(()) => answer.await.unwrap_or_else(|_| stopped()),
+        Err(_) => stopped(),
+    }
 }
 
 /// Binds and forwards one more port of a running VM.

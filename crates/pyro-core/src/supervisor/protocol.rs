@@ -44,9 +44,19 @@ pub(crate) const REQUEST_LIMIT: Duration = Duration::from_secs(5);
 #[serde(tag = "op", rename_all = "snake_case")]
 pub(crate) enum ControlRequest {
     /// Flush the guest, freeze the disk as it is and continue on `new_top`
-    /// (relative to the workspace dir).
+    /// (relative to the workspace dir); with `memory`, save the VM's
+    /// memory and sessions in that directory too. Answered with `None`,
+    /// or with why the memory could not be saved (the disk was frozen).
     Snapshot {
         new_top: String,
+        #[serde(default)]
+        memory: Option<String>,
+    },
+    /// Save the VM whole into directory `dir` (relative to the workspace
+    /// dir), record the workspace as suspended, and end: no VM, no
+    /// supervisor. On failure the VM runs on.
+    Suspend {
+        dir: String,
     },
     ShellOpen {
         cwd: Option<String>,

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{ServiceInfo, ServiceState, ShellInfo, ShellState};
-use crate::workspace::store::now;
+use crate::workspace::store::{now, RestoredSessions};
 
 /// The shells of a workspace, in `shells.json`.
 pub(crate) const SHELLS_FILE: &str = "shells.json";
@@ -66,6 +66,26 @@ pub(crate) fn end_all(dir: &Path, reason: &str) {
     }
 }
 
+/// The shells (ids) and services (names) recorded as running in `dir`.
+pub(crate) fn live_sessions(dir: &Path) -> RestoredSessions {
+    let shells: ShellRegistry = load(dir, SHELLS_FILE);
+    let services: ServiceRegistry = load(dir, SERVICES_FILE);
+    RestoredSessions {
+        shells: shells
+            .shells
+            .into_iter()
+            .filter(|s| s.state.is_open())
+            .map(|s| s.id)
+            .collect(),
+        services: services
+            .services
+            .into_iter()
+            .filter(|s| s.state.is_live())
+            .map(|s| s.name)
+            .collect(),
+    }
+}
+
 /// The record of every shell a workspace has had, in `shells.json`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct ShellRegistry {
@@ -91,6 +111,16 @@ impl ShellRegistry {
 
     pub(crate) fn get(&self, id: &str) -> Option<&ShellInfo> {
         self.shells.iter().find(|s| s.id == id)
+    }
+
+    /// Records a shell as open again (restored with a memory state).
+    pub(crate) fn reopen(&mut self, info: ShellInfo) {
+        let number: u32 = info.id.trim_start_matches('s').parse().unwrap_or(0);
+        self.next = self.next.max(number);
+        match self.shells.iter_mut().find(|s| s.id == info.id) {
+            Some(slot) => *slot = info,
+            None => self.shells.push(info),
+        }
     }
 
     /// Records how an open shell ended (an ending already recorded, say by

@@ -3,11 +3,13 @@
 //! its stop carried out by a task of its own.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pyro_protocol::{ExecRequest, Probe};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::logs::{self, ServiceLog};
@@ -42,6 +44,8 @@ struct LiveService {
     failure: Mutex<Option<String>>,
     /// The agent said the command started (it was found and exec'd).
     started: std::sync::atomic::AtomicBool,
+    /// Its request on the guest channel (0 until sent).
+    guest_id: AtomicU32,
 }
 
 impl LiveService {
@@ -165,6 +169,7 @@ impl ServiceHub {
                 stop,
                 failure: Mutex::new(None),
                 started: std::sync::atomic::AtomicBool::new(false),
+                guest_id: AtomicU32::new(0),
             });
             state.live.insert(spec.name.clone(), Arc::clone(&service));
             service
@@ -184,6 +189,7 @@ impl ServiceHub {
         };
         match self.guest.exec(request).await {
             Ok(stream) => {
+                service.guest_id.store(stream.id(), Ordering::Release);
                 tokio::spawn(Arc::clone(self).pump(Arc::clone(&service), stream, stop_rx));
             }
             Err(e) => {
@@ -247,6 +253,74 @@ impl ServiceHub {
                 })
             }
         }
+    }
+
+    /// The running services, for the memory state in `dir`: each with a
+    /// copy of its log.
+    pub(crate) fn checkpoint(&self, dir: &Path) -> Result<Vec<SavedService>, String> {
+        let live: Vec<Arc<LiveService>> = lock(&self.state).live.values().cloned().collect();
+        let mut saved = Vec::new();
+        for service in live {
+            let info = service.info();
+            let guest_id = service.guest_id.load(Ordering::Acquire);
+            if info.state != ServiceState::Running || guest_id == 0 {
+                continue;
+            }
+            let copy = saved_log(dir, &info.name);
+            let dropped = lock(&service.log)
+                .save_copy(&copy)
+                .map_err(|e| format!("cannot save the log of service {}: {e}", info.name))?;
+            saved.push(SavedService {
+                info,
+                guest_id,
+                dropped,
+            });
+        }
+        Ok(saved)
+    }
+
+    /// Takes the services of a restored memory state back (state `dir`):
+    /// they run on in the guest, their logs are as they were. Returns
+    /// their names.
+    pub(crate) fn adopt(self: &Arc<Self>, saved: Vec<SavedService>, dir: &Path) -> Vec<String> {
+        let mut adopted = Vec::new();
+        for service in saved {
+            let Some(request) = self.guest.take_adopted(service.guest_id) else {
+                continue;
+            };
+            let name = service.info.name.clone();
+            let log = ServiceLog::restore(
+                &log_path(&self.dir, &name),
+                &saved_log(dir, &name),
+                service.dropped,
+            );
+            let log = match log {
+                Ok(log) => log,
+                // It runs on; its log starts again.
+                Err(_) => match ServiceLog::create(&log_path(&self.dir, &name)) {
+                    Ok(log) => log,
+                    Err(_) => continue,
+                },
+            };
+            let (stop, stop_rx) = mpsc::channel(4);
+            let live = Arc::new(LiveService {
+                info: Mutex::new(service.info),
+                log: Mutex::new(log),
+                changed: Notify::new(),
+                stop,
+                failure: Mutex::new(None),
+                started: std::sync::atomic::AtomicBool::new(true),
+                guest_id: AtomicU32::new(service.guest_id),
+            });
+            lock(&self.state)
+                .live
+                .insert(name.clone(), Arc::clone(&live));
+            self.publish(&live);
+            let stream = ExecStream::adopted(request);
+            tokio::spawn(Arc::clone(self).pump(live, stream, stop_rx));
+            adopted.push(name);
+        }
+        adopted
     }
 
     /// Probes until ready; `Err` says why it never was. A probe the guest
@@ -561,6 +635,20 @@ impl ServiceHub {
         }
         Ok(service.info())
     }
+}
+
+/// A running service in a memory state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SavedService {
+    info: ServiceInfo,
+    guest_id: u32,
+    /// The offset of its saved log's first byte.
+    dropped: u64,
+}
+
+/// Where a memory state in `dir` keeps service `name`'s log.
+fn saved_log(dir: &Path, name: &str) -> PathBuf {
+    dir.join("logs").join(format!("{name}.log"))
 }
 
 /// Why a readiness check did not pass.

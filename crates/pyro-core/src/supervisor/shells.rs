@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use pyro_protocol::{ExecRequest, PtySize, STDIN_WINDOW};
 use pyro_term::Terminal;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::protocol::{
@@ -42,6 +43,8 @@ enum ShellCommand {
 /// A shell the supervisor holds open.
 struct LiveShell {
     id: String,
+    /// Its request on the guest channel.
+    guest_id: u32,
     term: Mutex<Terminal>,
     /// Last output or input: reads wait for quiet after either.
     activity: Mutex<Instant>,
@@ -133,6 +136,7 @@ impl ShellHub {
         let started = self.start_shell(cwd.clone(), rows, cols, env).await;
         lock(&self.state).opening -= 1;
         let stream = started?;
+        let guest_id = stream.id();
         let (commands, commands_rx) = mpsc::channel(16);
         let info = {
             let mut state = lock(&self.state);
@@ -149,6 +153,7 @@ impl ShellHub {
             state.registry.shells.push(info.clone());
             let shell = Arc::new(LiveShell {
                 id: id.clone(),
+                guest_id,
                 term: Mutex::new(Terminal::new(rows, cols)),
                 activity: Mutex::new(Instant::now()),
                 changed: Notify::new(),
@@ -168,6 +173,54 @@ impl ShellHub {
             },
         );
         Ok(info)
+    }
+
+    /// The open shells, for a memory state: each with its screen.
+    pub(crate) fn checkpoint(&self) -> Vec<SavedShell> {
+        let state = lock(&self.state);
+        let open = state.live.values().filter(|shell| shell.ended().is_none());
+        open.filter_map(|shell| {
+            Some(SavedShell {
+                info: state.registry.get(&shell.id)?.clone(),
+                guest_id: shell.guest_id,
+                screen: lock(&shell.term).screen_text(),
+            })
+        })
+        .collect()
+    }
+
+    /// Takes the shells of a restored memory state back: their programs
+    /// run on in the guest, their screens are as they were. Returns their
+    /// ids.
+    pub(crate) fn adopt(self: &Arc<Self>, saved: Vec<SavedShell>) -> Vec<String> {
+        let mut adopted = Vec::new();
+        let mut state = lock(&self.state);
+        for shell in saved {
+            let Some(request) = self.guest.take_adopted(shell.guest_id) else {
+                continue;
+            };
+            let mut info = shell.info;
+            info.state = ShellState::Open;
+            let mut term = Terminal::new(info.rows, info.cols);
+            term.feed(shell.screen.replace('\n', "\r\n").as_bytes());
+            let (commands, commands_rx) = mpsc::channel(16);
+            let live = Arc::new(LiveShell {
+                id: info.id.clone(),
+                guest_id: shell.guest_id,
+                term: Mutex::new(term),
+                activity: Mutex::new(Instant::now()),
+                changed: Notify::new(),
+                ended: Mutex::new(None),
+                commands,
+            });
+            state.registry.reopen(info.clone());
+            state.live.insert(info.id.clone(), Arc::clone(&live));
+            let stream = ExecStream::adopted(request);
+            tokio::spawn(Arc::clone(self).pump(live, stream, commands_rx));
+            adopted.push(info.id);
+        }
+        self.save(&state);
+        adopted
     }
 
     /// Starts the shell's program on a terminal in the guest.
@@ -495,6 +548,15 @@ impl ShellHub {
             self.save(&state);
         }
     }
+}
+
+/// An open shell in a memory state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SavedShell {
+    info: ShellInfo,
+    guest_id: u32,
+    /// What its terminal showed.
+    screen: String,
 }
 
 /// Keeps the output of only the most recently opened ended shells.

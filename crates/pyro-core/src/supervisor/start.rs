@@ -1,44 +1,87 @@
 //! How the supervisor brings its VM up: by restoring the saved VM the
-//! record names (a warm template), and when that fails for any reason, by
+//! record names (a warm template, or a memory state of its own: a
+//! snapshot's, a suspend's), and when that fails for any reason, by
 //! booting the same disk cold. Either way the guest then learns who it is.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use pyro_vmm::VmSpec;
 
-use crate::host::boot::{boot, BootError, BootedVm};
+use super::checkpoint::{Manifest, MEMORY_TAG, STATE};
+use crate::host::boot::{boot, boot_adopting, BootError, BootedVm};
 use crate::host::machine::Machine;
 use crate::host::template::Shape;
 use crate::workspace::diff;
 use crate::workspace::store::{BootReport, ResumePoint};
 
+/// A VM that came up, how, and the memory state whose sessions it runs.
+pub(super) struct Started {
+    pub(super) booted: BootedVm,
+    pub(super) report: BootReport,
+    /// A restored memory state: its manifest, its directory, and whether
+    /// it is to be removed once its sessions are taken back (a suspend's).
+    pub(super) memory: Option<(Manifest, PathBuf, bool)>,
+}
+
 /// Brings the VM of `spec` up, restoring `resume` when given. `top` is
-/// the workspace's top disk layer (the one `spec` writes to).
+/// the workspace's top disk layer (the one `spec` writes to), `dir` the
+/// workspace directory.
 pub(super) async fn start_vm(
     machine: &Machine,
     (spec, shape): (VmSpec, Shape),
     resume: Option<ResumePoint>,
-    top: &Path,
-) -> Result<(BootedVm, BootReport), BootError> {
+    (dir, top): (&Path, &Path),
+) -> Result<Started, BootError> {
     let mut fallback = None;
-    if let Some(ResumePoint::Template { key, build, below }) = resume {
-        let short = key[..key.len().min(12)].to_string();
-        match restore_template(machine, (&spec, shape), (&key, &build), top, &below).await {
-            Ok(booted) => {
-                let report = BootReport {
-                    how: "restored".into(),
-                    from: Some(format!("warm template {short}")),
-                    ready_ms: booted.ready_after.as_millis() as u64,
-                    fallback: None,
-                };
-                return Ok((booted, report));
-            }
-            Err(why) => {
-                eprintln!("pyro: restoring warm template {short} failed ({why}); booting cold");
-                fallback = Some(why);
+    match resume {
+        Some(ResumePoint::Template { key, build, below }) => {
+            let short = key[..key.len().min(12)].to_string();
+            match restore_template(machine, (&spec, shape), (&key, &build), top, &below).await {
+                Ok(booted) => {
+                    let report = restored_report(&booted, format!("warm template {short}"));
+                    return Ok(Started {
+                        booted,
+                        report,
+                        memory: None,
+                    });
+                }
+                Err(why) => {
+                    eprintln!("pyro: restoring warm template {short} failed ({why}); booting cold");
+                    fallback = Some(why);
+                }
             }
         }
+        Some(ResumePoint::Memory {
+            dir: state,
+            below,
+            once,
+        }) => {
+            let state = dir.join(state);
+            match restore_memory(machine, (&spec, shape), &state).await {
+                Ok((booted, manifest)) => {
+                    let from = format!("its memory saved at {}", manifest.saved_at);
+                    let report = restored_report(&booted, from);
+                    return Ok(Started {
+                        booted,
+                        report,
+                        memory: Some((manifest, state, once)),
+                    });
+                }
+                Err(why) => {
+                    eprintln!("pyro: restoring the saved memory failed ({why}); booting cold");
+                    let why = match below.map(|below| renew_top(top, &below)) {
+                        Some(Err(disk)) => format!("{why}; and renewing the disk failed: {disk}"),
+                        _ => why,
+                    };
+                    if once {
+                        let _ = std::fs::remove_dir_all(&state);
+                    }
+                    fallback = Some(why);
+                }
+            }
+        }
+        None => {}
     }
     let started = Instant::now();
     let booted = boot(&machine.engine, &spec).await?;
@@ -47,8 +90,57 @@ pub(super) async fn start_vm(
         from: None,
         ready_ms: started.elapsed().as_millis() as u64,
         fallback,
+        restored: None,
     };
-    Ok((booted, report))
+    Ok(Started {
+        booted,
+        report,
+        memory: None,
+    })
+}
+
+fn restored_report(booted: &BootedVm, from: String) -> BootReport {
+    BootReport {
+        how: "restored".into(),
+        from: Some(from),
+        ready_ms: booted.ready_after.as_millis() as u64,
+        fallback: None,
+        restored: None,
+    }
+}
+
+/// Restores the memory state in `dir` (see [`super::checkpoint`]).
+async fn restore_memory(
+    machine: &Machine,
+    (spec, shape): (&VmSpec, Shape),
+    dir: &Path,
+) -> Result<(BootedVm, Manifest), String> {
+    let manifest = Manifest::load(dir)?;
+    if manifest.machine != machine.template_key(shape, MEMORY_TAG) {
+        return Err(
+            "pyro, the environment or the VM's size changed since the memory was saved".into(),
+        );
+    }
+    let mut restore = spec.clone();
+    restore.restore_from = Some(dir.join(STATE));
+    let booted = boot_adopting(&machine.engine, &restore, &manifest.adoption())
+        .await
+        .map_err(|e| pyro_util::error_chain(&e))?;
+    Ok((booted, manifest))
+}
+
+/// Makes the top layer `top` empty again over `below`.
+fn renew_top(top: &Path, below: &Path) -> Result<(), String> {
+    std::fs::remove_file(top)
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Ok(()),
+            _ => Err(e),
+        })
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            pyro_vmm::disk::create_overlay(below, pyro_vmm::DiskFormat::Qcow2, top)
+                .map_err(|e| pyro_util::error_chain(&e))
+        })
 }
 
 /// Restores build `build` of the template `key`; on failure the workspace's top layer
@@ -78,13 +170,7 @@ async fn restore_template(
             // What failed would fail again: the next create makes a new
             // build (VMs still mapping this one's files keep them).
             let _ = machine.store.remove_template_build(key, build);
-            let renewed = std::fs::remove_file(top)
-                .map_err(|e| e.to_string())
-                .and_then(|()| {
-                    pyro_vmm::disk::create_overlay(below, pyro_vmm::DiskFormat::Qcow2, top)
-                        .map_err(|e| pyro_util::error_chain(&e))
-                });
-            match renewed {
+            match renew_top(top, below) {
                 Ok(()) => Err(why),
                 Err(disk) => Err(format!("{why}; and renewing the disk failed: {disk}")),
             }

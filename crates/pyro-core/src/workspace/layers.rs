@@ -27,6 +27,8 @@ pub enum SnapshotError {
     BadName { name: String },
     #[error("workspace '{workspace}' has no baseline to reset to (it predates snapshots); reset to a named snapshot instead")]
     NoBaseline { workspace: String },
+    #[error("snapshot '{name}' was not taken: saving the VM's memory failed: {why}; free host disk space, or take a disk-only snapshot (--disk-only)")]
+    Memory { name: String, why: String },
     #[error("making the disk layer failed")]
     Layer(#[source] pyro_vmm::disk::DiskError),
     #[error(transparent)]
@@ -92,6 +94,39 @@ pub(crate) fn collect_garbage(dir: &Path, record: &WorkspaceRecord) {
         let canonical = std::fs::canonicalize(&candidate).unwrap_or(candidate.clone());
         if candidate.exists() && !needed.contains(&canonical) {
             let _ = std::fs::remove_file(&candidate);
+        }
+    }
+    collect_memory(dir, record);
+}
+
+/// Where memory states live, inside the workspace dir.
+pub(crate) const MEMORY: &str = "memory";
+
+/// The memory state directory of snapshot `name` (relative).
+pub(crate) fn snapshot_memory(name: &str) -> String {
+    format!("{MEMORY}/snapshot-{name}")
+}
+
+/// The memory state directory of a suspend (relative).
+pub(crate) const SUSPEND_MEMORY: &str = "memory/suspend";
+
+/// Deletes the memory states nothing refers to.
+fn collect_memory(dir: &Path, record: &WorkspaceRecord) {
+    let mut needed: HashSet<String> = record
+        .snapshots
+        .iter()
+        .filter_map(|s| s.memory.clone())
+        .collect();
+    if let Some(crate::workspace::store::ResumePoint::Memory { dir, .. }) = &record.resume_from {
+        needed.insert(dir.clone());
+    }
+    let Ok(entries) = std::fs::read_dir(dir.join(MEMORY)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let relative = format!("{MEMORY}/{}", entry.file_name().to_string_lossy());
+        if !needed.contains(&relative) {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

@@ -50,6 +50,10 @@ pub enum WorkspaceError {
     BadName { name: String },
     #[error("workspace '{name}' is stopped")]
     Stopped { name: String },
+    #[error("workspace '{name}' is suspended, its VM's memory saved for a VM with the network as it is; a new network mode needs a fresh boot: power it off first")]
+    SuspendedShape { name: String },
+    #[error("workspace '{name}' could not be suspended ({why}); it keeps running")]
+    SuspendFailed { name: String, why: String },
     #[error("workspace '{name}' crashed: {reason}")]
     Crashed { name: String, reason: String },
     #[error("workspace '{name}' is still starting; try again in a moment")]

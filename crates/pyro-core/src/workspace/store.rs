@@ -37,6 +37,12 @@ pub enum WorkspaceState {
     Running,
     /// Stopped on request; the disk keeps its state for `start`.
     Stopped,
+    /// Its VM's memory is saved on disk and no process runs for it:
+    /// `start` (or any call on it) resumes it with every process alive.
+    Suspended {
+        /// When (RFC 3339).
+        since: String,
+    },
     /// The VM or its supervisor died; `reason` says how.
     Crashed {
         /// Why: the VM's last words, or that the supervisor died.
@@ -51,6 +57,7 @@ impl WorkspaceState {
             WorkspaceState::Starting => "starting",
             WorkspaceState::Running => "running",
             WorkspaceState::Stopped => "stopped",
+            WorkspaceState::Suspended { .. } => "suspended",
             WorkspaceState::Crashed { .. } => "crashed",
         }
     }
@@ -126,6 +133,20 @@ pub enum ResumePoint {
         /// the restore fails, the top is made empty over it again.
         below: PathBuf,
     },
+    /// A VM state this workspace saved itself (a memory snapshot, a
+    /// suspend), in directory `dir` (relative to the workspace dir), with
+    /// the shells and services it ran.
+    Memory {
+        /// The state's directory, relative to the workspace dir.
+        dir: String,
+        /// As for a template: the layer a fresh top lies over, when the
+        /// disk is one (a reset); none when it is the live disk (a resume).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        below: Option<PathBuf>,
+        /// The state is used once (a suspend's): removed after the start.
+        #[serde(default)]
+        once: bool,
+    },
 }
 
 /// How a workspace's VM came up.
@@ -141,6 +162,18 @@ pub struct BootReport {
     /// Why a restore was tried and given up, so it booted instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
+    /// The shells and services a restored memory state brought back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<RestoredSessions>,
+}
+
+/// Shells (by id) and services (by name) running again after a restore.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoredSessions {
+    /// Shell ids.
+    pub shells: Vec<String>,
+    /// Service names.
+    pub services: Vec<String>,
 }
 
 impl BootReport {
@@ -166,6 +199,10 @@ pub struct SnapshotRecord {
     pub layer: String,
     /// When it was created (RFC 3339).
     pub created_at: String,
+    /// The directory (relative to the workspace dir) of the VM's memory
+    /// and running sessions at that moment; none for a disk-only one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
 }
 
 fn default_disk() -> String {

@@ -77,24 +77,28 @@ pub(crate) fn qemu_args(spec: &VmSpec, fds: &ChannelFds) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec();
-    if let GuestRam::File { path, shared } = &spec.ram {
-        // `-M microvm,memory-backend=…` must come with the first -M.
-        args[1] = "microvm,memory-backend=pyro.ram".into();
-        // `readonly=on` would make the RAM read-only to the guest too; a
-        // private mapping never writes the file back anyway.
-        let mapping = match shared {
-            true => "share=on",
-            false => "share=off",
-        };
-        args.extend([
-            "-object".into(),
+    // The RAM is always the backend `pyro.ram`, so a state saved by a VM
+    // of either kind of RAM restores into either (a migration stream names
+    // its RAM blocks).
+    // `-M microvm,memory-backend=…` must come with the first -M.
+    args[1] = "microvm,memory-backend=pyro.ram".into();
+    let backend = match &spec.ram {
+        GuestRam::Anonymous => format!("memory-backend-ram,id=pyro.ram,size={}M", spec.memory_mib),
+        GuestRam::File { path, shared } => {
+            // `readonly=on` would make the RAM read-only to the guest too;
+            // a private mapping never writes the file back anyway.
+            let mapping = match shared {
+                true => "share=on",
+                false => "share=off",
+            };
             format!(
                 "memory-backend-file,id=pyro.ram,size={}M,mem-path={},{mapping}",
                 spec.memory_mib,
                 escape_option(&path.display().to_string())
-            ),
-        ]);
-    }
+            )
+        }
+    };
+    args.extend(["-object".into(), backend]);
     args.extend([
         "-smp".into(),
         spec.cpus.to_string(),
@@ -251,7 +255,8 @@ mod tests {
         assert!(args.contains("-accel tcg"));
         assert!(args.contains("socket,id=monitor,fd=7"));
         assert!(!args.contains("-incoming"));
-        assert!(!args.contains("memory-backend"));
+        assert!(args.contains("microvm,memory-backend=pyro.ram"));
+        assert!(args.contains("memory-backend-ram,id=pyro.ram,size="));
     }
 
     #[test]

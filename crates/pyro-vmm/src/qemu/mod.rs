@@ -11,6 +11,7 @@ mod args;
 mod qmp;
 
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -321,12 +322,12 @@ impl QemuVm {
 
     /// Leaves shared RAM out of the migration stream (`x-ignore-shared`):
     /// its file holds it. Both ends of a stream must agree.
-    fn ignore_shared_ram(&mut self, action: &'static str) -> Result<(), EngineError> {
+    fn ignore_shared_ram(&mut self, action: &'static str, on: bool) -> Result<(), EngineError> {
         self.command(
             action,
             "migrate-set-capabilities",
             serde_json::json!({
-                "capabilities": [{ "capability": "x-ignore-shared", "state": true }]
+                "capabilities": [{ "capability": "x-ignore-shared", "state": on }]
             }),
         )
         .map(drop)
@@ -334,7 +335,7 @@ impl QemuVm {
 
     fn restore(&mut self, state: &Path) -> Result<(), EngineError> {
         if self.ram_in_file.is_some() {
-            self.ignore_shared_ram("restore")?;
+            self.ignore_shared_ram("restore", true)?;
         }
         let uri = restore_uri(state);
         self.command(
@@ -345,6 +346,32 @@ impl QemuVm {
         self.wait_migration("restore")?;
         self.resume()
     }
+    /// Migrates the paused VM into `part`, which becomes `state` once whole.
+    fn write_state(&mut self, state: &Path, part: &Path) -> Result<(), EngineError> {
+        let uri = save_uri(state, part);
+        self.command("save", "migrate", serde_json::json!({ "uri": uri }))?;
+        self.wait_migration("save")?;
+        // QEMU calls the migration done once it has written the stream;
+        // `cat` may still be writing it. The file appears under its name
+        // only after cat saw the end, and `part` goes when cat failed
+        // (see `save_uri`).
+        let deadline = Instant::now() + MONITOR_TIMEOUT;
+        while !state.exists() {
+            if !part.exists() && !state.exists() {
+                return Err(EngineError::Migration(
+                    "writing the saved state failed (is the host disk full?)".into(),
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(EngineError::Migration(
+                    "the saved state was not complete in time".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
     fn record(&mut self, status: std::process::ExitStatus) -> VmExit {
         let exit = VmExit {
             code: status.code(),
@@ -407,38 +434,49 @@ impl Vm for QemuVm {
     }
 
     fn save(&mut self, state: &Path) -> Result<(), EngineError> {
-        self.command("pause", "stop", serde_json::json!({}))?;
+        self.pause()?;
         // QEMU's default bandwidth cap makes saving several times slower.
         self.command(
             "save",
             "migrate-set-parameters",
             serde_json::json!({ "max-bandwidth": 64u64 << 30 }),
         )?;
-        if self.ram_in_file == Some(true) {
-            self.ignore_shared_ram("save")?;
-        }
+        // Set either way: a VM restored from a template has it on from its
+        // restore, and a stream saved with it on needs it on to load.
+        self.ignore_shared_ram("save", self.ram_in_file == Some(true))?;
         let _ = std::fs::remove_file(state);
-        let uri = save_uri(state);
-        self.command("save", "migrate", serde_json::json!({ "uri": uri }))?;
-        self.wait_migration("save")?;
-        // QEMU calls the migration done once it has written the stream;
-        // `cat` may still be writing it. The file appears under its name
-        // only after cat saw the end (see `save_uri`).
-        let deadline = Instant::now() + MONITOR_TIMEOUT;
-        while !state.exists() {
-            if Instant::now() > deadline {
-                return Err(EngineError::Migration(
-                    "the saved state was not complete in time".into(),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        let part = part_path(state);
+        // Only its owner reads a VM's memory: `cat >` keeps this mode.
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&part);
+        let saved = created
+            .map_err(|e| EngineError::Migration(format!("cannot create {}: {e}", part.display())))
+            .and_then(|_| self.write_state(state, &part));
+        if saved.is_err() {
+            let _ = std::fs::remove_file(&part);
         }
-        Ok(())
+        saved
     }
 
     fn snapshot_disk(&mut self, new_top: &Path) -> Result<(), EngineError> {
-        self.command("pause", "stop", serde_json::json!({}))?;
-        let switched = self.command(
+        self.pause()?;
+        let switched = self.switch_disk(new_top);
+        // Resume whatever happened: a failed snapshot leaves the VM as it was.
+        let resumed = self.resume();
+        switched.and(resumed)
+    }
+
+    fn pause(&mut self) -> Result<(), EngineError> {
+        self.command("pause", "stop", serde_json::json!({}))
+            .map(drop)
+    }
+
+    fn switch_disk(&mut self, new_top: &Path) -> Result<(), EngineError> {
+        self.command(
             "snapshot the disk of",
             "blockdev-snapshot-sync",
             serde_json::json!({
@@ -446,10 +484,8 @@ impl Vm for QemuVm {
                 "snapshot-file": new_top.display().to_string(),
                 "format": "qcow2",
             }),
-        );
-        // Resume whatever happened: a failed snapshot leaves the VM as it was.
-        let resumed = self.resume();
-        switched.and(resumed)
+        )
+        .map(drop)
     }
 
     fn resume(&mut self) -> Result<(), EngineError> {
@@ -464,15 +500,20 @@ fn restore_uri(state: &Path) -> String {
     format!("exec:cat < {}", shell_quote(state))
 }
 
-/// QEMU's `exec:` migration writing a state: into `STATE.part`, renamed to
-/// `STATE` once the stream has ended, so a file under the name is whole.
-fn save_uri(state: &Path) -> String {
-    let part = state.with_file_name(format!(
+/// Where a state is written until it is whole: `STATE.part`.
+fn part_path(state: &Path) -> PathBuf {
+    state.with_file_name(format!(
         "{}.part",
         state.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    let (part, state) = (shell_quote(&part), shell_quote(state));
-    format!("exec:cat > {part} && mv -f -- {part} {state}")
+    ))
+}
+
+/// QEMU's `exec:` migration writing a state: into `part`, renamed to
+/// `state` once the stream has ended, so a file under the name is whole;
+/// removed when writing it failed (a full disk).
+fn save_uri(state: &Path, part: &Path) -> String {
+    let (part, state) = (shell_quote(part), shell_quote(state));
+    format!("exec:cat > {part} && mv -f -- {part} {state} || rm -f -- {part}")
 }
 
 /// Quotes a path for the `sh -c` that QEMU's `exec:` migration runs.
@@ -510,8 +551,8 @@ mod tests {
             .unwrap();
         assert_eq!(out.stdout, b"state");
         assert_eq!(
-            save_uri(Path::new("-n")),
-            "exec:cat > '-n.part' && mv -f -- '-n.part' '-n'"
+            save_uri(Path::new("-n"), &part_path(Path::new("-n"))),
+            "exec:cat > '-n.part' && mv -f -- '-n.part' '-n' || rm -f -- '-n.part'"
         );
     }
 

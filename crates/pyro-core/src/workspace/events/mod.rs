@@ -152,6 +152,9 @@ pub enum EventKind {
     /// The VM was powered off (its services ended with it).
     Stopped,
     Started,
+    /// The VM's memory was saved and its processes left, to run again at
+    /// the next start (services keep running across it).
+    Suspended,
     ServiceStarted {
         name: String,
         command: String,

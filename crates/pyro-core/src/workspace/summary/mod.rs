@@ -315,6 +315,7 @@ pub fn synthesise(events: &[Event], files: FileSource) -> Activity {
             EventKind::Created { .. }
             | EventKind::Reset { .. }
             | EventKind::Started
+            | EventKind::Suspended
             | EventKind::ShellOpened { .. }
             | EventKind::ShellClosed { .. }
             // Status shows what is in force; the events, each change.

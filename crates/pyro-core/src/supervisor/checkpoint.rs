@@ -1,0 +1,153 @@
+//! Saving a running VM whole: its memory and devices, and the shells and
+//! services the supervisor keeps in it, so that a later supervisor (after
+//! a suspend, a reset to a memory snapshot) restores it and carries on.
+//!
+//! A memory state is a directory:
+//!
+//! - `sessions.json`: the [`Manifest`], written first;
+//! - `logs/NAME.log`: each running service's log as it was;
+//! - `state`: the VM's saved state (QEMU's migration stream: zero pages
+//!   take a few bytes each), written last and renamed into place once
+//!   whole. A directory without it is not a state and is never restored.
+//!
+//! The guest is quiesced for the save ([`Guest::quiesce`]): the channel is
+//! at a frame boundary both ways, so the restored agent and the new
+//! supervisor pick the stream up where it was, on the same request ids.
+
+use std::path::Path;
+use std::time::Duration;
+
+use pyro_util::fsutil::{write_atomic, Owner};
+use pyro_vmm::Vm;
+use serde::{Deserialize, Serialize};
+
+use super::dispatch::{SavedSessions, Sessions};
+use crate::host::guest::{Adoption, Guest};
+use crate::workspace::store::now;
+
+/// The VM state file in a memory state directory.
+pub(crate) const STATE: &str = "state";
+/// The manifest in a memory state directory.
+pub(crate) const MANIFEST: &str = "sessions.json";
+/// The tag in a memory state's machine key (see `Machine::template_key`).
+pub(crate) const MEMORY_TAG: &str = "pyro-memory-state-1";
+/// How long the guest's `sync` before a save may take.
+pub(crate) const SYNC_LIMIT: Duration = Duration::from_secs(60);
+
+/// What a memory state holds besides the VM.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    /// The machine the state belongs to: a VM of another machine (another
+    /// kernel, QEMU, size) cannot load it.
+    pub(crate) machine: String,
+    /// When it was saved (RFC 3339).
+    pub(crate) saved_at: String,
+    /// The guest channel's next request id, and the ids in flight.
+    pub(crate) next_id: u32,
+    pub(crate) in_flight: Vec<u32>,
+    /// The shells and services running at the time.
+    pub(crate) sessions: SavedSessions,
+}
+
+impl Manifest {
+    /// Reads the manifest of the complete memory state in `dir`.
+    pub(crate) fn load(dir: &Path) -> Result<Manifest, String> {
+        if !dir.join(STATE).is_file() {
+            return Err("the saved memory is missing (the save did not finish)".into());
+        }
+        let bytes = std::fs::read(dir.join(MANIFEST))
+            .map_err(|e| format!("cannot read {}: {e}", dir.join(MANIFEST).display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("the saved sessions are corrupt: {e}"))
+    }
+
+    /// The requests a guest restored from this state runs.
+    pub(crate) fn adoption(&self) -> Adoption {
+        Adoption {
+            ids: self.in_flight.clone(),
+            next_id: self.next_id,
+        }
+    }
+}
+
+/// Why a save failed; `disk_switched` when the VM had moved onto the new
+/// top layer before it did (the caller must record that).
+#[derive(Debug)]
+pub(crate) struct SaveFailed {
+    pub(crate) why: String,
+    pub(crate) disk_switched: bool,
+}
+
+/// Saves the running VM into the memory state directory `dir` (made
+/// afresh), first moving its disk onto `new_top` when given (a snapshot).
+/// On success the VM is left paused and the guest quiesced: the caller
+/// resumes both ([`carry_on`]) or ends the VM. On failure the VM runs on.
+pub(crate) async fn save(
+    vm: &mut dyn Vm,
+    guest: &Guest,
+    sessions: &Sessions,
+    (machine, dir): (&str, &Path),
+    new_top: Option<&Path>,
+) -> Result<(), SaveFailed> {
+    let failed = |why: String, disk_switched: bool| SaveFailed { why, disk_switched };
+    // The disk below holds everything written so far, should the memory
+    // ever fail to load.
+    let _ = tokio::time::timeout(SYNC_LIMIT, guest.sync()).await;
+    guest
+        .quiesce()
+        .await
+        .map_err(|e| failed(format!("the guest agent could not be paused: {e}"), false))?;
+    if let Err(e) = vm.pause() {
+        carry_on(vm, guest).await;
+        return Err(failed(pyro_util::error_chain(&e), false));
+    }
+    if let Some(top) = new_top {
+        if let Err(e) = vm.switch_disk(top) {
+            carry_on(vm, guest).await;
+            return Err(failed(pyro_util::error_chain(&e), false));
+        }
+    }
+    let written = write_state(vm, guest, sessions, (machine, dir));
+    if let Err(why) = written {
+        let _ = std::fs::remove_dir_all(dir);
+        carry_on(vm, guest).await;
+        return Err(failed(why, new_top.is_some()));
+    }
+    Ok(())
+}
+
+/// The manifest, the service logs, then the VM state.
+fn write_state(
+    vm: &mut dyn Vm,
+    guest: &Guest,
+    sessions: &Sessions,
+    (machine, dir): (&str, &Path),
+) -> Result<(), String> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    let manifest = Manifest {
+        machine: machine.to_string(),
+        saved_at: now(),
+        next_id: guest.next_request_id(),
+        in_flight: guest.live_requests(),
+        sessions: sessions.checkpoint(dir)?,
+    };
+    let bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+    write_atomic(&dir.join(MANIFEST), &bytes, 0o600, Owner::default())
+        .map_err(|e| format!("cannot write the saved sessions: {e}"))?;
+    vm.save(&dir.join(STATE))
+        .map_err(|e| pyro_util::error_chain(&e))
+}
+
+/// Lets a paused VM and its quiesced guest run on (after a snapshot, or
+/// a save that failed).
+pub(crate) async fn carry_on(vm: &mut dyn Vm, guest: &Guest) {
+    if let Err(e) = vm.resume() {
+        eprintln!(
+            "pyro: resuming the VM failed: {}",
+            pyro_util::error_chain(&e)
+        );
+    }
+    if let Err(e) = guest.unquiesce().await {
+        eprintln!("pyro: the guest agent did not resume: {e}");
+    }
+}
