@@ -92,7 +92,7 @@ pub enum WorkspaceCommand {
     /// Suspend a workspace: its VM's memory goes to disk and nothing of it
     /// runs; `start` (or any call on it) resumes every process. With
     /// --power-off, power the VM off instead (its disk keeps every change).
-    Stop(StopArgs),
+    Stop(crate::cli_states::StopArgs),
     /// Resume a suspended workspace, or boot a stopped or crashed one
     /// again from its disk.
     Start(WorkspaceRef),
@@ -110,14 +110,25 @@ pub enum WorkspaceCommand {
     Sync(SyncCommand),
     /// Name, list and delete whole-disk snapshots.
     #[command(subcommand)]
-    Snapshot(SnapshotCommand),
+    Snapshot(crate::cli_states::SnapshotCommand),
     /// Put the whole disk back to the baseline (right after create) or a snapshot.
     #[command(
         after_help = "Reset reboots the VM: running commands end. Installed packages and files \
 anywhere in the guest return to the chosen state. After a reset to a snapshot, `diff` is \
 relative to that snapshot."
     )]
-    Reset(ResetArgs),
+    Reset(crate::cli_states::ResetArgs),
+    /// Make a new workspace from a running one: a copy-on-write twin of its
+    /// disk and memory, every process running in both (or from one of its
+    /// snapshots).
+    #[command(
+        after_help = "The workspace keeps running, paused only while its state is \
+saved. The fork gets its own id, hostname, machine-id, random numbers and network identity; its \
+diff starts empty. Examples:
+  pyro workspace fork api-fix --name api-fix-b
+  pyro workspace fork api-fix --snapshot green --name retry"
+    )]
+    Fork(crate::cli_states::ForkArgs),
     /// Copy a file or directory of /workspace out to the host.
     #[command(
         after_help = "The guest is untrusted: names, links and sizes it presents never place \
@@ -157,67 +168,6 @@ anything outside --output. --output must not exist yet (or be an empty directory
 pub enum NetworkCommand {
     /// Every lookup and connection the network decided, denials marked.
     Log(WorkspaceRef),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SnapshotCommand {
-    /// Name the current state: the whole disk (a frozen copy-on-write
-    /// layer) and the running VM's memory, so that a reset to it has its
-    /// shells and services running again.
-    Create(SnapshotCreateArgs),
-    /// List a workspace's snapshots.
-    List(WorkspaceRef),
-    /// Delete a snapshot (its disk layer goes when nothing else needs it).
-    Delete(SnapshotArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct SnapshotCreateArgs {
-    /// Workspace id or name.
-    pub workspace: String,
-    /// Snapshot name.
-    pub name: String,
-    /// Keep the disk only, not the VM's memory (a reset to it boots).
-    #[arg(long)]
-    pub disk_only: bool,
-    /// Print the result as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct StopArgs {
-    /// Workspace id (or a unique prefix of it) or name.
-    pub workspace: String,
-    /// Power the VM off (every process ends) instead of suspending it.
-    #[arg(long)]
-    pub power_off: bool,
-    /// Print the result as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct SnapshotArgs {
-    /// Workspace id or name.
-    pub workspace: String,
-    /// Snapshot name.
-    pub name: String,
-    /// Print the result as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct ResetArgs {
-    /// Workspace id or name.
-    pub workspace: String,
-    /// Reset to this snapshot instead of the baseline.
-    #[arg(long, value_name = "NAME")]
-    pub snapshot: Option<String>,
-    /// Print the workspace as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ mod cli;
 mod cli_files;
 mod cli_network;
 mod cli_sessions;
+mod cli_states;
 mod commands;
 mod hints;
 mod progress;

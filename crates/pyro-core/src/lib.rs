@@ -60,6 +60,7 @@ pub use api::bench::{BenchOptions, BenchReport, BenchRow, Samples};
 pub use api::doctor::{Check, DoctorReport, Level};
 pub use api::error::Error;
 pub use api::exec::{ExecOptions, ExecReport};
+pub use api::fork::{ForkReport, ForkRequest};
 pub use api::hints::{Action, Hint};
 pub use api::host_paths::{HostPathError, HostPathUse, HostPaths};
 pub use api::network::{

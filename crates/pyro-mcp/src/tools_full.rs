@@ -1,5 +1,5 @@
-//! The tools `workspace-full` adds: snapshots, stop/start, sync push, logs
-//! and update.
+//! The tools `workspace-full` adds: snapshots, fork, stop/start, sync
+//! push, logs and update.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,6 +38,38 @@ pub struct SnapshotCreateParams {
     /// boots, and shells and services do not come back.
     #[serde(default)]
     pub disk_only: bool,
+}
+
+/// Arguments of `workspace_fork`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForkParams {
+    /// The workspace id or name to fork.
+    pub workspace: String,
+    /// A unique name for the new workspace.
+    pub name: Option<String>,
+    /// Fork this snapshot of the workspace instead of its running VM.
+    pub snapshot: Option<String>,
+}
+
+/// What `workspace_fork` made.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ForkInfo {
+    /// The new workspace: use its id from now on.
+    #[serde(flatten)]
+    pub workspace: WorkspaceInfo,
+    /// The id of the workspace it was forked from (it keeps running).
+    pub forked_from: String,
+    /// The snapshot it was forked from, when one was named.
+    pub snapshot: Option<String>,
+    /// How long the original was paused while its state was saved, ms.
+    pub parent_paused_ms: Option<u64>,
+    /// Shells (ids) open in the fork, as in the original.
+    pub running_shells: Vec<String>,
+    /// Services running in the fork, as in the original.
+    pub running_services: Vec<String>,
+    /// The original's published ports on fixed host ports, which stay with it.
+    pub ports_left: Vec<String>,
 }
 
 /// Arguments of `workspace_stop`.
@@ -205,6 +237,59 @@ impl PyroServer {
             .await?;
         let message = format!("snapshot {} deleted", params.name);
         Ok(Out::new(message.clone(), Done { message }))
+    }
+
+    /// Make a new workspace from a running one: a copy-on-write twin of its disk and memory
+    /// at this instant, with every process, shell and service running in both; the original
+    /// keeps running. Use it to try two approaches from one state. snapshot: fork one of its
+    /// snapshots instead. The fork's diff starts empty; it has its own id.
+    #[tool(
+        output_schema = schema::<ForkInfo>(),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)
+    )]
+    async fn workspace_fork(
+        &self,
+        Parameters(params): Parameters<ForkParams>,
+        context: RequestContext<RoleServer>,
+    ) -> ToolResult<ForkInfo> {
+        let progress = Progress::new(&context);
+        progress.stage("saving the workspace's state and starting the fork");
+        let request = pyro_core::ForkRequest {
+            name: params.name,
+            snapshot: params.snapshot,
+        };
+        let forked = progress
+            .with_heartbeat(
+                self.pyro.workspace_fork(&params.workspace, &request),
+                |elapsed| format!("forking ({}s)", elapsed.as_secs()),
+            )
+            .await;
+        progress.done().await;
+        let report = forked?;
+        let info = ForkInfo {
+            workspace: WorkspaceInfo::from(report.workspace),
+            forked_from: report.forked_from,
+            snapshot: report.snapshot,
+            parent_paused_ms: report.parent_paused_ms,
+            running_shells: report.restored.shells,
+            running_services: report.restored.services,
+            ports_left: report.ports_left,
+        };
+        let mut text = format!(
+            "workspace {} forked from {}",
+            info.workspace.line(),
+            info.forked_from
+        );
+        for (what, names) in [
+            ("shells open", &info.running_shells),
+            ("services running", &info.running_services),
+            ("ports left with the original", &info.ports_left),
+        ] {
+            if !names.is_empty() {
+                text.push_str(&format!("; {what}: {}", names.join(", ")));
+            }
+        }
+        Ok(Out::new(text, info))
     }
 
     /// Suspend a workspace: its VM's memory goes to disk and nothing of it runs on the host.

@@ -347,9 +347,38 @@ pub fn tree_size(path: &Path) -> u64 {
         .sum()
 }
 
+/// `target` as a path relative to the directory `from` (both absolute
+/// and without `.` or `..`): `../disk.qcow2` from `/w/layers` to
+/// `/w/disk.qcow2`.
+pub fn relative_path(from: &Path, target: &Path) -> PathBuf {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = target.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut relative = PathBuf::new();
+    for _ in common..from.len() {
+        relative.push("..");
+    }
+    for part in &to[common..] {
+        relative.push(part);
+    }
+    relative
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_paths_climb_only_as_far_as_needed() {
+        let rel = |from: &str, to: &str| relative_path(Path::new(from), Path::new(to));
+        assert_eq!(
+            rel("/w/layers", "/w/disk.qcow2"),
+            Path::new("../disk.qcow2")
+        );
+        assert_eq!(rel("/w/layers", "/w/layers/a.qcow2"), Path::new("a.qcow2"));
+        assert_eq!(rel("/w", "/w/layers/a.qcow2"), Path::new("layers/a.qcow2"));
+        assert_eq!(rel("/a/b", "/c/d"), Path::new("../../c/d"));
+    }
 
     #[test]
     fn locks_conflict_and_release_on_drop() {

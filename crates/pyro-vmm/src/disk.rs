@@ -17,6 +17,8 @@ pub enum DiskError {
     QemuImgMissing,
     #[error("qemu-img could not create the overlay {path}: {stderr}")]
     Create { path: PathBuf, stderr: String },
+    #[error("qemu-img failed on {path}: {stderr}")]
+    Image { path: PathBuf, stderr: String },
     #[error("could not run qemu-img")]
     Io(#[source] std::io::Error),
 }
@@ -27,13 +29,11 @@ pub fn create_overlay(
     base_format: DiskFormat,
     overlay: &Path,
 ) -> Result<(), DiskError> {
-    let output = Command::new("qemu-img")
-        .args(overlay_args(base, base_format, overlay))
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => DiskError::QemuImgMissing,
-            _ => DiskError::Io(e),
-        })?;
+    run_create(overlay_args(base, base_format, overlay), overlay)
+}
+
+fn run_create(args: Vec<OsString>, overlay: &Path) -> Result<(), DiskError> {
+    let output = run_qemu_img(args)?;
     if output.status.success() {
         Ok(())
     } else {
@@ -42,6 +42,96 @@ pub fn create_overlay(
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         })
     }
+}
+
+/// Creates `overlay` as a qcow2 layer over the qcow2 layer `below`,
+/// naming `below` relative to the overlay's directory: a chain of layers
+/// in one directory stays whole when the directory's files are linked
+/// elsewhere (a workspace forked from another). With `size` (the disk's
+/// virtual size, bytes) `below` is not opened: it may be in use by a VM.
+pub fn create_layer(below: &Path, overlay: &Path, size: Option<u64>) -> Result<(), DiskError> {
+    let from = overlay.parent().unwrap_or(Path::new("/"));
+    let backing = pyro_util::fsutil::relative_path(from, below);
+    let mut args = overlay_args(&backing, DiskFormat::Qcow2, overlay);
+    if let Some(size) = size {
+        args.insert(1, "-u".into());
+        args.push(size.to_string().into());
+    }
+    run_create(args, overlay)
+}
+
+/// One image of a backing chain as `qemu-img info` reports it.
+#[derive(Debug, Clone)]
+pub struct ChainImage {
+    /// The image's file, as qemu-img opened it.
+    pub filename: PathBuf,
+    /// Its backing file's name as the image stores it (maybe relative).
+    pub backing: Option<String>,
+}
+
+/// The images of `image`'s backing chain, itself first. Images in use by
+/// a VM are read too (`-U`).
+pub fn backing_chain(image: &Path) -> Result<Vec<ChainImage>, DiskError> {
+    let output = run_qemu_img(backing_chain_args(image))?;
+    let failed = |stderr: String| DiskError::Image {
+        path: image.to_path_buf(),
+        stderr,
+    };
+    if !output.status.success() {
+        return Err(failed(
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        ));
+    }
+    let chain: Vec<serde_json::Value> =
+        serde_json::from_slice(&output.stdout).map_err(|e| failed(e.to_string()))?;
+    Ok(chain
+        .iter()
+        .filter_map(|info| {
+            Some(ChainImage {
+                filename: info["filename"].as_str()?.into(),
+                backing: info["backing-filename"].as_str().map(str::to_string),
+            })
+        })
+        .collect())
+}
+
+/// `qemu-img info` of a whole chain, the image after `--`.
+fn backing_chain_args(image: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = ["info", "-U", "--backing-chain", "--output=json", "--"]
+        .map(Into::into)
+        .to_vec();
+    args.push(image.into());
+    args
+}
+
+/// Makes the qcow2 layer `image` name the qcow2 layer `below` (relative
+/// to itself) as its backing file, reading neither: their content must
+/// already agree (a copy moved beside a copy of its backing file).
+pub fn rebase(image: &Path, below: &Path) -> Result<(), DiskError> {
+    let from = image.parent().unwrap_or(Path::new("/"));
+    let backing = pyro_util::fsutil::relative_path(from, below);
+    let mut args: Vec<OsString> = ["rebase", "-u", "-F", "qcow2", "-b"]
+        .map(Into::into)
+        .to_vec();
+    args.extend([backing.into(), "--".into(), image.into()]);
+    let output = run_qemu_img(args)?;
+    match output.status.success() {
+        true => Ok(()),
+        false => Err(DiskError::Image {
+            path: image.to_path_buf(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        }),
+    }
+}
+
+fn run_qemu_img(args: Vec<OsString>) -> Result<std::process::Output, DiskError> {
+    Command::new("qemu-img")
+        .args(args)
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => DiskError::QemuImgMissing,
+            _ => DiskError::Io(e),
+        })
 }
 
 /// `qemu-img create` arguments; the overlay comes after `--`, so no path
@@ -74,6 +164,13 @@ mod tests {
     }
 
     #[test]
+    fn an_image_path_that_looks_like_an_option_is_an_operand() {
+        let args = backing_chain_args(Path::new("-image"));
+        let args: Vec<_> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(args[args.len() - 2..], ["--", "-image"]);
+    }
+
+    #[test]
     fn creates_a_small_overlay_over_a_large_base() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("base.raw");
@@ -82,6 +179,38 @@ mod tests {
         let overlay = dir.path().join("overlay.qcow2");
         create_overlay(&base, DiskFormat::Raw, &overlay).unwrap();
         assert!(std::fs::metadata(&overlay).unwrap().len() < 1 << 20);
+    }
+
+    #[test]
+    fn a_layer_names_its_backing_relative_to_itself_and_survives_a_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.raw");
+        std::fs::File::create(&base)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let bottom = dir.path().join("disk.qcow2");
+        create_overlay(&base, DiskFormat::Raw, &bottom).unwrap();
+        std::fs::create_dir(dir.path().join("layers")).unwrap();
+        let top = dir.path().join("layers/top.qcow2");
+        create_layer(&bottom, &top, None).unwrap();
+        let unopened = dir.path().join("layers/unopened.qcow2");
+        create_layer(&top, &unopened, Some(1 << 20)).unwrap();
+        // Linked into another directory, the chain resolves there.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::create_dir(other.path().join("layers")).unwrap();
+        for file in ["disk.qcow2", "layers/top.qcow2", "layers/unopened.qcow2"] {
+            std::fs::hard_link(dir.path().join(file), other.path().join(file)).unwrap();
+        }
+        let chain = backing_chain(&other.path().join("layers/unopened.qcow2")).unwrap();
+        assert_eq!(chain.len(), 4, "{chain:?}");
+        assert_eq!(chain[0].backing.as_deref(), Some("top.qcow2"));
+        assert_eq!(chain[1].backing.as_deref(), Some("../disk.qcow2"));
+        let resolved = std::fs::canonicalize(&chain[2].filename).unwrap();
+        assert_eq!(
+            resolved,
+            std::fs::canonicalize(other.path().join("disk.qcow2")).unwrap()
+        );
     }
 
     #[test]

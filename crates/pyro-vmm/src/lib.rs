@@ -132,9 +132,21 @@ pub trait Vm: Send {
 
     /// Pauses the VM and writes its whole state (CPU, devices, RAM) to
     /// `state`; the VM stays paused. Its disks are not included: the caller
-    /// keeps them unchanged (or snapshots them) while paused. RAM in a
-    /// shared file stays there, out of `state`.
+    /// keeps them unchanged while paused. RAM in a shared file stays
+    /// there, out of `state`.
     fn save(&mut self, state: &Path) -> Result<(), EngineError>;
+
+    /// Writes the VM's whole state to `state` while it runs, pausing it
+    /// only for the last stretch; there, with `new_top`, its root disk is
+    /// frozen as it is and its writes move to the new qcow2 layer
+    /// `new_top` (made over the current top), so the frozen disk and the
+    /// saved memory are one instant. The VM runs on afterwards, also when
+    /// the save failed. Returns how long the VM was paused.
+    fn save_live(
+        &mut self,
+        state: &Path,
+        new_top: Option<&Path>,
+    ) -> Result<Duration, LiveSaveFailed>;
 
     /// Resumes a paused VM (also after a save: the VM carries on).
     fn resume(&mut self) -> Result<(), EngineError>;
@@ -142,17 +154,21 @@ pub trait Vm: Send {
     /// Pauses the VM's CPUs; [`Vm::resume`] lets them run again.
     fn pause(&mut self) -> Result<(), EngineError>;
 
-    /// On a paused VM: freezes the root disk as it is and moves the VM's
-    /// writes to a new qcow2 overlay `new_top` backed by it, leaving the
-    /// VM paused. A [`Vm::save`] after it pairs the frozen disk with the
-    /// saved memory exactly.
-    fn switch_disk(&mut self, new_top: &Path) -> Result<(), EngineError>;
-
     /// Freezes the root disk as it is and moves the VM's writes to a new
-    /// qcow2 overlay `new_top` backed by it. The VM is paused for the switch,
+    /// qcow2 layer `new_top` over it. The VM is paused for the switch,
     /// so the frozen image is crash-consistent (flush the guest first for
     /// more). Only for `RootDisk::Persistent` disks.
     fn snapshot_disk(&mut self, new_top: &Path) -> Result<(), EngineError>;
+}
+
+/// Why [`Vm::save_live`] failed, and whether the VM had already moved its
+/// writes onto the new top layer (the caller must record that).
+#[derive(Debug, thiserror::Error)]
+#[error("saving the running VM failed")]
+pub struct LiveSaveFailed {
+    #[source]
+    pub error: EngineError,
+    pub disk_switched: bool,
 }
 
 /// How a VM process ended.
@@ -197,4 +213,8 @@ pub enum EngineError {
     },
     #[error("saving or restoring the VM state failed: {0}")]
     Migration(String),
+    #[error("the VM has no persistent root disk to snapshot")]
+    NoPersistentDisk,
+    #[error("could not make the new disk layer")]
+    Layer(#[source] disk::DiskError),
 }

@@ -6,7 +6,8 @@ use pyro_core::params::call_seed;
 use pyro_core::{CreateRequest, ExecOptions, Pyro, RunEnd, WorkspaceRecord};
 
 use super::run::{interrupted, StdStreams};
-use crate::cli::{SnapshotCommand, SyncCommand, WorkspaceCommand, WorkspaceRef};
+use crate::cli::{SyncCommand, WorkspaceCommand, WorkspaceRef};
+use crate::cli_states::SnapshotCommand;
 
 pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> {
     match command {
@@ -182,6 +183,21 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                         }
                     }
                 }
+            }
+        }
+        WorkspaceCommand::Fork(args) => {
+            let request = pyro_core::ForkRequest {
+                name: args.name,
+                snapshot: args.snapshot,
+            };
+            let report =
+                super::runtime().block_on(pyro.workspace_fork(&args.workspace, &request))?;
+            if args.id_only {
+                println!("{}", report.workspace.id);
+            } else if args.json {
+                super::print_json(&report)?;
+            } else {
+                show_fork(&report);
             }
         }
         WorkspaceCommand::Sync(SyncCommand::Push(args)) => {
@@ -444,6 +460,33 @@ fn parse_rfc3339(text: &str) -> Option<u64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     u64::try_from(days * 86_400 + hour * 3_600 + minute * 60 + second).ok()
+}
+
+/// A fork in a few lines: what it is, where it came from, what runs in it.
+fn show_fork(report: &pyro_core::ForkReport) {
+    let from = match &report.snapshot {
+        Some(snapshot) => format!("snapshot {snapshot} of {}", report.forked_from),
+        None => format!(
+            "{}, paused {} ms",
+            report.forked_from,
+            report.parent_paused_ms.unwrap_or(0)
+        ),
+    };
+    println!("{} forked from {from}", report.workspace.display_name());
+    if let Some(boot) = &report.workspace.last_boot {
+        println!("  last start: {}", boot.line());
+    }
+    for (kind, names) in [
+        ("shells", &report.restored.shells),
+        ("services", &report.restored.services),
+    ] {
+        if !names.is_empty() {
+            println!("  {kind} running: {}", names.join(", "));
+        }
+    }
+    for port in &report.ports_left {
+        println!("  port left with the parent: {port}");
+    }
 }
 
 #[cfg(test)]

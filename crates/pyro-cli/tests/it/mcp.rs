@@ -33,6 +33,7 @@ const CORE: &[&str] = &[
 ];
 
 const FULL_EXTRA: &[&str] = &[
+    "workspace_fork",
     "workspace_logs",
     "workspace_port_publish",
     "workspace_port_unpublish",

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use crate::support::*;
 
 /// Answers 200 once the guest's server on port 8000 does.
-const GET: &str = "python3 -c \"import urllib.request as u; \
+pub(crate) const GET: &str = "python3 -c \"import urllib.request as u; \
     print(u.urlopen('http://127.0.0.1:8000/', timeout=20).status)\"";
 
-fn start_web(home: &TestHome, ws: &str) {
+pub(crate) fn start_web(home: &TestHome, ws: &str) {
     ok(
         home.run(&[
             "workspace",
@@ -35,14 +35,14 @@ fn start_web(home: &TestHome, ws: &str) {
     );
 }
 
-fn status(home: &TestHome, ws: &str) -> serde_json::Value {
+pub(crate) fn status(home: &TestHome, ws: &str) -> serde_json::Value {
     json(&ok(
         home.run(&["workspace", "status", ws, "--json"]),
         "status",
     ))
 }
 
-fn open_shell(home: &TestHome, ws: &str) -> String {
+pub(crate) fn open_shell(home: &TestHome, ws: &str) -> String {
     let output = ok(
         home.run(&["workspace", "shell", "open", ws, "--id-only"]),
         "shell open",
@@ -51,7 +51,7 @@ fn open_shell(home: &TestHome, ws: &str) -> String {
 }
 
 /// Writes `line` to a shell and reads until `needle` shows.
-fn shell_says(home: &TestHome, ws: &str, shell: &str, line: &str, needle: &str) {
+pub(crate) fn shell_says(home: &TestHome, ws: &str, shell: &str, line: &str, needle: &str) {
     ok(
         home.run(&["workspace", "shell", "write", ws, shell, "--line", line]),
         "shell write",
@@ -68,7 +68,7 @@ fn shell_says(home: &TestHome, ws: &str, shell: &str, line: &str, needle: &str) 
     assert!(found.is_some(), "never saw {needle:?}; saw:\n{seen}");
 }
 
-fn workspace_dir(home: &TestHome, id: &str) -> PathBuf {
+pub(crate) fn workspace_dir(home: &TestHome, id: &str) -> PathBuf {
     home.path().join("workspaces").join(id)
 }
 

@@ -66,6 +66,10 @@ pub enum Error {
     /// again: nothing of it is left to look at.
     #[error("{0}; the workspace was deleted")]
     CreateFailed(Box<Error>),
+    /// A fork failed after it had made the new workspace, and deleted it
+    /// again; the workspace it forked runs on.
+    #[error("{0}; the fork was deleted")]
+    ForkFailed(Box<Error>),
     /// The caller cancelled a create; the workspace it made was deleted.
     #[error("cancelled; workspace {workspace} was deleted")]
     CreateCancelled { workspace: String },

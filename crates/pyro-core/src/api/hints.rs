@@ -139,7 +139,7 @@ impl Error {
             Error::Files(error) => files_hint(error),
             Error::Env(error) => env_hint(error),
             // The workspace is gone: no hint that points at it.
-            Error::CreateFailed(error) => error
+            Error::CreateFailed(error) | Error::ForkFailed(error) => error
                 .hint()
                 .filter(|hint| !hint.actions.iter().any(Action::is_about_a_workspace)),
             Error::HostPath(_) => Some(Hint::new(
@@ -163,6 +163,13 @@ fn workspace_hint(error: &WorkspaceError) -> Option<Hint> {
                 workspace: name.clone(),
             },
         ),
+        WorkspaceError::ForkStopped { name } => Hint::new(
+            "start it with:",
+            Action::StartWorkspace {
+                workspace: name.clone(),
+            },
+        )
+        .then(", or fork one of its snapshots"),
         WorkspaceError::Crashed { name, .. } => {
             Hint::new("see", logs(name)).then(", then start or delete it")
         }

@@ -10,6 +10,7 @@ pub(crate) mod envs;
 pub(crate) mod error;
 pub(crate) mod exec;
 pub(crate) mod files;
+pub(crate) mod fork;
 pub(crate) mod hints;
 pub(crate) mod host_paths;
 pub(crate) mod network;

@@ -57,14 +57,14 @@ impl Pyro {
             .into());
         }
         let memory = (!disk_only).then(|| layers::snapshot_memory(name));
-        let (layer, memory) = freeze_top(&store, &record, memory.as_deref())
+        let frozen = freeze_top(&store, &record, memory.as_deref())
             .await
             .map_err(|error| error.named(name))?;
         let snapshot = SnapshotRecord {
             name: name.to_string(),
-            layer,
+            layer: frozen.layer,
             created_at: now(),
-            memory,
+            memory: frozen.memory,
         };
         let saved = snapshot.clone();
         store.update(&record.id, move |record| {
@@ -200,11 +200,11 @@ impl Pyro {
     ) -> Result<(), Error> {
         let record = store.read(id)?;
         let _ops = ops_lock(store, id).await?;
-        let (layer, _) = freeze_top(store, &record, None)
+        let frozen = freeze_top(store, &record, None)
             .await
             .map_err(|error| error.named(BASELINE))?;
         store.update(id, move |record| {
-            record.baseline_layer = Some(layer);
+            record.baseline_layer = Some(frozen.layer);
             Ok(())
         })?;
         Ok(())
@@ -212,7 +212,7 @@ impl Pyro {
 }
 
 /// Why [`freeze_top`] failed.
-enum Frozen {
+pub(crate) enum Frozen {
     Failed(Error),
     /// The disk was frozen (and the workspace moved on to a new top), but
     /// its memory could not be saved: why.
@@ -221,7 +221,7 @@ enum Frozen {
 
 impl Frozen {
     /// The facade's error, for the snapshot `name`.
-    fn named(self, name: &str) -> Error {
+    pub(crate) fn named(self, name: &str) -> Error {
         match self {
             Frozen::Failed(error) => error,
             Frozen::NoMemory(why) => SnapshotError::Memory {
@@ -239,27 +239,32 @@ impl<E: Into<Error>> From<E> for Frozen {
     }
 }
 
+/// A top layer frozen by [`freeze_top`].
+pub(crate) struct FrozenTop {
+    /// The frozen layer's file, relative to the workspace dir.
+    pub(crate) layer: String,
+    /// The memory state directory, when one was saved.
+    pub(crate) memory: Option<String>,
+    /// How long the VM was paused to save it.
+    pub(crate) paused_ms: Option<u64>,
+}
+
 /// Freezes the workspace's current top layer and moves writes to a new
 /// one: through the running supervisor (guest flushed, QMP), or directly
 /// on a stopped workspace. With `memory`, a running VM's memory and
-/// sessions are saved in that directory too. Returns the frozen layer's
-/// file (relative to the workspace dir) and the memory directory, if
-/// saved.
-async fn freeze_top(
+/// sessions are saved in that directory too (relative to the workspace
+/// dir), live: the VM is paused only for the final copy.
+pub(crate) async fn freeze_top(
     store: &WorkspaceStore,
     record: &WorkspaceRecord,
     memory: Option<&str>,
-) -> Result<(String, Option<String>), Frozen> {
+) -> Result<FrozenTop, Frozen> {
     let dir = store.dir(&record.id);
     let frozen = record.active_disk.clone();
     let top = layers::new_top(&dir)?;
-    let mut saved = None;
-    let mut failure = None;
+    let mut done = client::Frozen::default();
     if store.supervisor_alive(&record.id)? {
-        match client::snapshot(&dir, &top, memory).await? {
-            None => saved = memory.map(str::to_string),
-            Some(why) => failure = Some(why),
-        }
+        done = client::snapshot(&dir, &top, memory).await?;
     } else {
         layers::overlay(&dir, &frozen, &top)?;
     }
@@ -267,8 +272,12 @@ async fn freeze_top(
         record.active_disk = top;
         Ok(())
     })?;
-    match failure {
+    match done.memory_failed {
         Some(why) => Err(Frozen::NoMemory(why)),
-        None => Ok((frozen, saved)),
+        None => Ok(FrozenTop {
+            layer: frozen,
+            memory: done.paused_ms.and(memory.map(str::to_string)),
+            paused_ms: done.paused_ms,
+        }),
     }
 }

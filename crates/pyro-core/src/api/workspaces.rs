@@ -282,19 +282,22 @@ impl Pyro {
                 template.filter(|t| env_store.template_build(&t.info.key, &t.info.build).is_ok());
             // The template's disk layer is copied (it is small): a template
             // removed or made again later leaves this disk whole.
-            let below = match &template {
+            match &template {
                 Some(t) => {
                     let copy = dir.join(TEMPLATE_DISK);
                     fs_err::copy(t.disk(), &copy).map_err(|source| WorkspaceError::Io {
                         path: copy.clone(),
                         source,
                     })?;
-                    copy
+                    pyro_vmm::disk::create_layer(&copy, &dir.join(DISK), None)
                 }
-                None => artifacts.rootfs.clone(),
-            };
-            pyro_vmm::disk::create_overlay(&below, pyro_vmm::DiskFormat::Qcow2, &dir.join(DISK))
-                .map_err(WorkspaceError::Disk)?;
+                None => pyro_vmm::disk::create_overlay(
+                    &artifacts.rootfs,
+                    pyro_vmm::DiskFormat::Qcow2,
+                    &dir.join(DISK),
+                ),
+            }
+            .map_err(WorkspaceError::Disk)?;
             // Unseeded, the state right after create is the template's: its
             // (empty) layer is frozen as the baseline before the VM starts.
             if template.is_some() && !seeded {

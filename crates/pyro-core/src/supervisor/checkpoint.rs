@@ -13,6 +13,11 @@
 //! The guest is quiesced for the save ([`Guest::quiesce`]): the channel is
 //! at a frame boundary both ways, so the restored agent and the new
 //! supervisor pick the stream up where it was, on the same request ids.
+//!
+//! A suspend saves a paused VM that then ends ([`save_and_stop`]); a
+//! snapshot or a fork saves a running one live ([`save_running`]), which
+//! pauses it only for the final copy, and moves its disk onto a new top
+//! layer in that pause.
 
 use std::path::Path;
 use std::time::Duration;
@@ -77,47 +82,80 @@ pub(crate) struct SaveFailed {
     pub(crate) disk_switched: bool,
 }
 
+impl SaveFailed {
+    fn before_disk(why: String) -> Self {
+        SaveFailed {
+            why,
+            disk_switched: false,
+        }
+    }
+}
+
+/// Saves the VM into the memory state directory `dir` (made afresh) and
+/// ends it there: the VM is left paused and the guest quiesced, for the
+/// caller to end (a suspend). On failure the VM runs on.
+pub(crate) async fn save_and_stop(
+    vm: &mut dyn Vm,
+    guest: &Guest,
+    sessions: &Sessions,
+    (machine, dir): (&str, &Path),
+) -> Result<(), SaveFailed> {
+    prepare(guest).await?;
+    let written = write_manifest(guest, sessions, (machine, dir)).and_then(|()| {
+        vm.save(&dir.join(STATE))
+            .map_err(|e| pyro_util::error_chain(&e))
+    });
+    if let Err(why) = written {
+        let _ = std::fs::remove_dir_all(dir);
+        carry_on(vm, guest).await;
+        return Err(SaveFailed::before_disk(why));
+    }
+    Ok(())
+}
+
 /// Saves the running VM into the memory state directory `dir` (made
-/// afresh), first moving its disk onto `new_top` when given (a snapshot).
-/// On success the VM is left paused and the guest quiesced: the caller
-/// resumes both ([`carry_on`]) or ends the VM. On failure the VM runs on.
-pub(crate) async fn save(
+/// afresh) while it runs on, first (at the instant the memory is taken)
+/// moving its disk onto `new_top` when given (a snapshot, a fork). The
+/// VM and the guest carry on either way. Returns how long the VM was
+/// paused.
+pub(crate) async fn save_running(
     vm: &mut dyn Vm,
     guest: &Guest,
     sessions: &Sessions,
     (machine, dir): (&str, &Path),
     new_top: Option<&Path>,
-) -> Result<(), SaveFailed> {
-    let failed = |why: String, disk_switched: bool| SaveFailed { why, disk_switched };
-    // The disk below holds everything written so far, should the memory
-    // ever fail to load.
+) -> Result<Duration, SaveFailed> {
+    prepare(guest).await?;
+    let saved = match write_manifest(guest, sessions, (machine, dir)) {
+        Err(why) => Err(SaveFailed::before_disk(why)),
+        Ok(()) => vm
+            .save_live(&dir.join(STATE), new_top)
+            .map_err(|failed| SaveFailed {
+                why: pyro_util::error_chain(&failed),
+                disk_switched: failed.disk_switched,
+            }),
+    };
+    if saved.is_err() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    if let Err(e) = guest.unquiesce().await {
+        eprintln!("pyro: the guest agent did not resume: {e}");
+    }
+    saved
+}
+
+/// Flushes the guest's disk (should the memory ever fail to load, the
+/// disk below holds everything written so far) and quiesces its channel.
+async fn prepare(guest: &Guest) -> Result<(), SaveFailed> {
     let _ = tokio::time::timeout(SYNC_LIMIT, guest.sync()).await;
     guest
         .quiesce()
         .await
-        .map_err(|e| failed(format!("the guest agent could not be paused: {e}"), false))?;
-    if let Err(e) = vm.pause() {
-        carry_on(vm, guest).await;
-        return Err(failed(pyro_util::error_chain(&e), false));
-    }
-    if let Some(top) = new_top {
-        if let Err(e) = vm.switch_disk(top) {
-            carry_on(vm, guest).await;
-            return Err(failed(pyro_util::error_chain(&e), false));
-        }
-    }
-    let written = write_state(vm, guest, sessions, (machine, dir));
-    if let Err(why) = written {
-        let _ = std::fs::remove_dir_all(dir);
-        carry_on(vm, guest).await;
-        return Err(failed(why, new_top.is_some()));
-    }
-    Ok(())
+        .map_err(|e| SaveFailed::before_disk(format!("the guest agent could not be paused: {e}")))
 }
 
-/// The manifest, the service logs, then the VM state.
-fn write_state(
-    vm: &mut dyn Vm,
+/// The manifest and the service logs, written before the VM state.
+fn write_manifest(
     guest: &Guest,
     sessions: &Sessions,
     (machine, dir): (&str, &Path),
@@ -133,14 +171,12 @@ fn write_state(
     };
     let bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
     write_atomic(&dir.join(MANIFEST), &bytes, 0o600, Owner::default())
-        .map_err(|e| format!("cannot write the saved sessions: {e}"))?;
-    vm.save(&dir.join(STATE))
-        .map_err(|e| pyro_util::error_chain(&e))
+        .map_err(|e| format!("cannot write the saved sessions: {e}"))
 }
 
-/// Lets a paused VM and its quiesced guest run on (after a snapshot, or
-/// a save that failed).
-pub(crate) async fn carry_on(vm: &mut dyn Vm, guest: &Guest) {
+/// Lets a paused VM and its quiesced guest run on (after a save that
+/// failed).
+async fn carry_on(vm: &mut dyn Vm, guest: &Guest) {
     if let Err(e) = vm.resume() {
         eprintln!(
             "pyro: resuming the VM failed: {}",

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
+pub(crate) use super::protocol::Frozen;
 use super::protocol::{ControlReply, ControlRequest, SessionError};
 use crate::workspace::CONTROL;
 
@@ -60,18 +61,17 @@ pub(crate) async fn call<T: DeserializeOwned>(
 /// Asks the running supervisor of the workspace in `dir` to flush the
 /// guest and switch the VM onto the new top layer `new_top` (relative to
 /// `dir`), freezing the current one; with `memory`, to save the VM's
-/// memory and sessions in that directory too. `Ok(Some(why))`: the disk
-/// was frozen but the memory could not be saved.
+/// memory and sessions in that directory too (see [`Frozen`]).
 pub(crate) async fn snapshot(
     dir: &Path,
     new_top: &str,
     memory: Option<&str>,
-) -> Result<Option<String>, SessionError> {
+) -> Result<Frozen, SessionError> {
     let request = ControlRequest::Snapshot {
         new_top: new_top.to_string(),
         memory: memory.map(str::to_string),
     };
-    call::<Option<String>>(dir, &request, SNAPSHOT_LIMIT).await
+    call::<Frozen>(dir, &request, SNAPSHOT_LIMIT).await
 }
 
 /// Asks the running supervisor of the workspace in `dir` to save its VM

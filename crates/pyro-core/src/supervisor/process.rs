@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint;
 use super::dispatch::Sessions;
-use super::protocol::{self, ControlReply, ControlRequest, SessionError, REQUEST_LIMIT};
+use super::protocol::{self, ControlReply, ControlRequest, Frozen, SessionError, REQUEST_LIMIT};
 use super::start;
 use crate::host::boot::describe_exit;
 use crate::host::guest::Guest;
@@ -289,9 +289,13 @@ async fn supervise(
                 }
                 VmJob::Suspend { dir: state, reply, written } => {
                     let target = (memory_key.as_str(), dir.join(&state));
-                    let saved =
-                        checkpoint::save(vm.as_mut(), &guest, &sessions, (target.0, &target.1), None)
-                            .await;
+                    let saved = checkpoint::save_and_stop(
+                        vm.as_mut(),
+                        &guest,
+                        &sessions,
+                        (target.0, &target.1),
+                    )
+                    .await;
                     match saved.map_err(|failed| SessionError::Invalid(failed.why)).and_then(|()| {
                         record_suspended(store, id, &state)
                     }) {
@@ -381,15 +385,14 @@ fn record_suspended(store: &WorkspaceStore, id: &str, state: &str) -> Result<(),
 }
 
 /// A disk snapshot, with the VM's memory and sessions in directory
-/// `memory` when given. `Ok(Some(why))`: the disk was frozen, the memory
-/// could not be saved.
+/// `memory` when given (see [`Frozen`]).
 async fn snapshot(
     vm: &mut dyn pyro_vmm::Vm,
     (guest, sessions): (&Guest, &Sessions),
     (memory_key, dir): (&str, &Path),
     new_top: &str,
     memory: Option<&str>,
-) -> Result<Option<String>, SessionError> {
+) -> Result<Frozen, SessionError> {
     let top = dir.join(new_top);
     let Some(memory) = memory else {
         // Push the guest's dirty pages to the disk first, so the frozen
@@ -397,16 +400,19 @@ async fn snapshot(
         let _ = tokio::time::timeout(checkpoint::SYNC_LIMIT, guest.sync()).await;
         return vm
             .snapshot_disk(&top)
-            .map(|()| None)
+            .map(|()| Frozen::default())
             .map_err(|e| SessionError::Invalid(pyro_util::error_chain(&e)));
     };
     let target = dir.join(memory);
-    match checkpoint::save(vm, guest, sessions, (memory_key, &target), Some(&top)).await {
-        Ok(()) => {
-            checkpoint::carry_on(vm, guest).await;
-            Ok(None)
-        }
-        Err(failed) if failed.disk_switched => Ok(Some(failed.why)),
+    match checkpoint::save_running(vm, guest, sessions, (memory_key, &target), Some(&top)).await {
+        Ok(paused) => Ok(Frozen {
+            memory_failed: None,
+            paused_ms: Some(paused.as_millis() as u64),
+        }),
+        Err(failed) if failed.disk_switched => Ok(Frozen {
+            memory_failed: Some(failed.why),
+            paused_ms: None,
+        }),
         Err(failed) => Err(SessionError::Invalid(failed.why)),
     }
 }

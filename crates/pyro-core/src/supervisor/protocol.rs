@@ -45,8 +45,9 @@ pub(crate) const REQUEST_LIMIT: Duration = Duration::from_secs(5);
 pub(crate) enum ControlRequest {
     /// Flush the guest, freeze the disk as it is and continue on `new_top`
     /// (relative to the workspace dir); with `memory`, save the VM's
-    /// memory and sessions in that directory too. Answered with `None`,
-    /// or with why the memory could not be saved (the disk was frozen).
+    /// memory and sessions in that directory too, live (the VM is paused
+    /// only for the final copy, and the disk frozen in that pause).
+    /// Answered with a [`Frozen`].
     Snapshot {
         new_top: String,
         #[serde(default)]
@@ -117,6 +118,17 @@ pub(crate) enum ControlRequest {
     PortUnpublish {
         bound: std::net::SocketAddrV4,
     },
+}
+
+/// What a [`ControlRequest::Snapshot`] did: the disk is frozen either way.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Frozen {
+    /// Why the memory could not be saved, when it was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) memory_failed: Option<String>,
+    /// How long the VM was paused for a memory save, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) paused_ms: Option<u64>,
 }
 
 /// A reply on the control socket.

@@ -138,8 +138,7 @@ fn renew_top(top: &Path, below: &Path) -> Result<(), String> {
         })
         .map_err(|e| e.to_string())
         .and_then(|()| {
-            pyro_vmm::disk::create_overlay(below, pyro_vmm::DiskFormat::Qcow2, top)
-                .map_err(|e| pyro_util::error_chain(&e))
+            pyro_vmm::disk::create_layer(below, top, None).map_err(|e| pyro_util::error_chain(&e))
         })
 }
 

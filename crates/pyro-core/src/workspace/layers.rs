@@ -3,7 +3,7 @@
 //! frozen one, the VM writing to the top.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use pyro_util::fsutil::FileLock;
 
@@ -45,14 +45,12 @@ pub(crate) fn new_top(dir: &Path) -> Result<String, WorkspaceError> {
     Ok(format!("{LAYERS}/{}.qcow2", new_id()))
 }
 
-/// Writes `top` (relative to `dir`) as a fresh overlay over `below`.
+/// Writes `top` (relative to `dir`) as a fresh overlay over `below`,
+/// which it names relative to itself: the chain stays whole when linked
+/// into another workspace (a fork).
 pub(crate) fn overlay(dir: &Path, below: &str, top: &str) -> Result<(), SnapshotError> {
-    pyro_vmm::disk::create_overlay(
-        &dir.join(below),
-        pyro_vmm::DiskFormat::Qcow2,
-        &dir.join(top),
-    )
-    .map_err(SnapshotError::Layer)
+    pyro_vmm::disk::create_layer(&dir.join(below), &dir.join(top), None)
+        .map_err(SnapshotError::Layer)
 }
 
 /// Serialises snapshot and reset calls on one workspace. The holder keeps
@@ -131,41 +129,48 @@ fn collect_memory(dir: &Path, record: &WorkspaceRecord) {
     }
 }
 
-/// `qemu-img info` of a whole chain, the image after `--`.
-fn backing_chain_args(image: &Path) -> Vec<std::ffi::OsString> {
-    let mut args: Vec<std::ffi::OsString> =
-        ["info", "-U", "--backing-chain", "--output=json", "--"]
-            .map(Into::into)
-            .to_vec();
-    args.push(image.into());
-    args
+/// Puts the frozen layer `layer` of the workspace in `from`, and every
+/// layer under it inside `from`, into the workspace in `to` at the same
+/// relative paths (a fork). Frozen layers are never written again, so
+/// they are hard-linked: both workspaces hold the same files, and either
+/// can be deleted. A layer that names the one below by its absolute path
+/// inside `from` (made before layers named theirs relative) is copied
+/// instead, and the copy made to name it relative.
+pub(crate) fn link_chain(from: &Path, to: &Path, layer: &str) -> Result<(), WorkspaceError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WorkspaceError::Io { path, source }
+    };
+    let from = std::fs::canonicalize(from).map_err(io(from))?;
+    for image in pyro_vmm::disk::backing_chain(&from.join(layer)).map_err(WorkspaceError::Disk)? {
+        let file = std::fs::canonicalize(&image.filename).map_err(io(&image.filename))?;
+        let Ok(relative) = file.strip_prefix(&from) else {
+            // The environment's image, shared by all.
+            break;
+        };
+        let target = to.join(relative);
+        if let Some(parent) = target.parent() {
+            fs_err::create_dir_all(parent).map_err(io(parent))?;
+        }
+        match image.backing.as_deref().map(Path::new) {
+            Some(backing) if backing.is_absolute() && backing.starts_with(&from) => {
+                fs_err::copy(&file, &target).map_err(io(&target))?;
+                let below = to.join(backing.strip_prefix(&from).expect("checked"));
+                pyro_vmm::disk::rebase(&target, &below).map_err(WorkspaceError::Disk)?;
+            }
+            _ => fs_err::hard_link(&file, &target).map_err(io(&target))?,
+        }
+    }
+    Ok(())
 }
 
 /// Every file in an image's backing chain (itself first), canonical paths.
-fn backing_chain(image: &Path) -> Option<Vec<std::path::PathBuf>> {
-    let output = std::process::Command::new("qemu-img")
-        .args(backing_chain_args(image))
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        return None;
-    }
-    let chain: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).ok()?;
+fn backing_chain(image: &Path) -> Option<Vec<PathBuf>> {
     Some(
-        chain
-            .iter()
-            .filter_map(|info| info["filename"].as_str())
-            .map(|file| std::fs::canonicalize(file).unwrap_or_else(|_| file.into()))
+        pyro_vmm::disk::backing_chain(image)
+            .ok()?
+            .into_iter()
+            .map(|info| std::fs::canonicalize(&info.filename).unwrap_or(info.filename))
             .collect(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn an_image_path_that_looks_like_an_option_is_an_operand() {
-        let args = super::backing_chain_args(std::path::Path::new("-image"));
-        let args: Vec<_> = args.iter().map(|a| a.to_str().unwrap()).collect();
-        assert_eq!(args[args.len() - 2..], ["--", "-image"]);
-    }
 }

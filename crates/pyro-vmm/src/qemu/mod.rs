@@ -8,10 +8,10 @@
 //! `snapshot=on`, whose temporary overlay QEMU unlinks right after opening it.
 
 mod args;
+mod migrate;
 mod qmp;
 
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -149,6 +149,15 @@ impl Engine for QemuEngine {
         };
         let mut inherited = vec![fds.console, fds.agent, fds.monitor];
         inherited.extend(fds.network);
+        // QEMU reads a saved state straight from the file: through a pipe
+        // its loader waits for the pipe at every 64 KiB.
+        let saved_state = match &spec.restore_from {
+            Some(state) => Some(std::fs::File::open(state).map_err(|source| {
+                EngineError::Migration(format!("cannot open {}: {source}", state.display()))
+            })?),
+            None => None,
+        };
+        inherited.extend(saved_state.as_ref().map(|file| file.as_raw_fd()));
         let argv = args::qemu_args(spec, &fds);
 
         let mut command = Command::new(&self.install.binary);
@@ -193,10 +202,15 @@ impl Engine for QemuEngine {
                 crate::GuestRam::Anonymous => None,
                 crate::GuestRam::File { shared, .. } => Some(shared),
             },
+            paused_switchover: false,
+            top: match &spec.root_disk {
+                Some(crate::RootDisk::Persistent { path, .. }) => Some(path.clone()),
+                _ => None,
+            },
         };
-        if let Some(state) = &spec.restore_from {
+        if let Some(state) = &saved_state {
             // On failure `vm` is dropped, which kills QEMU.
-            vm.restore(state)?;
+            vm.restore(state.as_raw_fd())?;
         }
         Ok(Box::new(vm))
     }
@@ -267,6 +281,10 @@ struct QemuVm {
     exited: Option<VmExit>,
     /// `Some(shared)` when the guest RAM is mapped from a file.
     ram_in_file: Option<bool>,
+    /// Whether `pause-before-switchover` is on (a live save set it).
+    paused_switchover: bool,
+    /// The image the VM writes its persistent root disk to.
+    top: Option<PathBuf>,
 }
 
 impl QemuVm {
@@ -292,84 +310,6 @@ impl QemuVm {
         self.qmp(action)?
             .execute(command, arguments)
             .map_err(|source| EngineError::Monitor { action, source })
-    }
-
-    /// Polls `query-migrate` until the migration ends.
-    fn wait_migration(&mut self, action: &'static str) -> Result<(), EngineError> {
-        let deadline = Instant::now() + MIGRATION_TIMEOUT;
-        loop {
-            let status = self.command(action, "query-migrate", serde_json::json!({}))?;
-            match status["status"].as_str() {
-                Some("completed") => return Ok(()),
-                Some("failed") | Some("cancelled") => {
-                    return Err(EngineError::Migration(
-                        status["error-desc"]
-                            .as_str()
-                            .unwrap_or("QEMU reported failure")
-                            .to_string(),
-                    ))
-                }
-                _ if Instant::now() > deadline => {
-                    return Err(EngineError::Migration(format!(
-                        "not done after {}s",
-                        MIGRATION_TIMEOUT.as_secs()
-                    )))
-                }
-                _ => std::thread::sleep(Duration::from_millis(2)),
-            }
-        }
-    }
-
-    /// Leaves shared RAM out of the migration stream (`x-ignore-shared`):
-    /// its file holds it. Both ends of a stream must agree.
-    fn ignore_shared_ram(&mut self, action: &'static str, on: bool) -> Result<(), EngineError> {
-        self.command(
-            action,
-            "migrate-set-capabilities",
-            serde_json::json!({
-                "capabilities": [{ "capability": "x-ignore-shared", "state": on }]
-            }),
-        )
-        .map(drop)
-    }
-
-    fn restore(&mut self, state: &Path) -> Result<(), EngineError> {
-        if self.ram_in_file.is_some() {
-            self.ignore_shared_ram("restore", true)?;
-        }
-        let uri = restore_uri(state);
-        self.command(
-            "restore",
-            "migrate-incoming",
-            serde_json::json!({ "uri": uri }),
-        )?;
-        self.wait_migration("restore")?;
-        self.resume()
-    }
-    /// Migrates the paused VM into `part`, which becomes `state` once whole.
-    fn write_state(&mut self, state: &Path, part: &Path) -> Result<(), EngineError> {
-        let uri = save_uri(state, part);
-        self.command("save", "migrate", serde_json::json!({ "uri": uri }))?;
-        self.wait_migration("save")?;
-        // QEMU calls the migration done once it has written the stream;
-        // `cat` may still be writing it. The file appears under its name
-        // only after cat saw the end, and `part` goes when cat failed
-        // (see `save_uri`).
-        let deadline = Instant::now() + MONITOR_TIMEOUT;
-        while !state.exists() {
-            if !part.exists() && !state.exists() {
-                return Err(EngineError::Migration(
-                    "writing the saved state failed (is the host disk full?)".into(),
-                ));
-            }
-            if Instant::now() > deadline {
-                return Err(EngineError::Migration(
-                    "the saved state was not complete in time".into(),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok(())
     }
 
     fn record(&mut self, status: std::process::ExitStatus) -> VmExit {
@@ -434,91 +374,90 @@ impl Vm for QemuVm {
     }
 
     fn save(&mut self, state: &Path) -> Result<(), EngineError> {
-        self.pause()?;
-        // QEMU's default bandwidth cap makes saving several times slower.
-        self.command(
-            "save",
-            "migrate-set-parameters",
-            serde_json::json!({ "max-bandwidth": 64u64 << 30 }),
-        )?;
-        // Set either way: a VM restored from a template has it on from its
-        // restore, and a stream saved with it on needs it on to load.
-        self.ignore_shared_ram("save", self.ram_in_file == Some(true))?;
-        let _ = std::fs::remove_file(state);
-        let part = part_path(state);
-        // Only its owner reads a VM's memory: `cat >` keeps this mode.
-        let created = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&part);
-        let saved = created
-            .map_err(|e| EngineError::Migration(format!("cannot create {}: {e}", part.display())))
-            .and_then(|_| self.write_state(state, &part));
-        if saved.is_err() {
-            let _ = std::fs::remove_file(&part);
-        }
-        saved
+        self.save_paused(state)
+    }
+
+    fn save_live(
+        &mut self,
+        state: &Path,
+        new_top: Option<&Path>,
+    ) -> Result<Duration, crate::LiveSaveFailed> {
+        self.save_live_running(state, new_top)
     }
 
     fn snapshot_disk(&mut self, new_top: &Path) -> Result<(), EngineError> {
-        self.pause()?;
-        let switched = self.switch_disk(new_top);
+        self.make_layer(new_top)?;
+        if let Err(error) = self.pause_vm() {
+            let _ = std::fs::remove_file(new_top);
+            return Err(error);
+        }
+        let switched = self.attach_layer(new_top);
         // Resume whatever happened: a failed snapshot leaves the VM as it was.
-        let resumed = self.resume();
+        let resumed = self.resume_vm();
         switched.and(resumed)
     }
 
     fn pause(&mut self) -> Result<(), EngineError> {
+        self.pause_vm()
+    }
+
+    fn resume(&mut self) -> Result<(), EngineError> {
+        self.resume_vm()
+    }
+}
+
+impl QemuVm {
+    fn pause_vm(&mut self) -> Result<(), EngineError> {
         self.command("pause", "stop", serde_json::json!({}))
             .map(drop)
     }
 
-    fn switch_disk(&mut self, new_top: &Path) -> Result<(), EngineError> {
-        self.command(
+    fn resume_vm(&mut self) -> Result<(), EngineError> {
+        self.command("resume", "cont", serde_json::json!({}))
+            .map(drop)
+    }
+
+    /// Makes `new_top` a layer over the VM's current top, naming it
+    /// relative to itself (QEMU's own overlays would name it by its
+    /// absolute path). The VM may run: the top is not opened.
+    fn make_layer(&mut self, new_top: &Path) -> Result<(), EngineError> {
+        let current = self.top.clone().ok_or(EngineError::NoPersistentDisk)?;
+        let blocks = self.command("snapshot the disk of", "query-block", serde_json::json!({}))?;
+        let size = blocks
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|block| block["device"] == "root")
+            .and_then(|block| block["inserted"]["image"]["virtual-size"].as_u64())
+            .ok_or(EngineError::NoPersistentDisk)?;
+        crate::disk::create_layer(&current, new_top, Some(size)).map_err(EngineError::Layer)
+    }
+
+    /// On a paused VM: freezes the root disk as it is and moves its
+    /// writes onto `new_top`, made by [`QemuVm::make_layer`]; removes it
+    /// when that fails.
+    fn attach_layer(&mut self, new_top: &Path) -> Result<(), EngineError> {
+        let switched = self.command(
             "snapshot the disk of",
             "blockdev-snapshot-sync",
             serde_json::json!({
                 "device": "root",
                 "snapshot-file": new_top.display().to_string(),
                 "format": "qcow2",
+                "mode": "existing",
             }),
-        )
-        .map(drop)
+        );
+        match switched {
+            Ok(_) => {
+                self.top = Some(new_top.to_path_buf());
+                Ok(())
+            }
+            Err(error) => {
+                let _ = std::fs::remove_file(new_top);
+                Err(error)
+            }
+        }
     }
-
-    fn resume(&mut self) -> Result<(), EngineError> {
-        self.command("resume", "cont", serde_json::json!({}))
-            .map(|_| ())
-    }
-}
-
-/// QEMU's `exec:` migration reading a saved state: `cat < 'P'`, so a path
-/// that starts with `-` is no option of cat's.
-fn restore_uri(state: &Path) -> String {
-    format!("exec:cat < {}", shell_quote(state))
-}
-
-/// Where a state is written until it is whole: `STATE.part`.
-fn part_path(state: &Path) -> PathBuf {
-    state.with_file_name(format!(
-        "{}.part",
-        state.file_name().unwrap_or_default().to_string_lossy()
-    ))
-}
-
-/// QEMU's `exec:` migration writing a state: into `part`, renamed to
-/// `state` once the stream has ended, so a file under the name is whole;
-/// removed when writing it failed (a full disk).
-fn save_uri(state: &Path, part: &Path) -> String {
-    let (part, state) = (shell_quote(part), shell_quote(state));
-    format!("exec:cat > {part} && mv -f -- {part} {state} || rm -f -- {part}")
-}
-
-/// Quotes a path for the `sh -c` that QEMU's `exec:` migration runs.
-fn shell_quote(path: &Path) -> String {
-    format!("'{}'", path.display().to_string().replace('\'', "'\\''"))
 }
 
 impl Drop for QemuVm {
@@ -530,31 +469,6 @@ impl Drop for QemuVm {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quotes_paths_for_the_shell() {
-        assert_eq!(shell_quote(Path::new("/a b/it's")), "'/a b/it'\\''s'");
-    }
-
-    #[test]
-    fn migration_paths_that_look_like_options_are_redirections() {
-        // Run the very command QEMU would: cat must read the file, not
-        // take "-n" as its option.
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("-n"), "state").unwrap();
-        let uri = restore_uri(Path::new("-n"));
-        let shell = uri.strip_prefix("exec:").unwrap();
-        let out = std::process::Command::new("sh")
-            .args(["-c", shell])
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert_eq!(out.stdout, b"state");
-        assert_eq!(
-            save_uri(Path::new("-n"), &part_path(Path::new("-n"))),
-            "exec:cat > '-n.part' && mv -f -- '-n.part' '-n' || rm -f -- '-n.part'"
-        );
-    }
 
     #[test]
     fn parses_the_version_line() {

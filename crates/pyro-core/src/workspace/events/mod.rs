@@ -149,6 +149,17 @@ pub enum EventKind {
     Reset {
         snapshot: Option<String>,
     },
+    /// This workspace was forked from another's running VM, or from one
+    /// of its snapshots: a boundary, like a create.
+    ForkedFrom {
+        workspace: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<String>,
+    },
+    /// A fork of this workspace was made: the new workspace's id.
+    Forked {
+        workspace: String,
+    },
     /// The VM was powered off (its services ended with it).
     Stopped,
     Started,
@@ -197,7 +208,10 @@ fn is_zero(value: &usize) -> bool {
 impl EventKind {
     /// Whether the summary starts here: create or reset.
     pub fn is_boundary(&self) -> bool {
-        matches!(self, EventKind::Created { .. } | EventKind::Reset { .. })
+        matches!(
+            self,
+            EventKind::Created { .. } | EventKind::Reset { .. } | EventKind::ForkedFrom { .. }
+        )
     }
 
     /// An exec of `argv` that ended as `end`; `elapsed_ms` counts when the

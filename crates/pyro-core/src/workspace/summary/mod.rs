@@ -49,9 +49,10 @@ pub struct WorkspaceSummary {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Since {
     pub at: String,
-    /// `created` or `reset`.
+    /// `created`, `reset` or `forked`.
     pub event: &'static str,
-    /// The snapshot a reset went back to (none: the baseline).
+    /// The snapshot a reset went back to, or a fork was made from (none:
+    /// the baseline, or the running VM).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
 }
@@ -172,6 +173,11 @@ pub fn since(events: &[Event]) -> Option<Since> {
         EventKind::Reset { snapshot } => Some(Since {
             at: first.at.clone(),
             event: "reset",
+            snapshot: snapshot.clone(),
+        }),
+        EventKind::ForkedFrom { snapshot, .. } => Some(Since {
+            at: first.at.clone(),
+            event: "forked",
             snapshot: snapshot.clone(),
         }),
         _ => None,
@@ -314,6 +320,8 @@ pub fn synthesise(events: &[Event], files: FileSource) -> Activity {
             }
             EventKind::Created { .. }
             | EventKind::Reset { .. }
+            | EventKind::ForkedFrom { .. }
+            | EventKind::Forked { .. }
             | EventKind::Started
             | EventKind::Suspended
             | EventKind::ShellOpened { .. }
@@ -418,6 +426,9 @@ impl WorkspaceSummary {
         match &self.since {
             Some(since) if since.event == "created" => {
                 let _ = writeln!(text, "; since it was created at {}.", since.at);
+            }
+            Some(since) if since.event == "forked" => {
+                let _ = writeln!(text, "; since it was forked at {}.", since.at);
             }
             Some(since) => {
                 let target = since
