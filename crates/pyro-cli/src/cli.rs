@@ -242,6 +242,10 @@ pub struct CreateArgs {
     /// Keep a secret read from a host file (repeatable; one trailing newline is dropped).
     #[arg(long = "secret-file", value_name = "NAME=PATH", value_parser = parse_key_value)]
     pub secret_files: Vec<(String, String)>,
+    /// Suspend the workspace after this long without a call on it (e.g. 15m, 2h, 90s);
+    /// the next call resumes it with every process.
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
     /// Boot a kernel instead of restoring the environment's warm template.
     #[arg(long)]
     pub cold: bool,
@@ -296,6 +300,9 @@ pub struct UpdateArgs {
     /// Drop the allowlist: every public destination opens.
     #[arg(long)]
     pub allow_any: bool,
+    /// A new idle timeout (e.g. 15m), or `off`.
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
     /// Print the workspace as JSON.
     #[arg(long)]
     pub json: bool,

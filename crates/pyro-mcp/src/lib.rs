@@ -194,7 +194,12 @@ impl ServerHandler for PyroServer {
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
         let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
-        output::offering(self.offered.clone(), self.tool_router.call(call)).await
+        let (result, resumed) = pyro_core::noting_resumes(output::offering(
+            self.offered.clone(),
+            self.tool_router.call(call),
+        ))
+        .await;
+        result.map(|response| output::note_resumes(response, &resumed))
     }
 
     /// Answers the stand-in for a message too large to read (see

@@ -54,9 +54,11 @@ impl LocalRunner {
         let child = token.child_token();
         let _cancel_on_drop = child.clone().drop_guard();
         let (sender, receiver) = oneshot::channel();
+        // The call's resumes are noted where the call began.
+        let notes = pyro_core::ResumeNotes::current().unwrap_or_default();
         let job: Job = Box::new(move || {
             Box::pin(async move {
-                let _ = sender.send(make(child).await);
+                let _ = sender.send(notes.scope(make(child)).await);
             })
         });
         self.jobs.send(job).ok()?;

@@ -43,6 +43,30 @@ impl<T: Serialize> IntoCallToolResult for Out<T> {
     }
 }
 
+/// Says in a tool's result that the call resumed suspended workspaces: a
+/// line in its text, and `resumed` in its structured content.
+pub fn note_resumes(
+    mut response: CallToolResponse,
+    resumed: &[pyro_core::Resumed],
+) -> CallToolResponse {
+    if resumed.is_empty() {
+        return response;
+    }
+    if let CallToolResponse::Complete(result) = &mut response {
+        for resumed in resumed {
+            result
+                .content
+                .push(ContentBlock::text(format!("note: {}", resumed.line())));
+        }
+        if let Some(serde_json::Value::Object(object)) = &mut result.structured_content {
+            if let Ok(value) = serde_json::to_value(resumed) {
+                object.insert("resumed".into(), value);
+            }
+        }
+    }
+    response
+}
+
 /// A failure the model can act on: an `is_error` tool result carrying the
 /// facade's message.
 #[derive(Debug)]

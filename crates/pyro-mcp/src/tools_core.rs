@@ -54,6 +54,9 @@ pub struct CreateParams {
     /// each url).
     #[serde(default)]
     pub publish: Vec<String>,
+    /// Suspend the workspace after this long without a tool call on it ("15m", "2h",
+    /// "90s"); the next call on it resumes it, with every process. Default: never.
+    pub idle_timeout: Option<String>,
 }
 
 /// A workspace, by id, id prefix or name.
@@ -156,6 +159,12 @@ impl PyroServer {
             // Values come only through workspace_secret_set.
             secrets: Vec::new(),
             warm: true,
+            idle_timeout: params
+                .idle_timeout
+                .as_deref()
+                .map(params::idle_timeout)
+                .transpose()?
+                .flatten(),
         };
         let mut stage = progress.stage_fn();
         // A cancelled create is deleted by the facade once it is made.

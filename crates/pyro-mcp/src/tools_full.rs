@@ -140,6 +140,8 @@ pub struct UpdateParams {
     /// Replaces the allowlist (HOST[:PORT], *.DOMAIN, IPv4, host.pyro.internal:PORT); [] opens
     /// every public destination. A running workspace enforces it at once.
     pub allow: Option<Vec<String>>,
+    /// Suspend the workspace after this long without a tool call ("15m", "2h"); "off" never.
+    pub idle_timeout: Option<String>,
 }
 
 /// A workspace's logs.
@@ -389,14 +391,22 @@ impl PyroServer {
         &self,
         Parameters(params): Parameters<UpdateParams>,
     ) -> ToolResult<WorkspaceInfo> {
-        let labels: Vec<(String, String)> = params.labels.into_iter().collect();
-        let network = pyro_core::NetworkUpdate {
-            mode: params.network,
-            allow: params.allow,
+        let update = pyro_core::UpdateRequest {
+            name: params.name,
+            labels: params.labels.into_iter().collect(),
+            network: pyro_core::NetworkUpdate {
+                mode: params.network,
+                allow: params.allow,
+            },
+            idle_timeout: params
+                .idle_timeout
+                .as_deref()
+                .map(pyro_core::params::idle_timeout)
+                .transpose()?,
         };
         let record = self
             .pyro
-            .workspace_update(&params.workspace, params.name, &labels, &network)
+            .workspace_update(&params.workspace, &update)
             .await?;
         let info = WorkspaceInfo::from(record);
         Ok(Out::new(info.line(), info))

@@ -43,6 +43,8 @@ pub struct WorkspaceInfo {
     pub ports: Vec<PortInfo>,
     /// How its VM last came up: restored from a warm template, or booted.
     pub last_start: Option<String>,
+    /// After this long without a tool call it is suspended (e.g. "15m").
+    pub idle_timeout: Option<String>,
 }
 
 /// A host port forwarded into the guest.
@@ -103,6 +105,9 @@ impl From<WorkspaceRecord> for WorkspaceInfo {
             allow: record.network.allow.iter().map(|a| a.to_string()).collect(),
             ports: record.network.ports.iter().map(PortInfo::from).collect(),
             last_start: record.last_boot.as_ref().map(|b| b.line()),
+            idle_timeout: record.idle_timeout_secs.map(|secs| {
+                pyro_core::params::describe_duration(std::time::Duration::from_secs(secs))
+            }),
         }
     }
 }

@@ -46,11 +46,27 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
 /// A runtime for one command. Single-threaded on purpose: VMs are tied to
 /// the thread that spawned them (parent-death signal), which must live as
 /// long as they do.
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("build the tokio runtime")
+pub fn runtime() -> Runtime {
+    Runtime(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("build the tokio runtime"),
+    )
+}
+
+/// The command's runtime: every facade call it runs that resumed a
+/// suspended workspace says so on stderr.
+pub struct Runtime(tokio::runtime::Runtime);
+
+impl Runtime {
+    pub fn block_on<F: std::future::Future>(&self, call: F) -> F::Output {
+        let (output, resumed) = self.0.block_on(pyro_core::noting_resumes(call));
+        for resumed in resumed {
+            eprintln!("pyro: {}", resumed.line());
+        }
+        output
+    }
 }
 
 /// Prints a value as pretty JSON on stdout.

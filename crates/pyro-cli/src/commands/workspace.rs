@@ -26,6 +26,12 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                 },
                 secrets: secret_inputs(args.secrets, args.secret_files),
                 warm: !args.cold,
+                idle_timeout: args
+                    .idle_timeout
+                    .as_deref()
+                    .map(pyro_core::params::idle_timeout)
+                    .transpose()?
+                    .flatten(),
             };
             // Ctrl-C: the create runs to its end, then the workspace is
             // deleted rather than left running for nobody.
@@ -69,12 +75,18 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
         }
         WorkspaceCommand::Update(args) => {
             let network = args.network_update();
-            let record = super::runtime().block_on(pyro.workspace_update(
-                &args.workspace,
-                args.name,
-                &args.labels,
-                &network,
-            ))?;
+            let update = pyro_core::UpdateRequest {
+                name: args.name,
+                labels: args.labels,
+                network: network.clone(),
+                idle_timeout: args
+                    .idle_timeout
+                    .as_deref()
+                    .map(pyro_core::params::idle_timeout)
+                    .transpose()?,
+            };
+            let record =
+                super::runtime().block_on(pyro.workspace_update(&args.workspace, &update))?;
             if !network.is_empty()
                 && !args.json
                 && record.state != pyro_core::WorkspaceState::Running
@@ -333,6 +345,10 @@ fn show(record: &WorkspaceRecord, json: bool) -> anyhow::Result<()> {
     for port in &record.network.ports {
         println!("port:          {}", port.line());
     }
+    if let Some(secs) = record.idle_timeout_secs {
+        let after = pyro_core::params::describe_duration(Duration::from_secs(secs));
+        println!("idle timeout:  {after} (then suspended; any call resumes it)");
+    }
     println!(
         "created:       {} ({} ago)",
         record.created_at,
@@ -411,16 +427,21 @@ fn print_table(records: &[WorkspaceRecord]) {
         return;
     }
     println!(
-        "{:<12}  {:<16}  {:<14}  {:<8}  {:<12}  {:>6}  {:>8}",
+        "{:<12}  {:<16}  {:<14}  {:<14}  {:<12}  {:>6}  {:>8}",
         "ID", "NAME", "ENV", "STATE", "NETWORK", "AGE", "ACTIVE"
     );
     for record in records {
+        // How long a suspended one has slept.
+        let state = match &record.state {
+            pyro_core::WorkspaceState::Suspended { since } => format!("suspended {}", age(since)),
+            other => other.label().to_string(),
+        };
         println!(
-            "{:<12}  {:<16}  {:<14}  {:<8}  {:<12}  {:>6}  {:>8}",
+            "{:<12}  {:<16}  {:<14}  {:<14}  {:<12}  {:>6}  {:>8}",
             record.id,
             record.name.as_deref().unwrap_or("-"),
             record.env,
-            record.state.label(),
+            state,
             record.network.mode.as_str(),
             age(&record.created_at),
             format!("{} ago", age(&record.last_activity_at)),

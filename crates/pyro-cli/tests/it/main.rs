@@ -12,6 +12,7 @@ mod cli;
 mod fork;
 mod host;
 mod host_boundary;
+mod idle;
 mod library;
 mod mcp;
 mod mcp_load;

@@ -2,6 +2,8 @@
 //! supervisor.
 
 use std::path::PathBuf;
+
+use pyro_util::fsutil::FileLock;
 use std::time::{Duration, Instant};
 
 use pyro_net::NetEvent;
@@ -74,7 +76,7 @@ impl Pyro {
         let started = Instant::now();
         // On the clock the network's events carry.
         let started_ms = pyro_net::now_unix_ms();
-        let (record, dir) = self.running_workspace(query).await?;
+        let (record, dir, _in_use) = self.running_workspace(query).await?;
         let mut env = options.env_vars.clone();
         env.extend(super::secrets::env_for(&dir, query, &options.secret_env)?);
         let guest = self.connect_running(&record, &dir).await?;
@@ -166,7 +168,7 @@ impl Pyro {
 
     /// A guest channel to a running workspace, through its supervisor.
     pub(crate) async fn connect_workspace(&self, query: &str) -> Result<Guest, Error> {
-        let (record, dir) = self.running_workspace(query).await?;
+        let (record, dir, _in_use) = self.running_workspace(query).await?;
         self.connect_running(&record, &dir).await
     }
 
@@ -188,15 +190,18 @@ impl Pyro {
         Ok(Guest::connect(stream, Handshake::FreshBoot, &Adoption::default()).await?)
     }
 
-    /// A running workspace's record and directory; else why it is not
+    /// A running workspace's record and directory, and its use lock (see
+    /// [`Pyro::in_use`]: hold it until connected); else why it is not
     /// running, and what to do. A suspended workspace is resumed first:
     /// any call on it wakes it.
     pub(crate) async fn running_workspace(
         &self,
         query: &str,
-    ) -> Result<(WorkspaceRecord, PathBuf), Error> {
+    ) -> Result<(WorkspaceRecord, PathBuf, FileLock), Error> {
         let store = self.store()?;
-        let mut record = store.observe(&store.resolve(query)?.id)?;
+        let id = store.resolve(query)?.id;
+        let in_use = self.in_use(&id).await?;
+        let mut record = store.observe(&id)?;
         if let WorkspaceState::Suspended { .. } = record.state {
             record = self.resume_for_call(&record.id).await?;
         }
@@ -216,6 +221,6 @@ impl Pyro {
             }
         }
         let dir = store.dir(&record.id);
-        Ok((record, dir))
+        Ok((record, dir, in_use))
     }
 }

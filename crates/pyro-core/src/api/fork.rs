@@ -89,10 +89,11 @@ impl Pyro {
                 return Err(WorkspaceError::NameTaken { name: name.clone() }.into());
             }
         }
-        let parent = match &request.snapshot {
-            Some(_) => store.observe(&store.resolve(query)?.id)?,
+        // Held throughout: the parent is not suspended for being idle meanwhile.
+        let (parent, _in_use) = match &request.snapshot {
+            Some(_) => (store.observe(&store.resolve(query)?.id)?, None),
             None => match self.running_workspace(query).await {
-                Ok((record, _)) => record,
+                Ok((record, _, in_use)) => (record, Some(in_use)),
                 Err(Error::Workspace(WorkspaceError::Stopped { name })) => {
                     return Err(WorkspaceError::ForkStopped { name }.into())
                 }
@@ -229,6 +230,7 @@ fn child_record(parent: &WorkspaceRecord, name: Option<String>) -> (WorkspaceRec
         baseline_layer: None,
         snapshots: Vec::new(),
         network,
+        idle_timeout_secs: parent.idle_timeout_secs,
         resume_from: None,
         baseline_template: None,
         last_boot: None,

@@ -56,6 +56,68 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
 /// Most bytes of a service's log one read returns unless asked otherwise.
 pub const DEFAULT_LOG_BYTES: u64 = 1024 * 1024;
 
+/// The shortest idle timeout: any shorter, and a workspace would suspend
+/// between an agent's calls.
+pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest idle timeout: 30 days.
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// An idle timeout as given (`--idle-timeout`, MCP `idle_timeout`): `off`
+/// or `0` for none; else a duration such as `90s`, `15m`, `2h`, `1d`,
+/// `1h30m`, or a bare number of seconds.
+pub fn idle_timeout(text: &str) -> Result<Option<Duration>, InvalidRequest> {
+    let text = text.trim();
+    if text == "off" || text == "0" {
+        return Ok(None);
+    }
+    let bad = || InvalidRequest::BadDuration { text: text.into() };
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(bad()),
+        };
+        let value: u64 = number.parse().map_err(|_| bad())?;
+        total = total.saturating_add(value.saturating_mul(unit));
+        number.clear();
+    }
+    if !number.is_empty() {
+        total = total.saturating_add(number.parse::<u64>().map_err(|_| bad())?);
+    }
+    if text.is_empty() {
+        return Err(bad());
+    }
+    let timeout = Duration::from_secs(total);
+    if !(MIN_IDLE_TIMEOUT..=MAX_IDLE_TIMEOUT).contains(&timeout) {
+        return Err(InvalidRequest::IdleTimeoutOutOfRange { text: text.into() });
+    }
+    Ok(Some(timeout))
+}
+
+/// A duration in the words [`idle_timeout`] reads: `1h30m`, `45s`.
+pub fn describe_duration(duration: Duration) -> String {
+    let mut left = duration.as_secs();
+    let mut text = String::new();
+    for (unit, seconds) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if left >= seconds {
+            text.push_str(&format!("{}{unit}", left / seconds));
+            left %= seconds;
+        }
+    }
+    if text.is_empty() {
+        text.push_str("0s");
+    }
+    text
+}
+
 /// Arguments that break a rule, before anything runs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[allow(missing_docs)] // Each variant says what it is in its message.
@@ -70,6 +132,10 @@ pub enum InvalidRequest {
     CpusOutOfRange { cpus: u32 },
     #[error("a timeout must be at least 1 second")]
     ZeroTimeout,
+    #[error("`{text}` is not a duration; use off, or a number with s, m, h or d, such as 90s, 15m, 2h or 1h30m")]
+    BadDuration { text: String },
+    #[error("an idle timeout of `{text}` is out of range; use 5s to 30d, or off")]
+    IdleTimeoutOutOfRange { text: String },
     #[error("mode {mode:o} is not a permission mode; use octal bits like 644 or 755")]
     BadMode { mode: u32 },
     #[error("unknown key '{key}'; use one of: {}", pyro_term::keys::NAMES.join(", "))]
@@ -355,6 +421,34 @@ pub fn project_seed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_timeouts_read_as_durations_within_bounds() {
+        let secs = |text| idle_timeout(text).map(|t| t.map(|d| d.as_secs()));
+        assert_eq!(secs("off"), Ok(None));
+        assert_eq!(secs("0"), Ok(None));
+        assert_eq!(secs("90"), Ok(Some(90)));
+        assert_eq!(secs("15m"), Ok(Some(900)));
+        assert_eq!(secs("1h30m"), Ok(Some(5400)));
+        assert_eq!(secs("2d"), Ok(Some(172_800)));
+        for bad in ["", "m", "5x", "1.5h", "-3s", "1h 2m"] {
+            assert!(
+                matches!(idle_timeout(bad), Err(InvalidRequest::BadDuration { .. })),
+                "{bad}"
+            );
+        }
+        for out in ["4s", "31d"] {
+            assert!(
+                matches!(
+                    idle_timeout(out),
+                    Err(InvalidRequest::IdleTimeoutOutOfRange { .. })
+                ),
+                "{out}"
+            );
+        }
+        assert_eq!(describe_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(describe_duration(Duration::from_secs(45)), "45s");
+    }
 
     #[test]
     fn sizes_have_a_floor_and_a_ceiling() {

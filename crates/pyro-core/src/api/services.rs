@@ -31,7 +31,7 @@ impl Pyro {
     ) -> Result<ServiceInfo, Error> {
         let mut spec = spec;
         spec.ready_timeout_ms = spec.ready_timeout_ms.min(LONGEST_WAIT.as_millis() as u64);
-        let (_, dir) = self.running_workspace(query).await?;
+        let (_, dir, _in_use) = self.running_workspace(query).await?;
         let secret_env = std::mem::take(&mut spec.secret_env);
         spec.env
             .extend(super::secrets::env_for(&dir, query, &secret_env)?);

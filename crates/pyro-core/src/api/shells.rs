@@ -33,7 +33,7 @@ impl Pyro {
         secret_env: &[String],
     ) -> Result<ShellInfo, Error> {
         let (rows, cols) = params::shell_size(rows, cols);
-        let (_, dir) = self.running_workspace(query).await?;
+        let (_, dir, _in_use) = self.running_workspace(query).await?;
         let request = ControlRequest::ShellOpen {
             cwd: cwd.map(str::to_string),
             rows,
@@ -184,7 +184,7 @@ impl Pyro {
         request: &ControlRequest,
         timeout: std::time::Duration,
     ) -> Result<T, Error> {
-        let (_, dir) = self.running_workspace(query).await?;
+        let (_, dir, _in_use) = self.running_workspace(query).await?;
         Ok(client::call(&dir, request, timeout).await?)
     }
 }

@@ -16,7 +16,7 @@ use crate::supervisor::registry;
 use crate::workspace::layers::{self, ops_lock, SnapshotError, BASELINE};
 use crate::workspace::store::{
     is_valid_name, now, RestoredSessions, ResumePoint, SnapshotRecord, WorkspaceRecord,
-    WorkspaceStore,
+    WorkspaceState, WorkspaceStore,
 };
 use crate::workspace::{diff, events};
 
@@ -47,7 +47,13 @@ impl Pyro {
             return Err(SnapshotError::BadName { name: name.into() }.into());
         }
         let store = self.store()?;
-        let record = store.observe(&store.resolve(query)?.id)?;
+        let id = store.resolve(query)?.id;
+        let _in_use = self.in_use(&id).await?;
+        let mut record = store.observe(&id)?;
+        // A suspended workspace's memory is kept by resuming it.
+        if !disk_only && matches!(record.state, WorkspaceState::Suspended { .. }) {
+            record = self.resume_for_call(&id).await?;
+        }
         let _ops = ops_lock(&store, &record.id).await?;
         if record.snapshots.iter().any(|s| s.name == name) {
             return Err(SnapshotError::Exists {

@@ -1,7 +1,14 @@
 //! Stop: suspend (the VM's memory to disk, no process left) or power off;
-//! and the resume any call on a suspended workspace makes.
+//! the idle timeout, after which a workspace's supervisor suspends it; and
+//! the resume any call on a suspended workspace makes, which the caller
+//! can learn of ([`noting_resumes`]) to say so in its result.
 
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use pyro_util::fsutil::FileLock;
+use serde::Serialize;
 
 use super::error::Error;
 use super::Pyro;
@@ -75,21 +82,114 @@ impl Pyro {
         Ok(stopped)
     }
 
-    /// Resumes a suspended workspace for a call on it.
+    /// Resumes a suspended workspace for a call on it, and notes it for
+    /// the call's result ([`noting_resumes`]).
     pub(crate) async fn resume_for_call(&self, id: &str) -> Result<WorkspaceRecord, Error> {
         let store = self.store()?;
         // One resume at a time: a second call waits, then finds it running.
         let _ops = layers::ops_lock(&store, id).await?;
         let record = store.observe(id)?;
-        if !matches!(record.state, WorkspaceState::Suspended { .. }) {
+        let WorkspaceState::Suspended { since } = &record.state else {
             return Ok(record);
-        }
-        match self.workspace_start(id).await {
+        };
+        let since = since.clone();
+        let resumed = match self.workspace_start(id).await {
             // Another call resumed it first.
             Err(Error::Workspace(WorkspaceError::AlreadyRunning { .. })) => {
-                Ok(self.store()?.observe(id)?)
+                return Ok(self.store()?.observe(id)?)
             }
-            other => other,
+            other => other?,
+        };
+        let _ = RESUMES.try_with(|notes| {
+            notes.0.lock().expect("notes").push(Resumed {
+                workspace: resumed.display_name().to_string(),
+                suspended_since: since,
+                ready_ms: resumed.last_boot.as_ref().map_or(0, |boot| boot.ready_ms),
+            })
+        });
+        Ok(resumed)
+    }
+
+    /// Sets or clears a workspace's idle timeout; a running supervisor
+    /// follows it at once.
+    pub(crate) async fn set_idle_timeout(
+        &self,
+        id: &str,
+        timeout: Option<Duration>,
+    ) -> Result<WorkspaceRecord, Error> {
+        let store = self.store()?;
+        let seconds = timeout.map(|timeout| timeout.as_secs());
+        let record = store.update(id, |record| {
+            record.idle_timeout_secs = seconds;
+            Ok(())
+        })?;
+        if store.supervisor_alive(id)? {
+            client::set_idle_timeout(&store.dir(id), seconds).await?;
+        }
+        Ok(record)
+    }
+
+    /// Takes workspace `id`'s use lock (shared) for a call that reaches
+    /// its supervisor: an idle suspend cannot begin meanwhile, so the
+    /// call either finds it running or suspended, never half-gone.
+    pub(crate) async fn in_use(&self, id: &str) -> Result<FileLock, Error> {
+        let store = self.store()?;
+        loop {
+            if let Some(lock) = store.try_use_lock(id, false)? {
+                return Ok(lock);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
+}
+
+/// A suspended workspace that a call resumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Resumed {
+    /// Its name, or id.
+    pub workspace: String,
+    /// Since when it was suspended (RFC 3339).
+    pub suspended_since: String,
+    /// How long its restore took, milliseconds.
+    pub ready_ms: u64,
+}
+
+impl Resumed {
+    /// `workspace 'api' was suspended (since ...); resumed it in 80 ms`.
+    pub fn line(&self) -> String {
+        format!(
+            "workspace '{}' was suspended (since {}); this call resumed it in {} ms, with every process",
+            self.workspace, self.suspended_since, self.ready_ms
+        )
+    }
+}
+
+/// Where the resumes of one call are noted.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeNotes(Arc<Mutex<Vec<Resumed>>>);
+
+tokio::task_local! {
+    static RESUMES: ResumeNotes;
+}
+
+impl ResumeNotes {
+    /// The notes of the call running now, to carry into another task
+    /// ([`ResumeNotes::scope`]); `None` outside [`noting_resumes`].
+    pub fn current() -> Option<ResumeNotes> {
+        RESUMES.try_with(Clone::clone).ok()
+    }
+
+    /// Runs `call` noting its resumes here.
+    pub async fn scope<F: Future>(self, call: F) -> F::Output {
+        RESUMES.scope(self, call).await
+    }
+}
+
+/// Runs one facade call, and returns with its output the suspended
+/// workspaces it resumed on the way (front ends say so in the result).
+pub async fn noting_resumes<F: Future>(call: F) -> (F::Output, Vec<Resumed>) {
+    let notes = ResumeNotes::default();
+    let output = notes.clone().scope(call).await;
+    let resumed = std::mem::take(&mut *notes.0.lock().expect("notes"));
+    (output, resumed)
 }

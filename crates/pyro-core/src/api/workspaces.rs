@@ -43,6 +43,22 @@ pub struct CreateRequest {
     /// (made on first use); when that fails, it boots anyway.
     /// `PYRO_COLD_BOOT=1` overrides it for every create.
     pub warm: bool,
+    /// Suspend the workspace when no call has touched it for this long
+    /// (see [`params::idle_timeout`]).
+    pub idle_timeout: Option<std::time::Duration>,
+}
+
+/// What `workspace update` changes; what is `None` (or empty) stays.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateRequest {
+    /// A new unique name.
+    pub name: Option<String>,
+    /// Labels to set; an empty value removes one.
+    pub labels: Vec<(String, String)>,
+    /// The network's mode and allowlist.
+    pub network: NetworkUpdate,
+    /// A new idle timeout; `Some(None)` turns it off.
+    pub idle_timeout: Option<Option<std::time::Duration>>,
 }
 
 impl CreateRequest {
@@ -58,6 +74,7 @@ impl CreateRequest {
             network: NetworkRequest::default(),
             secrets: Vec::new(),
             warm: true,
+            idle_timeout: None,
         }
     }
 }
@@ -267,6 +284,7 @@ impl Pyro {
             baseline_layer: None,
             snapshots: Vec::new(),
             network,
+            idle_timeout_secs: request.idle_timeout.map(|timeout| timeout.as_secs()),
             resume_from: None,
             baseline_template: None,
             last_boot: None,
@@ -360,26 +378,28 @@ impl Pyro {
         Ok(record)
     }
 
-    /// Renames and relabels (an empty value removes a label), and changes
-    /// the network ([`Pyro::workspace_update_network`]) when `network`
-    /// asks for it.
+    /// Renames and relabels (an empty value removes a label), changes the
+    /// network ([`Pyro::workspace_update_network`]) and the idle timeout,
+    /// as `update` asks.
     pub async fn workspace_update(
         &self,
         query: &str,
-        name: Option<String>,
-        labels: &[(String, String)],
-        network: &NetworkUpdate,
+        update: &UpdateRequest,
     ) -> Result<WorkspaceRecord, Error> {
         let store = self.store()?;
         let id = store.resolve(query)?.id;
-        let renamed = match name.is_some() || !labels.is_empty() || network.is_empty() {
-            true => Some(store.rename(&id, name, labels)?),
-            false => None,
+        let nothing = update.network.is_empty() && update.idle_timeout.is_none();
+        let mut record = match update.name.is_some() || !update.labels.is_empty() || nothing {
+            true => store.rename(&id, update.name.clone(), &update.labels)?,
+            false => store.read(&id)?,
         };
-        match (renamed, network.is_empty()) {
-            (Some(record), true) => Ok(record),
-            _ => self.workspace_update_network(&id, network).await,
+        if !update.network.is_empty() {
+            record = self.workspace_update_network(&id, &update.network).await?;
         }
+        if let Some(timeout) = update.idle_timeout {
+            record = self.set_idle_timeout(&id, timeout).await?;
+        }
+        Ok(record)
     }
 
     /// Boots a stopped or crashed workspace from its disk; resumes a

@@ -27,8 +27,9 @@ use pyro_vmm::Vm;
 use serde::{Deserialize, Serialize};
 
 use super::dispatch::{SavedSessions, Sessions};
+use super::protocol::{Frozen, SessionError};
 use crate::host::guest::{Adoption, Guest};
-use crate::workspace::store::now;
+use crate::workspace::store::{now, ResumePoint, WorkspaceState, WorkspaceStore};
 
 /// The VM state file in a memory state directory.
 pub(crate) const STATE: &str = "state";
@@ -94,7 +95,7 @@ impl SaveFailed {
 /// Saves the VM into the memory state directory `dir` (made afresh) and
 /// ends it there: the VM is left paused and the guest quiesced, for the
 /// caller to end (a suspend). On failure the VM runs on.
-pub(crate) async fn save_and_stop(
+async fn save_and_stop(
     vm: &mut dyn Vm,
     guest: &Guest,
     sessions: &Sessions,
@@ -118,7 +119,7 @@ pub(crate) async fn save_and_stop(
 /// moving its disk onto `new_top` when given (a snapshot, a fork). The
 /// VM and the guest carry on either way. Returns how long the VM was
 /// paused.
-pub(crate) async fn save_running(
+async fn save_running(
     vm: &mut dyn Vm,
     guest: &Guest,
     sessions: &Sessions,
@@ -142,6 +143,68 @@ pub(crate) async fn save_running(
         eprintln!("pyro: the guest agent did not resume: {e}");
     }
     saved
+}
+
+/// Suspends the VM into the memory state `state` (relative to the
+/// workspace dir) and records the workspace as suspended; the caller
+/// ends the VM then. On failure the VM runs on.
+pub(super) async fn suspend(
+    vm: &mut dyn Vm,
+    (guest, sessions): (&Guest, &Sessions),
+    (store, id): (&WorkspaceStore, &str),
+    (machine, state): (&str, &str),
+) -> Result<(), SessionError> {
+    let dir = store.dir(id).join(state);
+    save_and_stop(vm, guest, sessions, (machine, &dir))
+        .await
+        .map_err(|failed| SessionError::Invalid(failed.why))?;
+    store
+        .update(id, |record| {
+            record.state = WorkspaceState::Suspended { since: now() };
+            record.supervisor_pid = None;
+            record.resume_from = Some(ResumePoint::Memory {
+                dir: state.to_string(),
+                below: None,
+                once: true,
+            });
+            Ok(())
+        })
+        .map(drop)
+        .map_err(|e| SessionError::Internal(pyro_util::error_chain(&e)))
+}
+
+/// A disk snapshot onto `new_top` (relative to the workspace dir `dir`),
+/// with the VM's memory and sessions in directory `memory` when given
+/// (see [`Frozen`]).
+pub(super) async fn snapshot(
+    vm: &mut dyn Vm,
+    (guest, sessions): (&Guest, &Sessions),
+    (machine, dir): (&str, &Path),
+    new_top: &str,
+    memory: Option<&str>,
+) -> Result<Frozen, SessionError> {
+    let top = dir.join(new_top);
+    let Some(memory) = memory else {
+        // Push the guest's dirty pages to the disk first, so the frozen
+        // layer holds everything written so far.
+        let _ = tokio::time::timeout(SYNC_LIMIT, guest.sync()).await;
+        return vm
+            .snapshot_disk(&top)
+            .map(|()| Frozen::default())
+            .map_err(|e| SessionError::Invalid(pyro_util::error_chain(&e)));
+    };
+    let target = dir.join(memory);
+    match save_running(vm, guest, sessions, (machine, &target), Some(&top)).await {
+        Ok(paused) => Ok(Frozen {
+            memory_failed: None,
+            paused_ms: Some(paused.as_millis() as u64),
+        }),
+        Err(failed) if failed.disk_switched => Ok(Frozen {
+            memory_failed: Some(failed.why),
+            paused_ms: None,
+        }),
+        Err(failed) => Err(SessionError::Invalid(failed.why)),
+    }
 }
 
 /// Flushes the guest's disk (should the memory ever fail to load, the

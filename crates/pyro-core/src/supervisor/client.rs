@@ -83,6 +83,15 @@ pub(crate) async fn suspend(dir: &Path, state: &str) -> Result<(), SessionError>
     call::<bool>(dir, &request, SNAPSHOT_LIMIT).await.map(drop)
 }
 
+/// Tells the running supervisor of the workspace in `dir` its idle
+/// timeout (seconds; none: never suspend by itself).
+pub(crate) async fn set_idle_timeout(dir: &Path, seconds: Option<u64>) -> Result<(), SessionError> {
+    let request = ControlRequest::IdleTimeout { seconds };
+    call::<bool>(dir, &request, Duration::from_secs(10))
+        .await
+        .map(drop)
+}
+
 /// Asks the running supervisor of the workspace in `dir` to enforce
 /// `policy` from now on; `false` when its VM has no network device.
 pub(crate) async fn set_network_policy(

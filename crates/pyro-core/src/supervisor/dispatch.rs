@@ -70,6 +70,7 @@ impl Sessions {
         match request {
             R::Snapshot { .. }
             | R::Suspend { .. }
+            | R::IdleTimeout { .. }
             | R::NetworkPolicy(_)
             | R::PortPublish { .. }
             | R::PortUnpublish { .. } => ControlReply::Error(SessionError::Invalid(

@@ -31,16 +31,17 @@ use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkpoint;
 use super::dispatch::Sessions;
-use super::protocol::{self, ControlReply, ControlRequest, Frozen, SessionError, REQUEST_LIMIT};
+use super::protocol::{self, ControlReply, ControlRequest, SessionError, REQUEST_LIMIT};
 use super::start;
+use super::{checkpoint, idle};
 use crate::host::boot::describe_exit;
-use crate::host::guest::Guest;
 use crate::host::machine::Machine;
 use crate::host::network::{attach, bind_ports, merge_ports, publish_all, PublishedPort};
+use crate::workspace::events;
+use crate::workspace::layers::SUSPEND_MEMORY;
 use crate::workspace::netlog::{NetLog, Running};
-use crate::workspace::store::{now, ResumePoint, WorkspaceState, WorkspaceStore};
+use crate::workspace::store::{WorkspaceState, WorkspaceStore};
 use crate::workspace::{CONSOLE, CONTROL, SOCKET};
 
 /// How long a clean power-off may take before the VM is killed.
@@ -252,32 +253,45 @@ async fn supervise(
         .map_err(SuperviseError::Signal)?;
     let watched = Arc::clone(&guest);
     let mut guest_gone = Box::pin(async move { watched.closed().await });
+    let activity = idle::Activity::new(record.idle_timeout_secs.map(Duration::from_secs));
+    let mut suspending = None;
     let outcome = loop {
         tokio::select! {
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
-                    tokio::spawn(super::proxy::serve_client(
+                    let client = activity.client();
+                    let served = super::proxy::serve_client(
                         stream,
                         Arc::clone(&guest),
                         store.clone(),
                         id.to_string(),
                         Arc::clone(&running),
-                    ));
+                    );
+                    tokio::spawn(async move {
+                        served.await;
+                        drop(client);
+                    });
                 }
             }
             accepted = control.accept() => {
                 if let Ok((stream, _)) = accepted {
-                    tokio::spawn(serve_control(
+                    let client = activity.client();
+                    let served = serve_control(
                         stream,
                         Arc::clone(&sessions),
                         jobs_tx.clone(),
                         Arc::clone(&network),
-                    ));
+                        Arc::clone(&activity),
+                    );
+                    tokio::spawn(async move {
+                        served.await;
+                        drop(client);
+                    });
                 }
             }
             Some(job) = jobs_rx.recv() => match job {
                 VmJob::Snapshot { new_top, memory, reply } => {
-                    let saved = snapshot(
+                    let saved = checkpoint::snapshot(
                         vm.as_mut(),
                         (&guest, &sessions),
                         (&memory_key, &dir),
@@ -288,17 +302,14 @@ async fn supervise(
                     let _ = reply.send(ControlReply::from_result(saved));
                 }
                 VmJob::Suspend { dir: state, reply, written } => {
-                    let target = (memory_key.as_str(), dir.join(&state));
-                    let saved = checkpoint::save_and_stop(
+                    let saved = checkpoint::suspend(
                         vm.as_mut(),
-                        &guest,
-                        &sessions,
-                        (target.0, &target.1),
+                        (&guest, &sessions),
+                        (store, id),
+                        (&memory_key, &state),
                     )
                     .await;
-                    match saved.map_err(|failed| SessionError::Invalid(failed.why)).and_then(|()| {
-                        record_suspended(store, id, &state)
-                    }) {
+                    match saved {
                         Ok(()) => {
                             let _ = reply.send(ControlReply::from_result(Ok::<_, SessionError>(true)));
                             let _ = tokio::time::timeout(Duration::from_secs(2), written).await;
@@ -310,6 +321,36 @@ async fn supervise(
                     }
                 }
             },
+            () = activity.wait() => {
+                if !activity.is_idle() {
+                    continue;
+                }
+                // A call on its way holds the use lock, or waits to be accepted.
+                let lock = store.try_use_lock(id, true).ok().flatten();
+                if lock.is_none() || idle::connection_waiting(&[&listener, &control]) {
+                    activity.put_off(None);
+                    continue;
+                }
+                let saved = checkpoint::suspend(
+                    vm.as_mut(),
+                    (&guest, &sessions),
+                    (store, id),
+                    (&memory_key, SUSPEND_MEMORY),
+                )
+                .await;
+                match saved {
+                    Ok(()) => {
+                        events::record(&dir, events::EventKind::Suspended);
+                        // Held until this process ends: no call meanwhile.
+                        suspending = lock;
+                        break Ok(Ending::Suspended);
+                    }
+                    Err(error) => {
+                        eprintln!("pyro: the idle workspace could not be suspended ({error}); it keeps running");
+                        activity.put_off(record.idle_timeout_secs.map(Duration::from_secs));
+                    }
+                }
+            }
             _ = terminate.recv() => break Ok(Ending::PowerOff),
             _ = &mut guest_gone => {
                 let exit = vm.wait_timeout(Duration::from_secs(2));
@@ -332,6 +373,7 @@ async fn supervise(
         // Its sessions live on in the saved memory; the record says so.
         Ok(Ending::Suspended) => {
             vm.kill();
+            drop(suspending);
             Ok(())
         }
         Ok(Ending::PowerOff) => {
@@ -367,56 +409,6 @@ enum Ending {
     Suspended,
 }
 
-/// Records the workspace as suspended into the memory state `state`.
-fn record_suspended(store: &WorkspaceStore, id: &str, state: &str) -> Result<(), SessionError> {
-    store
-        .update(id, |record| {
-            record.state = WorkspaceState::Suspended { since: now() };
-            record.supervisor_pid = None;
-            record.resume_from = Some(ResumePoint::Memory {
-                dir: state.to_string(),
-                below: None,
-                once: true,
-            });
-            Ok(())
-        })
-        .map(drop)
-        .map_err(|e| SessionError::Internal(pyro_util::error_chain(&e)))
-}
-
-/// A disk snapshot, with the VM's memory and sessions in directory
-/// `memory` when given (see [`Frozen`]).
-async fn snapshot(
-    vm: &mut dyn pyro_vmm::Vm,
-    (guest, sessions): (&Guest, &Sessions),
-    (memory_key, dir): (&str, &Path),
-    new_top: &str,
-    memory: Option<&str>,
-) -> Result<Frozen, SessionError> {
-    let top = dir.join(new_top);
-    let Some(memory) = memory else {
-        // Push the guest's dirty pages to the disk first, so the frozen
-        // layer holds everything written so far.
-        let _ = tokio::time::timeout(checkpoint::SYNC_LIMIT, guest.sync()).await;
-        return vm
-            .snapshot_disk(&top)
-            .map(|()| Frozen::default())
-            .map_err(|e| SessionError::Invalid(pyro_util::error_chain(&e)));
-    };
-    let target = dir.join(memory);
-    match checkpoint::save_running(vm, guest, sessions, (memory_key, &target), Some(&top)).await {
-        Ok(paused) => Ok(Frozen {
-            memory_failed: None,
-            paused_ms: Some(paused.as_millis() as u64),
-        }),
-        Err(failed) if failed.disk_switched => Ok(Frozen {
-            memory_failed: Some(failed.why),
-            paused_ms: None,
-        }),
-        Err(failed) => Err(SessionError::Invalid(failed.why)),
-    }
-}
-
 /// Work for the main loop, which owns the VM, and where its reply goes.
 enum VmJob {
     Snapshot {
@@ -439,6 +431,7 @@ async fn serve_control(
     sessions: Arc<Sessions>,
     jobs: mpsc::Sender<VmJob>,
     network: Arc<Option<pyro_net::Network>>,
+    activity: Arc<idle::Activity>,
 ) {
     let (reader, mut writer) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(reader);
@@ -469,6 +462,10 @@ async fn serve_control(
             protocol::write_reply(&mut writer, reply).await;
             let _ = done.send(());
             return;
+        }
+        Ok(ControlRequest::IdleTimeout { seconds }) => {
+            activity.set_timeout(seconds.map(Duration::from_secs));
+            ControlReply::from_result(Ok::<_, SessionError>(true))
         }
         // `false`: the VM has no network device to apply it to.
         Ok(ControlRequest::NetworkPolicy(policy)) => {

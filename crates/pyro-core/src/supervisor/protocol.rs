@@ -108,6 +108,11 @@ pub(crate) enum ControlRequest {
         name: String,
         grace_ms: u64,
     },
+    /// Suspend the workspace after this many seconds without a call
+    /// (none: never by itself).
+    IdleTimeout {
+        seconds: Option<u64>,
+    },
     /// Replace the running network's policy.
     NetworkPolicy(pyro_net::Policy),
     /// Bind a host port and forward it into the guest.

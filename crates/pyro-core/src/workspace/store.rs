@@ -23,6 +23,10 @@ use crate::host::network::NetworkConfig;
 const RECORD: &str = "workspace.json";
 const RECORD_LOCK: &str = "record.lock";
 const SUPERVISOR_LOCK: &str = "supervisor.lock";
+/// Held shared by every call while it reaches the supervisor, and
+/// exclusively by a supervisor that suspends its idle workspace: no call
+/// finds the supervisor gone half-way.
+const USE_LOCK: &str = "use.lock";
 /// Longest workspace name.
 const MAX_NAME: usize = 63;
 
@@ -99,6 +103,9 @@ pub struct WorkspaceRecord {
     /// Its network: mode, allowlist, CA trust.
     #[serde(default = "NetworkConfig::off")]
     pub network: NetworkConfig,
+    /// Suspend it when no call has touched it for this many seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<u64>,
     /// What the next start restores instead of booting; the supervisor
     /// that takes it clears it first, so a start that fails half-way
     /// boots the next time.
@@ -399,6 +406,18 @@ impl WorkspaceStore {
         Ok(probe.is_none())
     }
 
+    /// Tries to take the workspace's use lock: shared by calls, exclusive
+    /// for an idle suspend. `None` while the other side holds it.
+    pub fn try_use_lock(
+        &self,
+        id: &str,
+        exclusive: bool,
+    ) -> Result<Option<FileLock>, WorkspaceError> {
+        let path = self.dir(id).join(USE_LOCK);
+        FileLock::try_acquire(&path, exclusive)
+            .map_err(|source| WorkspaceError::Io { path, source })
+    }
+
     /// Takes the supervisor lock (the supervisor holds it for its life).
     pub fn supervisor_lock(&self, id: &str) -> Result<Option<FileLock>, WorkspaceError> {
         let path = self.dir(id).join(SUPERVISOR_LOCK);
@@ -525,6 +544,7 @@ mod tests {
             baseline_layer: None,
             snapshots: Vec::new(),
             network: NetworkConfig::off(),
+            idle_timeout_secs: None,
             resume_from: None,
             baseline_template: None,
             last_boot: None,
