@@ -202,8 +202,26 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                 name: args.name,
                 snapshot: args.snapshot,
             };
-            let report =
-                super::runtime().block_on(pyro.workspace_fork(&args.workspace, &request))?;
+            // Ctrl-C: the fork runs to its end (its parent is mid-save),
+            // then the fork is deleted rather than left for nobody.
+            let forked = super::runtime().block_on(async {
+                let fork = pyro.workspace_fork(&args.workspace, &request);
+                tokio::pin!(fork);
+                tokio::select! {
+                    report = &mut fork => Ok(report),
+                    () = interrupted() => {
+                        eprintln!("pyro: interrupted; the fork finishes, then it is deleted");
+                        if let Ok(report) = fork.await {
+                            let _ = pyro.workspace_delete(&report.workspace.id).await;
+                        }
+                        Err(super::INTERRUPTED_EXIT)
+                    }
+                }
+            });
+            let report = match forked {
+                Ok(report) => report?,
+                Err(code) => return Ok(code),
+            };
             if args.id_only {
                 println!("{}", report.workspace.id);
             } else if args.json {

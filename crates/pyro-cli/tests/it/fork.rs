@@ -227,6 +227,47 @@ fn a_parent_killed_during_the_fork_leaves_no_fork_behind() {
     ok(home.sh("victim", "true"), "exec");
 }
 
+/// The `pyro` making a fork killed part-way: whatever it left can neither
+/// start on the layers it shares with the parent nor harm them; the parent
+/// runs on, and its files and its reset are as they were.
+#[test]
+fn a_fork_whose_caller_is_killed_never_touches_the_parent() {
+    let home = TestHome::new();
+    let id = home.create(&["--name", "keeper"]);
+    ok(home.sh("keeper", "echo kept > /workspace/f"), "write");
+    let mut fork = home
+        .pyro()
+        .args(["workspace", "fork", "keeper", "--name", "half"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let workspaces = home.path().join("workspaces");
+    let other = wait_for(std::time::Duration::from_secs(60), || {
+        std::fs::read_dir(&workspaces)
+            .ok()?
+            .flatten()
+            .find(|e| e.path().is_dir() && e.file_name() != id.as_str())
+    });
+    assert!(other.is_some(), "the fork never began");
+    fork.kill().unwrap();
+    fork.wait().unwrap();
+    // Whatever is left of it: it may not run, and then it is deleted.
+    let left = home.run(&["workspace", "status", "half", "--json"]);
+    if left.status.success() && json(&left)["state"] != "running" {
+        let _ = home.run(&["workspace", "start", "half"]);
+    }
+    let _ = home.run(&["workspace", "delete", "half"]);
+    assert_eq!(
+        stdout(&ok(home.sh("keeper", "cat /workspace/f"), "read")),
+        "kept\n"
+    );
+    ok(home.run(&["workspace", "reset", "keeper"]), "reset");
+    assert_eq!(stdout(&ok(home.sh("keeper", "ls -A /workspace"), "ls")), "");
+    ok(home.run(&["workspace", "stop", "keeper"]), "suspend");
+    assert_eq!(stdout(&ok(home.sh("keeper", "ls -A /workspace"), "ls")), "");
+}
+
 /// Through a real MCP client: `workspace_fork` makes a twin whose diff is
 /// empty, and a reset of the fork leaves the original alone.
 #[tokio::test]

@@ -106,8 +106,12 @@ impl Pyro {
 
         let (child, ports_left) = child_record(&parent, request.name.clone());
         let child_dir = store.create(&child)?;
+        // Its top, made last: until then the record names a disk that is
+        // not there, so nothing can start it on the linked layers, which
+        // the parent shares.
+        let top = child.active_disk.clone();
         let made = self
-            .make_fork(&store, &parent, &child, request.snapshot.as_deref())
+            .make_fork(&store, &parent, (&child, &top), request.snapshot.as_deref())
             .await;
         let (paused_ms, restored) = match made {
             Ok(made) => made,
@@ -147,7 +151,7 @@ impl Pyro {
         &self,
         store: &WorkspaceStore,
         parent: &WorkspaceRecord,
-        child: &WorkspaceRecord,
+        (child, top): (&WorkspaceRecord, &str),
         snapshot: Option<&str>,
     ) -> Result<(Option<u64>, RestoredSessions), Error> {
         let (parent_dir, child_dir) = (store.dir(&parent.id), store.dir(&child.id));
@@ -174,15 +178,13 @@ impl Pyro {
             let _ = pyro_util::fsutil::remove_tree(&parent_dir.join(memory));
             taken?
         };
-        let top = layers::new_top(&child_dir)?;
-        layers::overlay(&child_dir, &source.layer, &top)?;
+        layers::overlay(&child_dir, &source.layer, top)?;
         let resume = source.memory.as_ref().map(|_| ResumePoint::Memory {
             dir: FORK_MEMORY.to_string(),
             below: Some(child_dir.join(&source.layer)),
             once: true,
         });
         let record = store.update(&child.id, |record| {
-            record.active_disk = top;
             record.baseline_layer = Some(source.layer.clone());
             record.resume_from = resume;
             Ok(())
@@ -226,7 +228,7 @@ fn child_record(parent: &WorkspaceRecord, name: Option<String>) -> (WorkspaceRec
         last_activity_at: store::now(),
         state: WorkspaceState::Starting,
         supervisor_pid: None,
-        active_disk: crate::workspace::DISK.to_string(),
+        active_disk: layers::top_name(),
         baseline_layer: None,
         snapshots: Vec::new(),
         network,
@@ -282,9 +284,17 @@ async fn frozen_source(
             }
             .into(),
         })?;
+    // No memory: its supervisor was gone by the time it was asked.
+    let Some(memory) = frozen.memory else {
+        return Err(WorkspaceError::ForkMemory {
+            name: parent.display_name().to_string(),
+            why: "its VM stopped meanwhile".into(),
+        }
+        .into());
+    };
     Ok(Source {
         layer: frozen.layer,
-        memory: frozen.memory.map(|memory| (memory, true)),
+        memory: Some((memory, true)),
         paused_ms: frozen.paused_ms,
     })
 }

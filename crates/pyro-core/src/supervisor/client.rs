@@ -130,5 +130,6 @@ pub(crate) async fn unpublish_port(
     .await
 }
 
-/// How long a snapshot (a guest `sync`, then QMP) may take.
-const SNAPSHOT_LIMIT: Duration = Duration::from_secs(120);
+/// How long a snapshot or suspend may take: longer than the worst a supervisor's save may take (a 60 s sync, a
+/// 300 s migration): a caller does not give up on a save still running.
+const SNAPSHOT_LIMIT: Duration = Duration::from_secs(420);

@@ -299,6 +299,14 @@ async fn supervise(
                         memory.as_deref(),
                     )
                     .await;
+                    // The VM writes to the new top from now on: recorded
+                    // here, whether or not the caller hears the answer.
+                    if saved.is_ok() {
+                        let _ = store.update(id, |record| {
+                            record.active_disk = new_top.clone();
+                            Ok(())
+                        });
+                    }
                     let _ = reply.send(ControlReply::from_result(saved));
                 }
                 VmJob::Suspend { dir: state, reply, written } => {

@@ -42,7 +42,12 @@ pub(crate) fn new_top(dir: &Path) -> Result<String, WorkspaceError> {
         path: dir.join(LAYERS),
         source,
     })?;
-    Ok(format!("{LAYERS}/{}.qcow2", new_id()))
+    Ok(top_name())
+}
+
+/// A new layer's file name, relative to the workspace dir.
+pub(crate) fn top_name() -> String {
+    format!("{LAYERS}/{}.qcow2", new_id())
 }
 
 /// Writes `top` (relative to `dir`) as a fresh overlay over `below`,
@@ -152,13 +157,20 @@ pub(crate) fn link_chain(from: &Path, to: &Path, layer: &str) -> Result<(), Work
         if let Some(parent) = target.parent() {
             fs_err::create_dir_all(parent).map_err(io(parent))?;
         }
-        match image.backing.as_deref().map(Path::new) {
-            Some(backing) if backing.is_absolute() && backing.starts_with(&from) => {
+        // A layer naming the one below by its absolute path in `from`.
+        let absolute_below = image
+            .backing
+            .as_deref()
+            .map(Path::new)
+            .filter(|backing| backing.is_absolute())
+            .and_then(|backing| std::fs::canonicalize(backing).ok())
+            .and_then(|below| Some(below.strip_prefix(&from).ok()?.to_path_buf()));
+        match absolute_below {
+            Some(below) => {
                 fs_err::copy(&file, &target).map_err(io(&target))?;
-                let below = to.join(backing.strip_prefix(&from).expect("checked"));
-                pyro_vmm::disk::rebase(&target, &below).map_err(WorkspaceError::Disk)?;
+                pyro_vmm::disk::rebase(&target, &to.join(below)).map_err(WorkspaceError::Disk)?;
             }
-            _ => fs_err::hard_link(&file, &target).map_err(io(&target))?,
+            None => fs_err::hard_link(&file, &target).map_err(io(&target))?,
         }
     }
     Ok(())

@@ -52,7 +52,7 @@ pub enum WorkspaceError {
     Stopped { name: String },
     #[error("workspace '{name}' is stopped, and a fork copies a running VM")]
     ForkStopped { name: String },
-    #[error("workspace '{name}' could not be forked: saving its VM's memory failed ({why}); it keeps running; free host disk space and try again")]
+    #[error("workspace '{name}' could not be forked: saving its VM's memory failed ({why})")]
     ForkMemory { name: String, why: String },
     #[error("workspace '{name}' is suspended, its VM's memory saved for a VM with the network as it is; a new network mode needs a fresh boot: power it off first")]
     SuspendedShape { name: String },

@@ -1,8 +1,9 @@
 //! Saving and restoring a QEMU VM's state through migration to a file.
 //!
-//! A save is a migration into `exec:cat > STATE.part`, renamed to `STATE`
-//! once `cat` has seen the end of the stream, so a file under the state's
-//! name is always whole. A restore starts QEMU with `-incoming defer` and
+//! A save is a migration into `STATE.part`, whose descriptor QEMU gets
+//! over the monitor (`getfd`, `fd:` URI), renamed to `STATE` once QEMU
+//! reports the migration completed, so a file under the state's name is
+//! always whole. A restore starts QEMU with `-incoming defer` and
 //! the state file open as an inherited descriptor, and migrates in from
 //! `fd:N`: QEMU reads the file itself.
 //!
@@ -18,12 +19,12 @@
 //!   saved memory are one instant. The guest is paused only for that
 //!   final stretch (a fork, a snapshot with memory).
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{QemuVm, MIGRATION_TIMEOUT, MONITOR_TIMEOUT};
+use super::{QemuVm, MIGRATION_TIMEOUT};
 use crate::{EngineError, LiveSaveFailed};
 
 /// How long a live save lets the guest run while its RAM is copied; a
@@ -32,8 +33,11 @@ use crate::{EngineError, LiveSaveFailed};
 const CONVERGE_LIMIT: Duration = Duration::from_secs(3);
 /// The longest pause QEMU may plan for the final copy of a live save.
 const DOWNTIME_LIMIT_MS: u64 = 10;
-/// How often a migration's progress is polled.
-const POLL: Duration = Duration::from_millis(1);
+/// How often a migration's progress is polled (each poll takes QEMU's
+/// global lock; the pause at the end lasts at least until one sees it).
+const POLL: Duration = Duration::from_millis(2);
+/// The name QEMU keeps the state file's descriptor under.
+const STATE_FD: &str = "pyro-state";
 
 impl QemuVm {
     /// Polls `query-migrate` until the migration ends.
@@ -97,9 +101,9 @@ impl QemuVm {
     }
 
     /// Sets up a save into `state`: parameters, capabilities, and the
-    /// `.part` file (mode 0600: only its owner reads a VM's memory).
-    /// Returns the part's path and the migration URI.
-    fn prepare_save(&mut self, state: &Path, live: bool) -> Result<(PathBuf, String), EngineError> {
+    /// `.part` file (mode 0600: only its owner reads a VM's memory), handed
+    /// to QEMU as descriptor `pyro-state`. Returns the part's path.
+    fn prepare_save(&mut self, state: &Path, live: bool) -> Result<PathBuf, EngineError> {
         let mut parameters = serde_json::json!({ "max-bandwidth": 64u64 << 30 });
         if live {
             parameters["downtime-limit"] = DOWNTIME_LIMIT_MS.into();
@@ -111,7 +115,7 @@ impl QemuVm {
         self.capabilities("save", self.ram_in_file == Some(true), live)?;
         let _ = std::fs::remove_file(state);
         let part = part_path(state);
-        std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
@@ -120,23 +124,44 @@ impl QemuVm {
             .map_err(|e| {
                 EngineError::Migration(format!("cannot create {}: {e}", part.display()))
             })?;
-        let uri = save_uri(state, &part);
-        Ok((part, uri))
+        let handed = self
+            .qmp("save")?
+            .execute_with_fd(
+                "getfd",
+                serde_json::json!({ "fdname": STATE_FD }),
+                file.as_raw_fd(),
+            )
+            .map_err(|source| EngineError::Monitor {
+                action: "save",
+                source,
+            });
+        if let Err(error) = handed {
+            let _ = std::fs::remove_file(&part);
+            return Err(error);
+        }
+        Ok(part)
+    }
+
+    /// Starts the migration into the prepared part file.
+    fn migrate_out(&mut self) -> Result<(), EngineError> {
+        let uri = format!("fd:{STATE_FD}");
+        self.command("save", "migrate", serde_json::json!({ "uri": uri }))
+            .map(drop)
     }
 
     /// The paused save ([`crate::Vm::save`]).
     pub(super) fn save_paused(&mut self, state: &Path) -> Result<(), EngineError> {
         self.pause_vm()?;
-        self.prepare_save(state, false).and_then(|(part, uri)| {
-            let written = self
-                .command("save", "migrate", serde_json::json!({ "uri": uri }))
-                .and_then(|_| self.wait_migration("save"))
-                .and_then(|()| wait_whole(state, &part));
-            if written.is_err() {
-                let _ = std::fs::remove_file(&part);
-            }
-            written
-        })
+        let part = self.prepare_save(state, false)?;
+        let written = self
+            .migrate_out()
+            .and_then(|()| self.wait_migration("save"))
+            .and_then(|()| publish(&part, state));
+        if written.is_err() {
+            let _ = self.command("save", "migrate_cancel", serde_json::json!({}));
+            let _ = std::fs::remove_file(&part);
+        }
+        written
     }
 
     /// The live save ([`crate::Vm::save_live`]); the VM runs on after it,
@@ -153,8 +178,8 @@ impl QemuVm {
         if let Some(top) = new_top {
             self.make_layer(top).map_err(|error| failed(error, false))?;
         }
-        let (part, uri) = match self.prepare_save(state, true) {
-            Ok(prepared) => prepared,
+        let part = match self.prepare_save(state, true) {
+            Ok(part) => part,
             Err(error) => {
                 if let Some(top) = new_top {
                     let _ = std::fs::remove_file(top);
@@ -164,8 +189,8 @@ impl QemuVm {
         };
         let mut progress = Live::default();
         let ended = self
-            .command("save", "migrate", serde_json::json!({ "uri": uri }))
-            .and_then(|_| self.drive_live(&mut progress, new_top));
+            .migrate_out()
+            .and_then(|()| self.drive_live(&mut progress, new_top));
         if let Err(error) = ended {
             let _ = self.command("save", "migrate_cancel", serde_json::json!({}));
             let _ = self.wait_migration("save");
@@ -177,10 +202,9 @@ impl QemuVm {
             let _ = self.resume_vm();
             return Err(failed(error, progress.switched));
         }
-        // The guest runs while `cat` writes the end of the stream out.
         let resumed = self.resume_vm();
         let paused = progress.paused();
-        let written = wait_whole(state, &part);
+        let written = publish(&part, state);
         if written.is_err() {
             let _ = std::fs::remove_file(&part);
         }
@@ -198,7 +222,8 @@ impl QemuVm {
         loop {
             let status = self.command("save", "query-migrate", serde_json::json!({}))?;
             match status["status"].as_str() {
-                Some("pre-switchover") => {
+                // Once: the state may still read so right after the continue.
+                Some("pre-switchover") if !live.continued => {
                     live.stopped.get_or_insert_with(Instant::now);
                     if let (Some(top), false) = (new_top, live.switched) {
                         self.attach_layer(top)?;
@@ -209,6 +234,7 @@ impl QemuVm {
                         "migrate-continue",
                         serde_json::json!({ "state": "pre-switchover" }),
                     )?;
+                    live.continued = true;
                 }
                 Some("completed") => {
                     live.downtime = status["downtime"].as_u64().map(Duration::from_millis);
@@ -238,6 +264,7 @@ struct Live {
     downtime: Option<Duration>,
     completed: Option<Instant>,
     switched: bool,
+    continued: bool,
 }
 
 impl Live {
@@ -267,26 +294,16 @@ fn too_slow() -> EngineError {
     EngineError::Migration(format!("not done after {}s", MIGRATION_TIMEOUT.as_secs()))
 }
 
-/// Waits until `cat` has renamed `part` to `state`. QEMU calls the
-/// migration done once it has written the stream; `cat` may still be
-/// writing it. The file appears under its name only after cat saw the
-/// end, and `part` goes when cat failed (see [`save_uri`]).
-fn wait_whole(state: &Path, part: &Path) -> Result<(), EngineError> {
-    let deadline = Instant::now() + MONITOR_TIMEOUT;
-    while !state.exists() {
-        if !part.exists() && !state.exists() {
-            return Err(EngineError::Migration(
-                "writing the saved state failed (is the host disk full?)".into(),
-            ));
-        }
-        if Instant::now() > deadline {
-            return Err(EngineError::Migration(
-                "the saved state was not complete in time".into(),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    Ok(())
+/// Gives a whole saved state its name: QEMU reported the migration
+/// completed, so every byte of it is in `part`. A state under its own name
+/// is always whole; one cut short stays a `.part` and is removed.
+fn publish(part: &Path, state: &Path) -> Result<(), EngineError> {
+    std::fs::rename(part, state).map_err(|e| {
+        EngineError::Migration(format!(
+            "cannot name the saved state {}: {e}",
+            state.display()
+        ))
+    })
 }
 
 /// Where a state is written until it is whole: `STATE.part`.
@@ -297,48 +314,13 @@ fn part_path(state: &Path) -> PathBuf {
     ))
 }
 
-/// QEMU's `exec:` migration writing a state: into `part`, renamed to
-/// `state` once the stream has ended, so a file under the name is whole;
-/// removed when writing it failed (a full disk).
-fn save_uri(state: &Path, part: &Path) -> String {
-    let (part, state) = (shell_quote(part), shell_quote(state));
-    format!("exec:cat > {part} && mv -f -- {part} {state} || rm -f -- {part}")
-}
-
-/// Quotes a path for the `sh -c` that QEMU's `exec:` migration runs.
-fn shell_quote(path: &Path) -> String {
-    format!("'{}'", path.display().to_string().replace('\'', "'\\''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn quotes_paths_for_the_shell() {
-        assert_eq!(shell_quote(Path::new("/a b/it's")), "'/a b/it'\\''s'");
-    }
-
-    #[test]
-    fn migration_paths_that_look_like_options_are_redirections() {
-        // Run the very command QEMU would: cat must write the file, and
-        // mv must not take "-n" as its option.
-        let dir = tempfile::tempdir().unwrap();
-        let uri = save_uri(Path::new("-n"), &part_path(Path::new("-n")));
-        assert_eq!(
-            uri,
-            "exec:cat > '-n.part' && mv -f -- '-n.part' '-n' || rm -f -- '-n.part'"
-        );
-        let mut shell = std::process::Command::new("sh")
-            .args(["-c", uri.strip_prefix("exec:").unwrap()])
-            .current_dir(dir.path())
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        shell.stdin.take().unwrap().write_all(b"state").unwrap();
-        assert!(shell.wait().unwrap().success());
-        assert_eq!(std::fs::read(dir.path().join("-n")).unwrap(), b"state");
+    fn a_state_is_written_under_a_part_name() {
+        assert_eq!(part_path(Path::new("/m/state")), Path::new("/m/state.part"));
     }
 
     #[test]
@@ -348,6 +330,7 @@ mod tests {
             downtime: Some(Duration::from_millis(30)),
             completed: Some(Instant::now()),
             switched: true,
+            continued: true,
         };
         let paused = live.paused();
         assert!(paused >= Duration::from_millis(40), "{paused:?}");

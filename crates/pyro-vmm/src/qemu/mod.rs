@@ -453,7 +453,14 @@ impl QemuVm {
                 Ok(())
             }
             Err(error) => {
-                let _ = std::fs::remove_file(new_top);
+                // Refused: QEMU never opened it. Otherwise it may write to it.
+                if let EngineError::Monitor {
+                    source: QmpError::Refused { .. },
+                    ..
+                } = &error
+                {
+                    let _ = std::fs::remove_file(new_top);
+                }
                 Err(error)
             }
         }

@@ -7,6 +7,7 @@
 //! socket file exists.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -46,10 +47,33 @@ impl Qmp {
 
     /// Runs one command and returns its `return` value.
     pub(crate) fn execute(&mut self, command: &str, arguments: Value) -> Result<Value, QmpError> {
+        let request = Self::request(command, arguments)?;
+        self.writer.write_all(&request)?;
+        self.answer(command)
+    }
+
+    /// Runs one command that takes a descriptor (`getfd`): `fd` goes with
+    /// the command's bytes as `SCM_RIGHTS`, and QEMU keeps its own copy.
+    pub(crate) fn execute_with_fd(
+        &mut self,
+        command: &str,
+        arguments: Value,
+        fd: RawFd,
+    ) -> Result<Value, QmpError> {
+        let request = Self::request(command, arguments)?;
+        send_with_fd(&self.writer, &request, fd)?;
+        self.answer(command)
+    }
+
+    fn request(command: &str, arguments: Value) -> Result<Vec<u8>, QmpError> {
         let mut request =
             serde_json::to_vec(&json!({ "execute": command, "arguments": arguments }))?;
         request.push(b'\n');
-        self.writer.write_all(&request)?;
+        Ok(request)
+    }
+
+    /// Reads up to the answer to `command`, skipping events.
+    fn answer(&mut self, command: &str) -> Result<Value, QmpError> {
         loop {
             let reply = self.read_object()?;
             if reply.get("event").is_some() {
@@ -77,4 +101,44 @@ impl Qmp {
         }
         Ok(serde_json::from_str(&line)?)
     }
+}
+
+/// Writes all of `bytes` to `stream`, the first write carrying `fd`.
+fn send_with_fd(stream: &UnixStream, bytes: &[u8], fd: RawFd) -> std::io::Result<()> {
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    let mut control = vec![0u8; space];
+    // SAFETY: an all-zero msghdr is valid; the pointers set below point at
+    // `iov` and `control`, which outlive the sendmsg call.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    message.msg_controllen = space as _;
+    // SAFETY: `control` is CMSG_SPACE(size of an fd) bytes, room for one
+    // header and one descriptor, so the first header and its data are in
+    // bounds; the data pointer is written unaligned.
+    unsafe {
+        let header = libc::CMSG_FIRSTHDR(&message);
+        (*header).cmsg_level = libc::SOL_SOCKET;
+        (*header).cmsg_type = libc::SCM_RIGHTS;
+        (*header).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(header) as *mut RawFd, fd);
+    }
+    // SAFETY: `message` is fully initialised above and its buffers live
+    // across the call.
+    let sent = unsafe { libc::sendmsg(stream.as_raw_fd(), &message, libc::MSG_NOSIGNAL) };
+    if sent < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let sent = sent as usize;
+    if sent < bytes.len() {
+        use std::io::Write as _;
+        (&*stream).write_all(&bytes[sent..])?;
+    }
+    Ok(())
 }
