@@ -18,6 +18,7 @@
 //! panics. Diagnostics go to stderr (the VM console) with a `pyro-agent:`
 //! prefix; the happy path prints nothing.
 
+mod child;
 mod cmdline;
 mod confine;
 mod exec;

@@ -1,5 +1,5 @@
 //! Starting a command: validating an `ExecRequest`, resolving the program,
-//! and fork/exec by hand.
+//! and making the child by hand (the child side is in `child.rs`).
 //!
 //! `std::process::Command` is not used because its spawn path calls
 //! `waitpid` on the child itself when `exec` fails, racing the agent's one
@@ -17,7 +17,7 @@
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use pyro_protocol::{ErrorKind, ExecRequest, PtySize};
 
+use crate::child::{spawn_child, Child, ChildFds, STAGE_CHDIR, STAGE_TTY};
 use crate::reaper::Reaper;
 use crate::sys::{self, cstring};
 
@@ -250,11 +251,6 @@ pub fn resolve_program(argv0: &str, path_var: &str) -> Result<PathBuf, SpawnErro
     }
 }
 
-/// Which step of the child failed, as reported over the error pipe.
-const STAGE_CHDIR: u8 = 1;
-const STAGE_EXEC: u8 = 2;
-const STAGE_TTY: u8 = 3;
-
 /// Forks and execs a prepared command, registering it with the reaper.
 pub fn spawn(prepared: &Prepared, reaper: &Reaper) -> Result<Spawned, SpawnError> {
     match prepared.pty {
@@ -367,18 +363,15 @@ fn fork_exec(
         .collect();
     child_fds.status = status_write.as_raw_fd();
 
+    let child = Child {
+        fds: &child_fds,
+        cwd: &prepared.cwd,
+        program: &prepared.program,
+        argv: &argv,
+        envp: &envp,
+    };
     let pid = reaper
-        .spawn_watched(Arc::clone(&exited), || {
-            // SAFETY: fork has no preconditions; the child branch below only
-            // makes async-signal-safe calls before exec or _exit.
-            let pid = unsafe { libc::fork() };
-            if pid == 0 {
-                // SAFETY: in the forked child; all pointers were prepared
-                // before the fork and stay valid in the child's copy.
-                unsafe { exec_child(&child_fds, &prepared.cwd, &prepared.program, &argv, &envp) }
-            }
-            sys::check(pid)
-        })
+        .spawn_watched(Arc::clone(&exited), || spawn_child(&child))
         .map_err(|e| internal("fork", e));
     let started = Instant::now();
     after_fork();
@@ -396,70 +389,6 @@ fn fork_exec(
         return Err(child_failure(report[0], errno, prepared));
     }
     Ok((pid, started, exited))
-}
-
-struct ChildFds {
-    stdin: RawFd,
-    stdout: RawFd,
-    stderr: RawFd,
-    /// Make `stdin` (a terminal) the new session's controlling terminal.
-    controlling_tty: bool,
-    status: RawFd,
-}
-
-/// The child side of `fork`: never returns.
-///
-/// # Safety
-/// Must only be called in a freshly forked child; the pointers must be valid
-/// NUL-terminated strings and NULL-terminated arrays of them.
-unsafe fn exec_child(
-    fds: &ChildFds,
-    cwd: &CString,
-    program: &CString,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-) -> ! {
-    // SAFETY: only async-signal-safe calls, on descriptors and strings
-    // prepared by the parent before fork.
-    unsafe {
-        // The agent ignores SIGPIPE (Rust's runtime does); commands expect
-        // the default, and an empty signal mask.
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        libc::setsid();
-        if fds.controlling_tty && libc::ioctl(fds.stdin, libc::TIOCSCTTY, 0) < 0 {
-            report_and_exit(fds.status, STAGE_TTY);
-        }
-        for (fd, target) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
-            if fd == target {
-                libc::fcntl(fd, libc::F_SETFD, 0);
-            } else {
-                libc::dup2(fd, target);
-            }
-        }
-        if libc::chdir(cwd.as_ptr()) < 0 {
-            report_and_exit(fds.status, STAGE_CHDIR);
-        }
-        libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
-        report_and_exit(fds.status, STAGE_EXEC)
-    }
-}
-
-/// Sends the failed stage and errno to the parent, then exits.
-///
-/// # Safety
-/// Async-signal-safe; for the forked child only.
-unsafe fn report_and_exit(status_fd: RawFd, stage: u8) -> ! {
-    // SAFETY: errno location is thread-local and valid; the buffer is live.
-    unsafe {
-        let errno = *libc::__errno_location();
-        let mut report = [stage, 0, 0, 0, 0];
-        report[1..5].copy_from_slice(&errno.to_ne_bytes());
-        libc::write(status_fd, report.as_ptr().cast(), report.len());
-        libc::_exit(127)
-    }
 }
 
 fn read_full(file: &mut File, buf: &mut [u8]) -> usize {

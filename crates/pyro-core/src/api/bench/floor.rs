@@ -100,7 +100,7 @@ pub(super) async fn mcp_rows(program: &Path, runs: usize) -> Result<Vec<Samples>
     Ok(vec![start, list])
 }
 
-async fn send(
+pub(super) async fn send(
     stdin: &mut tokio::process::ChildStdin,
     message: &serde_json::Value,
 ) -> Result<(), String> {
@@ -117,6 +117,17 @@ async fn answer(
     stdout: &mut BufReader<tokio::process::ChildStdout>,
     id: u64,
 ) -> Result<(), String> {
+    match answer_value(stdout, id).await?.get("error") {
+        Some(error) => Err(format!("error {error}")),
+        None => Ok(()),
+    }
+}
+
+/// Reads lines until the answer to request `id`; returns it whole.
+pub(super) async fn answer_value(
+    stdout: &mut BufReader<tokio::process::ChildStdout>,
+    id: u64,
+) -> Result<serde_json::Value, String> {
     let mut line = String::new();
     loop {
         line.clear();
@@ -130,10 +141,7 @@ async fn answer(
         let message: serde_json::Value =
             serde_json::from_str(&line).map_err(|e| format!("not JSON-RPC: {e}"))?;
         if message["id"] == id {
-            return match message.get("error") {
-                Some(error) => Err(format!("error {error}")),
-                None => Ok(()),
-            };
+            return Ok(message);
         }
     }
 }

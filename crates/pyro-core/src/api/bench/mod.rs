@@ -5,13 +5,15 @@
 //! The measurements run the `pyro` binary itself ([`BenchOptions::program`])
 //! the way a user would, in a throw-away `PYRO_HOME`: a cold `pyro run`,
 //! `pyro mcp serve` answering `initialize` and `tools/list`, workspace
-//! create, exec, reset, seeding, and a download and connects over the
-//! guest's network; shells and services go through the facade. The front end only prints the [`BenchReport`].
+//! create, exec, reset, seeding, memory states (reset to a snapshot, fork,
+//! suspend and resume), MCP calls on a running workspace, and a download
+//! and connects over the guest's network; shells and services go through the facade. The front end only prints the [`BenchReport`].
 
 mod floor;
 mod network;
 mod ports;
 mod sessions;
+mod states;
 mod workspaces;
 
 use std::ffi::OsStr;
@@ -178,6 +180,8 @@ impl Pyro {
         );
         if !options.skip_workspaces {
             let samples = workspaces::rows(self, options, progress).await?;
+            rows.extend(samples.into_iter().map(BenchRow::from));
+            let samples = states::rows(options, progress).await?;
             rows.extend(samples.into_iter().map(BenchRow::from));
             let samples = network::rows(options, progress).await?;
             rows.extend(samples.into_iter().map(BenchRow::from));
