@@ -278,3 +278,100 @@ fn mount_tiny_tmpfs(dir: &Path) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// The supervisor of workspace `id` (by its command line), once running.
+fn supervisor_of(id: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            (cmdline.contains("__supervise") && cmdline.contains(id)).then_some(pid)
+        })
+}
+
+/// `kill -9` of the supervisor while it saves a suspend, and while it
+/// restores one: no QEMU is left, no state that looks whole, and the
+/// workspace reads as crashed, never as broken; a start boots its disk.
+#[test]
+fn a_supervisor_killed_while_it_suspends_or_resumes_leaves_a_crashed_workspace() {
+    let home = TestHome::new();
+    let id = home.create(&[]);
+    ok(home.sh(&id, "echo kept > /workspace/file"), "write");
+    let memory = workspace_dir(&home, &id).join("memory/suspend");
+
+    // While it saves: killed once the save has begun.
+    let vm = home.vm_pids(&id);
+    let supervisor = home.supervisor_pid(&id).unwrap();
+    let stop = home
+        .pyro()
+        .args(["workspace", "stop", &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let saving = wait_for(std::time::Duration::from_secs(60), || {
+        memory.join("sessions.json").exists().then_some(())
+    });
+    assert!(saving.is_some(), "the suspend never began");
+    // SAFETY: kill(2) on the supervisor this test started.
+    unsafe { libc::kill(supervisor as i32, libc::SIGKILL) };
+    let stopped = stop.wait_with_output().unwrap();
+    assert_gone(vm[0], "QEMU after its supervisor was killed mid-save");
+    let state = status(&home, &id)["state"].clone();
+    if stopped.status.success() {
+        // The save was done before the kill: it is suspended, whole.
+        assert_eq!(state, "suspended");
+        ok(home.run(&["workspace", "start", &id]), "resume");
+    } else {
+        assert_eq!(state, "crashed", "{}", stderr(&stopped));
+        assert!(
+            !memory.join("state").exists(),
+            "a cut-short save looks whole"
+        );
+        ok(
+            home.run(&["workspace", "start", &id]),
+            "start after the crash",
+        );
+        assert!(!memory.exists(), "the cut-short save was left");
+    }
+    assert_eq!(stdout(&home.sh(&id, "cat /workspace/file")), "kept\n");
+
+    // While it restores: killed as soon as the new supervisor runs.
+    ok(home.run(&["workspace", "stop", &id]), "suspend");
+    let start = home
+        .pyro()
+        .args(["workspace", "start", &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let restoring = wait_for(std::time::Duration::from_secs(60), || supervisor_of(&id));
+    let restoring = restoring.expect("no supervisor started");
+    let qemu = wait_for(std::time::Duration::from_secs(60), || {
+        children_of(restoring)
+            .into_iter()
+            .find(|&pid| process_name(pid).starts_with("qemu-system"))
+    });
+    // SAFETY: kill(2) on the supervisor this test started.
+    unsafe { libc::kill(restoring as i32, libc::SIGKILL) };
+    let started = start.wait_with_output().unwrap();
+    if let Some(qemu) = qemu {
+        assert_gone(qemu, "QEMU after its supervisor was killed mid-restore");
+    }
+    let state = status(&home, &id)["state"].clone();
+    assert!(
+        state == "crashed" || (started.status.success() && state == "running"),
+        "{state}: {}",
+        stderr(&started)
+    );
+    if state == "crashed" {
+        ok(
+            home.run(&["workspace", "start", &id]),
+            "start after the crash",
+        );
+    }
+    assert_eq!(stdout(&home.sh(&id, "cat /workspace/file")), "kept\n");
+}

@@ -417,6 +417,11 @@ impl Pyro {
         // rather than as the supervisor's failure.
         self.env_store()?
             .boot_artifacts(&record.env, crate::host::agent_image::AGENT)?;
+        // What a supervisor killed mid-way left (a cut-short save, a layer
+        // it made) goes before the next one starts.
+        if matches!(record.state, WorkspaceState::Crashed { .. }) {
+            crate::workspace::layers::collect_garbage(&store.dir(&record.id), &record);
+        }
         let record = store.update(&record.id, |record| {
             record.state = WorkspaceState::Starting;
             Ok(())
