@@ -67,6 +67,8 @@ struct Source {
     /// belongs to the fork (moved) or to a snapshot (linked).
     memory: Option<(String, bool)>,
     paused_ms: Option<u64>,
+    /// The diff baseline stashed on its disk (see `diff::stash_baseline`).
+    baseline_stash: Option<String>,
 }
 
 impl Pyro {
@@ -169,7 +171,7 @@ impl Pyro {
         let source = {
             let _ops = ops_lock(store, &parent.id).await?;
             let memory = format!("{MEMORY}/fork-{}", child.id);
-            let taken = match frozen_source(store, parent, &memory, snapshot).await {
+            let taken = match frozen_source(self, store, parent, &memory, snapshot).await {
                 Ok(source) => take_source(&parent_dir, &child_dir, &source).map(|()| source),
                 Err(error) => Err(error),
             };
@@ -192,7 +194,7 @@ impl Pyro {
         launch::spawn(&self.cache_dir, store, &record).await?;
         // The diff starts from the state at the fork.
         let guest = self.connect_workspace(&child.id).await?;
-        diff::record_baseline(&guest).await?;
+        diff::baseline_after_restore(&guest, source.baseline_stash.as_deref()).await?;
         let restored = store
             .read(&child.id)?
             .last_boot
@@ -245,6 +247,7 @@ fn child_record(parent: &WorkspaceRecord, name: Option<String>) -> (WorkspaceRec
 /// saved live into the parent's directory `memory`, the fork's alone), or
 /// its snapshot `snapshot`.
 async fn frozen_source(
+    pyro: &Pyro,
     store: &WorkspaceStore,
     parent: &WorkspaceRecord,
     memory: &str,
@@ -263,6 +266,7 @@ async fn frozen_source(
             layer: snapshot.layer.clone(),
             memory: snapshot.memory.clone().map(|memory| (memory, false)),
             paused_ms: None,
+            baseline_stash: snapshot.baseline_stash.clone(),
         });
     }
     // The record as it is now, under the lock: a snapshot or reset may
@@ -274,6 +278,7 @@ async fn frozen_source(
         }
         .into());
     }
+    let baseline_stash = pyro.stash_baseline(store, &parent).await;
     let frozen = freeze_top(store, &parent, Some(memory))
         .await
         .map_err(|error| match error {
@@ -296,6 +301,7 @@ async fn frozen_source(
         layer: frozen.layer,
         memory: Some((memory, true)),
         paused_ms: frozen.paused_ms,
+        baseline_stash,
     })
 }
 

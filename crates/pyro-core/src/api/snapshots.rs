@@ -63,6 +63,7 @@ impl Pyro {
             .into());
         }
         let memory = (!disk_only).then(|| layers::snapshot_memory(name));
+        let baseline_stash = self.stash_baseline(&store, &record).await;
         let frozen = freeze_top(&store, &record, memory.as_deref())
             .await
             .map_err(|error| error.named(name))?;
@@ -71,6 +72,7 @@ impl Pyro {
             layer: frozen.layer,
             created_at: now(),
             memory: frozen.memory,
+            baseline_stash,
         };
         let saved = snapshot.clone();
         store.update(&record.id, move |record| {
@@ -165,11 +167,16 @@ impl Pyro {
             layers::collect_garbage(&dir, &record);
         }
         let record = self.workspace_start(&record.id).await?;
-        if snapshot.is_some() {
+        if let Some(name) = snapshot {
             // The diff baseline follows the reset; the disk baseline stays
             // the state right after create.
+            let stash = record
+                .snapshots
+                .iter()
+                .find(|s| s.name == name)
+                .and_then(|s| s.baseline_stash.clone());
             let guest = self.connect_workspace(&record.id).await?;
-            diff::record_baseline(&guest).await?;
+            diff::baseline_after_restore(&guest, stash.as_deref()).await?;
         }
         let snapshot = snapshot.map(str::to_string);
         events::record(&dir, events::EventKind::Reset { snapshot });
@@ -196,6 +203,23 @@ impl Pyro {
             ended,
             restored,
         })
+    }
+
+    /// Has a running workspace's guest stash its diff baseline as it is
+    /// now, for a reset to (or a fork of) the state about to be frozen;
+    /// returns its token. Best effort: without one, the reset records.
+    pub(crate) async fn stash_baseline(
+        &self,
+        store: &WorkspaceStore,
+        record: &WorkspaceRecord,
+    ) -> Option<String> {
+        if !store.supervisor_alive(&record.id).ok()? {
+            return None;
+        }
+        let guest = self.connect_workspace(&record.id).await.ok()?;
+        let token = crate::workspace::store::new_id();
+        diff::stash_baseline(&guest, &token).await.ok()?;
+        Some(token)
     }
 
     /// Freezes the state right after create as the workspace's baseline.

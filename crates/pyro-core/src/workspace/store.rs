@@ -210,6 +210,11 @@ pub struct SnapshotRecord {
     /// and running sessions at that moment; none for a disk-only one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
+    /// The token of the diff baseline the guest stashed on this disk
+    /// before it was frozen: a reset to it adopts that baseline instead of
+    /// recording one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_stash: Option<String>,
 }
 
 fn default_disk() -> String {

@@ -113,6 +113,34 @@ git update-ref refs/pyro/baseline "$commit"
 [ -z "$old" ] || git prune --expire=now
 "#;
 
+/// Records /workspace as a pending baseline (`refs/pyro/next`, its index
+/// and the token `$1`), for a reset to, or a fork of, the snapshot about
+/// to be taken: the snapshot's disk then holds its own baseline, and
+/// [`ADOPT_SCRIPT`] makes it the baseline in two processes instead of a
+/// whole record. Starts from the baseline's index, whose stat cache spares
+/// reading unchanged files.
+const STASH_SCRIPT: &str = r#"
+[ -f "$GIT_DIR/HEAD" ] || exit 91
+export GIT_INDEX_FILE="$B.next.index"
+rm -f "$B.next.token"
+cp "$B.index" "$GIT_INDEX_FILE" 2>/dev/null || rm -f "$GIT_INDEX_FILE"
+add_all "$B.next.warnings"
+commit=$(echo 'pyro baseline' | git commit-tree "$(git write-tree)")
+git update-ref refs/pyro/next "$commit"
+echo "$1" > "$B.next.token"
+"#;
+
+/// Makes the pending baseline of token `$1` the baseline; exit 91 when the
+/// disk holds no such stash. Its old objects stay until the next record
+/// prunes.
+const ADOPT_SCRIPT: &str = r#"
+[ -f "$B.next.index" ] && [ -f "$B.next.token" ] || exit 91
+read token < "$B.next.token"
+[ "$token" = "$1" ] || exit 91
+git update-ref refs/pyro/baseline refs/pyro/next
+mv -f "$B.next.index" "$B.index"
+"#;
+
 /// Prints `pyro-diff SUMMARY PATCH MESSAGES` (byte counts; PATCH is the
 /// full size), then the summary, at most `$1` bytes of patch, and Git's
 /// warnings.
@@ -300,6 +328,47 @@ pub(crate) async fn record_baseline(guest: &Guest) -> Result<(), DiffError> {
             message: failure_message(status, &output.stderr),
         }),
     }
+}
+
+/// Records /workspace in the guest as a pending baseline under `token`
+/// (hex, made by the host) for [`adopt_baseline`]; see [`STASH_SCRIPT`].
+pub(crate) async fn stash_baseline(guest: &Guest, token: &str) -> Result<(), DiffError> {
+    let script = [PREAMBLE, STASH_SCRIPT].concat();
+    let output = run_script(guest, &script, &[token.to_string()]).await?;
+    match output.status {
+        0 => Ok(()),
+        status => Err(DiffError::Record {
+            message: failure_message(status, &output.stderr),
+        }),
+    }
+}
+
+/// Makes the pending baseline `token` (on the disk just restored) the
+/// baseline; `false` when the disk holds none, and the caller records one.
+pub(crate) async fn adopt_baseline(guest: &Guest, token: &str) -> Result<bool, DiffError> {
+    let script = [PREAMBLE, ADOPT_SCRIPT].concat();
+    let output = run_script(guest, &script, &[token.to_string()]).await?;
+    match output.status {
+        0 => Ok(true),
+        NO_BASELINE_EXIT | NO_GIT_EXIT => Ok(false),
+        status => Err(DiffError::Record {
+            message: failure_message(status, &output.stderr),
+        }),
+    }
+}
+
+/// The baseline after a reset to a snapshot or a fork: the one stashed
+/// under `token` when there is one, else recorded now.
+pub(crate) async fn baseline_after_restore(
+    guest: &Guest,
+    token: Option<&str>,
+) -> Result<(), DiffError> {
+    if let Some(token) = token {
+        if adopt_baseline(guest, token).await? {
+            return Ok(());
+        }
+    }
+    record_baseline(guest).await
 }
 
 /// What a script printed, and how it ended.
