@@ -83,7 +83,7 @@ extern "C" fn run_child(child: *mut libc::c_void) -> libc::c_int {
     // agent's: no CLONE_SIGHAND); then exec_child, in the new child, with
     // pointers prepared by the parent.
     unsafe {
-        for signal in 1..libc::SIGRTMAX() {
+        for signal in 1..=libc::SIGRTMAX() {
             let mut current: libc::sigaction = std::mem::zeroed();
             if libc::sigaction(signal, std::ptr::null(), &mut current) == 0
                 && current.sa_sigaction != libc::SIG_DFL

@@ -36,6 +36,18 @@ fn an_idle_workspace_is_suspended_and_the_next_call_resumes_it() {
     ok(home.sh("napper", "sleep 7"), "a long call");
     assert_eq!(status(&home, "napper")["state"], "running");
 
+    // A call that comes while the supervisor saves waits, then resumes it.
+    let saving = home
+        .path()
+        .join("workspaces")
+        .join(&id)
+        .join("memory/suspend/sessions.json");
+    let began = wait_for(Duration::from_secs(60), || saving.exists().then_some(()));
+    assert!(began.is_some(), "the idle suspend never began");
+    let during = ok(home.sh("napper", "echo awake"), "a call during the suspend");
+    assert_eq!(stdout(&during), "awake\n");
+    assert_eq!(status(&home, "napper")["state"], "running");
+
     let vm = home.vm_pids(&id);
     wait_suspended(&home, "napper");
     assert_gone(vm[0], "QEMU of the idle workspace");

@@ -174,7 +174,7 @@ impl Pyro {
 
     /// Connects to the guest of a workspace [`Pyro::running_workspace`]
     /// found running.
-    async fn connect_running(
+    pub(crate) async fn connect_running(
         &self,
         record: &WorkspaceRecord,
         dir: &std::path::Path,

@@ -264,7 +264,10 @@ impl Pyro {
         update: &NetworkUpdate,
     ) -> Result<WorkspaceRecord, Error> {
         let store = self.store()?;
-        let record = store.observe(&store.resolve(query)?.id)?;
+        let id = store.resolve(query)?.id;
+        // An idle suspend does not begin meanwhile.
+        let _in_use = self.in_use(&id).await?;
+        let record = store.observe(&id)?;
         let config = update.apply(&record.network)?;
         let suspended = matches!(record.state, WorkspaceState::Suspended { .. });
         if suspended && config.mode != record.network.mode {

@@ -33,7 +33,10 @@ impl Pyro {
         entry: &str,
     ) -> Result<PublishedPort, Error> {
         let store = self.store()?;
-        let record = store.observe(&store.resolve(query)?.id)?;
+        let id = store.resolve(query)?.id;
+        // An idle suspend does not begin meanwhile.
+        let _in_use = self.in_use(&id).await?;
+        let record = store.observe(&id)?;
         let asked = PublishedPort::asked(
             pyro_net::Publish::parse(entry).map_err(InvalidRequest::BadPublish)?,
         );
@@ -81,7 +84,10 @@ impl Pyro {
         port: &str,
     ) -> Result<PublishedPort, Error> {
         let store = self.store()?;
-        let record = store.observe(&store.resolve(query)?.id)?;
+        let id = store.resolve(query)?.id;
+        // An idle suspend does not begin meanwhile.
+        let _in_use = self.in_use(&id).await?;
+        let record = store.observe(&id)?;
         let index = find(&record.network.ports, port)?;
         let found = record.network.ports[index].clone();
         let dir = store.dir(&record.id);

@@ -213,10 +213,15 @@ impl Pyro {
         store: &WorkspaceStore,
         record: &WorkspaceRecord,
     ) -> Option<String> {
-        if !store.supervisor_alive(&record.id).ok()? {
+        // Never a resume here: the caller holds the ops lock it takes.
+        let record = store.observe(&record.id).ok()?;
+        if record.state != WorkspaceState::Running {
             return None;
         }
-        let guest = self.connect_workspace(&record.id).await.ok()?;
+        let guest = self
+            .connect_running(&record, &store.dir(&record.id))
+            .await
+            .ok()?;
         let token = crate::workspace::store::new_id();
         diff::stash_baseline(&guest, &token).await.ok()?;
         Some(token)

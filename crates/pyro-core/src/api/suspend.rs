@@ -39,7 +39,10 @@ impl Pyro {
         how: StopMode,
     ) -> Result<WorkspaceRecord, Error> {
         let store = self.store()?;
-        let record = store.observe(&store.resolve(query)?.id)?;
+        let id = store.resolve(query)?.id;
+        // Its supervisor does not suspend it by itself meanwhile.
+        let _in_use = self.in_use(&id).await?;
+        let record = store.observe(&id)?;
         let dir = store.dir(&record.id);
         let suspended = matches!(record.state, WorkspaceState::Suspended { .. });
         if how == StopMode::Suspend && store.supervisor_alive(&record.id)? {
@@ -118,6 +121,7 @@ impl Pyro {
         timeout: Option<Duration>,
     ) -> Result<WorkspaceRecord, Error> {
         let store = self.store()?;
+        let _in_use = self.in_use(id).await?;
         let seconds = timeout.map(|timeout| timeout.as_secs());
         let record = store.update(id, |record| {
             record.idle_timeout_secs = seconds;
@@ -134,12 +138,7 @@ impl Pyro {
     /// call either finds it running or suspended, never half-gone.
     pub(crate) async fn in_use(&self, id: &str) -> Result<FileLock, Error> {
         let store = self.store()?;
-        loop {
-            if let Some(lock) = store.try_use_lock(id, false)? {
-                return Ok(lock);
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        Ok(layers::wait_for_lock(|| store.try_use_lock(id, false)).await?)
     }
 }
 

@@ -158,19 +158,23 @@ pub(super) async fn suspend(
     save_and_stop(vm, guest, sessions, (machine, &dir))
         .await
         .map_err(|failed| SessionError::Invalid(failed.why))?;
-    store
-        .update(id, |record| {
-            record.state = WorkspaceState::Suspended { since: now() };
-            record.supervisor_pid = None;
-            record.resume_from = Some(ResumePoint::Memory {
-                dir: state.to_string(),
-                below: None,
-                once: true,
-            });
-            Ok(())
-        })
-        .map(drop)
-        .map_err(|e| SessionError::Internal(pyro_util::error_chain(&e)))
+    let recorded = store.update(id, |record| {
+        record.state = WorkspaceState::Suspended { since: now() };
+        record.supervisor_pid = None;
+        record.resume_from = Some(ResumePoint::Memory {
+            dir: state.to_string(),
+            below: None,
+            once: true,
+        });
+        Ok(())
+    });
+    if let Err(error) = recorded {
+        // Not recorded, not suspended: the VM runs on.
+        let _ = std::fs::remove_dir_all(&dir);
+        carry_on(vm, guest).await;
+        return Err(SessionError::Internal(pyro_util::error_chain(&error)));
+    }
+    Ok(())
 }
 
 /// A disk snapshot onto `new_top` (relative to the workspace dir `dir`),

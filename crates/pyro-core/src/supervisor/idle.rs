@@ -68,10 +68,20 @@ impl Activity {
         self.changed.notify_one();
     }
 
-    /// Puts the next try off (a suspend that could not begin, or failed).
-    pub(super) fn put_off(&self, by: Option<Duration>) {
+    /// Puts the next try off a second: a call is on its way.
+    pub(super) fn put_off_briefly(&self) {
+        self.put_off(RETRY);
+    }
+
+    /// Puts the next try off a whole timeout: the suspend failed.
+    pub(super) fn put_off_a_while(&self) {
+        let timeout = self.state.lock().expect("idle").timeout;
+        self.put_off(timeout.unwrap_or(RETRY).max(RETRY));
+    }
+
+    fn put_off(&self, by: Duration) {
         let mut state = self.state.lock().expect("idle");
-        state.not_before = Some(Instant::now() + by.unwrap_or(RETRY));
+        state.not_before = Some(Instant::now() + by);
     }
 
     /// Whether no client is connected and none has touched it for its
@@ -158,7 +168,7 @@ mod tests {
         assert!(!activity.is_idle(), "it just left");
         std::thread::sleep(Duration::from_millis(60));
         assert!(activity.is_idle());
-        activity.put_off(Some(Duration::from_millis(100)));
+        activity.put_off(Duration::from_millis(100));
         assert!(!activity.is_idle());
         activity.set_timeout(None);
         assert_eq!(activity.due_in(), None);

@@ -75,6 +75,10 @@ pub fn run(cache_dir: &Path, home: &Path, id: &str, ready_fd: Option<RawFd>) -> 
             return 1;
         }
     };
+    // An idle suspend's use lock, held until the supervisor lock is gone
+    // (declared first, dropped last): a call waiting for it then finds
+    // the workspace suspended and no supervisor, and resumes it.
+    let mut held = None;
     let _lock = match store.supervisor_lock(id) {
         Ok(Some(lock)) => lock,
         Ok(None) => {
@@ -91,7 +95,7 @@ pub fn run(cache_dir: &Path, home: &Path, id: &str, ready_fd: Option<RawFd>) -> 
         .build()
         .expect("tokio runtime");
     let result = runtime
-        .block_on(supervise(cache_dir, &store, id, &mut report))
+        .block_on(supervise(cache_dir, &store, id, &mut report, &mut held))
         .map_err(|error| {
             let crashed = !matches!(error, SuperviseError::Ports(_));
             (pyro_util::error_chain(&error), crashed)
@@ -150,6 +154,7 @@ async fn supervise(
     store: &WorkspaceStore,
     id: &str,
     report: &mut dyn FnMut(&str),
+    held: &mut Option<pyro_util::fsutil::FileLock>,
 ) -> Result<(), SuperviseError> {
     let record = store.read(id).map_err(SuperviseError::Record)?;
     let dir = store.dir(id);
@@ -254,7 +259,6 @@ async fn supervise(
     let watched = Arc::clone(&guest);
     let mut guest_gone = Box::pin(async move { watched.closed().await });
     let activity = idle::Activity::new(record.idle_timeout_secs.map(Duration::from_secs));
-    let mut suspending = None;
     let outcome = loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -336,7 +340,7 @@ async fn supervise(
                 // A call on its way holds the use lock, or waits to be accepted.
                 let lock = store.try_use_lock(id, true).ok().flatten();
                 if lock.is_none() || idle::connection_waiting(&[&listener, &control]) {
-                    activity.put_off(None);
+                    activity.put_off_briefly();
                     continue;
                 }
                 let saved = checkpoint::suspend(
@@ -350,12 +354,12 @@ async fn supervise(
                     Ok(()) => {
                         events::record(&dir, events::EventKind::Suspended);
                         // Held until this process ends: no call meanwhile.
-                        suspending = lock;
+                        *held = lock;
                         break Ok(Ending::Suspended);
                     }
                     Err(error) => {
                         eprintln!("pyro: the idle workspace could not be suspended ({error}); it keeps running");
-                        activity.put_off(record.idle_timeout_secs.map(Duration::from_secs));
+                        activity.put_off_a_while();
                     }
                 }
             }
@@ -381,7 +385,6 @@ async fn supervise(
         // Its sessions live on in the saved memory; the record says so.
         Ok(Ending::Suspended) => {
             vm.kill();
-            drop(suspending);
             Ok(())
         }
         Ok(Ending::PowerOff) => {

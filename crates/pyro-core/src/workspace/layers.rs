@@ -63,17 +63,29 @@ pub(crate) fn overlay(dir: &Path, below: &str, top: &str) -> Result<(), Snapshot
 /// stop), so waiting for it never blocks a runtime thread: it polls.
 pub(crate) async fn ops_lock(store: &WorkspaceStore, id: &str) -> Result<FileLock, WorkspaceError> {
     let path = store.dir(id).join("ops.lock");
+    wait_for_lock(|| {
+        FileLock::try_acquire(&path, true).map_err(|source| WorkspaceError::Io {
+            path: path.clone(),
+            source,
+        })
+    })
+    .await
+}
+
+/// Polls `try_lock` until it gives the lock; never blocks a runtime thread.
+pub(crate) async fn wait_for_lock(
+    try_lock: impl Fn() -> Result<Option<FileLock>, WorkspaceError>,
+) -> Result<FileLock, WorkspaceError> {
     loop {
-        match FileLock::try_acquire(&path, true) {
-            Ok(Some(lock)) => return Ok(lock),
-            Ok(None) => tokio::time::sleep(OPS_LOCK_POLL).await,
-            Err(source) => return Err(WorkspaceError::Io { path, source }),
+        match try_lock()? {
+            Some(lock) => return Ok(lock),
+            None => tokio::time::sleep(LOCK_POLL).await,
         }
     }
 }
 
-/// How often a waiter for [`ops_lock`] tries again.
-const OPS_LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+/// How often a waiter for a lock tries again.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Deletes disk layers that neither the top, the baseline nor a snapshot
 /// needs (directly or as a backing file further down their chains).

@@ -158,7 +158,6 @@ impl QemuVm {
             .and_then(|()| self.wait_migration("save"))
             .and_then(|()| publish(&part, state));
         if written.is_err() {
-            let _ = self.command("save", "migrate_cancel", serde_json::json!({}));
             let _ = std::fs::remove_file(&part);
         }
         written
@@ -188,12 +187,18 @@ impl QemuVm {
             }
         };
         let mut progress = Live::default();
-        let ended = self
-            .migrate_out()
-            .and_then(|()| self.drive_live(&mut progress, new_top));
-        if let Err(error) = ended {
-            let _ = self.command("save", "migrate_cancel", serde_json::json!({}));
-            let _ = self.wait_migration("save");
+        // The error, and whether the migration began (else nothing ends).
+        let ended = match self.migrate_out() {
+            Ok(()) => self
+                .drive_live(&mut progress, new_top)
+                .map_err(|error| (error, true)),
+            Err(error) => Err((error, false)),
+        };
+        if let Err((error, begun)) = ended {
+            if begun {
+                let _ = self.command("save", "migrate_cancel", serde_json::json!({}));
+                let _ = self.wait_migration("save");
+            }
             let _ = std::fs::remove_file(&part);
             if let (Some(top), false) = (new_top, progress.switched) {
                 let _ = std::fs::remove_file(top);

@@ -111,7 +111,8 @@ fn send_with_fd(stream: &UnixStream, bytes: &[u8], fd: RawFd) -> std::io::Result
     };
     // SAFETY: CMSG_SPACE only computes a size.
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut control = vec![0u8; space];
+    // u64s: a control buffer must be aligned for `cmsghdr`.
+    let mut control = vec![0u64; space.div_ceil(8)];
     // SAFETY: an all-zero msghdr is valid; the pointers set below point at
     // `iov` and `control`, which outlive the sendmsg call.
     let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -129,12 +130,18 @@ fn send_with_fd(stream: &UnixStream, bytes: &[u8], fd: RawFd) -> std::io::Result
         (*header).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(header) as *mut RawFd, fd);
     }
-    // SAFETY: `message` is fully initialised above and its buffers live
-    // across the call.
-    let sent = unsafe { libc::sendmsg(stream.as_raw_fd(), &message, libc::MSG_NOSIGNAL) };
-    if sent < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let sent = loop {
+        // SAFETY: `message` is fully initialised above and its buffers
+        // live across the call.
+        let sent = unsafe { libc::sendmsg(stream.as_raw_fd(), &message, libc::MSG_NOSIGNAL) };
+        if sent >= 0 {
+            break sent;
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    };
     let sent = sent as usize;
     if sent < bytes.len() {
         use std::io::Write as _;
