@@ -171,7 +171,7 @@ impl Pyro {
         let source = {
             let _ops = ops_lock(store, &parent.id).await?;
             let memory = format!("{MEMORY}/fork-{}", child.id);
-            let taken = match frozen_source(self, store, parent, &memory, snapshot).await {
+            let taken = match frozen_source(store, parent, &memory, snapshot).await {
                 Ok(source) => take_source(&parent_dir, &child_dir, &source).map(|()| source),
                 Err(error) => Err(error),
             };
@@ -247,7 +247,6 @@ fn child_record(parent: &WorkspaceRecord, name: Option<String>) -> (WorkspaceRec
 /// saved live into the parent's directory `memory`, the fork's alone), or
 /// its snapshot `snapshot`.
 async fn frozen_source(
-    pyro: &Pyro,
     store: &WorkspaceStore,
     parent: &WorkspaceRecord,
     memory: &str,
@@ -278,7 +277,6 @@ async fn frozen_source(
         }
         .into());
     }
-    let baseline_stash = pyro.stash_baseline(store, &parent).await;
     let frozen = freeze_top(store, &parent, Some(memory))
         .await
         .map_err(|error| match error {
@@ -297,11 +295,13 @@ async fn frozen_source(
         }
         .into());
     };
+    // No stash: the fork records its baseline once it runs, exactly at
+    // the instant of the fork (and sooner than a stash and its adoption).
     Ok(Source {
         layer: frozen.layer,
         memory: Some((memory, true)),
         paused_ms: frozen.paused_ms,
-        baseline_stash,
+        baseline_stash: None,
     })
 }
 

@@ -1,9 +1,10 @@
 //! The floor (a bare QEMU boot that powers off at once) and the MCP
 //! server's start and `tools/list` times.
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pyro_vmm::{Engine, VmSpec};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -62,45 +63,93 @@ impl Pyro {
 pub(super) async fn mcp_rows(program: &Path, runs: usize) -> Result<Vec<Samples>, Error> {
     let mut start = Samples::new("`pyro mcp serve` start to `initialize` answered");
     let mut list = Samples::new("MCP `tools/list` round trip (workspace-core)");
-    let failed = |what: String| Error::Benchmark(format!("MCP server: {what}"));
     for _ in 0..runs {
         let started = Instant::now();
-        let mut server = tokio::process::Command::new(program)
-            .args(["mcp", "serve"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| failed(e.to_string()))?;
-        let mut stdin = server.stdin.take().expect("piped stdin");
-        let mut stdout = BufReader::new(server.stdout.take().expect("piped stdout"));
-        let initialize = serde_json::json!({
-            "jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": { "name": "pyro-bench", "version": env!("CARGO_PKG_VERSION") }
-            }
-        });
-        let initialized =
-            serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
-        let tools = serde_json::json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" });
-        send(&mut stdin, &initialize).await.map_err(failed)?;
-        answer(&mut stdout, 1).await.map_err(failed)?;
+        let mut server = McpServer::start(program.as_os_str(), None).await?;
         start.push(started.elapsed());
-        send(&mut stdin, &initialized).await.map_err(failed)?;
         let listing = Instant::now();
-        send(&mut stdin, &tools).await.map_err(failed)?;
-        answer(&mut stdout, 2).await.map_err(failed)?;
+        server.request("tools/list", serde_json::json!({})).await?;
         list.push(listing.elapsed());
-        drop(stdin);
-        let _ = server.kill().await;
+        server.stop().await;
     }
     Ok(vec![start, list])
 }
 
-pub(super) async fn send(
+/// A `pyro mcp serve` spoken to as a client, newline-delimited JSON-RPC on
+/// its stdio, initialized.
+pub(super) struct McpServer {
+    process: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: BufReader<tokio::process::ChildStdout>,
+    next_id: u64,
+}
+
+impl McpServer {
+    /// Starts it (with `PYRO_HOME=home` when given) and returns once it
+    /// has answered `initialize`.
+    pub(super) async fn start(program: &OsStr, home: Option<&Path>) -> Result<Self, Error> {
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(["mcp", "serve"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(home) = home {
+            command.env("PYRO_HOME", home);
+        }
+        let mut process = command.spawn().map_err(|e| failed(e.to_string()))?;
+        let stdin = process.stdin.take().expect("piped stdin");
+        let stdout = BufReader::new(process.stdout.take().expect("piped stdout"));
+        let mut server = McpServer {
+            process,
+            stdin,
+            stdout,
+            next_id: 1,
+        };
+        let initialize = serde_json::json!({
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": { "name": "pyro-bench", "version": env!("CARGO_PKG_VERSION") }
+        });
+        server.request("initialize", initialize).await?;
+        let initialized =
+            serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+        send(&mut server.stdin, &initialized)
+            .await
+            .map_err(failed)?;
+        Ok(server)
+    }
+
+    /// One request and its answer's `result`; an `error` answer fails.
+    pub(super) async fn request(
+        &mut self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, Error> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = serde_json::json!({
+            "jsonrpc": "2.0", "id": id, "method": method, "params": params
+        });
+        send(&mut self.stdin, &request).await.map_err(failed)?;
+        let mut answer = answer(&mut self.stdout, id).await.map_err(failed)?;
+        match answer.get("error") {
+            Some(error) => Err(failed(format!("{method}: error {error}"))),
+            None => Ok(answer["result"].take()),
+        }
+    }
+
+    pub(super) async fn stop(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.process.kill()).await;
+    }
+}
+
+fn failed(what: String) -> Error {
+    Error::Benchmark(format!("MCP server: {what}"))
+}
+
+async fn send(
     stdin: &mut tokio::process::ChildStdin,
     message: &serde_json::Value,
 ) -> Result<(), String> {
@@ -112,19 +161,8 @@ pub(super) async fn send(
         .map_err(|e| e.to_string())
 }
 
-/// Reads lines until the answer to request `id`.
-async fn answer(
-    stdout: &mut BufReader<tokio::process::ChildStdout>,
-    id: u64,
-) -> Result<(), String> {
-    match answer_value(stdout, id).await?.get("error") {
-        Some(error) => Err(format!("error {error}")),
-        None => Ok(()),
-    }
-}
-
 /// Reads lines until the answer to request `id`; returns it whole.
-pub(super) async fn answer_value(
+async fn answer(
     stdout: &mut BufReader<tokio::process::ChildStdout>,
     id: u64,
 ) -> Result<serde_json::Value, String> {

@@ -5,12 +5,9 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use tokio::io::BufReader;
-
-use super::floor::{answer_value, send};
+use super::floor::McpServer;
 use super::{run_once, run_output, BenchOptions, Samples};
 use crate::api::error::Error;
 
@@ -107,31 +104,7 @@ pub(super) async fn rows(
 /// `workspace_exec` of `true` and `workspace_file_read` on workspace
 /// `web`, each [`MCP_CALLS`] times over one server.
 async fn mcp_calls(program: &OsStr, home: &Path) -> Result<Vec<Samples>, Error> {
-    let failed = |what: String| Error::Benchmark(format!("MCP server: {what}"));
-    let mut server = tokio::process::Command::new(program)
-        .args(["mcp", "serve"])
-        .env("PYRO_HOME", home)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| failed(e.to_string()))?;
-    let mut stdin = server.stdin.take().expect("piped stdin");
-    let mut stdout = BufReader::new(server.stdout.take().expect("piped stdout"));
-    let initialize = serde_json::json!({
-        "jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": { "name": "pyro-bench", "version": env!("CARGO_PKG_VERSION") }
-        }
-    });
-    send(&mut stdin, &initialize).await.map_err(failed)?;
-    answer_value(&mut stdout, 0).await.map_err(failed)?;
-    let initialized =
-        serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
-    send(&mut stdin, &initialized).await.map_err(failed)?;
+    let mut server = McpServer::start(program, Some(home)).await?;
     let calls = [
         (
             "MCP `workspace_exec` round trip (`true`)",
@@ -145,30 +118,24 @@ async fn mcp_calls(program: &OsStr, home: &Path) -> Result<Vec<Samples>, Error> 
         ),
     ];
     let mut rows = Vec::new();
-    let mut id = 1u64;
     for (label, tool, arguments) in calls {
         let mut samples = Samples::new(label);
         // One call first: the server's first use of the workspace.
         for n in 0..=MCP_CALLS {
-            let call = serde_json::json!({
-                "jsonrpc": "2.0", "id": id, "method": "tools/call",
-                "params": { "name": tool, "arguments": arguments }
-            });
+            let call = serde_json::json!({ "name": tool, "arguments": arguments });
             let started = Instant::now();
-            send(&mut stdin, &call).await.map_err(failed)?;
-            let reply = answer_value(&mut stdout, id).await.map_err(failed)?;
+            let result = server.request("tools/call", call).await?;
             let took = started.elapsed();
-            if reply["result"]["isError"] == true {
-                return Err(failed(format!("{tool} failed: {}", reply["result"])));
+            if result["isError"] == true {
+                server.stop().await;
+                return Err(Error::Benchmark(format!("MCP {tool} failed: {result}")));
             }
             if n > 0 {
                 samples.push(took);
             }
-            id += 1;
         }
         rows.push(samples);
     }
-    drop(stdin);
-    let _ = tokio::time::timeout(Duration::from_secs(5), server.kill()).await;
+    server.stop().await;
     Ok(rows)
 }
