@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::cli_common::WorkspaceRef;
+
 const AFTER_HELP: &str = "\
 Suggested zero-to-hero path:
   pyro doctor                               check the host: QEMU, KVM or TCG, cache
@@ -263,15 +265,6 @@ pub struct ListArgs {
     #[arg(long = "label", value_name = "K=V", value_parser = parse_key_value)]
     pub labels: Vec<(String, String)>,
     /// Print the list as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct WorkspaceRef {
-    /// Workspace id (or a unique prefix of it) or name.
-    pub workspace: String,
-    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::cli::WorkspaceRef;
+use crate::cli_common::WorkspaceRef;
 
 #[derive(Debug, Subcommand)]
 pub enum PortCommand {

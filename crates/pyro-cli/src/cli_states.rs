@@ -3,7 +3,7 @@
 
 use clap::{Args, Subcommand};
 
-use crate::cli::WorkspaceRef;
+use crate::cli_common::WorkspaceRef;
 
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {

@@ -2,6 +2,7 @@
 //! human or JSON output and picks the exit status. No logic of its own.
 
 mod cli;
+mod cli_common;
 mod cli_files;
 mod cli_network;
 mod cli_sessions;

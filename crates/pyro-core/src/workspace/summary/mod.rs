@@ -20,6 +20,9 @@ use super::events::{Event, EventKind};
 pub use network::DeniedSummary;
 
 mod network;
+mod since;
+
+pub use since::{since, Since};
 
 /// Commands listed in the text form; the JSON form has them all.
 const TEXT_COMMANDS: usize = 20;
@@ -43,18 +46,6 @@ pub struct WorkspaceSummary {
     /// What was run and changed.
     #[serde(flatten)]
     pub activity: Activity,
-}
-
-/// The start of the summary: the workspace's creation or its last reset.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Since {
-    pub at: String,
-    /// `created`, `reset` or `forked`.
-    pub event: &'static str,
-    /// The snapshot a reset went back to, or a fork was made from (none:
-    /// the baseline, or the running VM).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub snapshot: Option<String>,
 }
 
 /// Everything [`synthesise`] derives from the events and the diff.
@@ -159,29 +150,6 @@ pub enum FileSource {
     Diff(Vec<ChangedFile>),
     /// No diff; why not.
     Unavailable(String),
-}
-
-/// The boundary the events start with, if they do.
-pub fn since(events: &[Event]) -> Option<Since> {
-    let first = events.first()?;
-    match &first.kind {
-        EventKind::Created { .. } => Some(Since {
-            at: first.at.clone(),
-            event: "created",
-            snapshot: None,
-        }),
-        EventKind::Reset { snapshot } => Some(Since {
-            at: first.at.clone(),
-            event: "reset",
-            snapshot: snapshot.clone(),
-        }),
-        EventKind::ForkedFrom { snapshot, .. } => Some(Since {
-            at: first.at.clone(),
-            event: "forked",
-            snapshot: snapshot.clone(),
-        }),
-        _ => None,
-    }
 }
 
 /// Folds the events since a boundary and the file list into the summary.
@@ -424,11 +392,8 @@ impl WorkspaceSummary {
         }
         let _ = write!(text, ", {}, {}", self.env, self.state);
         match &self.since {
-            Some(since) if since.event == "created" => {
-                let _ = writeln!(text, "; since it was created at {}.", since.at);
-            }
-            Some(since) if since.event == "forked" => {
-                let _ = writeln!(text, "; since it was forked at {}.", since.at);
+            Some(since) if since.event != "reset" => {
+                let _ = writeln!(text, "; since it was {} at {}.", since.event, since.at);
             }
             Some(since) => {
                 let target = since
