@@ -8,7 +8,7 @@
 //!
 //! Run with: `cargo test -p pyro-cli --test it fork::`.
 
-use crate::memory::{open_shell, shell_says, start_web, status, workspace_dir, GET};
+use crate::memory::{open_shell, settled_state, shell_says, start_web, status, workspace_dir, GET};
 use crate::support::*;
 
 /// 16 random bytes from the guest's kernel, its hostname and machine-id.
@@ -207,7 +207,7 @@ fn a_parent_killed_during_the_fork_leaves_no_fork_behind() {
     );
     assert_gone(vm[0], "the parent's QEMU");
     assert_eq!(names(&home), ["victim"]);
-    assert_eq!(status(&home, "victim")["state"], "crashed");
+    assert_eq!(settled_state(&home, "victim"), "crashed");
     let dirs: Vec<_> = std::fs::read_dir(home.path().join("workspaces"))
         .unwrap()
         .flatten()
