@@ -2,11 +2,10 @@
 //! supervisor.
 
 use std::path::PathBuf;
-
-use pyro_util::fsutil::FileLock;
 use std::time::{Duration, Instant};
 
 use pyro_net::NetEvent;
+use pyro_util::fsutil::FileLock;
 use serde::Serialize;
 
 use super::error::Error;

@@ -81,6 +81,8 @@ impl Pyro {
         request: &ForkRequest,
     ) -> Result<ForkReport, Error> {
         let store = self.store()?;
+        // Before the parent is frozen for nothing (the create below checks
+        // again, under the names lock).
         if let Some(name) = &request.name {
             validate_name(name)?;
             if store

@@ -256,7 +256,7 @@ pub(crate) enum Frozen {
 
 impl Frozen {
     /// The facade's error, for the snapshot `name`.
-    pub(crate) fn named(self, name: &str) -> Error {
+    fn named(self, name: &str) -> Error {
         match self {
             Frozen::Failed(error) => error,
             Frozen::NoMemory(why) => SnapshotError::Memory {
@@ -299,18 +299,21 @@ pub(crate) async fn freeze_top(
     let top = layers::new_top(&dir)?;
     let mut done = client::Frozen::default();
     if store.supervisor_alive(&record.id)? {
+        // The supervisor records the new top itself once the VM uses it.
         done = client::snapshot(&dir, &top, memory).await?;
     } else {
         layers::overlay(&dir, &frozen, &top)?;
+        store.update(&record.id, |record| {
+            record.active_disk = top;
+            Ok(())
+        })?;
     }
-    store.update(&record.id, |record| {
-        record.active_disk = top;
-        Ok(())
-    })?;
     match done.memory_failed {
         Some(why) => Err(Frozen::NoMemory(why)),
         None => Ok(FrozenTop {
             layer: frozen,
+            // Saved exactly when the supervisor reports the save's pause
+            // (a stopped workspace has no memory to keep).
             memory: done.paused_ms.and(memory.map(str::to_string)),
             paused_ms: done.paused_ms,
         }),

@@ -58,9 +58,7 @@ impl Pyro {
                 }
             }
             // It recorded the suspend before it answered; it ends now.
-            while store.supervisor_alive(&record.id)? {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            launch::until_gone(&store, &record.id, launch::SUPERVISOR_EXIT).await?;
             events::record(&dir, events::EventKind::Suspended);
             return Ok(store.read(&record.id)?);
         }

@@ -19,10 +19,6 @@ use crate::workspace::{
     baseline, diff, events, transfer, Seed, WorkspaceError, CONSOLE, DISK, LOG, TEMPLATE_DISK,
 };
 
-/// How long a start waits for the supervisor that just suspended the
-/// workspace to end.
-const SUPERVISOR_EXIT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// What `workspace create` asks for.
 #[derive(Debug, Clone)]
 pub struct CreateRequest {
@@ -413,10 +409,7 @@ impl Pyro {
         let record = store.observe(&store.resolve(query)?.id)?;
         if matches!(record.state, WorkspaceState::Suspended { .. }) {
             // The supervisor that suspended it may be on its way out.
-            let deadline = std::time::Instant::now() + SUPERVISOR_EXIT;
-            while store.supervisor_alive(&record.id)? && std::time::Instant::now() < deadline {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
+            launch::until_gone(&store, &record.id, launch::SUPERVISOR_EXIT).await?;
         }
         if store.supervisor_alive(&record.id)? {
             return Err(WorkspaceError::AlreadyRunning {

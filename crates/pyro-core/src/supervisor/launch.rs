@@ -90,6 +90,26 @@ pub(crate) async fn spawn(
     }
 }
 
+/// How long a supervisor that recorded its suspend may take to end.
+pub(crate) const SUPERVISOR_EXIT: Duration = Duration::from_secs(30);
+
+/// Waits up to `limit` for the supervisor of a workspace that is ending
+/// by itself (it recorded a suspend) to be gone; whether it is.
+pub(crate) async fn until_gone(
+    store: &WorkspaceStore,
+    id: &str,
+    limit: Duration,
+) -> Result<bool, WorkspaceError> {
+    let deadline = tokio::time::Instant::now() + limit;
+    while store.supervisor_alive(id)? {
+        if tokio::time::Instant::now() > deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(true)
+}
+
 /// Kills a workspace's supervisor (and so its VM) and waits until it is
 /// gone; records the workspace as stopped first, so that nobody observing
 /// the dead supervisor meanwhile records a crash.

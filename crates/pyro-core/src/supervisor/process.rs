@@ -263,34 +263,24 @@ async fn supervise(
         tokio::select! {
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
-                    let client = activity.client();
-                    let served = super::proxy::serve_client(
+                    spawn_call(&activity, super::proxy::serve_client(
                         stream,
                         Arc::clone(&guest),
                         store.clone(),
                         id.to_string(),
                         Arc::clone(&running),
-                    );
-                    tokio::spawn(async move {
-                        served.await;
-                        drop(client);
-                    });
+                    ));
                 }
             }
             accepted = control.accept() => {
                 if let Ok((stream, _)) = accepted {
-                    let client = activity.client();
-                    let served = serve_control(
+                    spawn_call(&activity, serve_control(
                         stream,
                         Arc::clone(&sessions),
                         jobs_tx.clone(),
                         Arc::clone(&network),
                         Arc::clone(&activity),
-                    );
-                    tokio::spawn(async move {
-                        served.await;
-                        drop(client);
-                    });
+                    ));
                 }
             }
             Some(job) = jobs_rx.recv() => match job {
@@ -410,6 +400,19 @@ async fn supervise(
             Err(reason)
         }
     }
+}
+
+/// Serves one connection on a task of its own, counted as a call in
+/// progress for the idle timeout until it ends.
+fn spawn_call(
+    activity: &Arc<idle::Activity>,
+    served: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let client = activity.client();
+    tokio::spawn(async move {
+        served.await;
+        drop(client);
+    });
 }
 
 /// How the main loop ended, when not by the VM going away.
