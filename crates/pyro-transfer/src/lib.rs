@@ -26,10 +26,14 @@
 
 mod dirfd;
 mod exclude;
+mod image;
 mod names;
 mod pack;
 mod unpack;
 
+pub use image::{
+    build_image, ImageError, ImageOptions, ImageReport, SeedEntry, IGNORE_FILE, MAX_IMAGE_BYTES,
+};
 pub use pack::{pack_dir, pack_file, PackError, PackOptions, PackReport};
 pub use unpack::{
     unpack, Expect, Limits, OutputKind, UnpackError, UnpackOptions, UnpackReport, MAX_WARNINGS,

@@ -1,0 +1,353 @@
+//! A host tree as a read-only ext4 image: seeding a workspace at disk speed.
+//!
+//! [`build_image`] walks a directory once (`walk.rs`), then writes every
+//! file's content straight into the image and the ext4 structures around it
+//! (`ext4.rs`), without root, a mount or `mkfs`. It keeps what a tar would:
+//! permission bits, mtimes (to the nanosecond), symlinks as symlinks (never
+//! followed), hard links, holes of sparse files, names that are not UTF-8,
+//! empty directories, `.git`. Owners are root, as the guest's `tar
+//! --no-same-owner` would make them. Sockets, FIFOs and device nodes are
+//! left out and named. Paths matching `exclude` patterns or the root's
+//! [`IGNORE_FILE`] (both gitignore syntax) are left out and counted.
+//!
+//! While it copies a file it hashes it as a Git blob, so the host can build
+//! the workspace's diff baseline (an index and trees) without reading the
+//! tree twice: [`SeedEntry`].
+//!
+//! Content is streamed through a fixed buffer; memory grows with the number
+//! of entries, never with their size. A file that changes while it is
+//! copied keeps the size it had when the walk saw it (cut short, or padded
+//! with zeros) and is reported.
+
+mod copy;
+mod ext4;
+mod walk;
+
+use std::path::{Path, PathBuf};
+
+use sha1::{Digest, Sha1};
+
+use walk::{Content, FIRST_INODE};
+
+/// The optional ignore file at the root of a seed (gitignore syntax).
+pub const IGNORE_FILE: &str = ".pyroignore";
+
+/// How to build an image.
+#[derive(Debug, Clone, Default)]
+pub struct ImageOptions {
+    /// Paths to leave out, gitignore syntax (`node_modules/`, `*.log`,
+    /// `/build`), as if they were lines of the ignore file.
+    pub exclude: Vec<String>,
+    /// Read the root's [`IGNORE_FILE`], if there is one.
+    pub use_ignore_file: bool,
+    /// The largest image allowed, in bytes; at most [`MAX_IMAGE_BYTES`].
+    pub max_bytes: u64,
+}
+
+/// The largest image [`build_image`] makes (16 GiB).
+pub const MAX_IMAGE_BYTES: u64 = ext4::MAX_GROUPS * ext4::BLOCKS_PER_GROUP * ext4::BLOCK;
+
+/// A file or symlink of the image, for the diff baseline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedEntry {
+    /// Relative to the root, `/`-separated, raw bytes.
+    pub path: Vec<u8>,
+    /// Git's mode: `0o100644`, `0o100755` or `0o120000`.
+    pub mode: u32,
+    /// SHA-1 of the Git blob of its content (a symlink's is its target).
+    pub blob: [u8; 20],
+    /// Bytes of content.
+    pub size: u64,
+    /// Modification time, seconds and nanoseconds.
+    pub mtime: (i64, u32),
+}
+
+/// What an image holds and what was left out.
+#[derive(Debug, Clone, Default)]
+pub struct ImageReport {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    /// Bytes of file content.
+    pub bytes: u64,
+    /// Bytes of the image in use (its file is sparse beyond them).
+    pub image_bytes: u64,
+    /// Paths an exclude pattern or the ignore file left out, counting
+    /// everything beneath an excluded directory.
+    pub excluded: u64,
+    /// Bytes of the files left out that way.
+    pub excluded_bytes: u64,
+    /// Sockets, FIFOs and devices left out: how many, and the first
+    /// hundred as `path (kind)`.
+    pub skipped: u64,
+    pub skipped_names: Vec<String>,
+    /// Files that changed while they were copied (first hundred).
+    pub changed: Vec<String>,
+    /// Every file and symlink, sorted by path as Git sorts an index.
+    pub entries: Vec<SeedEntry>,
+}
+
+/// Why an image could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{} is not a directory; seed from a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("cannot read {}: {source}; make it readable, or leave it out with --exclude or {IGNORE_FILE}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bad exclude pattern in {origin}: {message}")]
+    BadPattern { origin: String, message: String },
+    #[error("the seed needs {needed} MB but a workspace holds at most {limit} MB; leave build outputs and dependencies out with --exclude or {IGNORE_FILE}", needed = needed / 1_000_000, limit = limit / 1_000_000)]
+    TooLarge { needed: u64, limit: u64 },
+    #[error("writing the image {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Builds the image of directory `root` at `output` (a new file). The file
+/// is left sparse past [`ImageReport::image_bytes`]; on error it is removed.
+pub fn build_image(
+    root: &Path,
+    output: &Path,
+    options: &ImageOptions,
+) -> Result<ImageReport, ImageError> {
+    let result = build(root, output, options);
+    if result.is_err() {
+        let _ = std::fs::remove_file(output);
+    }
+    result
+}
+
+fn build(root: &Path, output: &Path, options: &ImageOptions) -> Result<ImageReport, ImageError> {
+    let limit = options.max_bytes.min(MAX_IMAGE_BYTES);
+    let mut tree = walk::walk(root, options)?;
+    let needed = estimate_blocks(&tree) * ext4::BLOCK;
+    if needed > limit {
+        return Err(ImageError::TooLarge { needed, limit });
+    }
+    let write_error = |source| ImageError::Write {
+        path: output.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(output)
+        .map_err(write_error)?;
+    let mut blocks = ext4::Blocks::new(file, limit / ext4::BLOCK).map_err(write_error)?;
+    let mut copier = copy::Copier::new();
+    let mut report = ImageReport {
+        excluded: tree.excluded,
+        excluded_bytes: tree.excluded_bytes,
+        skipped: tree.skipped_count,
+        skipped_names: std::mem::take(&mut tree.skipped),
+        ..ImageReport::default()
+    };
+    let full = |error: std::io::Error| match error.to_string() == ext4::FULL {
+        true => ImageError::TooLarge { needed, limit },
+        false => write_error(error),
+    };
+    // Contents first, each inode's placement kept for its table entry.
+    let mut placed: Vec<Placed> = Vec::with_capacity(tree.inodes.len() + 1);
+    let mut blobs = vec![[0u8; 20]; tree.inodes.len()];
+    for ino in tree.numbers() {
+        let inode = tree.get(ino);
+        let place = match &inode.content {
+            Content::Dir { .. } => Placed::Pending,
+            Content::File { path, size, sparse } => {
+                let copied = copier.copy(path, *size, *sparse, &mut blocks)?;
+                if copied.changed && report.changed.len() < 100 {
+                    report.changed.push(path.display().to_string());
+                }
+                report.files += 1;
+                report.bytes += size;
+                blobs[(ino - FIRST_INODE) as usize] = copied.blob;
+                Placed::File(copied.extents, Vec::new())
+            }
+            Content::Symlink { target } => {
+                report.symlinks += 1;
+                blobs[(ino - FIRST_INODE) as usize] = blob_of(target);
+                match target.len() < ext4::FAST_SYMLINK {
+                    true => Placed::FastSymlink,
+                    false => Placed::Symlink(blocks.append(target).map_err(full)?),
+                }
+            }
+        };
+        placed.push(place);
+    }
+    // Directories, then the extent leaves of files with many runs.
+    for (index, ino) in tree.numbers().enumerate() {
+        if let Content::Dir {
+            entries, parent, ..
+        } = &tree.get(ino).content
+        {
+            report.dirs += 1;
+            let data = ext4::directory(ino, *parent, entries);
+            let first = blocks.append(&data).map_err(full)?;
+            let mut extents = Vec::new();
+            ext4::push_extent(&mut extents, 0, data.len() as u64 / ext4::BLOCK, first);
+            placed[index] = Placed::Dir(extents);
+        }
+    }
+    for place in &mut placed {
+        if let Placed::File(extents, leaves) = place {
+            if ext4::leaves_needed(extents.len()) > 0 {
+                for leaf in ext4::leaf_blocks(extents) {
+                    leaves.push(blocks.append(&leaf).map_err(full)?);
+                }
+            }
+        }
+    }
+    let last_inode = u64::from(FIRST_INODE) - 1 + tree.inodes.len() as u64;
+    let geometry = ext4::Geometry::fit(blocks.next(), last_inode)
+        .filter(|g| g.blocks() * ext4::BLOCK <= limit.max(ext4::BLOCKS_PER_GROUP * ext4::BLOCK))
+        .ok_or(ImageError::TooLarge { needed, limit })?;
+    let file = blocks.into_file().map_err(write_error)?;
+    let dirs_per_group = write_tables(&file, &geometry, &tree, &placed).map_err(write_error)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0);
+    let uuid: [u8; 16] = Sha1::digest(format!("{}{now}{}", output.display(), std::process::id()))
+        [..16]
+        .try_into()
+        .expect("16 bytes");
+    ext4::finish(&file, &geometry, last_inode, &dirs_per_group, uuid, now)
+        .and_then(|()| file.set_len(geometry.blocks() * ext4::BLOCK))
+        .and_then(|()| file.sync_all())
+        .map_err(write_error)?;
+    report.image_bytes = geometry.used * ext4::BLOCK;
+    report.entries = entries(&tree, &blobs);
+    Ok(report)
+}
+
+/// Where an inode's blocks went.
+enum Placed {
+    Pending,
+    Dir(Vec<ext4::Extent>),
+    File(Vec<ext4::Extent>, Vec<u64>),
+    FastSymlink,
+    Symlink(u64),
+}
+
+/// Writes every group's inode table; returns the directories per group.
+fn write_tables(
+    file: &std::fs::File,
+    geometry: &ext4::Geometry,
+    tree: &walk::Tree,
+    placed: &[Placed],
+) -> std::io::Result<Vec<u64>> {
+    use std::os::unix::fs::FileExt;
+    let mut dirs = vec![0u64; geometry.groups as usize];
+    let per_group = geometry.inodes_per_group;
+    let mut table = vec![0u8; (geometry.table_blocks * ext4::BLOCK) as usize];
+    let numbers: Vec<u32> = tree.numbers().collect();
+    for group in 0..geometry.groups {
+        table.fill(0);
+        for (ino, place) in numbers.iter().zip(placed) {
+            let index = u64::from(*ino) - 1;
+            if index / per_group != group {
+                continue;
+            }
+            let inode = tree.get(*ino);
+            let shape = match (place, &inode.content) {
+                (Placed::Dir(extents), Content::Dir { subdirs, .. }) => {
+                    dirs[group as usize] += 1;
+                    let links = 2 + u64::from(*subdirs);
+                    ext4::Shape::Dir {
+                        blocks: extents,
+                        links: if links >= 65000 { 1 } else { links as u16 },
+                    }
+                }
+                (Placed::File(extents, leaves), Content::File { size, .. }) => ext4::Shape::File {
+                    size: *size,
+                    extents,
+                    leaves,
+                    links: inode.links,
+                },
+                (Placed::FastSymlink, Content::Symlink { target }) => {
+                    ext4::Shape::FastSymlink { target }
+                }
+                (Placed::Symlink(block), Content::Symlink { target }) => ext4::Shape::Symlink {
+                    len: target.len() as u64,
+                    block: *block,
+                },
+                _ => unreachable!("every inode is placed as what it is"),
+            };
+            let raw = ext4::inode(&shape, inode.perm, inode.mtime);
+            let at = ((index % per_group) as usize) * ext4::INODE_SIZE;
+            table[at..at + ext4::INODE_SIZE].copy_from_slice(&raw);
+        }
+        file.write_at(&table, geometry.inode_table(group) * ext4::BLOCK)?;
+    }
+    Ok(dirs)
+}
+
+/// An upper bound of the blocks the tree needs, metadata included.
+fn estimate_blocks(tree: &walk::Tree) -> u64 {
+    let mut blocks = ext4::FIRST_DATA_BLOCK;
+    for ino in tree.numbers() {
+        blocks += match &tree.get(ino).content {
+            Content::File { size, sparse, .. } => {
+                let data = size.div_ceil(ext4::BLOCK);
+                let leaves = match *sparse || data > 4 * 32768 {
+                    true => ext4::leaves_needed(ext4::MAX_EXTENTS) as u64,
+                    false => 0,
+                };
+                data + leaves
+            }
+            Content::Symlink { target } => u64::from(target.len() >= ext4::FAST_SYMLINK),
+            Content::Dir { entries, .. } => {
+                let bytes: usize = entries
+                    .iter()
+                    .map(|e| (8 + e.0.len()).next_multiple_of(4))
+                    .sum();
+                (bytes as u64 + 24).div_ceil(ext4::BLOCK - 264) + 1
+            }
+        };
+    }
+    let inodes = u64::from(FIRST_INODE) + tree.inodes.len() as u64;
+    blocks + inodes.div_ceil(16) + 64 * 2 + 16
+}
+
+/// The manifest of the baseline: every file and symlink name, sorted.
+fn entries(tree: &walk::Tree, blobs: &[[u8; 20]]) -> Vec<SeedEntry> {
+    let mut entries: Vec<SeedEntry> = tree
+        .names
+        .iter()
+        .map(|(path, ino)| {
+            let inode = tree.get(*ino);
+            let (mode, size) = match &inode.content {
+                Content::File { size, .. } => match inode.perm & 0o100 {
+                    0 => (0o100644, *size),
+                    _ => (0o100755, *size),
+                },
+                Content::Symlink { target } => (0o120000, target.len() as u64),
+                Content::Dir { .. } => unreachable!("directories have no name entry"),
+            };
+            SeedEntry {
+                path: path.clone(),
+                mode,
+                blob: blobs[(*ino - FIRST_INODE) as usize],
+                size,
+                mtime: inode.mtime,
+            }
+        })
+        .collect();
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    entries
+}
+
+/// The Git blob id of `content`.
+fn blob_of(content: &[u8]) -> [u8; 20] {
+    let mut hasher = Sha1::new();
+    hasher.update(format!("blob {}\0", content.len()));
+    hasher.update(content);
+    hasher.finalize().into()
+}
