@@ -19,6 +19,9 @@ pub struct BootConfig {
     pub debug: bool,
     /// `pyro.net=1`: the VM has a network device; load its drivers at boot.
     pub network: bool,
+    /// `pyro.seed=`: the seed disk's slot, mounted under /workspace when it
+    /// holds a seed.
+    pub seed: Option<String>,
 }
 
 impl Default for BootConfig {
@@ -30,6 +33,7 @@ impl Default for BootConfig {
             port: pyro_protocol::AGENT_PORT_NAME.to_owned(),
             debug: false,
             network: false,
+            seed: None,
         }
     }
 }
@@ -48,6 +52,7 @@ impl BootConfig {
                 "pyro.port" if !value.is_empty() => config.port = value,
                 "pyro.debug" => config.debug = !matches!(value.as_str(), "0" | "false" | "no"),
                 "pyro.net" => config.network = value == "1",
+                "pyro.seed" if !value.is_empty() => config.seed = Some(value),
                 _ => {}
             }
         }
@@ -112,8 +117,10 @@ mod tests {
     #[test]
     fn reads_pyro_parameters() {
         let config = BootConfig::parse(
-            "console=ttyS0 pyro.root=/dev/vdb pyro.rootfstype=xfs pyro.port=other.port pyro.debug",
+            "console=ttyS0 pyro.root=/dev/vdb pyro.rootfstype=xfs pyro.port=other.port pyro.debug \
+             pyro.seed=/dev/vdc",
         );
+        assert_eq!(config.seed.as_deref(), Some("/dev/vdc"));
         assert_eq!(config.root, "/dev/vdb");
         assert_eq!(config.rootfstype, "xfs");
         assert_eq!(config.port, "other.port");

@@ -7,7 +7,7 @@
 //! output (`spawn.rs`, `exec.rs`) and flow-controlled stdin (`inflow.rs`),
 //! reading, writing and listing files confined beneath `/workspace`
 //! (`confine.rs`, `files.rs`, `write.rs`), commands on pseudo-terminals
-//! (`pty.rs`), readiness probes (`probe.rs`), reaping every process
+//! (`pty.rs`), `/workspace` over a seed disk (`seed.rs`), readiness probes (`probe.rs`), reaping every process
 //! (`reaper.rs`), and powering the VM off (`power.rs`).
 //!
 //! Run as an ordinary process, `--serve-stdio` serves the same protocol on
@@ -35,6 +35,7 @@ mod power;
 mod probe;
 mod pty;
 mod reaper;
+mod seed;
 mod server;
 mod spawn;
 mod sys;
@@ -55,11 +56,12 @@ use crate::sys::log;
 const PORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 const USAGE: &str = "\
-usage: pyro-agent [--version | --serve-stdio]
+usage: pyro-agent [--version | --serve-stdio | --mount-seed DEVICE]
 
 The pyro guest agent. It runs as /init (PID 1) of a pyro VM's initramfs.
-  --version      print the version and exit
-  --serve-stdio  serve the host-guest protocol on stdin/stdout (for tests)
+  --version            print the version and exit
+  --serve-stdio        serve the host-guest protocol on stdin/stdout (for tests)
+  --mount-seed DEVICE  put the seed disk DEVICE under /workspace (see seed.rs)
 ";
 
 fn main() {
@@ -70,6 +72,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("--version" | "-V") => println!("pyro-agent {}", env!("CARGO_PKG_VERSION")),
         Some("--serve-stdio") => serve_stdio(),
+        Some("--mount-seed") => seed::run_cli(args.get(1).map(String::as_str)),
         Some("--help" | "-h") => print!("{USAGE}"),
         _ => {
             let _ = io::stderr().write_all(USAGE.as_bytes());
@@ -94,6 +97,12 @@ fn boot_and_serve() -> io::Result<()> {
     let (config, phases) = init::early();
     init::switch_to_root(&config, &phases)?;
     init::finish_userland(&phases);
+    if let Some(device) = &config.seed {
+        if let Err(err) = seed::mount_seed(device) {
+            log!("mounting the seed: {err}");
+        }
+        phases.mark("seed mounted");
+    }
     let reaper = Reaper::start();
     let port = Arc::new(port::open(&config.port, PORT_TIMEOUT)?);
     phases.mark("port open");

@@ -33,6 +33,8 @@ pub const BOOT_MODULES: &[&str] = &[
     "jbd2",
     "crc32c_generic",
     "ext4",
+    // /workspace over a seed disk (see pyro-agent's seed.rs).
+    "overlay",
     "virtio_net",
     "net_failover",
     "failover",

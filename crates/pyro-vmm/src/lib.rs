@@ -53,6 +53,19 @@ pub struct VmSpec {
     /// ([`Vm::take_network_link`]); without it the guest has no network
     /// device at all.
     pub network: bool,
+    /// A second, read-only disk after the root disk: a workspace's seed.
+    pub seed_disk: Option<SeedDisk>,
+}
+
+/// The read-only seed disk slot of a VM. Its size is fixed by the caller,
+/// so a VM saved with one kind restores with the other (the guest saw the
+/// same device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeedDisk {
+    /// No seed: `bytes` of zeros, backed by no file.
+    Empty { bytes: u64 },
+    /// A raw image file of exactly `bytes`.
+    Image { path: PathBuf, bytes: u64 },
 }
 
 /// Where a guest's RAM lives.

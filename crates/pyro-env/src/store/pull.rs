@@ -284,7 +284,8 @@ impl EnvStore {
                 continue;
             }
             let a = &manifest.artifacts;
-            if self.blobs.verify(&a.vmlinux)?.is_usable()
+            if has_boot_modules(&manifest.modules)
+                && self.blobs.verify(&a.vmlinux)?.is_usable()
                 && self.blobs.verify(&a.modules_cpio)?.is_usable()
             {
                 return Ok(Some((
@@ -299,18 +300,21 @@ impl EnvStore {
         Ok(None)
     }
 
-    /// Installed, manifest readable, every blob present with its size.
+    /// Installed, manifest readable, with every boot module this pyro loads
+    /// (an environment pulled before one was added is pulled again), every
+    /// blob present with its size.
     pub(super) fn is_intact(&self, entry: &CatalogEntry) -> Result<bool, StoreError> {
         let manifest = match self.read_manifest(entry.name) {
             Ok(Some(manifest)) => manifest,
             Ok(None) | Err(StoreError::BadManifest { .. }) => return Ok(false),
             Err(err) => return Err(err),
         };
-        Ok(manifest
-            .artifacts
-            .iter()
-            .iter()
-            .all(|(_, artifact)| self.blobs.check_quick(artifact).is_usable()))
+        Ok(has_boot_modules(&manifest.modules)
+            && manifest
+                .artifacts
+                .iter()
+                .iter()
+                .all(|(_, artifact)| self.blobs.check_quick(artifact).is_usable()))
     }
 
     pub(super) fn summary(&self, name: &str) -> Result<EnvSummary, StoreError> {
@@ -351,4 +355,12 @@ fn summary_line(progress: &dyn Progress, manifest: &Manifest) {
         manifest.kernel.package,
         manifest.kernel.version
     ));
+}
+
+/// Whether a packed module list holds every module the agent loads at boot
+/// (`overlay` came with seed disks).
+fn has_boot_modules(packed: &[String]) -> bool {
+    crate::modules::BOOT_MODULES
+        .iter()
+        .all(|name| packed.iter().any(|p| p == name))
 }

@@ -2,7 +2,7 @@
 
 use std::os::fd::RawFd;
 
-use crate::{Accel, GuestRam, RootDisk, VmSpec};
+use crate::{Accel, GuestRam, RootDisk, SeedDisk, VmSpec};
 
 /// Kernel command line tuned for fast boots (see docs/architecture.md): no
 /// self-tests, no TSC calibration (which can hang under a busy TCG host), no
@@ -165,6 +165,23 @@ pub(crate) fn qemu_args(spec: &VmSpec, fds: &ChannelFds) -> Vec<String> {
             "virtio-blk-device,drive=root".into(),
         ]);
     }
+    if let Some(seed) = &spec.seed_disk {
+        let drive = match seed {
+            SeedDisk::Empty { bytes } => {
+                format!("id=seed,if=none,driver=null-co,size={bytes},read-zeroes=on,readonly=on")
+            }
+            SeedDisk::Image { path, .. } => format!(
+                "id=seed,if=none,file={},format=raw,readonly=on",
+                escape_option(&path.display().to_string())
+            ),
+        };
+        args.extend([
+            "-drive".into(),
+            drive,
+            "-device".into(),
+            "virtio-blk-device,drive=seed".into(),
+        ]);
+    }
     args
 }
 
@@ -187,6 +204,9 @@ pub fn machine_signature(spec: &VmSpec) -> String {
             shared: false,
         },
     };
+    plain.seed_disk = plain.seed_disk.map(|seed| match seed {
+        SeedDisk::Empty { bytes } | SeedDisk::Image { bytes, .. } => SeedDisk::Empty { bytes },
+    });
     plain.root_disk = plain.root_disk.map(|disk| RootDisk::Persistent {
         path: "-".into(),
         format: match disk {
@@ -239,6 +259,7 @@ mod tests {
             restore_from: None,
             console_log: None,
             network: false,
+            seed_disk: None,
         };
         let fds = ChannelFds {
             console: 5,
@@ -279,6 +300,7 @@ mod tests {
             restore_from: None,
             console_log: None,
             network: false,
+            seed_disk: None,
         };
         let fds = ChannelFds {
             console: 5,
@@ -300,5 +322,41 @@ mod tests {
         assert_eq!(after("-initrd"), "-initrd-path");
         // The comma is doubled: no `format=raw` option can be smuggled in.
         assert!(after("-drive").starts_with("id=root,if=none,file=-disk,,format=raw,format=qcow2,"));
+    }
+
+    #[test]
+    fn an_empty_seed_slot_and_a_seed_image_are_the_same_machine() {
+        let mut spec = VmSpec {
+            kernel: "/k".into(),
+            initramfs: "/i".into(),
+            root_disk: None,
+            cpus: 1,
+            memory_mib: 512,
+            ram: GuestRam::Anonymous,
+            extra_cmdline: vec![],
+            accel: Accel::Tcg,
+            restore_from: None,
+            console_log: None,
+            network: false,
+            seed_disk: Some(SeedDisk::Empty { bytes: 1 << 33 }),
+        };
+        let empty = machine_signature(&spec);
+        let fds = ChannelFds {
+            console: 5,
+            agent: 6,
+            monitor: 7,
+            network: None,
+        };
+        assert!(qemu_args(&spec, &fds)
+            .join(" ")
+            .contains("driver=null-co,size=8589934592,read-zeroes=on,readonly=on"));
+        spec.seed_disk = Some(SeedDisk::Image {
+            path: "/w/seed,x.img".into(),
+            bytes: 1 << 33,
+        });
+        assert_eq!(machine_signature(&spec), empty);
+        assert!(qemu_args(&spec, &fds)
+            .join(" ")
+            .contains("id=seed,if=none,file=/w/seed,,x.img,format=raw,readonly=on"));
     }
 }

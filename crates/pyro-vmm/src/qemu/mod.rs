@@ -123,6 +123,9 @@ impl Engine for QemuEngine {
             | crate::RootDisk::Persistent { path, .. }) = disk;
             check_exists("root disk", path)?;
         }
+        if let Some(crate::SeedDisk::Image { path, .. }) = &spec.seed_disk {
+            check_exists("seed disk", path)?;
+        }
         if let Some(state) = &spec.restore_from {
             check_exists("saved VM state", state)?;
         }
