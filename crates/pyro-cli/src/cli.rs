@@ -219,6 +219,11 @@ pub struct CreateArgs {
     /// Branch, tag or commit to check out (with --repo-url).
     #[arg(long, value_name = "REF", requires = "repo_url")]
     pub repo_ref: Option<String>,
+    /// Leave these seed paths out (gitignore syntax, repeatable:
+    /// `node_modules/`, `*.log`, `/build`), besides what the seed's
+    /// .pyroignore names.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
     /// A unique name to use instead of the id.
     #[arg(long)]
     pub name: Option<String>,

@@ -37,6 +37,10 @@ pub struct CreateParams {
     pub repo_url: Option<String>,
     /// The branch, tag or commit of repo_url to check out (default: its HEAD).
     pub repo_ref: Option<String>,
+    /// Seed paths to leave out, gitignore syntax: ["node_modules/", "target/", "*.log"].
+    /// The seed's own .pyroignore applies too.
+    #[serde(default)]
+    pub exclude: Vec<String>,
     /// vCPUs (default 1).
     pub cpus: Option<u32>,
     /// Memory in MiB (default 1024).
@@ -155,6 +159,7 @@ impl PyroServer {
             cpus: params.cpus.unwrap_or(params::DEFAULT_CPUS),
             memory_mib: params.memory_mib.unwrap_or(params::DEFAULT_MEMORY_MIB),
             seed: seed.clone(),
+            exclude: params.exclude,
             network: self.network_request(params.network, params.allow, params.publish)?,
             // Values come only through workspace_secret_set.
             secrets: Vec::new(),

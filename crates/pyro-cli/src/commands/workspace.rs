@@ -20,6 +20,7 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                 cpus: args.cpus,
                 memory_mib: args.memory,
                 seed,
+                exclude: args.exclude,
                 network: pyro_core::NetworkRequest {
                     publish: args.publish,
                     ..args.network.request()

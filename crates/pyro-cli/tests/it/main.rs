@@ -23,6 +23,7 @@ mod network;
 mod ports;
 mod run;
 mod secrets;
+mod seeding;
 mod warm;
 mod workspace;
 mod workspace_diff;

@@ -22,7 +22,7 @@ use crate::workspace::store::{
     self, validate_name, RestoredSessions, ResumePoint, WorkspaceRecord, WorkspaceState,
     WorkspaceStore,
 };
-use crate::workspace::{diff, events, secrets, WorkspaceError};
+use crate::workspace::{diff, events, secrets, WorkspaceError, SEED_IMAGE};
 
 /// Where a fork's memory state lies in the new workspace.
 const FORK_MEMORY: &str = "memory/fork";
@@ -241,6 +241,8 @@ fn child_record(parent: &WorkspaceRecord, name: Option<String>) -> (WorkspaceRec
         baseline_template: None,
         last_boot: None,
         host_memory: None,
+        seed_slot: parent.seed_slot,
+        seed: parent.seed.clone(),
     };
     (record, fixed.iter().map(PublishedPort::describe).collect())
 }
@@ -316,6 +318,12 @@ fn take_source(
     source: &Source,
 ) -> Result<(), Error> {
     layers::link_chain(parent_dir, child_dir, &source.layer)?;
+    // The seed image is never written: both workspaces read the one file.
+    let seed = parent_dir.join(SEED_IMAGE);
+    if seed.exists() {
+        let to = child_dir.join(SEED_IMAGE);
+        fs_err::hard_link(&seed, &to).map_err(|source| WorkspaceError::Io { path: to, source })?;
+    }
     let Some((memory, own)) = &source.memory else {
         return Ok(());
     };

@@ -14,9 +14,11 @@ use super::Pyro;
 use crate::host::template::Shape;
 use crate::supervisor::{launch, registry};
 use crate::workspace::hostgit::{self, RepoUrl, Trust};
+use crate::workspace::seed::{self, SeedSummary};
 use crate::workspace::store::{self, ResumePoint, WorkspaceRecord, WorkspaceState, WorkspaceStore};
 use crate::workspace::{
-    baseline, diff, events, transfer, Seed, WorkspaceError, CONSOLE, DISK, LOG, TEMPLATE_DISK,
+    baseline, diff, events, transfer, Seed, WorkspaceError, CONSOLE, DISK, LOG, SEED_IMAGE,
+    TEMPLATE_DISK,
 };
 
 /// What `workspace create` asks for.
@@ -34,6 +36,9 @@ pub struct CreateRequest {
     pub memory_mib: u32,
     /// What lands in /workspace: the baseline.
     pub seed: Option<Seed>,
+    /// Paths of the seed to leave out (gitignore syntax), besides what its
+    /// `.pyroignore` names.
+    pub exclude: Vec<String>,
     /// The VM's network (default: none).
     pub network: NetworkRequest,
     /// Secrets to keep for the workspace's commands (given to none unless
@@ -71,6 +76,7 @@ impl CreateRequest {
             cpus: params::DEFAULT_CPUS,
             memory_mib: params::DEFAULT_MEMORY_MIB,
             seed: None,
+            exclude: Vec::new(),
             network: NetworkRequest::default(),
             secrets: Vec::new(),
             warm: true,
@@ -151,6 +157,7 @@ impl Pyro {
         request: &CreateRequest,
         stage: &mut (dyn FnMut(&str) + Send),
     ) -> Result<WorkspaceRecord, Error> {
+        params::check_excludes(request.seed.as_ref(), &request.exclude)?;
         // Fetch or check the seed before anything boots.
         let cloned;
         let seed_dir = match &request.seed {
@@ -168,19 +175,36 @@ impl Pyro {
                 }
             }),
         };
-        // The diff baseline of the seed is built on the host meanwhile.
-        let mut host_baseline = seed_dir.as_deref().map(baseline::HostBuild::start);
-        let record = self
-            .create_and_boot(request, seed_dir.is_some(), stage)
-            .await?;
+        // The seed's image, before anything is made: a seed that cannot be
+        // read or does not fit fails here, leaving nothing behind.
+        let image = match &seed_dir {
+            Some(dir) => {
+                stage("imaging the seed");
+                let scratch = self.store()?.home().to_path_buf();
+                Some(seed::build_image(dir, &request.exclude, &scratch).await?)
+            }
+            None => None,
+        };
+        let (image, summary, mut host_baseline) = match image {
+            Some((mut image, summary)) => {
+                let entries = std::mem::take(&mut image.report.entries);
+                let dir = seed_dir.as_deref().expect("an image has a seed");
+                // The diff baseline is built on the host meanwhile.
+                let build = baseline::HostBuild::start(dir, entries);
+                (Some(image.file), Some(summary), Some(build))
+            }
+            None => (None, None, None),
+        };
+        let seeded = image.is_some();
+        let record = self.create_and_boot(request, image, summary, stage).await?;
         // Frozen already: an unseeded warm create's baseline is its
         // template's, whose guest holds the empty /workspace's diff baseline.
         let baseline_held = record.baseline_layer.is_some();
         let prepared = async {
             let guest = self.connect_workspace(&record.id).await?;
-            if let Some(dir) = &seed_dir {
-                stage("seeding /workspace");
-                transfer::push_tree(&guest, dir, "").await?;
+            if seeded {
+                stage("mounting the seed");
+                seed::mount(&guest).await?;
             }
             // The baseline: for diff inside the guest, for reset on disk.
             stage("recording baseline");
@@ -244,9 +268,11 @@ impl Pyro {
     async fn create_and_boot(
         &self,
         request: &CreateRequest,
-        seeded: bool,
+        seed_image: Option<tempfile::TempPath>,
+        seed_summary: Option<SeedSummary>,
         stage: &mut (dyn FnMut(&str) + Send),
     ) -> Result<WorkspaceRecord, Error> {
+        let seeded = seed_image.is_some();
         params::validate_size(request.cpus, request.memory_mib)?;
         let secret_values = super::secrets::read_inputs(&request.secrets)?;
         let network = request.network.check()?;
@@ -289,9 +315,18 @@ impl Pyro {
             baseline_template: None,
             last_boot: None,
             host_memory: None,
+            seed_slot: true,
+            seed: seed_summary,
         };
         let dir = store.create(&record)?;
         let created = async {
+            if let Some(image) = seed_image {
+                let to = dir.join(SEED_IMAGE);
+                image.persist(&to).map_err(|error| WorkspaceError::Io {
+                    path: to,
+                    source: error.error,
+                })?;
+            }
             super::secrets::store_new(&store, &id, &secret_values)?;
             let key = template.as_ref().map(|t| t.info.key.as_str());
             env_store.pin_with_template(&id, &request.env, key)?;

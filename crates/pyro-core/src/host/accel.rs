@@ -96,6 +96,7 @@ fn boot_probe(engine: &dyn Engine, image: &ProbeImage) -> KvmStatus {
         restore_from: None,
         console_log: None,
         network: false,
+        seed_disk: None,
     };
     let mut vm = match engine.start(&spec) {
         Ok(vm) => vm,

@@ -65,6 +65,7 @@ impl Machine {
             restore_from: None,
             console_log,
             network: false,
+            seed_disk: None,
         }
     }
 }

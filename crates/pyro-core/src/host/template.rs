@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pyro_env::{Template, TemplateInfo};
-use pyro_vmm::{DiskFormat, GuestRam, RootDisk, VmSpec};
+use pyro_vmm::{DiskFormat, GuestRam, RootDisk, SeedDisk, VmSpec};
 
 use super::boot::{boot, BootError};
 use super::guest::Guest;
@@ -33,6 +33,19 @@ pub(crate) type GuestWork<'a> = Box<
 pub(crate) struct Prepare<'a> {
     pub tag: &'a str,
     pub run: GuestWork<'a>,
+}
+
+/// The size of every VM's seed disk slot, and so the largest seed image: the
+/// root disk's size.
+pub(crate) const SEED_SLOT_BYTES: u64 = pyro_env::rootfs::VIRTUAL_SIZE;
+/// The seed slot's device in the guest (the disk after the root disk).
+pub(crate) const SEED_DEVICE: &str = "/dev/vdb";
+
+/// A seed slot with no seed in it.
+pub(crate) fn empty_seed_slot() -> SeedDisk {
+    SeedDisk::Empty {
+        bytes: SEED_SLOT_BYTES,
+    }
 }
 
 /// Bumped whenever what a template holds changes shape.
@@ -73,11 +86,14 @@ pub(crate) struct Shape {
 }
 
 impl Machine {
-    /// The spec of a workspace VM of `shape` writing to `disk`.
+    /// The spec of a workspace VM of `shape` writing to `disk`, with the
+    /// seed disk slot `seed` (every VM a template may restore into has one;
+    /// workspaces made before seed disks have none).
     pub(crate) fn workspace_spec(
         &self,
         disk: PathBuf,
         shape: Shape,
+        seed: Option<SeedDisk>,
         console_log: Option<PathBuf>,
     ) -> VmSpec {
         let mut spec = self.spec(
@@ -92,13 +108,17 @@ impl Machine {
         if shape.network {
             super::network::add_nic(&mut spec);
         }
+        if seed.is_some() {
+            spec.extra_cmdline.push(format!("pyro.seed={SEED_DEVICE}"));
+        }
+        spec.seed_disk = seed;
         spec
     }
 
     /// The template key of a VM of `shape`: a digest of everything that
     /// changes the guest it saves.
     pub(crate) fn template_key(&self, shape: Shape, prepare_tag: &str) -> String {
-        let spec = self.workspace_spec(PathBuf::new(), shape, None);
+        let spec = self.workspace_spec(PathBuf::new(), shape, Some(empty_seed_slot()), None);
         let qemu = &self.engine.install().binary;
         let qemu_stamp = std::fs::metadata(qemu)
             .map(|m| format!("{}:{:?}", m.len(), m.modified().ok()))
@@ -216,6 +236,7 @@ async fn build(
     let mut spec = machine.workspace_spec(
         scratch.disk(),
         shape,
+        Some(empty_seed_slot()),
         Some(scratch.dir().join("console.log")),
     );
     spec.ram = GuestRam::File {

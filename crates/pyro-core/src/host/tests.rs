@@ -64,6 +64,7 @@ async fn a_saved_vm_resumes_with_its_processes_and_files() {
         restore_from: None,
         console_log: None,
         network: false,
+        seed_disk: None,
     };
 
     let mut booted = boot(engine, &spec).await.expect("boot");

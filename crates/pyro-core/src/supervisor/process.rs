@@ -163,6 +163,7 @@ async fn supervise(
     let spec = machine.workspace_spec(
         dir.join(&record.active_disk),
         shape,
+        record.seed_disk(&dir),
         Some(dir.join(CONSOLE)),
     );
     let mut ports = bind_ports(&record.network).map_err(SuperviseError::Ports)?;

@@ -16,6 +16,7 @@ pub(crate) mod hostgit;
 pub(crate) mod layers;
 pub(crate) mod netlog;
 pub(crate) mod secrets;
+pub(crate) mod seed;
 pub(crate) mod store;
 pub(crate) mod summary;
 pub(crate) mod transfer;
@@ -29,6 +30,9 @@ pub(crate) const DISK: &str = "disk.qcow2";
 /// A warm-created workspace's copy of its template's disk layer, under
 /// `DISK`.
 pub(crate) const TEMPLATE_DISK: &str = "template.qcow2";
+/// The seed's read-only ext4 image (the VM's second disk, under
+/// /workspace), in a seeded workspace's directory; never written once made.
+pub(crate) const SEED_IMAGE: &str = "seed.img";
 /// The supervisor's socket, inside the workspace directory (mode 0700).
 pub(crate) const SOCKET: &str = "agent.sock";
 /// The supervisor's control socket (disk snapshots), next to it.

@@ -40,6 +40,10 @@ pub enum TransferError {
     GuestTar(String),
     #[error("export failed: {0}")]
     Export(String),
+    #[error("{0}")]
+    Image(String),
+    #[error("mounting the seed disk in the guest failed: {0}")]
+    SeedMount(String),
     #[error(transparent)]
     Channel(#[from] GuestError),
 }

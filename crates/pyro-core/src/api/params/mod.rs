@@ -152,6 +152,12 @@ pub enum InvalidRequest {
     TwoSeeds,
     #[error("a repository ref needs a repository URL")]
     RefWithoutRepo,
+    #[error(
+        "exclude patterns leave paths of a seed out; give a seed path or a repository URL too"
+    )]
+    ExcludeWithoutSeed,
+    #[error("at most {MAX_EXCLUDES} exclude patterns of at most 1024 bytes each; put longer lists in the seed's .pyroignore")]
+    TooManyExcludes,
     #[error("unknown network mode '{mode}'; use off, egress or egress+ports")]
     BadNetworkMode { mode: String },
     #[error("allowing `{entry}` needs egress: set the network to egress as well")]
@@ -375,6 +381,24 @@ pub fn call_seed(
         (None, Some(url), reference) => Ok(Some(Seed::Repo { url, reference })),
         (None, None, None) => Ok(default.cloned()),
     }
+}
+
+/// Exclude patterns a create may give.
+pub const MAX_EXCLUDES: usize = 256;
+
+/// Checks a create's exclude patterns (gitignore syntax, applied to its
+/// seed beside the seed's own `.pyroignore`).
+pub fn check_excludes(seed: Option<&Seed>, exclude: &[String]) -> Result<(), InvalidRequest> {
+    if exclude.is_empty() {
+        return Ok(());
+    }
+    if seed.is_none() {
+        return Err(InvalidRequest::ExcludeWithoutSeed);
+    }
+    if exclude.len() > MAX_EXCLUDES || exclude.iter().any(|p| p.len() > 1024) {
+        return Err(InvalidRequest::TooManyExcludes);
+    }
+    Ok(())
 }
 
 /// Why project-aware startup found no project where it looked.

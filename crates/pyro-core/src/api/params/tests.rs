@@ -190,3 +190,14 @@ fn ready_timeout_defaults_and_saturates() {
     assert_eq!(ready_timeout_ms(Some(5)), 5_000);
     assert_eq!(ready_timeout_ms(Some(u64::MAX / 10)), u64::MAX);
 }
+
+#[test]
+fn excludes_need_a_seed_and_stay_bounded() {
+    let seed = Seed::Path("/src".into());
+    assert!(check_excludes(None, &[]).is_ok());
+    assert!(check_excludes(Some(&seed), &["target/".into()]).is_ok());
+    let err = check_excludes(None, &["target/".into()]).unwrap_err();
+    assert!(err.to_string().contains("give a seed path"), "{err}");
+    let many = vec!["x".to_string(); MAX_EXCLUDES + 1];
+    assert!(check_excludes(Some(&seed), &many).is_err());
+}

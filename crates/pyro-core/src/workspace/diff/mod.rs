@@ -105,7 +105,7 @@ EOF
 fi
 export GIT_INDEX_FILE="$B.index"
 add_all "$B.warnings"
-tree=$(git write-tree)
+tree=$(git write-tree --missing-ok)
 old=$(git rev-parse -q --verify refs/pyro/baseline || true)
 commit=$(echo 'pyro baseline' | git commit-tree "$tree")
 git update-ref refs/pyro/baseline "$commit"
@@ -125,7 +125,7 @@ export GIT_INDEX_FILE="$B.next.index"
 rm -f "$B.next.token"
 cp "$B.index" "$GIT_INDEX_FILE" 2>/dev/null || rm -f "$GIT_INDEX_FILE"
 add_all "$B.next.warnings"
-commit=$(echo 'pyro baseline' | git commit-tree "$(git write-tree)")
+commit=$(echo 'pyro baseline' | git commit-tree "$(git write-tree --missing-ok)")
 git update-ref refs/pyro/next "$commit"
 echo "$1" > "$B.next.token"
 "#;
@@ -156,6 +156,24 @@ mkdir "$T/objects"
 export GIT_INDEX_FILE="$T/index" GIT_OBJECT_DIRECTORY="$T/objects"
 export GIT_ALTERNATE_OBJECT_DIRECTORIES="$GIT_DIR/objects"
 add_all "$T/messages"
+# A seeded baseline's blobs are the seed disk's files, not objects (see
+# baseline/mod.rs): hash the ones this diff compares from there.
+S=/var/lib/pyro/seed
+git diff --cached --no-renames --name-only -z --diff-filter=DMT refs/pyro/baseline \
+  >"$T/old" 2>>"$T/messages" || { cat "$T/messages" >&2; exit 1; }
+if [ -s "$T/old" ] && [ -d "$S" ]; then
+  (
+    cd "$S" || exit 0
+    : >"$T/files"; : >"$T/links"
+    xargs -0 -r sh -c 'for p; do
+        if [ -L "$p" ]; then printf "%s\0" "$p" >>"$0/links"
+        elif [ -f "$p" ]; then printf "%s\0" "$p" >>"$0/files"; fi
+      done' "$T" <"$T/old"
+    xargs -0 -r git hash-object -w --no-filters -- <"$T/files" >/dev/null
+    xargs -0 -r sh -c 'for p; do readlink -n -- "$p" | git hash-object -w --stdin; done' sh \
+      <"$T/links" >/dev/null
+  ) 2>/dev/null || true
+fi
 git diff --cached -M --raw --numstat -z --no-abbrev refs/pyro/baseline \
   >"$T/summary" 2>>"$T/messages" || { cat "$T/messages" >&2; exit 1; }
 git diff --cached -M --no-color --no-ext-diff --no-textconv refs/pyro/baseline \
@@ -374,8 +392,8 @@ pub(crate) async fn baseline_after_restore(
 /// What a script printed, and how it ended.
 pub(crate) struct ScriptOutput {
     pub(crate) status: i32,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
 }
 
 /// Runs `sh -c script sh args...` in the guest, keeping at most

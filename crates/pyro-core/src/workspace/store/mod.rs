@@ -123,6 +123,14 @@ pub struct WorkspaceRecord {
     /// stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_memory: Option<crate::host::memory::HostMemory>,
+    /// Its VM has a seed disk slot (holding [`SEED_IMAGE`](super::SEED_IMAGE)
+    /// when seeded). False for workspaces made before seed disks: their
+    /// saved states have no such device.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub seed_slot: bool,
+    /// What its seed put in /workspace and left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<super::seed::SeedSummary>,
 }
 
 /// A saved VM a start can restore.
@@ -228,6 +236,19 @@ impl WorkspaceRecord {
             cpus: self.cpus,
             memory_mib: self.memory_mib,
             network: self.network.mode.is_on(),
+        }
+    }
+
+    /// The seed disk its VM has, in its directory `dir`.
+    pub(crate) fn seed_disk(&self, dir: &std::path::Path) -> Option<pyro_vmm::SeedDisk> {
+        let image = dir.join(super::SEED_IMAGE);
+        match (self.seed_slot, image.exists()) {
+            (false, _) => None,
+            (true, false) => Some(crate::host::template::empty_seed_slot()),
+            (true, true) => Some(pyro_vmm::SeedDisk::Image {
+                path: image,
+                bytes: crate::host::template::SEED_SLOT_BYTES,
+            }),
         }
     }
 

@@ -23,6 +23,8 @@ fn record(id: &str, name: Option<&str>) -> WorkspaceRecord {
         baseline_template: None,
         last_boot: None,
         host_memory: None,
+        seed_slot: false,
+        seed: None,
     }
 }
 

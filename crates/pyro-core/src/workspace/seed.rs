@@ -1,0 +1,122 @@
+//! Seeding `/workspace` from a disk image (see docs/seeding.md).
+//!
+//! The seed directory becomes a read-only ext4 image on the host
+//! ([`pyro_transfer::build_image`]), made before anything is created, so a
+//! seed that cannot be read or does not fit fails with nothing left. The
+//! image is the workspace's second disk; the guest agent lays an overlay
+//! over it at `/workspace` whose writes go to the root disk.
+
+use std::path::Path;
+
+use pyro_transfer::{ImageOptions, ImageReport};
+use serde::Serialize;
+
+use super::diff::run_script;
+use super::transfer::TransferError;
+use crate::host::guest::Guest;
+use crate::host::template::{SEED_DEVICE, SEED_SLOT_BYTES};
+
+/// Named paths a [`SeedSummary`] keeps of each kind.
+const NAMES_KEPT: usize = 20;
+
+/// A seed image made and not yet in its workspace (deleted if dropped).
+pub(crate) struct SeedImage {
+    pub(crate) file: tempfile::TempPath,
+    pub(crate) report: ImageReport,
+}
+
+/// What a seed put in /workspace and what it left out: the create's
+/// report, kept in the workspace record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SeedSummary {
+    /// Files, directories and symlinks copied.
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    /// Bytes of file content copied.
+    pub bytes: u64,
+    /// Paths `--exclude` or `.pyroignore` left out (everything beneath an
+    /// excluded directory counts), and their bytes.
+    pub excluded: u64,
+    pub excluded_bytes: u64,
+    /// Sockets, FIFOs and devices left out, with the first few named.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_names: Vec<String>,
+    /// Files that changed while they were copied (they hold what was read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    /// How long making the image took.
+    pub image_ms: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+impl SeedSummary {
+    fn of(report: &ImageReport, image_ms: u64) -> Self {
+        let first = |names: &[String]| names.iter().take(NAMES_KEPT).cloned().collect();
+        SeedSummary {
+            files: report.files,
+            dirs: report.dirs,
+            symlinks: report.symlinks,
+            bytes: report.bytes,
+            excluded: report.excluded,
+            excluded_bytes: report.excluded_bytes,
+            skipped: report.skipped,
+            skipped_names: first(&report.skipped_names),
+            changed: first(&report.changed),
+            image_ms,
+        }
+    }
+}
+
+/// Builds the image of `dir`, leaving out `exclude` and what `.pyroignore`
+/// names, in a temporary file under `scratch` (on the workspaces' disk).
+pub(crate) async fn build_image(
+    dir: &Path,
+    exclude: &[String],
+    scratch: &Path,
+) -> Result<(SeedImage, SeedSummary), TransferError> {
+    let started = std::time::Instant::now();
+    let file = tempfile::Builder::new()
+        .prefix(".seed-")
+        .tempfile_in(scratch)
+        .map_err(|e| TransferError::Image(e.to_string()))?
+        .into_temp_path();
+    // build_image makes the file itself.
+    let _ = std::fs::remove_file(&file);
+    let options = ImageOptions {
+        exclude: exclude.to_vec(),
+        use_ignore_file: true,
+        max_bytes: SEED_SLOT_BYTES,
+    };
+    let (dir, path) = (dir.to_path_buf(), file.to_path_buf());
+    let report =
+        tokio::task::spawn_blocking(move || pyro_transfer::build_image(&dir, &path, &options))
+            .await
+            .map_err(|_| TransferError::Image("the image builder panicked".into()))?
+            .map_err(|error| TransferError::Image(error.to_string()))?;
+    let summary = SeedSummary::of(&report, started.elapsed().as_millis() as u64);
+    Ok((SeedImage { file, report }, summary))
+}
+
+/// Puts the seed disk under `/workspace` in a guest restored from a warm
+/// template (whose boot saw an empty slot); a booted guest's agent did so
+/// already, and says so.
+pub(crate) async fn mount(guest: &Guest) -> Result<(), TransferError> {
+    let script = r#"exec /proc/1/exe --mount-seed "$1""#;
+    let output = run_script(guest, script, &[SEED_DEVICE.to_string()])
+        .await
+        .map_err(|error| TransferError::SeedMount(error.to_string()))?;
+    match output.status {
+        0 if output.stdout.starts_with(b"Now") || output.stdout.starts_with(b"Already") => Ok(()),
+        _ => Err(TransferError::SeedMount(format!(
+            "{} {}",
+            String::from_utf8_lossy(&output.stdout).trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))),
+    }
+}
