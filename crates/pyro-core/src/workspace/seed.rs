@@ -99,6 +99,13 @@ pub(crate) async fn build_image(
             .await
             .map_err(|_| TransferError::Image("the image builder panicked".into()))?
             .map_err(|error| TransferError::Image(error.to_string()))?;
+    // The slot's fixed size: a booted guest sees the disk a restored one
+    // remembers from its template.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .and_then(|image| image.set_len(SEED_SLOT_BYTES))
+        .map_err(|e| TransferError::Image(format!("sizing the seed image: {e}")))?;
     let summary = SeedSummary::of(&report, started.elapsed().as_millis() as u64);
     Ok((SeedImage { file, report }, summary))
 }

@@ -31,7 +31,10 @@ fn fake_install(store: &EnvStore, name: &str, rootfs: &[u8]) -> Manifest {
             version: "6.1.192-2".into(),
             release: "6.1.0-56-amd64".into(),
         },
-        modules: vec![],
+        modules: crate::modules::BOOT_MODULES
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
         bootstrapper: "mmdebstrap".into(),
         created_at: "2025-01-01T00:00:00Z".into(),
         artifacts: Artifacts {

@@ -262,7 +262,7 @@ fn write_tables(
                     let links = 2 + u64::from(*subdirs);
                     ext4::Shape::Dir {
                         blocks: extents,
-                        links: if links >= 65000 { 1 } else { links as u16 },
+                        links: if links > 65000 { 1 } else { links as u16 },
                     }
                 }
                 (Placed::File(extents, leaves), Content::File { size, .. }) => ext4::Shape::File {

@@ -148,7 +148,8 @@ pub(super) fn walk(root: &Path, options: &ImageOptions) -> Result<Tree, ImageErr
                 let key = (meta.dev(), meta.ino());
                 match hard_links.get(&key) {
                     Some(&ino) if meta.nlink() > 1 => {
-                        tree.get_mut(ino).links += 1;
+                        let links = &mut tree.get_mut(ino).links;
+                        *links = links.saturating_add(1).min(65000);
                         (ino, FT_FILE)
                     }
                     _ => {

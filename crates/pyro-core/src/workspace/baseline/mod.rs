@@ -111,6 +111,12 @@ fn build_on_host(seed: &Path, entries: &[SeedEntry]) -> Result<tempfile::TempDir
         }
     };
     let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).trim().to_string();
+    // Attributes (eol, ident, encodings) make git's blob differ from the
+    // bytes hashed: such a tree is recorded in the guest, by git itself.
+    let attributes = |p: &[u8]| p == b".gitattributes" || p.ends_with(b"/.gitattributes");
+    if entries.iter().any(|e| attributes(&e.path)) {
+        return Err("the seed has .gitattributes".into());
+    }
     git(&["init", "-q", "--template="], seed)?;
     let config = git_dir.join("config");
     let mut config_text = std::fs::read_to_string(&config).map_err(|e| e.to_string())?;
