@@ -140,31 +140,104 @@ impl Dir {
 
     /// What `name` is, without following it; `None` if it does not exist.
     pub(crate) fn kind(&self, name: &OsStr) -> io::Result<Option<Kind>> {
+        let stat = match self.lstat(name) {
+            Ok(stat) => stat,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        Ok(Some(match stat.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFREG => Kind::File,
+            libc::S_IFLNK => Kind::Symlink,
+            _ => Kind::Other,
+        }))
+    }
+
+    /// `name`'s status, without following it.
+    pub(crate) fn lstat(&self, name: &OsStr) -> io::Result<libc::stat> {
         let name = c_name(name)?;
         let mut stat = MaybeUninit::<libc::stat>::uninit();
         // SAFETY: live C string, owned descriptor, and `stat` points to
         // writable memory the size of `struct stat`.
-        let ret = unsafe {
+        check(unsafe {
             libc::fstatat(
                 self.file.as_raw_fd(),
                 name.as_ptr(),
                 stat.as_mut_ptr(),
                 libc::AT_SYMLINK_NOFOLLOW,
             )
-        };
-        if let Err(err) = check(ret) {
-            return match err.kind() {
-                io::ErrorKind::NotFound => Ok(None),
-                _ => Err(err),
-            };
-        }
+        })?;
         // SAFETY: `fstatat` succeeded, so it filled in `stat`.
-        let mode = unsafe { stat.assume_init() }.st_mode & libc::S_IFMT;
-        Ok(Some(match mode {
-            libc::S_IFDIR => Kind::Dir,
-            libc::S_IFREG => Kind::File,
-            libc::S_IFLNK => Kind::Symlink,
-            _ => Kind::Other,
-        }))
+        Ok(unsafe { stat.assume_init() })
+    }
+
+    /// Opens a regular file to read; fails with `ELOOP` on a symlink. A
+    /// FIFO opens without blocking (and reads as nothing).
+    pub(crate) fn open_file(&self, name: &OsStr) -> io::Result<File> {
+        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        Ok(File::from(self.openat(name, flags, 0)?))
+    }
+
+    /// The target of symlink `name`, as stored.
+    pub(crate) fn read_link(&self, name: &OsStr) -> io::Result<Vec<u8>> {
+        let name = c_name(name)?;
+        let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+        // SAFETY: live C string, owned descriptor, and `buf` is writable for
+        // the length given.
+        let len = unsafe {
+            libc::readlinkat(
+                self.file.as_raw_fd(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if len < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        buf.truncate(len as usize);
+        Ok(buf)
+    }
+
+    /// The names in this directory, without `.` and `..`, in no order.
+    pub(crate) fn names(&self) -> io::Result<Vec<std::ffi::OsString>> {
+        use std::os::unix::ffi::OsStringExt;
+        // `fdopendir` takes the descriptor it is given: hand it a duplicate.
+        let fd = self.file.try_clone()?;
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(fd);
+        // SAFETY: `fd` is an open directory descriptor we own; on success
+        // the stream owns it and `closedir` closes it.
+        let stream = unsafe { libc::fdopendir(fd) };
+        if stream.is_null() {
+            let err = io::Error::last_os_error();
+            // SAFETY: fdopendir failed, so `fd` is still ours to close.
+            unsafe { libc::close(fd) };
+            return Err(err);
+        }
+        let mut names = Vec::new();
+        let result = loop {
+            // SAFETY: errno is thread-local; reset so end-of-stream and an
+            // error can be told apart.
+            unsafe { *libc::__errno_location() = 0 };
+            // SAFETY: `stream` is a live directory stream.
+            let entry = unsafe { libc::readdir(stream) };
+            if entry.is_null() {
+                let err = io::Error::last_os_error();
+                break match err.raw_os_error() {
+                    Some(0) | None => Ok(()),
+                    Some(_) => Err(err),
+                };
+            }
+            // SAFETY: readdir returned a valid entry whose `d_name` is a
+            // NUL-terminated string, alive until the next readdir.
+            let name = unsafe { std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) };
+            let bytes = name.to_bytes();
+            if bytes != b"." && bytes != b".." {
+                names.push(std::ffi::OsString::from_vec(bytes.to_vec()));
+            }
+        };
+        // SAFETY: `stream` is live and closed once.
+        unsafe { libc::closedir(stream) };
+        result.map(|()| names)
     }
 }

@@ -204,3 +204,39 @@ fn bad_input_fails_cleanly_and_leaves_no_image() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn sparse_files_count_by_their_data_and_too_many_holes_are_refused() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("seed");
+    std::fs::create_dir(&root).unwrap();
+    // 2 GB apparent, a few bytes of data: fits a 256 MiB limit.
+    let huge = std::fs::File::create(root.join("disk.img")).unwrap();
+    huge.write_at(b"end", 2_000_000_000).unwrap();
+    let image = dir.path().join("seed.img");
+    let small = ImageOptions {
+        max_bytes: 256 << 20,
+        ..options()
+    };
+    let report = build_image(&root, &image, &small).expect("a sparse giant fits");
+    assert_eq!(fsck(&image), "");
+    assert_eq!(
+        std::fs::metadata(&image).unwrap().len(),
+        256 << 20,
+        "padded to max_bytes"
+    );
+    assert_eq!(report.bytes, 2_000_000_003);
+    std::fs::remove_file(&image).unwrap();
+    std::fs::remove_file(root.join("disk.img")).unwrap();
+
+    // Data every other block: more runs than four extent leaves map.
+    let holes = std::fs::File::create(root.join("holes.bin")).unwrap();
+    for i in 0..1400u64 {
+        holes.write_at(b"x", i * 8192).unwrap();
+    }
+    let error = build_image(&root, &image, &options()).unwrap_err();
+    assert!(matches!(error, ImageError::TooFragmented { .. }), "{error}");
+    assert!(error.to_string().contains("holes.bin"), "{error}");
+    assert!(!image.exists());
+}

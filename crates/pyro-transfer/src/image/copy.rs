@@ -7,17 +7,19 @@
 //! or vanished reads as zeros past its end, and either is reported as
 //! changed, so the image, the inode and the blob always agree.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use sha1::{Digest, Sha1};
 
 use super::ext4::{self, Blocks, Extent};
-use super::walk::read_error;
+use super::walk::{open_beneath, read_error};
 use super::ImageError;
+use crate::dirfd::Dir;
 
 const BUFFER: usize = 1 << 20;
 
@@ -28,22 +30,59 @@ pub(super) struct Copied {
     pub(super) changed: bool,
 }
 
-/// Copies files through one buffer.
+/// Copies files through one buffer, each opened from its directory, which
+/// is opened from the root without following a symlink (the last one
+/// opened is kept: a directory's files come one after another).
 pub(super) struct Copier {
     buffer: Vec<u8>,
+    root: Dir,
+    current: Option<(u32, Option<Dir>)>,
+}
+
+/// Where a file is: its directory (index and path beneath the root), its
+/// name, and its host path for messages.
+pub(super) struct Source<'a> {
+    pub(super) dir: u32,
+    pub(super) dir_path: &'a Path,
+    pub(super) name: &'a OsStr,
+    pub(super) shown: PathBuf,
 }
 
 impl Copier {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(root: Dir) -> Self {
         Copier {
             buffer: vec![0; BUFFER],
+            root,
+            current: None,
         }
     }
 
-    /// Copies `size` bytes of the file at `path` into `blocks`.
+    /// Opens a file from its directory; `None` when it, or a directory on
+    /// the way, is gone or no longer what the walk saw.
+    fn open(&mut self, source: &Source) -> Result<Option<File>, ImageError> {
+        if self.current.as_ref().map(|(dir, _)| *dir) != Some(source.dir) {
+            let dir = match open_beneath(&self.root, source.dir_path) {
+                Ok(dir) => Some(dir),
+                Err(error) if changed(&error) => None,
+                Err(error) => return Err(read_error(&source.shown, error)),
+            };
+            self.current = Some((source.dir, dir));
+        }
+        let Some((_, Some(dir))) = &self.current else {
+            return Ok(None);
+        };
+        match dir.open_file(source.name) {
+            Ok(file) if file.metadata().map(|m| m.is_file()).unwrap_or(false) => Ok(Some(file)),
+            Ok(_) => Ok(None),
+            Err(error) if changed(&error) => Ok(None),
+            Err(error) => Err(read_error(&source.shown, error)),
+        }
+    }
+
+    /// Copies `size` bytes of the file at `source` into `blocks`.
     pub(super) fn copy(
         &mut self,
-        path: &Path,
+        source: &Source,
         size: u64,
         sparse: bool,
         blocks: &mut Blocks,
@@ -55,17 +94,7 @@ impl Copier {
             blob: [0; 20],
             changed: false,
         };
-        let opened = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path);
-        let file = match opened {
-            Ok(file) if file.metadata().map(|m| m.is_file()).unwrap_or(false) => Some(file),
-            // Gone, or no longer a regular file: zeros, reported.
-            Ok(_) => None,
-            Err(error) if matches!(error.raw_os_error(), Some(libc::ENOENT | libc::ELOOP)) => None,
-            Err(error) => return Err(read_error(path, error)),
-        };
+        let file = self.open(source)?;
         let Some(file) = file else {
             copied.changed = true;
             hash_zeros(&mut hasher, size);
@@ -75,7 +104,7 @@ impl Copier {
         let block = ext4::BLOCK;
         let mut offset = 0u64;
         while offset < size {
-            let (start, end) = match sparse && copied.extents.len() < ext4::MAX_EXTENTS - 8 {
+            let (start, end) = match sparse {
                 true => match data_region(&file, offset) {
                     Some((start, end)) => ((start / block * block).max(offset), end),
                     None => (size, size),
@@ -99,17 +128,22 @@ impl Copier {
             while at < end_aligned {
                 let want = ((end_aligned - at) as usize).min(BUFFER);
                 let got = read_full(&file, &mut self.buffer[..want], at)
-                    .map_err(|e| read_error(path, e))?;
+                    .map_err(|e| read_error(&source.shown, e))?;
                 if got < want {
                     copied.changed = true;
                     self.buffer[got..want].fill(0);
                 }
                 hasher.update(&self.buffer[..want]);
-                blocks.append(&self.buffer[..want]).map_err(image_full)?;
+                blocks.append(&self.buffer[..want])?;
                 at += want as u64;
             }
             let len = (end_aligned - start).div_ceil(block);
             ext4::push_extent(&mut copied.extents, start / block, len, first_block);
+            if copied.extents.len() > ext4::MAX_EXTENTS {
+                return Err(ImageError::TooFragmented {
+                    path: source.shown.clone(),
+                });
+            }
             offset = end_aligned;
         }
         // A file that grew past the size the walk saw is cut there.
@@ -122,11 +156,12 @@ impl Copier {
     }
 }
 
-fn image_full(error: io::Error) -> ImageError {
-    ImageError::Write {
-        path: "the image".into(),
-        source: error,
-    }
+/// Whether opening failed because the entry changed since the walk.
+fn changed(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::ENOENT | libc::ELOOP | libc::ENOTDIR)
+    )
 }
 
 /// The next data region at or after `offset`: `(start, end)`, or `None`

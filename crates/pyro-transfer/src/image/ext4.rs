@@ -19,6 +19,9 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::ImageError;
 
 pub(super) const BLOCK: u64 = 4096;
 pub(super) const BLOCKS_PER_GROUP: u64 = 32768;
@@ -82,20 +85,36 @@ pub(super) fn push_extent(
 /// The blocks the image is written through, front to back.
 pub(super) struct Blocks {
     out: BufWriter<File>,
+    path: PathBuf,
     /// Blocks written so far, counting the two reserved at the front.
     next: u64,
     /// Blocks the image may use in all.
     limit: u64,
+    /// Bytes the walk estimated, for the message when the limit is hit.
+    estimate: u64,
 }
 
 impl Blocks {
-    pub(super) fn new(mut file: File, limit: u64) -> io::Result<Blocks> {
-        file.seek(SeekFrom::Start(FIRST_DATA_BLOCK * BLOCK))?;
+    pub(super) fn new(
+        mut file: File,
+        path: &Path,
+        limit: u64,
+        estimate: u64,
+    ) -> Result<Blocks, ImageError> {
+        file.seek(SeekFrom::Start(FIRST_DATA_BLOCK * BLOCK))
+            .map_err(|source| write_error(path, source))?;
         Ok(Blocks {
             out: BufWriter::with_capacity(1 << 20, file),
+            path: path.to_path_buf(),
             next: FIRST_DATA_BLOCK,
             limit,
+            estimate,
         })
+    }
+
+    /// The image file's path.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The next block to be written.
@@ -103,35 +122,56 @@ impl Blocks {
         self.next
     }
 
+    /// The bytes-needed/limit error of this image, at `blocks` blocks.
+    pub(super) fn too_large(&self, blocks: u64) -> ImageError {
+        ImageError::TooLarge {
+            needed: self.estimate.max(blocks * BLOCK),
+            limit: self.limit * BLOCK,
+        }
+    }
+
     /// Writes `data` (padded with zeros to whole blocks) as the next blocks
     /// and returns the first one.
-    pub(super) fn append(&mut self, data: &[u8]) -> io::Result<u64> {
+    pub(super) fn append(&mut self, data: &[u8]) -> Result<u64, ImageError> {
         let first = self.next;
         let blocks = (data.len() as u64).div_ceil(BLOCK);
         if first + blocks > self.limit {
-            return Err(io::Error::other(FULL));
+            return Err(self.too_large(first + blocks));
         }
-        self.out.write_all(data)?;
         let pad = (blocks * BLOCK) as usize - data.len();
-        self.out.write_all(&ZEROS[..pad])?;
+        self.out
+            .write_all(data)
+            .and_then(|()| self.out.write_all(&ZEROS[..pad]))
+            .map_err(|source| write_error(&self.path, source))?;
         self.next += blocks;
         Ok(first)
     }
 
-    pub(super) fn into_file(self) -> io::Result<File> {
-        self.out.into_inner().map_err(|error| error.into_error())
+    pub(super) fn into_file(self) -> Result<File, ImageError> {
+        let path = self.path;
+        self.out
+            .into_inner()
+            .map_err(|error| write_error(&path, error.into_error()))
     }
 }
 
-/// The message of the error [`Blocks::append`] gives past its limit.
-pub(super) const FULL: &str = "the image is full";
+pub(super) fn write_error(path: &Path, source: io::Error) -> ImageError {
+    ImageError::Write {
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 static ZEROS: [u8; BLOCK as usize] = [0; BLOCK as usize];
 
 /// What one inode is, for its on-disk form.
 pub(super) enum Shape<'a> {
+    /// A directory (its size is its blocks) or a regular file of `size`
+    /// bytes: data in `extents`, with `leaves` holding them when more than
+    /// four.
     Dir {
-        blocks: &'a [Extent],
+        extents: &'a [Extent],
+        leaves: &'a [u64],
         links: u16,
     },
     File {
@@ -190,20 +230,22 @@ fn extent_entry(out: &mut [u8], extent: &Extent) {
 /// times `mtime`.
 pub(super) fn inode(shape: &Shape, perm: u16, mtime: (i64, u32)) -> [u8; INODE_SIZE] {
     let mut raw = [0u8; INODE_SIZE];
+    let data = |extents: &[Extent]| extents.iter().map(|e| e.len).sum::<u64>();
     let (kind, size, blocks, links) = match shape {
-        Shape::Dir { blocks, links } => {
-            let count: u64 = blocks.iter().map(|e| e.len).sum();
-            (S_IFDIR, count * BLOCK, count, *links)
+        Shape::Dir {
+            extents,
+            leaves,
+            links,
+        } => {
+            let count = data(extents);
+            (S_IFDIR, count * BLOCK, count + leaves.len() as u64, *links)
         }
         Shape::File {
             size,
             extents,
             leaves,
             links,
-        } => {
-            let count: u64 = extents.iter().map(|e| e.len).sum();
-            (S_IFREG, *size, count + leaves.len() as u64, *links)
-        }
+        } => (S_IFREG, *size, data(extents) + leaves.len() as u64, *links),
         Shape::FastSymlink { target } => (S_IFLNK, target.len() as u64, 0, 1),
         Shape::Symlink { len, .. } => (S_IFLNK, *len, 1, 1),
     };
@@ -225,42 +267,39 @@ pub(super) fn inode(shape: &Shape, perm: u16, mtime: (i64, u32)) -> [u8; INODE_S
     for offset in [132, 136, 140] {
         put32(&mut raw, offset, extra);
     }
-    let i_block = &mut raw[40..100];
-    match shape {
-        Shape::FastSymlink { target } => i_block[..target.len()].copy_from_slice(target),
+    let symlink_block;
+    let (extents, leaves): (&[Extent], &[u64]) = match shape {
+        Shape::FastSymlink { target } => {
+            raw[40..40 + target.len()].copy_from_slice(target);
+            return raw;
+        }
         Shape::Dir {
-            blocks: extents, ..
+            extents, leaves, ..
         }
         | Shape::File {
-            extents,
-            leaves: &[],
-            ..
-        } => {
-            put32(&mut raw, 32, EXTENTS_FL);
-            extents_in_inode(&mut raw[40..100], extents);
-        }
-        Shape::File {
             extents, leaves, ..
-        } => {
-            put32(&mut raw, 32, EXTENTS_FL);
-            let i_block = &mut raw[40..100];
-            extent_node(i_block, leaves.len(), 4, 1);
-            for (i, (chunk, leaf)) in extents.chunks(LEAF_EXTENTS).zip(*leaves).enumerate() {
-                let entry = &mut i_block[12 + 12 * i..];
-                put32(entry, 0, chunk[0].logical as u32);
-                put32(entry, 4, *leaf as u32);
-                put16(entry, 8, (*leaf >> 32) as u16);
-            }
-        }
+        } => (extents, leaves),
         Shape::Symlink { block, .. } => {
-            put32(&mut raw, 32, EXTENTS_FL);
-            let extent = Extent {
+            symlink_block = [Extent {
                 logical: 0,
                 len: 1,
                 physical: *block,
-            };
-            extents_in_inode(&mut raw[40..100], &[extent]);
+            }];
+            (&symlink_block, &[])
         }
+    };
+    put32(&mut raw, 32, EXTENTS_FL);
+    let i_block = &mut raw[40..100];
+    if leaves.is_empty() {
+        extents_in_inode(i_block, extents);
+        return raw;
+    }
+    extent_node(i_block, leaves.len(), 4, 1);
+    for (i, (chunk, leaf)) in extents.chunks(LEAF_EXTENTS).zip(leaves).enumerate() {
+        let entry = &mut i_block[12 + 12 * i..];
+        put32(entry, 0, chunk[0].logical as u32);
+        put32(entry, 4, *leaf as u32);
+        put16(entry, 8, (*leaf >> 32) as u16);
     }
     raw
 }

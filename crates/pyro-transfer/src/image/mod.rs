@@ -102,6 +102,10 @@ pub enum ImageError {
     BadPattern { origin: String, message: String },
     #[error("the seed needs {needed} MB but a workspace holds at most {limit} MB; leave build outputs and dependencies out with --exclude or {IGNORE_FILE}", needed = needed / 1_000_000, limit = limit / 1_000_000)]
     TooLarge { needed: u64, limit: u64 },
+    #[error("the seed has more than {limit} files and directories, more than a seed image holds; leave some out with --exclude or {IGNORE_FILE}")]
+    TooManyEntries { limit: u64 },
+    #[error("{} has more holes than a seed image can map; leave it out with --exclude or {IGNORE_FILE}", path.display())]
+    TooFragmented { path: PathBuf },
     #[error("writing the image {}: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -110,48 +114,50 @@ pub enum ImageError {
     },
 }
 
-/// Builds the image of directory `root` at `output` (a new file). The file
-/// is left sparse past [`ImageReport::image_bytes`]; on error it is removed.
+/// Builds the image of directory `root` at `output`, a new file of
+/// `max_bytes` (sparse past [`ImageReport::image_bytes`]). On error the
+/// file is removed.
 pub fn build_image(
     root: &Path,
     output: &Path,
     options: &ImageOptions,
 ) -> Result<ImageReport, ImageError> {
-    let result = build(root, output, options);
+    let (top, mut tree) = walk::walk(root, options, MAX_INODES)?;
+    let limit = options.max_bytes.min(MAX_IMAGE_BYTES);
+    let needed = estimate_blocks(&tree) * ext4::BLOCK;
+    if needed > limit {
+        return Err(ImageError::TooLarge { needed, limit });
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(output)
+        .map_err(|source| ext4::write_error(output, source))?;
+    let blocks = ext4::Blocks::new(file, output, limit / ext4::BLOCK, needed)?;
+    let result = write(root, &mut tree, copy::Copier::new(top), blocks, limit);
     if result.is_err() {
         let _ = std::fs::remove_file(output);
     }
     result
 }
 
-fn build(root: &Path, output: &Path, options: &ImageOptions) -> Result<ImageReport, ImageError> {
-    let limit = options.max_bytes.min(MAX_IMAGE_BYTES);
-    let mut tree = walk::walk(root, options)?;
-    let needed = estimate_blocks(&tree) * ext4::BLOCK;
-    if needed > limit {
-        return Err(ImageError::TooLarge { needed, limit });
-    }
-    let write_error = |source| ImageError::Write {
-        path: output.to_path_buf(),
-        source,
-    };
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(output)
-        .map_err(write_error)?;
-    let mut blocks = ext4::Blocks::new(file, limit / ext4::BLOCK).map_err(write_error)?;
-    let mut copier = copy::Copier::new();
+/// Inode numbers an image may use (its groups' inode bitmaps).
+const MAX_INODES: u64 = ext4::MAX_GROUPS * ext4::BLOCKS_PER_GROUP;
+
+fn write(
+    root: &Path,
+    tree: &mut walk::Tree,
+    mut copier: copy::Copier,
+    mut blocks: ext4::Blocks,
+    limit: u64,
+) -> Result<ImageReport, ImageError> {
     let mut report = ImageReport {
         excluded: tree.excluded,
         excluded_bytes: tree.excluded_bytes,
         skipped: tree.skipped_count,
         skipped_names: std::mem::take(&mut tree.skipped),
+        changed: std::mem::take(&mut tree.vanished),
         ..ImageReport::default()
-    };
-    let full = |error: std::io::Error| match error.to_string() == ext4::FULL {
-        true => ImageError::TooLarge { needed, limit },
-        false => write_error(error),
     };
     // Contents first, each inode's placement kept for its table entry.
     let mut placed: Vec<Placed> = Vec::with_capacity(tree.inodes.len() + 1);
@@ -159,29 +165,41 @@ fn build(root: &Path, output: &Path, options: &ImageOptions) -> Result<ImageRepo
     for ino in tree.numbers() {
         let inode = tree.get(ino);
         let place = match &inode.content {
-            Content::Dir { .. } => Placed::Pending,
-            Content::File { path, size, sparse } => {
-                let copied = copier.copy(path, *size, *sparse, &mut blocks)?;
-                if copied.changed && report.changed.len() < 100 {
-                    report.changed.push(path.display().to_string());
+            Content::Dir { .. } => Placed::Extents(Vec::new(), Vec::new()),
+            Content::File {
+                dir,
+                name,
+                size,
+                sparse,
+                ..
+            } => {
+                let source = copy::Source {
+                    dir: *dir,
+                    dir_path: &tree.dirs[*dir as usize],
+                    name,
+                    shown: walk::file_path(root, tree, *dir, name),
+                };
+                let copied = copier.copy(&source, *size, *sparse, &mut blocks)?;
+                if copied.changed && report.changed.len() < walk::NAMES_KEPT {
+                    report.changed.push(source.shown.display().to_string());
                 }
                 report.files += 1;
                 report.bytes += size;
                 blobs[(ino - FIRST_INODE) as usize] = copied.blob;
-                Placed::File(copied.extents, Vec::new())
+                Placed::Extents(copied.extents, Vec::new())
             }
             Content::Symlink { target } => {
                 report.symlinks += 1;
                 blobs[(ino - FIRST_INODE) as usize] = blob_of(target);
                 match target.len() < ext4::FAST_SYMLINK {
                     true => Placed::FastSymlink,
-                    false => Placed::Symlink(blocks.append(target).map_err(full)?),
+                    false => Placed::Symlink(blocks.append(target)?),
                 }
             }
         };
         placed.push(place);
     }
-    // Directories, then the extent leaves of files with many runs.
+    // Directories, then the extent leaves of what has many runs.
     for (index, ino) in tree.numbers().enumerate() {
         if let Content::Dir {
             entries, parent, ..
@@ -189,17 +207,21 @@ fn build(root: &Path, output: &Path, options: &ImageOptions) -> Result<ImageRepo
         {
             report.dirs += 1;
             let data = ext4::directory(ino, *parent, entries);
-            let first = blocks.append(&data).map_err(full)?;
+            let first = blocks.append(&data)?;
             let mut extents = Vec::new();
             ext4::push_extent(&mut extents, 0, data.len() as u64 / ext4::BLOCK, first);
-            placed[index] = Placed::Dir(extents);
+            placed[index] = Placed::Extents(extents, Vec::new());
         }
     }
     for place in &mut placed {
-        if let Placed::File(extents, leaves) = place {
+        if let Placed::Extents(extents, leaves) = place {
+            if ext4::leaves_needed(extents.len()) > 4 {
+                // Only a directory of over 512 MiB gets here.
+                return Err(blocks.too_large(blocks.next()));
+            }
             if ext4::leaves_needed(extents.len()) > 0 {
                 for leaf in ext4::leaf_blocks(extents) {
-                    leaves.push(blocks.append(&leaf).map_err(full)?);
+                    leaves.push(blocks.append(&leaf)?);
                 }
             }
         }
@@ -207,9 +229,11 @@ fn build(root: &Path, output: &Path, options: &ImageOptions) -> Result<ImageRepo
     let last_inode = u64::from(FIRST_INODE) - 1 + tree.inodes.len() as u64;
     let geometry = ext4::Geometry::fit(blocks.next(), last_inode)
         .filter(|g| g.blocks() * ext4::BLOCK <= limit.max(ext4::BLOCKS_PER_GROUP * ext4::BLOCK))
-        .ok_or(ImageError::TooLarge { needed, limit })?;
-    let file = blocks.into_file().map_err(write_error)?;
-    let dirs_per_group = write_tables(&file, &geometry, &tree, &placed).map_err(write_error)?;
+        .ok_or_else(|| blocks.too_large(blocks.next()))?;
+    let output = blocks.path().to_path_buf();
+    let file = blocks.into_file()?;
+    let write_error = |source| ext4::write_error(&output, source);
+    let dirs_per_group = write_tables(&file, &geometry, tree, &placed).map_err(write_error)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as u32)
@@ -218,20 +242,20 @@ fn build(root: &Path, output: &Path, options: &ImageOptions) -> Result<ImageRepo
         [..16]
         .try_into()
         .expect("16 bytes");
+    let length = limit.max(geometry.blocks() * ext4::BLOCK);
     ext4::finish(&file, &geometry, last_inode, &dirs_per_group, uuid, now)
-        .and_then(|()| file.set_len(geometry.blocks() * ext4::BLOCK))
+        .and_then(|()| file.set_len(length))
         .and_then(|()| file.sync_all())
         .map_err(write_error)?;
     report.image_bytes = geometry.used * ext4::BLOCK;
-    report.entries = entries(&tree, &blobs);
+    report.entries = entries(tree, &blobs);
     Ok(report)
 }
 
-/// Where an inode's blocks went.
+/// Where an inode's blocks went: a directory's or file's extents (and
+/// their leaf blocks), or a symlink's.
 enum Placed {
-    Pending,
-    Dir(Vec<ext4::Extent>),
-    File(Vec<ext4::Extent>, Vec<u64>),
+    Extents(Vec<ext4::Extent>, Vec<u64>),
     FastSymlink,
     Symlink(u64),
 }
@@ -257,20 +281,23 @@ fn write_tables(
             }
             let inode = tree.get(*ino);
             let shape = match (place, &inode.content) {
-                (Placed::Dir(extents), Content::Dir { subdirs, .. }) => {
+                (Placed::Extents(extents, leaves), Content::Dir { subdirs, .. }) => {
                     dirs[group as usize] += 1;
                     let links = 2 + u64::from(*subdirs);
                     ext4::Shape::Dir {
-                        blocks: extents,
+                        extents,
+                        leaves,
                         links: if links > 65000 { 1 } else { links as u16 },
                     }
                 }
-                (Placed::File(extents, leaves), Content::File { size, .. }) => ext4::Shape::File {
-                    size: *size,
-                    extents,
-                    leaves,
-                    links: inode.links,
-                },
+                (Placed::Extents(extents, leaves), Content::File { size, .. }) => {
+                    ext4::Shape::File {
+                        size: *size,
+                        extents,
+                        leaves,
+                        links: inode.links,
+                    }
+                }
                 (Placed::FastSymlink, Content::Symlink { target }) => {
                     ext4::Shape::FastSymlink { target }
                 }
@@ -294,8 +321,18 @@ fn estimate_blocks(tree: &walk::Tree) -> u64 {
     let mut blocks = ext4::FIRST_DATA_BLOCK;
     for ino in tree.numbers() {
         blocks += match &tree.get(ino).content {
-            Content::File { size, sparse, .. } => {
-                let data = size.div_ceil(ext4::BLOCK);
+            Content::File {
+                size,
+                sparse,
+                allocated,
+                ..
+            } => {
+                // A sparse file takes at most a block per 512 bytes the
+                // host allocated (fewer where its blocks are 4 KiB).
+                let data = match *sparse {
+                    true => size.div_ceil(ext4::BLOCK).min(*allocated + 1),
+                    false => size.div_ceil(ext4::BLOCK),
+                };
                 let leaves = match *sparse || data > 4 * 32768 {
                     true => ext4::leaves_needed(ext4::MAX_EXTENTS) as u64,
                     false => 0,

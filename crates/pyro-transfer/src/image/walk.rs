@@ -1,28 +1,33 @@
 //! The walk of a seed tree: what goes into the image, with which inode.
 //!
 //! Only metadata is kept (names, modes, times, sizes), never content, so a
-//! tree of any size walks in bounded memory per entry. Symlinks are read as
-//! links and never followed; sockets, FIFOs and device nodes are left out
-//! and named; a regular file met again under another name (a hard link) gets
-//! the inode of its first name.
+//! tree of any size walks in bounded memory per entry. Every directory is
+//! opened from the root one component at a time with `O_NOFOLLOW`, and every
+//! entry is looked at with `fstatat(AT_SYMLINK_NOFOLLOW)`: a symlink is read
+//! as a link and never followed, even one swapped in for a directory while
+//! the walk runs. Sockets, FIFOs and device nodes are left out and named; a
+//! regular file met again under another name (a hard link) gets the inode
+//! of its first name; an entry that vanishes mid-walk is left out and
+//! reported as changed.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
-use std::fs::Metadata;
+use std::ffi::{OsStr, OsString};
+use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use super::{ImageError, ImageOptions, IGNORE_FILE};
+use crate::dirfd::Dir;
 
 /// The root directory's inode; others count up from [`FIRST_INODE`].
 pub(super) const ROOT_INODE: u32 = 2;
 /// The first inode that is not reserved.
 pub(super) const FIRST_INODE: u32 = 11;
 /// Named paths kept in a report (the counts are exact).
-const NAMES_KEPT: usize = 100;
+pub(super) const NAMES_KEPT: usize = 100;
 
 /// What an inode holds.
 #[derive(Debug)]
@@ -34,10 +39,14 @@ pub(super) enum Content {
         subdirs: u32,
     },
     File {
-        path: PathBuf,
+        /// The directory it is in (an index of [`Tree::dirs`]) and its name.
+        dir: u32,
+        name: OsString,
         size: u64,
         /// Whether the host file looked sparse (fewer blocks than bytes).
         sparse: bool,
+        /// 512-byte units the host allocated to it.
+        allocated: u64,
     },
     Symlink {
         target: Vec<u8>,
@@ -60,6 +69,8 @@ pub(super) struct Inode {
 pub(super) struct Tree {
     pub(super) root: Inode,
     pub(super) inodes: Vec<Inode>,
+    /// Every directory's path relative to the root; the root is `""`.
+    pub(super) dirs: Vec<PathBuf>,
     /// Every name of a file or symlink (relative to the root) and its
     /// inode, in walk order: a hard-linked file has several.
     pub(super) names: Vec<(Vec<u8>, u32)>,
@@ -67,6 +78,8 @@ pub(super) struct Tree {
     pub(super) excluded_bytes: u64,
     pub(super) skipped: Vec<String>,
     pub(super) skipped_count: u64,
+    /// Paths that vanished while the walk ran (first hundred).
+    pub(super) vanished: Vec<String>,
 }
 
 impl Tree {
@@ -91,91 +104,163 @@ impl Tree {
     }
 }
 
-/// Walks `root` (a directory), leaving out what `options` excludes.
-pub(super) fn walk(root: &Path, options: &ImageOptions) -> Result<Tree, ImageError> {
-    let ignore = matcher(root, options)?;
-    let meta = std::fs::metadata(root).map_err(|source| read_error(root, source))?;
-    if !meta.is_dir() {
-        return Err(ImageError::NotADirectory {
-            path: root.to_path_buf(),
-        });
+/// Opens the directory `relative` beneath `root`, one component at a time,
+/// never through a symlink.
+pub(super) fn open_beneath(root: &Dir, relative: &Path) -> io::Result<Dir> {
+    let mut dir = root.try_clone()?;
+    for part in relative.iter() {
+        dir = dir.open_dir(part)?;
     }
+    Ok(dir)
+}
+
+/// Walks `root` (a directory, or a symlink to one), leaving out what
+/// `options` excludes; at most `max_inodes` inodes.
+pub(super) fn walk(
+    root: &Path,
+    options: &ImageOptions,
+    max_inodes: u64,
+) -> Result<(Dir, Tree), ImageError> {
+    let ignore = matcher(root, options)?;
+    let real = std::fs::canonicalize(root).map_err(|source| read_error(root, source))?;
+    let top = match Dir::open(&real) {
+        Ok(dir) => dir,
+        Err(error) if error.raw_os_error() == Some(libc::ENOTDIR) => {
+            return Err(ImageError::NotADirectory {
+                path: root.to_path_buf(),
+            })
+        }
+        Err(error) => return Err(read_error(root, error)),
+    };
+    let meta = top
+        .as_file()
+        .metadata()
+        .map_err(|source| read_error(root, source))?;
     let mut tree = Tree {
-        root: dir_inode(&meta, ROOT_INODE),
+        root: dir_inode(
+            (meta.permissions().mode() & 0o777) as u16,
+            mtime_of_meta(&meta),
+            ROOT_INODE,
+        ),
         inodes: Vec::new(),
+        dirs: vec![PathBuf::new()],
         names: Vec::new(),
         excluded: 0,
         excluded_bytes: 0,
         skipped: Vec::new(),
         skipped_count: 0,
+        vanished: Vec::new(),
     };
     let mut hard_links: HashMap<(u64, u64), u32> = HashMap::new();
-    // Directories still to read: (inode, host path, path relative to root).
-    let mut pending = vec![(ROOT_INODE, root.to_path_buf(), PathBuf::new())];
-    while let Some((dir_ino, dir_path, dir_relative)) = pending.pop() {
+    // Directories still to read: (inode, index in `tree.dirs`).
+    let mut pending = vec![(ROOT_INODE, 0u32)];
+    while let Some((dir_ino, dir_index)) = pending.pop() {
+        let dir_relative = tree.dirs[dir_index as usize].clone();
+        let here = root.join(&dir_relative);
+        let dir = match open_beneath(&top, &dir_relative) {
+            Ok(dir) => dir,
+            // Gone, or swapped for something else: what it held is not
+            // there to copy.
+            Err(error) if gone(&error) && dir_index != 0 => {
+                note(&mut tree.vanished, &dir_relative);
+                continue;
+            }
+            Err(error) => return Err(read_error(&here, error)),
+        };
+        let mut names = dir.names().map_err(|e| read_error(&here, e))?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         let mut entries = Vec::new();
         let mut subdirs = 0;
-        for name in sorted_names(&dir_path)? {
-            let path = dir_path.join(&name);
+        for name in names {
             let relative = dir_relative.join(&name);
-            let meta = std::fs::symlink_metadata(&path).map_err(|e| read_error(&path, e))?;
-            let kind = meta.file_type();
+            let stat = match dir.lstat(&name) {
+                Ok(stat) => stat,
+                Err(error) if gone(&error) => {
+                    note(&mut tree.vanished, &relative);
+                    continue;
+                }
+                Err(error) => return Err(read_error(&here.join(&name), error)),
+            };
+            let kind = stat.st_mode & libc::S_IFMT;
             if ignore
-                .matched_path_or_any_parents(&relative, kind.is_dir())
+                .matched_path_or_any_parents(&relative, kind == libc::S_IFDIR)
                 .is_ignore()
             {
-                count_excluded(&mut tree, &path, &meta);
+                count_excluded(&mut tree, &top, &relative, &stat);
                 continue;
             }
             let next = FIRST_INODE + tree.inodes.len() as u32;
-            let (ino, file_type) = if kind.is_dir() {
-                tree.inodes.push(dir_inode(&meta, dir_ino));
-                pending.push((next, path, relative.clone()));
-                subdirs += 1;
-                (next, FT_DIR)
-            } else if kind.is_symlink() {
-                let target = std::fs::read_link(&path).map_err(|e| read_error(&path, e))?;
-                tree.inodes.push(Inode {
-                    content: Content::Symlink {
-                        target: target.into_os_string().into_vec(),
-                    },
-                    perm: 0o777,
-                    mtime: mtime(&meta),
-                    links: 1,
-                });
-                (next, FT_SYMLINK)
-            } else if kind.is_file() {
-                let key = (meta.dev(), meta.ino());
-                match hard_links.get(&key) {
-                    Some(&ino) if meta.nlink() > 1 => {
-                        let links = &mut tree.get_mut(ino).links;
-                        *links = links.saturating_add(1).min(65000);
-                        (ino, FT_FILE)
-                    }
-                    _ => {
-                        if meta.nlink() > 1 {
-                            hard_links.insert(key, next);
+            if u64::from(next) >= max_inodes {
+                return Err(ImageError::TooManyEntries { limit: max_inodes });
+            }
+            let perm = (stat.st_mode & 0o777) as u16;
+            let mtime = mtime(&stat);
+            let (ino, file_type) = match kind {
+                libc::S_IFDIR => {
+                    tree.inodes.push(dir_inode(perm, mtime, dir_ino));
+                    tree.dirs.push(relative.clone());
+                    pending.push((next, tree.dirs.len() as u32 - 1));
+                    subdirs += 1;
+                    (next, FT_DIR)
+                }
+                libc::S_IFLNK => {
+                    let target = match dir.read_link(&name) {
+                        Ok(target) => target,
+                        Err(error) if gone(&error) => {
+                            note(&mut tree.vanished, &relative);
+                            continue;
                         }
-                        tree.inodes.push(Inode {
-                            content: Content::File {
-                                path,
-                                size: meta.len(),
-                                sparse: meta.blocks() * 512 < meta.len(),
-                            },
-                            perm: (meta.mode() & 0o777) as u16,
-                            mtime: mtime(&meta),
-                            links: 1,
-                        });
-                        (next, FT_FILE)
+                        Err(error) => return Err(read_error(&here.join(&name), error)),
+                    };
+                    tree.inodes.push(Inode {
+                        content: Content::Symlink { target },
+                        perm: 0o777,
+                        mtime,
+                        links: 1,
+                    });
+                    (next, FT_SYMLINK)
+                }
+                libc::S_IFREG => {
+                    let key = (stat.st_dev, stat.st_ino);
+                    match hard_links.get(&key) {
+                        Some(&ino) => {
+                            let links = &mut tree.get_mut(ino).links;
+                            *links = links.saturating_add(1).min(65000);
+                            (ino, FT_FILE)
+                        }
+                        None => {
+                            if stat.st_nlink > 1 {
+                                hard_links.insert(key, next);
+                            }
+                            let size = stat.st_size as u64;
+                            let allocated = stat.st_blocks as u64;
+                            tree.inodes.push(Inode {
+                                content: Content::File {
+                                    dir: dir_index,
+                                    name: name.clone(),
+                                    size,
+                                    sparse: allocated * 512 < size,
+                                    allocated,
+                                },
+                                perm,
+                                mtime,
+                                links: 1,
+                            });
+                            (next, FT_FILE)
+                        }
                     }
                 }
-            } else {
-                tree.skipped_count += 1;
-                if tree.skipped.len() < NAMES_KEPT {
-                    tree.skipped
-                        .push(format!("{} ({})", relative.display(), special_kind(&meta)));
+                _ => {
+                    tree.skipped_count += 1;
+                    if tree.skipped.len() < NAMES_KEPT {
+                        tree.skipped.push(format!(
+                            "{} ({})",
+                            relative.display(),
+                            special_kind(stat.st_mode)
+                        ));
+                    }
+                    continue;
                 }
-                continue;
             };
             if file_type != FT_DIR {
                 tree.names.push((relative.into_os_string().into_vec(), ino));
@@ -192,7 +277,22 @@ pub(super) fn walk(root: &Path, options: &ImageOptions) -> Result<Tree, ImageErr
             *count = subdirs;
         }
     }
-    Ok(tree)
+    Ok((top, tree))
+}
+
+/// Whether an error means the entry is no longer what the walk saw: gone,
+/// or (opening a directory) replaced by a symlink or a file.
+fn gone(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::ENOENT | libc::ELOOP | libc::ENOTDIR)
+    )
+}
+
+fn note(list: &mut Vec<String>, path: &Path) {
+    if list.len() < NAMES_KEPT {
+        list.push(path.display().to_string());
+    }
 }
 
 pub(super) const FT_FILE: u8 = 1;
@@ -226,66 +326,61 @@ fn matcher(root: &Path, options: &ImageOptions) -> Result<Gitignore, ImageError>
 }
 
 /// Counts an excluded path, and for a directory everything beneath it
-/// (sizes only: nothing is opened, no link followed).
-fn count_excluded(tree: &mut Tree, path: &Path, meta: &Metadata) {
+/// (sizes only: nothing is opened but directories, no link followed).
+fn count_excluded(tree: &mut Tree, top: &Dir, relative: &Path, stat: &libc::stat) {
     tree.excluded += 1;
-    if meta.is_file() {
-        tree.excluded_bytes += meta.len();
+    match stat.st_mode & libc::S_IFMT {
+        libc::S_IFREG => tree.excluded_bytes += stat.st_size as u64,
+        libc::S_IFDIR => {}
+        _ => return,
     }
-    if !meta.is_dir() {
-        return;
-    }
-    let mut pending = vec![path.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+    let mut pending = vec![relative.to_path_buf()];
+    while let Some(relative) = pending.pop() {
+        let Ok(dir) = open_beneath(top, &relative) else {
             continue;
         };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
+        for name in dir.names().unwrap_or_default() {
+            let Ok(stat) = dir.lstat(&name) else { continue };
             tree.excluded += 1;
-            if meta.is_dir() {
-                pending.push(entry.path());
-            } else if meta.is_file() {
-                tree.excluded_bytes += meta.len();
+            match stat.st_mode & libc::S_IFMT {
+                libc::S_IFDIR => pending.push(relative.join(&name)),
+                libc::S_IFREG => tree.excluded_bytes += stat.st_size as u64,
+                _ => {}
             }
         }
     }
 }
 
-fn sorted_names(dir: &Path) -> Result<Vec<OsString>, ImageError> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| read_error(dir, e))? {
-        names.push(entry.map_err(|e| read_error(dir, e))?.file_name());
-    }
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    Ok(names)
-}
-
-fn dir_inode(meta: &Metadata, parent: u32) -> Inode {
+fn dir_inode(perm: u16, mtime: (i64, u32), parent: u32) -> Inode {
     Inode {
         content: Content::Dir {
             entries: Vec::new(),
             parent,
             subdirs: 0,
         },
-        perm: (meta.mode() & 0o777) as u16,
-        mtime: mtime(meta),
+        perm,
+        mtime,
         links: 1,
     }
 }
 
-fn mtime(meta: &Metadata) -> (i64, u32) {
+fn mtime(stat: &libc::stat) -> (i64, u32) {
+    (
+        stat.st_mtime,
+        stat.st_mtime_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
+fn mtime_of_meta(meta: &std::fs::Metadata) -> (i64, u32) {
+    use std::os::unix::fs::MetadataExt;
     (meta.mtime(), meta.mtime_nsec().clamp(0, 999_999_999) as u32)
 }
 
-fn special_kind(meta: &Metadata) -> &'static str {
-    let kind = meta.file_type();
-    if kind.is_socket() {
-        "socket"
-    } else if kind.is_fifo() {
-        "fifo"
-    } else {
-        "device"
+fn special_kind(mode: libc::mode_t) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFSOCK => "socket",
+        libc::S_IFIFO => "fifo",
+        _ => "device",
     }
 }
 
@@ -294,4 +389,9 @@ pub(super) fn read_error(path: &Path, source: std::io::Error) -> ImageError {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// The host path of a file, for messages.
+pub(super) fn file_path(root: &Path, tree: &Tree, dir: u32, name: &OsStr) -> PathBuf {
+    root.join(&tree.dirs[dir as usize]).join(name)
 }
