@@ -98,10 +98,14 @@ fn seeds_that_cannot_be_read_or_do_not_fit_fail_before_boot() {
     );
     assert!(stdout(&home.run(&["workspace", "list"])).contains("no workspaces"));
 
-    // Bigger than a workspace's disk: a sparse 9 GB file.
+    // Bigger than a workspace's disk: 9 GB allocated (not sparse, so it
+    // counts whole), without writing them.
     let big = tempfile::tempdir().unwrap();
     let file = std::fs::File::create(big.path().join("huge.img")).unwrap();
-    file.set_len(9_000_000_000).unwrap();
+    // SAFETY: fallocate on a descriptor this test owns.
+    let allocated =
+        unsafe { libc::fallocate(std::os::fd::AsRawFd::as_raw_fd(&file), 0, 0, 9_000_000_000) };
+    assert_eq!(allocated, 0, "{}", std::io::Error::last_os_error());
     let output = home.run(&[
         "workspace",
         "create",

@@ -157,7 +157,10 @@ impl Pyro {
         request: &CreateRequest,
         stage: &mut (dyn FnMut(&str) + Send),
     ) -> Result<WorkspaceRecord, Error> {
+        // Every cheap check first: a seed is not cloned and imaged for a
+        // create that a bad size or an unpulled environment refuses.
         params::check_excludes(request.seed.as_ref(), &request.exclude)?;
+        let checked = self.check_create(request)?;
         // Fetch or check the seed before anything boots.
         let cloned;
         let seed_dir = match &request.seed {
@@ -195,17 +198,16 @@ impl Pyro {
             }
             None => (None, None, None),
         };
-        let seeded = image.is_some();
-        let record = self.create_and_boot(request, image, summary, stage).await?;
+        let record = self
+            .create_and_boot(request, checked, (image, summary), stage)
+            .await?;
         // Frozen already: an unseeded warm create's baseline is its
         // template's, whose guest holds the empty /workspace's diff baseline.
         let baseline_held = record.baseline_layer.is_some();
         let prepared = async {
+            // The supervisor put the seed under /workspace before it
+            // answered.
             let guest = self.connect_workspace(&record.id).await?;
-            if seeded {
-                stage("mounting the seed");
-                seed::mount(&guest).await?;
-            }
             // The baseline: for diff inside the guest, for reset on disk.
             stage("recording baseline");
             match host_baseline.take() {
@@ -265,21 +267,37 @@ impl Pyro {
         }
     }
 
-    async fn create_and_boot(
-        &self,
-        request: &CreateRequest,
-        seed_image: Option<tempfile::TempPath>,
-        seed_summary: Option<SeedSummary>,
-        stage: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<WorkspaceRecord, Error> {
-        let seeded = seed_image.is_some();
+    /// What a create checks before it does anything: the size, the
+    /// secrets, the network and the environment.
+    fn check_create(&self, request: &CreateRequest) -> Result<CheckedCreate, Error> {
         params::validate_size(request.cpus, request.memory_mib)?;
         let secret_values = super::secrets::read_inputs(&request.secrets)?;
         let network = request.network.check()?;
         self.check_port_addresses(&network.ports)?;
         let env_store = self.env_store()?;
-        // Resolve the environment before anything is written.
         let artifacts = env_store.boot_artifacts(&request.env, crate::host::agent_image::AGENT)?;
+        Ok(CheckedCreate {
+            secret_values,
+            network,
+            env_store,
+            artifacts,
+        })
+    }
+
+    async fn create_and_boot(
+        &self,
+        request: &CreateRequest,
+        checked: CheckedCreate,
+        (seed_image, seed_summary): (Option<tempfile::TempPath>, Option<SeedSummary>),
+        stage: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<WorkspaceRecord, Error> {
+        let seeded = seed_image.is_some();
+        let CheckedCreate {
+            secret_values,
+            network,
+            env_store,
+            artifacts,
+        } = checked;
         let shape = Shape {
             cpus: request.cpus,
             memory_mib: request.memory_mib,
@@ -512,6 +530,14 @@ impl Pyro {
         registry::end_all(&store.dir(&record.id), reason);
         Ok(())
     }
+}
+
+/// What [`Pyro::check_create`] found.
+struct CheckedCreate {
+    secret_values: std::collections::BTreeMap<String, String>,
+    network: crate::host::network::NetworkConfig,
+    env_store: pyro_env::EnvStore,
+    artifacts: pyro_env::BootArtifacts,
 }
 
 /// A checked seed: a host directory to copy, or a repository to clone.

@@ -144,6 +144,8 @@ enum SuperviseError {
     Ports(#[source] crate::host::network::NetworkError),
     #[error("cannot watch for SIGTERM")]
     Signal(#[source] std::io::Error),
+    #[error("cannot put the seed under /workspace")]
+    Seed(#[source] crate::workspace::transfer::TransferError),
     /// The VM went away; the reason as the user should read it.
     #[error("{0}")]
     VmGone(String),
@@ -193,6 +195,7 @@ async fn supervise(
         record.display_name().to_string(),
         Arc::clone(&guest),
     ));
+    let restored_own_memory = started.memory.is_some();
     if let Some((manifest, state_dir, once)) = started.memory {
         boot_report.restored = Some(sessions.adopt(manifest.sessions, &state_dir));
         guest.release_adopted().await;
@@ -204,6 +207,14 @@ async fn supervise(
         .identify(&start::hostname(id), &start::machine_id(id))
         .await
         .map_err(|e| SuperviseError::VmGone(format!("the guest agent stopped answering ({e})")))?;
+    // A booted guest's agent mounted the seed itself (this checks it did);
+    // one restored from a template saw an empty slot. A guest restored
+    // from its own memory has it mounted.
+    if record.seed.is_some() && record.seed_slot && !restored_own_memory {
+        crate::workspace::seed::mount(&guest)
+            .await
+            .map_err(SuperviseError::Seed)?;
+    }
     let running = Arc::new(Running::default());
     let observer = Arc::new(NetLog::new(dir.clone(), Arc::clone(&running)));
     // Dropped at the end of this function: the stack lives as long as the VM.

@@ -73,41 +73,68 @@ impl SeedSummary {
     }
 }
 
+/// How old a stray image (of a create killed while imaging) must be
+/// before another create removes it.
+const STRAY_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Builds the image of `dir`, leaving out `exclude` and what `.pyroignore`
-/// names, in a temporary file under `scratch` (on the workspaces' disk).
+/// names, in a temporary file under `scratch` (on the workspaces' disk),
+/// the seed slot's size.
 pub(crate) async fn build_image(
     dir: &Path,
     exclude: &[String],
     scratch: &Path,
 ) -> Result<(SeedImage, SeedSummary), TransferError> {
     let started = std::time::Instant::now();
+    remove_strays(scratch);
     let file = tempfile::Builder::new()
         .prefix(".seed-")
-        .tempfile_in(scratch)
+        .make_in(scratch, |path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+        })
         .map_err(|e| TransferError::Image(e.to_string()))?
         .into_temp_path();
-    // build_image makes the file itself.
-    let _ = std::fs::remove_file(&file);
     let options = ImageOptions {
         exclude: exclude.to_vec(),
         use_ignore_file: true,
         max_bytes: SEED_SLOT_BYTES,
     };
-    let (dir, path) = (dir.to_path_buf(), file.to_path_buf());
-    let report =
-        tokio::task::spawn_blocking(move || pyro_transfer::build_image(&dir, &path, &options))
-            .await
-            .map_err(|_| TransferError::Image("the image builder panicked".into()))?
-            .map_err(|error| TransferError::Image(error.to_string()))?;
-    // The slot's fixed size: a booted guest sees the disk a restored one
-    // remembers from its template.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&file)
-        .and_then(|image| image.set_len(SEED_SLOT_BYTES))
-        .map_err(|e| TransferError::Image(format!("sizing the seed image: {e}")))?;
+    let dir = dir.to_path_buf();
+    // The temporary path goes along: a create dropped while this runs
+    // still has the image removed once it is written.
+    let built = tokio::task::spawn_blocking(move || {
+        // build_image makes the file itself.
+        let _ = std::fs::remove_file(&file);
+        let report = pyro_transfer::build_image(&dir, &file, &options);
+        report.map(|report| (file, report))
+    })
+    .await
+    .map_err(|_| TransferError::Image("the image builder panicked".into()))?;
+    let (file, report) = built.map_err(|error| TransferError::Image(error.to_string()))?;
     let summary = SeedSummary::of(&report, started.elapsed().as_millis() as u64);
     Ok((SeedImage { file, report }, summary))
+}
+
+/// Removes images a create killed while imaging left in `scratch`.
+fn remove_strays(scratch: &Path) {
+    let Ok(entries) = std::fs::read_dir(scratch) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stray = entry.file_name().as_encoded_bytes().starts_with(b".seed-");
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age > STRAY_AGE);
+        if stray && old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Puts the seed disk under `/workspace` in a guest restored from a warm

@@ -241,12 +241,13 @@ impl WorkspaceRecord {
 
     /// The seed disk its VM has, in its directory `dir`.
     pub(crate) fn seed_disk(&self, dir: &std::path::Path) -> Option<pyro_vmm::SeedDisk> {
-        let image = dir.join(super::SEED_IMAGE);
-        match (self.seed_slot, image.exists()) {
+        // A seeded workspace names its image whether or not it is there:
+        // a missing one stops the VM with that name, never an empty slot.
+        match (self.seed_slot, &self.seed) {
             (false, _) => None,
-            (true, false) => Some(crate::host::template::empty_seed_slot()),
-            (true, true) => Some(pyro_vmm::SeedDisk::Image {
-                path: image,
+            (true, None) => Some(crate::host::template::empty_seed_slot()),
+            (true, Some(_)) => Some(pyro_vmm::SeedDisk::Image {
+                path: dir.join(super::SEED_IMAGE),
                 bytes: crate::host::template::SEED_SLOT_BYTES,
             }),
         }
