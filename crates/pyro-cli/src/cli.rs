@@ -455,6 +455,9 @@ pub struct BenchArgs {
     /// Only the run measurements, no workspaces.
     #[arg(long)]
     pub skip_workspaces: bool,
+    /// Also time seeding from this Git checkout (a real project).
+    #[arg(long, value_name = "DIR")]
+    pub checkout: Option<PathBuf>,
 }
 
 /// The network flags `run` and `workspace create` share.

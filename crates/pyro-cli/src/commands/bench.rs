@@ -11,6 +11,7 @@ pub fn bench(pyro: &Pyro, args: &BenchArgs) -> anyhow::Result<i32> {
         runs: args.runs,
         seed_mb: args.seed_mb,
         skip_workspaces: args.skip_workspaces,
+        checkout: args.checkout.clone(),
         ..BenchOptions::new(std::env::current_exe()?)
     };
     let report = super::runtime().block_on(pyro.bench(&options, &mut |step| {

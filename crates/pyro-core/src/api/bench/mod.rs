@@ -12,6 +12,7 @@
 mod floor;
 mod network;
 mod ports;
+mod seeding;
 mod sessions;
 mod states;
 mod workspaces;
@@ -40,6 +41,8 @@ pub struct BenchOptions {
     pub seed_mb: u64,
     /// Only the run measurements, no workspaces.
     pub skip_workspaces: bool,
+    /// A Git checkout to time seeding from, besides the generated tree.
+    pub checkout: Option<PathBuf>,
 }
 
 impl BenchOptions {
@@ -51,6 +54,7 @@ impl BenchOptions {
             runs: 5,
             seed_mb: 200,
             skip_workspaces: false,
+            checkout: None,
         }
     }
 }

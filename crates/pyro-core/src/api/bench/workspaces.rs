@@ -1,9 +1,6 @@
 //! Workspace measurements: create to first exec (warm and cold), exec
-//! round trip, reset, shells and services, and seeding throughput, in a
-//! throw-away home.
-
-use std::ffi::OsStr;
-use std::path::Path;
+//! round trip, reset, shells and services, and seeding (`seeding.rs`), in
+//! a throw-away home.
 
 use super::{run_once, BenchOptions, Samples};
 use crate::api::error::Error;
@@ -99,42 +96,11 @@ pub(super) async fn rows(
     let sessions = super::sessions::rows(&in_home, "hot", runs, progress).await?;
     pyro_cli(words(&["workspace", "delete", "hot"])).await?;
 
-    let seed_runs = runs.min(3);
-    progress(&format!(
-        "seeding {} MB in 10k files, {seed_runs} runs",
-        options.seed_mb
-    ));
-    let tree = tempfile::tempdir().map_err(|e| Error::Benchmark(format!("scratch tree: {e}")))?;
-    let root = tree.path().to_path_buf();
-    let mb = options.seed_mb;
-    let bytes = tokio::task::spawn_blocking(move || generate_tree(&root, mb))
-        .await
-        .map_err(|e| Error::Benchmark(e.to_string()))?
-        .map_err(|e| Error::Benchmark(format!("generating the seed tree: {e}")))?;
-    let mut seed_create = Samples::new("create with --seed-path (tree)");
-    let mut bare_create = Samples::new("create without a seed");
-    let seed: &OsStr = tree.path().as_os_str();
-    for i in 0..seed_runs {
-        let name = format!("seed-{i}");
-        let mut create = words(&["workspace", "create", env, "--name", &name, "--seed-path"]);
-        create.push(seed.to_string_lossy().into_owned());
-        seed_create.push(pyro_cli(create).await?);
-        pyro_cli(words(&["workspace", "delete", &name])).await?;
-        bare_create.push(pyro_cli(words(&["workspace", "create", env, "--name", &name])).await?);
-        pyro_cli(words(&["workspace", "delete", &name])).await?;
-    }
-    let seconds = (seed_create.median() - bare_create.median()) / 1000.0;
-    let mut throughput = Samples::new(format!(
-        "seeding throughput, MB/s ({} MB, 10k files; value, not ms)",
-        options.seed_mb
-    ));
-    throughput
-        .millis
-        .push(bytes as f64 / 1e6 / seconds.max(0.001));
+    let seeding = super::seeding::rows(options, &envs, progress).await?;
     let mut rows = vec![warm, cold, exec, reset, cold_reset];
     rows.extend([warm_memory, warm_pss, cold_memory]);
     rows.extend(sessions);
-    rows.extend([bare_create, seed_create, throughput]);
+    rows.extend(seeding);
     Ok(rows)
 }
 
@@ -145,27 +111,4 @@ fn host_memory(pyro: &Pyro, name: &str) -> Option<crate::host::memory::HostMemor
 
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
-}
-
-/// Writes `mb` megabytes of incompressible data as 100 x 100 files.
-fn generate_tree(root: &Path, mb: u64) -> std::io::Result<u64> {
-    let per_file = (mb * 1_000_000 / 10_000).max(1) as usize;
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut total = 0u64;
-    for d in 0..100 {
-        let dir = root.join(format!("d{d}"));
-        std::fs::create_dir(&dir)?;
-        for f in 0..100 {
-            let mut data = vec![0u8; per_file];
-            for byte in data.iter_mut() {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                *byte = state as u8;
-            }
-            std::fs::write(dir.join(format!("f{f}.txt")), &data)?;
-            total += per_file as u64;
-        }
-    }
-    Ok(total)
 }
