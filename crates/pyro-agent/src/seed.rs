@@ -7,6 +7,13 @@
 //! file is copied until it is written, and everything the guest changes is
 //! on the root disk, which snapshots, resets and forks already handle.
 //!
+//! The disk holds the tree under `tree/` and, under `extra/`, the seed's
+//! diff baseline (`pyro_protocol::seed`). The first time a root disk has
+//! the seed mounted (its overlay's upper layer does not exist yet), those
+//! files are copied into `/var/lib/pyro`, replacing what is there; later
+//! mounts of the same lineage leave them, since a reset or a snapshot may
+//! have moved the baseline on since.
+//!
 //! A VM without a seed has an empty slot there (zeros, no superblock): then
 //! nothing is mounted. The agent mounts at boot when `pyro.seed=` names the
 //! device, and on request (`pyro-agent --mount-seed DEVICE`, run by the host
@@ -20,8 +27,10 @@ use std::path::Path;
 
 use crate::sys::{mount, Context};
 
-/// Where the seed disk is mounted (read-only): the baseline's content.
-pub const LOWER: &str = "/var/lib/pyro/seed";
+/// Where the seed disk is mounted (read-only).
+const DISK: &str = "/var/lib/pyro/seed";
+/// Where the agent's files from the disk go.
+const STATE: &str = "/var/lib/pyro";
 /// The overlay's upper layer and work directory, on the root disk.
 const UPPER: &str = "/var/lib/pyro/overlay/upper";
 const WORK: &str = "/var/lib/pyro/overlay/work";
@@ -58,25 +67,70 @@ pub fn mount_seed(device: &str) -> io::Result<Mounted> {
     if magic != EXT4_MAGIC {
         return Ok(Mounted::NoSeed);
     }
-    for dir in [LOWER, UPPER, WORK, WORKSPACE] {
+    let first = !Path::new(UPPER).exists();
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(DISK)
+        .context(|| format!("mkdir {DISK}"))?;
+    if !is_mounted(DISK)? {
+        mount(
+            device,
+            DISK,
+            Some("ext4"),
+            libc::MS_RDONLY | libc::MS_NOATIME,
+            None,
+        )?;
+    }
+    let lower = format!("{DISK}/{}", pyro_protocol::seed::TREE);
+    if first {
+        copy_extras(&Path::new(DISK).join(pyro_protocol::seed::EXTRA))?;
+    }
+    for dir in [UPPER, WORK, WORKSPACE] {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
             .create(dir)
             .context(|| format!("mkdir {dir}"))?;
     }
-    if !is_mounted(LOWER)? {
-        mount(
-            device,
-            LOWER,
-            Some("ext4"),
-            libc::MS_RDONLY | libc::MS_NOATIME,
-            None,
-        )?;
-    }
-    let options = format!("lowerdir={LOWER},upperdir={UPPER},workdir={WORK},redirect_dir=on");
+    let options = format!("lowerdir={lower},upperdir={UPPER},workdir={WORK},redirect_dir=on");
     mount("overlay", WORKSPACE, Some("overlay"), 0, Some(&options))?;
     Ok(Mounted::Now)
+}
+
+/// Copies every entry of `extra` (if there is one) into [`STATE`], each
+/// replacing what has its name there.
+fn copy_extras(extra: &Path) -> io::Result<()> {
+    let Ok(entries) = fs::read_dir(extra) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry?;
+        let target = Path::new(STATE).join(entry.file_name());
+        match fs::symlink_metadata(&target) {
+            Ok(meta) if meta.is_dir() => fs::remove_dir_all(&target)?,
+            Ok(_) => fs::remove_file(&target)?,
+            Err(_) => {}
+        }
+        copy_tree(&entry.path(), &target).context(|| format!("copy {}", target.display()))?;
+    }
+    Ok(())
+}
+
+/// Copies a file, or a directory of files, keeping permission bits.
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(from)?;
+    if meta.is_dir() {
+        fs::create_dir_all(to)?;
+        fs::set_permissions(to, meta.permissions())?;
+        for entry in fs::read_dir(from)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else {
+        fs::copy(from, to).map(|_| ())
+    }
 }
 
 /// Whether something is mounted at `path` (per /proc/self/mountinfo).

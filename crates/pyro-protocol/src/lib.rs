@@ -141,6 +141,18 @@ pub mod net {
     pub const BOOT_FLAG: &str = "pyro.net=1";
 }
 
+/// The seed disk, as the host writes it (`pyro-transfer`'s image) and the
+/// agent mounts it: an ext4 filesystem holding the seed's tree under
+/// [`TREE`](seed::TREE) (the lower layer of `/workspace`) and files for the
+/// guest's `/var/lib/pyro` under [`EXTRA`](seed::EXTRA) (the diff
+/// baseline), which the agent copies there when it mounts the disk.
+pub mod seed {
+    pub const TREE: &str = "tree";
+    pub const EXTRA: &str = "extra";
+    /// The seed slot's device: the disk after the root disk.
+    pub const DEVICE: &str = "/dev/vdb";
+}
+
 /// The fuzzing harness: feeds `data` to a [`Decoder`] in uneven pieces and
 /// checks its invariants. Shared by the cargo-fuzz target and a unit test.
 #[doc(hidden)]

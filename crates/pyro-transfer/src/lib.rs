@@ -32,7 +32,8 @@ mod pack;
 mod unpack;
 
 pub use image::{
-    build_image, ImageError, ImageOptions, ImageReport, SeedEntry, IGNORE_FILE, MAX_IMAGE_BYTES,
+    build_image, ExtraFile, ImageError, ImageOptions, ImageReport, SeedEntry, IGNORE_FILE,
+    MAX_IMAGE_BYTES,
 };
 pub use pack::{pack_dir, pack_file, PackError, PackOptions, PackReport};
 pub use unpack::{

@@ -86,7 +86,7 @@ fn a_tree_with_every_kind_of_entry_reads_back_whole() {
     }
 
     let image = dir.path().join("seed.img");
-    let report = build_image(&root, &image, &options()).expect("image builds");
+    let report = build_image(&root, &image, &options(), no_extras).expect("image builds");
     assert_eq!(fsck(&image), "", "e2fsck found problems");
     assert_eq!(report.skipped, 2, "{:?}", report.skipped_names);
     assert!(report.skipped_names.iter().any(|n| n == "fifo (fifo)"));
@@ -97,27 +97,30 @@ fn a_tree_with_every_kind_of_entry_reads_back_whole() {
         report.image_bytes
     );
 
-    assert_eq!(debugfs(&image, "cat /README.md"), b"hello\n");
-    assert_eq!(debugfs(&image, "cat /src/README-link.md"), b"hello\n");
+    assert_eq!(debugfs(&image, "cat /tree/README.md"), b"hello\n");
+    assert_eq!(debugfs(&image, "cat /tree/src/README-link.md"), b"hello\n");
     assert_eq!(
-        debugfs(&image, "cat /src/main.py"),
+        debugfs(&image, "cat /tree/src/main.py"),
         "print('hi')\n".repeat(1000).as_bytes()
     );
-    let sparse = debugfs(&image, "cat /sparse.bin");
+    let sparse = debugfs(&image, "cat /tree/sparse.bin");
     assert_eq!(sparse.len(), 30_000_000);
     assert_eq!(&sparse[19_000_000..19_000_004], b"data");
     assert!(sparse[19_000_004..].iter().all(|&b| b == 0));
-    let stat = String::from_utf8_lossy(&debugfs(&image, "stat /README.md")).to_string();
+    let stat = String::from_utf8_lossy(&debugfs(&image, "stat /tree/README.md")).to_string();
     assert!(stat.contains("Links: 2"), "{stat}");
-    let stat = String::from_utf8_lossy(&debugfs(&image, "stat /run.sh")).to_string();
+    let stat = String::from_utf8_lossy(&debugfs(&image, "stat /tree/run.sh")).to_string();
     assert!(stat.contains("Mode:  0755"), "{stat}");
     assert!(stat.contains("User:     0"), "{stat}");
-    let stat = String::from_utf8_lossy(&debugfs(&image, "stat /shadow")).to_string();
+    let stat = String::from_utf8_lossy(&debugfs(&image, "stat /tree/shadow")).to_string();
     assert!(stat.contains("Fast link dest: \"/etc/shadow\""), "{stat}");
-    let listing = String::from_utf8_lossy(&debugfs(&image, "ls -l /src/deep/er")).to_string();
+    let listing = String::from_utf8_lossy(&debugfs(&image, "ls -l /tree/src/deep/er")).to_string();
     assert_eq!(listing.matches("file-with-a-long-name-").count(), 600);
     // debugfs reads a slow symlink's block: the target, not what it names.
-    assert_eq!(debugfs(&image, "cat /long-link"), long_target.as_bytes());
+    assert_eq!(
+        debugfs(&image, "cat /tree/long-link"),
+        long_target.as_bytes()
+    );
 
     // The manifest's blob ids are Git's.
     for entry in &report.entries {
@@ -159,7 +162,7 @@ fn excludes_and_the_ignore_file_leave_paths_out_and_count_them() {
         exclude: vec!["node_modules/".into()],
         ..options()
     };
-    let report = build_image(&root, &image, &options).unwrap();
+    let report = build_image(&root, &image, &options, no_extras).unwrap();
     assert_eq!(fsck(&image), "");
     let names: Vec<String> = report
         .entries
@@ -183,7 +186,7 @@ fn bad_input_fails_cleanly_and_leaves_no_image() {
         max_bytes: 1 << 20,
         ..options()
     };
-    let error = build_image(&root, &image, &small).unwrap_err();
+    let error = build_image(&root, &image, &small, no_extras).unwrap_err();
     assert!(matches!(error, ImageError::TooLarge { .. }), "{error}");
     assert!(error.to_string().contains("--exclude"), "{error}");
     assert!(!image.exists());
@@ -192,13 +195,17 @@ fn bad_input_fails_cleanly_and_leaves_no_image() {
         exclude: vec!["[z-a]".into()],
         ..options()
     };
-    let error = build_image(&root, &image, &bad).unwrap_err();
+    let error = build_image(&root, &image, &bad, no_extras).unwrap_err();
     assert!(error.to_string().contains("--exclude [z-a]"), "{error}");
     assert!(!image.exists());
 
     let file = root.join("big");
-    let error = build_image(&file, &image, &options()).unwrap_err();
+    let error = build_image(&file, &image, &options(), no_extras).unwrap_err();
     assert!(error.to_string().contains("is not a directory"), "{error}");
+}
+
+fn no_extras(_: &[pyro_transfer::SeedEntry]) -> Vec<pyro_transfer::ExtraFile> {
+    Vec::new()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -219,7 +226,7 @@ fn sparse_files_count_by_their_data_and_too_many_holes_are_refused() {
         max_bytes: 256 << 20,
         ..options()
     };
-    let report = build_image(&root, &image, &small).expect("a sparse giant fits");
+    let report = build_image(&root, &image, &small, no_extras).expect("a sparse giant fits");
     assert_eq!(fsck(&image), "");
     assert_eq!(
         std::fs::metadata(&image).unwrap().len(),
@@ -235,8 +242,40 @@ fn sparse_files_count_by_their_data_and_too_many_holes_are_refused() {
     for i in 0..1400u64 {
         holes.write_at(b"x", i * 8192).unwrap();
     }
-    let error = build_image(&root, &image, &options()).unwrap_err();
+    let error = build_image(&root, &image, &options(), no_extras).unwrap_err();
     assert!(matches!(error, ImageError::TooFragmented { .. }), "{error}");
     assert!(error.to_string().contains("holes.bin"), "{error}");
     assert!(!image.exists());
+}
+
+#[test]
+fn extra_files_made_from_the_manifest_sit_beside_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("seed");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("a.txt"), "a\n").unwrap();
+    let image = dir.path().join("seed.img");
+    let report = build_image(&root, &image, &options(), |manifest| {
+        let listing: Vec<u8> = manifest.iter().flat_map(|e| e.path.clone()).collect();
+        vec![
+            pyro_transfer::ExtraFile {
+                path: b"baseline.git/HEAD".to_vec(),
+                data: b"ref: x\n".to_vec(),
+                mode: 0o644,
+                mtime: (1_700_000_000, 0),
+            },
+            pyro_transfer::ExtraFile {
+                path: b"listing".to_vec(),
+                data: listing,
+                mode: 0o600,
+                mtime: (1_700_000_000, 0),
+            },
+        ]
+    })
+    .unwrap();
+    assert_eq!(fsck(&image), "");
+    assert_eq!(report.entries.len(), 1, "extras are not in the manifest");
+    assert_eq!(debugfs(&image, "cat /extra/baseline.git/HEAD"), b"ref: x\n");
+    assert_eq!(debugfs(&image, "cat /extra/listing"), b"a.txt");
+    assert_eq!(debugfs(&image, "cat /tree/a.txt"), b"a\n");
 }

@@ -212,3 +212,33 @@ fn a_persistent_workspace_story_runs_on_the_image_path() {
     let diff = json(&ok(home.run(&["workspace", "diff", &id, "--json"]), "diff"));
     assert_eq!(diff["files_changed"], 0, "{diff}");
 }
+
+#[test]
+fn a_cold_seeded_create_mounts_at_boot_and_keeps_a_later_baseline() {
+    let home = TestHome::new();
+    let seed = tempfile::tempdir().unwrap();
+    std::fs::write(seed.path().join("notes.txt"), "one\n").unwrap();
+    let id = home.create(&["--cold", "--seed-path", seed.path().to_str().unwrap()]);
+    let diff = json(&ok(home.run(&["workspace", "diff", &id, "--json"]), "diff"));
+    assert_eq!(diff["files_changed"], 0, "{diff}");
+    // A snapshot's baseline survives a power-off and a cold boot: the
+    // seed's own baseline is copied in only on the first mount.
+    ok(home.sh(&id, "echo two > /workspace/notes.txt"), "change");
+    ok(
+        home.run(&["workspace", "snapshot", "create", &id, "two", "--disk-only"]),
+        "snapshot",
+    );
+    ok(
+        home.run(&["workspace", "reset", &id, "--snapshot", "two"]),
+        "reset",
+    );
+    ok(home.run(&["workspace", "stop", &id, "--power-off"]), "stop");
+    ok(home.run(&["workspace", "start", &id]), "start");
+    let output = ok(home.sh(&id, "cat /workspace/notes.txt"), "read");
+    assert_eq!(stdout(&output), "two\n");
+    let diff = json(&ok(home.run(&["workspace", "diff", &id, "--json"]), "diff"));
+    assert_eq!(
+        diff["files_changed"], 0,
+        "the baseline is still the snapshot: {diff}"
+    );
+}

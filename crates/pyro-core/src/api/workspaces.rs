@@ -14,11 +14,10 @@ use super::Pyro;
 use crate::host::template::Shape;
 use crate::supervisor::{launch, registry};
 use crate::workspace::hostgit::{self, RepoUrl, Trust};
-use crate::workspace::seed::{self, SeedSummary};
+use crate::workspace::seed::{self, SeedImage};
 use crate::workspace::store::{self, ResumePoint, WorkspaceRecord, WorkspaceState, WorkspaceStore};
 use crate::workspace::{
-    baseline, diff, events, transfer, Seed, WorkspaceError, CONSOLE, DISK, LOG, SEED_IMAGE,
-    TEMPLATE_DISK,
+    diff, events, transfer, Seed, WorkspaceError, CONSOLE, DISK, LOG, SEED_IMAGE, TEMPLATE_DISK,
 };
 
 /// What `workspace create` asks for.
@@ -188,37 +187,27 @@ impl Pyro {
             }
             None => None,
         };
-        let (image, summary, mut host_baseline) = match image {
-            Some((mut image, summary)) => {
-                let entries = std::mem::take(&mut image.report.entries);
-                let dir = seed_dir.as_deref().expect("an image has a seed");
-                // The diff baseline is built on the host meanwhile.
-                let build = baseline::HostBuild::start(dir, entries);
-                (Some(image.file), Some(summary), Some(build))
-            }
-            None => (None, None, None),
-        };
-        let record = self
-            .create_and_boot(request, checked, (image, summary), stage)
-            .await?;
-        // Frozen already: an unseeded warm create's baseline is its
-        // template's, whose guest holds the empty /workspace's diff baseline.
+        // Whether the guest must record the baseline: unseeded, or a seed
+        // whose image could not carry one.
+        let record_in_guest = image.as_ref().is_none_or(|image| !image.baseline);
+        let record = self.create_and_boot(request, checked, image, stage).await?;
+        // Frozen already: a warm create's baseline is its template's layer
+        // (the seed's diff baseline comes with the seed disk; an unseeded
+        // template's guest holds the empty /workspace's).
         let baseline_held = record.baseline_layer.is_some();
         let prepared = async {
+            if baseline_held {
+                return Ok(());
+            }
             // The supervisor put the seed under /workspace before it
             // answered.
             let guest = self.connect_workspace(&record.id).await?;
             // The baseline: for diff inside the guest, for reset on disk.
             stage("recording baseline");
-            match host_baseline.take() {
-                Some(build) => baseline::record_from_seed(&guest, build).await?,
-                None if baseline_held => {}
-                None => diff::record_baseline(&guest).await?,
+            if record_in_guest {
+                diff::record_baseline(&guest).await?;
             }
-            match baseline_held {
-                true => Ok(()),
-                false => self.take_baseline(&self.store()?, &record.id).await,
-            }
+            self.take_baseline(&self.store()?, &record.id).await
         }
         .await;
         if let Err(error) = prepared {
@@ -288,10 +277,12 @@ impl Pyro {
         &self,
         request: &CreateRequest,
         checked: CheckedCreate,
-        (seed_image, seed_summary): (Option<tempfile::TempPath>, Option<SeedSummary>),
+        seed: Option<SeedImage>,
         stage: &mut (dyn FnMut(&str) + Send),
     ) -> Result<WorkspaceRecord, Error> {
-        let seeded = seed_image.is_some();
+        // The state right after create is the template's when the guest
+        // records nothing: unseeded, or seeded with the baseline on the disk.
+        let baseline_is_template = seed.as_ref().is_none_or(|seed| seed.baseline);
         let CheckedCreate {
             secret_values,
             network,
@@ -334,13 +325,13 @@ impl Pyro {
             last_boot: None,
             host_memory: None,
             seed_slot: true,
-            seed: seed_summary,
+            seed: seed.as_ref().map(|seed| seed.summary.clone()),
         };
         let dir = store.create(&record)?;
         let created = async {
-            if let Some(image) = seed_image {
+            if let Some(seed) = seed {
                 let to = dir.join(SEED_IMAGE);
-                image.persist(&to).map_err(|error| WorkspaceError::Io {
+                seed.file.persist(&to).map_err(|error| WorkspaceError::Io {
                     path: to,
                     source: error.error,
                 })?;
@@ -369,9 +360,9 @@ impl Pyro {
                 ),
             }
             .map_err(WorkspaceError::Disk)?;
-            // Unseeded, the state right after create is the template's: its
-            // (empty) layer is frozen as the baseline before the VM starts.
-            if template.is_some() && !seeded {
+            // Then the template's layer is frozen as the baseline before
+            // the VM starts.
+            if template.is_some() && baseline_is_template {
                 self.take_baseline(&store, &id).await?;
             }
             let record = store.update(&id, |record| {

@@ -38,8 +38,6 @@ pub(crate) struct Prepare<'a> {
 /// The size of every VM's seed disk slot, and so the largest seed image: the
 /// root disk's size.
 pub(crate) const SEED_SLOT_BYTES: u64 = pyro_env::rootfs::VIRTUAL_SIZE;
-/// The seed slot's device in the guest (the disk after the root disk).
-pub(crate) const SEED_DEVICE: &str = "/dev/vdb";
 
 /// A seed slot with no seed in it.
 pub(crate) fn empty_seed_slot() -> SeedDisk {
@@ -109,7 +107,8 @@ impl Machine {
             super::network::add_nic(&mut spec);
         }
         if seed.is_some() {
-            spec.extra_cmdline.push(format!("pyro.seed={SEED_DEVICE}"));
+            let device = pyro_protocol::seed::DEVICE;
+            spec.extra_cmdline.push(format!("pyro.seed={device}"));
         }
         spec.seed_disk = seed;
         spec

@@ -9,12 +9,14 @@
 use std::path::Path;
 
 use pyro_transfer::{ImageOptions, ImageReport};
+
+use super::baseline;
 use serde::Serialize;
 
 use super::diff::run_script;
 use super::transfer::TransferError;
 use crate::host::guest::Guest;
-use crate::host::template::{SEED_DEVICE, SEED_SLOT_BYTES};
+use crate::host::template::SEED_SLOT_BYTES;
 
 /// Named paths a [`SeedSummary`] keeps of each kind.
 const NAMES_KEPT: usize = 20;
@@ -22,7 +24,9 @@ const NAMES_KEPT: usize = 20;
 /// A seed image made and not yet in its workspace (deleted if dropped).
 pub(crate) struct SeedImage {
     pub(crate) file: tempfile::TempPath,
-    pub(crate) report: ImageReport,
+    pub(crate) summary: SeedSummary,
+    /// It carries the diff baseline (else the guest must record one).
+    pub(crate) baseline: bool,
 }
 
 /// What a seed put in /workspace and what it left out: the create's
@@ -84,7 +88,7 @@ pub(crate) async fn build_image(
     dir: &Path,
     exclude: &[String],
     scratch: &Path,
-) -> Result<(SeedImage, SeedSummary), TransferError> {
+) -> Result<SeedImage, TransferError> {
     let started = std::time::Instant::now();
     remove_strays(scratch);
     let file = tempfile::Builder::new()
@@ -108,14 +112,24 @@ pub(crate) async fn build_image(
     let built = tokio::task::spawn_blocking(move || {
         // build_image makes the file itself.
         let _ = std::fs::remove_file(&file);
-        let report = pyro_transfer::build_image(&dir, &file, &options);
-        report.map(|report| (file, report))
+        let mut with_baseline = false;
+        let report = pyro_transfer::build_image(&dir, &file, &options, |entries| {
+            let extras = baseline::extras(&dir, entries);
+            with_baseline = !extras.is_empty();
+            extras
+        });
+        report.map(|report| (file, report, with_baseline))
     })
     .await
     .map_err(|_| TransferError::Image("the image builder panicked".into()))?;
-    let (file, report) = built.map_err(|error| TransferError::Image(error.to_string()))?;
+    let (file, report, baseline) =
+        built.map_err(|error| TransferError::Image(error.to_string()))?;
     let summary = SeedSummary::of(&report, started.elapsed().as_millis() as u64);
-    Ok((SeedImage { file, report }, summary))
+    Ok(SeedImage {
+        file,
+        summary,
+        baseline,
+    })
 }
 
 /// Removes images a create killed while imaging left in `scratch`.
@@ -138,11 +152,11 @@ fn remove_strays(scratch: &Path) {
 }
 
 /// Puts the seed disk under `/workspace` in a guest restored from a warm
-/// template (whose boot saw an empty slot); a booted guest's agent did so
-/// already, and says so.
+/// template (whose boot saw an empty slot), copying its baseline into
+/// place; a booted guest's agent did so already, and says so.
 pub(crate) async fn mount(guest: &Guest) -> Result<(), TransferError> {
     let script = r#"exec /proc/1/exe --mount-seed "$1""#;
-    let output = run_script(guest, script, &[SEED_DEVICE.to_string()])
+    let output = run_script(guest, script, &[pyro_protocol::seed::DEVICE.to_string()])
         .await
         .map_err(|error| TransferError::SeedMount(error.to_string()))?;
     match output.status {

@@ -62,6 +62,18 @@ pub struct SeedEntry {
     pub mtime: (i64, u32),
 }
 
+/// A small file for the image's `extra/` directory (see
+/// `pyro_protocol::seed`), given in memory.
+#[derive(Debug, Clone)]
+pub struct ExtraFile {
+    /// Relative to `extra/`, `/`-separated.
+    pub path: Vec<u8>,
+    pub data: Vec<u8>,
+    /// Permission bits.
+    pub mode: u16,
+    pub mtime: (i64, u32),
+}
+
 /// What an image holds and what was left out.
 #[derive(Debug, Clone, Default)]
 pub struct ImageReport {
@@ -115,12 +127,14 @@ pub enum ImageError {
 }
 
 /// Builds the image of directory `root` at `output`, a new file of
-/// `max_bytes` (sparse past [`ImageReport::image_bytes`]). On error the
-/// file is removed.
+/// `max_bytes` (sparse past [`ImageReport::image_bytes`]): the tree under
+/// `tree/`, and under `extra/` the files `extras` makes from the manifest
+/// once every file is copied. On error the file is removed.
 pub fn build_image(
     root: &Path,
     output: &Path,
     options: &ImageOptions,
+    extras: impl FnOnce(&[SeedEntry]) -> Vec<ExtraFile>,
 ) -> Result<ImageReport, ImageError> {
     let (top, mut tree) = walk::walk(root, options, MAX_INODES)?;
     let limit = options.max_bytes.min(MAX_IMAGE_BYTES);
@@ -134,7 +148,13 @@ pub fn build_image(
         .open(output)
         .map_err(|source| ext4::write_error(output, source))?;
     let blocks = ext4::Blocks::new(file, output, limit / ext4::BLOCK, needed)?;
-    let result = write(root, &mut tree, copy::Copier::new(top), blocks, limit);
+    let result = write(
+        root,
+        &mut tree,
+        (copy::Copier::new(top), blocks),
+        limit,
+        extras,
+    );
     if result.is_err() {
         let _ = std::fs::remove_file(output);
     }
@@ -147,9 +167,9 @@ const MAX_INODES: u64 = ext4::MAX_GROUPS * ext4::BLOCKS_PER_GROUP;
 fn write(
     root: &Path,
     tree: &mut walk::Tree,
-    mut copier: copy::Copier,
-    mut blocks: ext4::Blocks,
+    (mut copier, mut blocks): (copy::Copier, ext4::Blocks),
     limit: u64,
+    extras: impl FnOnce(&[SeedEntry]) -> Vec<ExtraFile>,
 ) -> Result<ImageReport, ImageError> {
     let mut report = ImageReport {
         excluded: tree.excluded,
@@ -159,45 +179,24 @@ fn write(
         changed: std::mem::take(&mut tree.vanished),
         ..ImageReport::default()
     };
-    // Contents first, each inode's placement kept for its table entry.
+    // Contents first, each inode's placement kept for its table entry;
+    // then the extra files, made from the manifest.
     let mut placed: Vec<Placed> = Vec::with_capacity(tree.inodes.len() + 1);
     let mut blobs = vec![[0u8; 20]; tree.inodes.len()];
+    let mut placer = Placer {
+        root,
+        copier: &mut copier,
+        blocks: &mut blocks,
+        report: &mut report,
+        blobs: &mut blobs,
+    };
     for ino in tree.numbers() {
-        let inode = tree.get(ino);
-        let place = match &inode.content {
-            Content::Dir { .. } => Placed::Extents(Vec::new(), Vec::new()),
-            Content::File {
-                dir,
-                name,
-                size,
-                sparse,
-                ..
-            } => {
-                let source = copy::Source {
-                    dir: *dir,
-                    dir_path: &tree.dirs[*dir as usize],
-                    name,
-                    shown: walk::file_path(root, tree, *dir, name),
-                };
-                let copied = copier.copy(&source, *size, *sparse, &mut blocks)?;
-                if copied.changed && report.changed.len() < walk::NAMES_KEPT {
-                    report.changed.push(source.shown.display().to_string());
-                }
-                report.files += 1;
-                report.bytes += size;
-                blobs[(ino - FIRST_INODE) as usize] = copied.blob;
-                Placed::Extents(copied.extents, Vec::new())
-            }
-            Content::Symlink { target } => {
-                report.symlinks += 1;
-                blobs[(ino - FIRST_INODE) as usize] = blob_of(target);
-                match target.len() < ext4::FAST_SYMLINK {
-                    true => Placed::FastSymlink,
-                    false => Placed::Symlink(blocks.append(target)?),
-                }
-            }
-        };
-        placed.push(place);
+        placed.push(placer.place(tree, ino)?);
+    }
+    let manifest = entries(tree, placer.blobs);
+    walk::add_extras(tree, extras(&manifest));
+    for ino in tree.numbers().skip(placed.len()) {
+        placed.push(placer.place(tree, ino)?);
     }
     // Directories, then the extent leaves of what has many runs.
     for (index, ino) in tree.numbers().enumerate() {
@@ -248,8 +247,65 @@ fn write(
         .and_then(|()| file.sync_all())
         .map_err(write_error)?;
     report.image_bytes = geometry.used * ext4::BLOCK;
-    report.entries = entries(tree, &blobs);
+    report.entries = manifest;
     Ok(report)
+}
+
+/// What placing an inode's content uses.
+struct Placer<'a> {
+    root: &'a Path,
+    copier: &'a mut copy::Copier,
+    blocks: &'a mut ext4::Blocks,
+    report: &'a mut ImageReport,
+    blobs: &'a mut Vec<[u8; 20]>,
+}
+
+impl Placer<'_> {
+    /// Writes inode `ino`'s content (a directory's comes later).
+    fn place(&mut self, tree: &walk::Tree, ino: u32) -> Result<Placed, ImageError> {
+        Ok(match &tree.get(ino).content {
+            Content::Dir { .. } => Placed::Extents(Vec::new(), Vec::new()),
+            Content::File {
+                dir,
+                name,
+                size,
+                sparse,
+                ..
+            } => {
+                let source = copy::Source {
+                    dir: *dir,
+                    dir_path: &tree.dirs[*dir as usize],
+                    name,
+                    shown: walk::file_path(self.root, tree, *dir, name),
+                };
+                let copied = self.copier.copy(&source, *size, *sparse, self.blocks)?;
+                if copied.changed && self.report.changed.len() < walk::NAMES_KEPT {
+                    self.report.changed.push(source.shown.display().to_string());
+                }
+                self.report.files += 1;
+                self.report.bytes += size;
+                self.blobs[(ino - FIRST_INODE) as usize] = copied.blob;
+                Placed::Extents(copied.extents, Vec::new())
+            }
+            Content::Symlink { target } => {
+                self.report.symlinks += 1;
+                self.blobs[(ino - FIRST_INODE) as usize] = blob_of(target);
+                match target.len() < ext4::FAST_SYMLINK {
+                    true => Placed::FastSymlink,
+                    false => Placed::Symlink(self.blocks.append(target)?),
+                }
+            }
+            Content::Data(data) => {
+                let mut extents = Vec::new();
+                if !data.is_empty() {
+                    let first = self.blocks.append(data)?;
+                    let len = (data.len() as u64).div_ceil(ext4::BLOCK);
+                    ext4::push_extent(&mut extents, 0, len, first);
+                }
+                Placed::Extents(extents, Vec::new())
+            }
+        })
+    }
 }
 
 /// Where an inode's blocks went: a directory's or file's extents (and
@@ -298,6 +354,12 @@ fn write_tables(
                         links: inode.links,
                     }
                 }
+                (Placed::Extents(extents, leaves), Content::Data(data)) => ext4::Shape::File {
+                    size: data.len() as u64,
+                    extents,
+                    leaves,
+                    links: inode.links,
+                },
                 (Placed::FastSymlink, Content::Symlink { target }) => {
                     ext4::Shape::FastSymlink { target }
                 }
@@ -340,6 +402,7 @@ fn estimate_blocks(tree: &walk::Tree) -> u64 {
                 data + leaves
             }
             Content::Symlink { target } => u64::from(target.len() >= ext4::FAST_SYMLINK),
+            Content::Data(data) => (data.len() as u64).div_ceil(ext4::BLOCK),
             Content::Dir { entries, .. } => {
                 let bytes: usize = entries
                     .iter()
@@ -366,7 +429,9 @@ fn entries(tree: &walk::Tree, blobs: &[[u8; 20]]) -> Vec<SeedEntry> {
                     _ => (0o100755, *size),
                 },
                 Content::Symlink { target } => (0o120000, target.len() as u64),
-                Content::Dir { .. } => unreachable!("directories have no name entry"),
+                Content::Dir { .. } | Content::Data(_) => {
+                    unreachable!("only files and symlinks of the tree are named")
+                }
             };
             SeedEntry {
                 path: path.clone(),

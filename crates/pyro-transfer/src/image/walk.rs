@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
-use super::{ImageError, ImageOptions, IGNORE_FILE};
+use pyro_protocol::seed::{EXTRA, TREE};
+
+use super::{ExtraFile, ImageError, ImageOptions, IGNORE_FILE};
 use crate::dirfd::Dir;
 
 /// The root directory's inode; others count up from [`FIRST_INODE`].
@@ -51,6 +53,8 @@ pub(super) enum Content {
     Symlink {
         target: Vec<u8>,
     },
+    /// A small file given in memory (an [`ExtraFile`]).
+    Data(Vec<u8>),
 }
 
 /// One inode of the image.
@@ -136,13 +140,24 @@ pub(super) fn walk(
         .as_file()
         .metadata()
         .map_err(|source| read_error(root, source))?;
+    // The filesystem's root holds the seed's root as `tree/` (and, later,
+    // `extra/`): see `pyro_protocol::seed`.
+    let seed_root = dir_inode(
+        (meta.permissions().mode() & 0o777) as u16,
+        mtime_of_meta(&meta),
+        ROOT_INODE,
+    );
+    let mut root_inode = dir_inode(0o755, mtime_of_meta(&meta), ROOT_INODE);
+    if let Content::Dir {
+        entries, subdirs, ..
+    } = &mut root_inode.content
+    {
+        entries.push((TREE.as_bytes().to_vec(), FIRST_INODE, FT_DIR));
+        *subdirs = 1;
+    }
     let mut tree = Tree {
-        root: dir_inode(
-            (meta.permissions().mode() & 0o777) as u16,
-            mtime_of_meta(&meta),
-            ROOT_INODE,
-        ),
-        inodes: Vec::new(),
+        root: root_inode,
+        inodes: vec![seed_root],
         dirs: vec![PathBuf::new()],
         names: Vec::new(),
         excluded: 0,
@@ -153,7 +168,7 @@ pub(super) fn walk(
     };
     let mut hard_links: HashMap<(u64, u64), u32> = HashMap::new();
     // Directories still to read: (inode, index in `tree.dirs`).
-    let mut pending = vec![(ROOT_INODE, 0u32)];
+    let mut pending = vec![(FIRST_INODE, 0u32)];
     while let Some((dir_ino, dir_index)) = pending.pop() {
         let dir_relative = tree.dirs[dir_index as usize].clone();
         let here = root.join(&dir_relative);
@@ -278,6 +293,73 @@ pub(super) fn walk(
         }
     }
     Ok((top, tree))
+}
+
+/// Adds `files` under `extra/` at the filesystem's root, with the
+/// directories their paths name. Their names are not in [`Tree::names`].
+pub(super) fn add_extras(tree: &mut Tree, files: Vec<ExtraFile>) {
+    if files.is_empty() {
+        return;
+    }
+    let mut dirs: HashMap<Vec<u8>, u32> = HashMap::new();
+    let extra = add_child(
+        tree,
+        ROOT_INODE,
+        EXTRA.as_bytes(),
+        dir_inode(0o755, (0, 0), ROOT_INODE),
+    );
+    dirs.insert(Vec::new(), extra);
+    for file in files {
+        let mut parent = extra;
+        let mut at = Vec::new();
+        let parts: Vec<&[u8]> = file
+            .path
+            .split(|&b| b == b'/')
+            .filter(|p| !p.is_empty())
+            .collect();
+        let Some((name, parents)) = parts.split_last() else {
+            continue;
+        };
+        for part in parents {
+            at.extend_from_slice(b"/");
+            at.extend_from_slice(part);
+            parent = match dirs.get(&at) {
+                Some(&ino) => ino,
+                None => {
+                    let ino = add_child(tree, parent, part, dir_inode(0o755, (0, 0), parent));
+                    dirs.insert(at.clone(), ino);
+                    ino
+                }
+            };
+        }
+        let inode = Inode {
+            content: Content::Data(file.data),
+            perm: file.mode & 0o777,
+            mtime: file.mtime,
+            links: 1,
+        };
+        add_child(tree, parent, name, inode);
+    }
+}
+
+/// Adds `inode` to the tree as `name` in directory `parent`; its number.
+fn add_child(tree: &mut Tree, parent: u32, name: &[u8], inode: Inode) -> u32 {
+    let ino = FIRST_INODE + tree.inodes.len() as u32;
+    let file_type = match inode.content {
+        Content::Dir { .. } => FT_DIR,
+        _ => FT_FILE,
+    };
+    tree.inodes.push(inode);
+    if let Content::Dir {
+        entries, subdirs, ..
+    } = &mut tree.get_mut(parent).content
+    {
+        // Kept sorted, as the walk keeps every directory.
+        let at = entries.partition_point(|(existing, _, _)| existing.as_slice() < name);
+        entries.insert(at, (name.to_vec(), ino, file_type));
+        *subdirs += u32::from(file_type == FT_DIR);
+    }
+    ino
 }
 
 /// Whether an error means the entry is no longer what the walk saw: gone,

@@ -8,33 +8,31 @@
 //! own git, hardened ([`hostgit`]), decides which paths the tree's
 //! `.gitignore` files leave out (`ls-files -o --exclude-standard`) and
 //! writes the trees and the commit. The blobs are not copied anywhere: their
-//! content is the seed disk's, which the guest mounts read-only at
+//! content is the seed disk's tree, which the guest mounts read-only under
 //! `/var/lib/pyro/seed`, and a diff hashes the few it needs from there (see
-//! `DIFF_SCRIPT` in `diff.rs`). The guest receives a small tar: the trees'
-//! pack and the index.
+//! `DIFF_SCRIPT` in `diff.rs`). The trees' pack and the index go on the
+//! seed disk itself (its `extra/`), and the guest agent copies them into
+//! `/var/lib/pyro` when it first mounts the disk: a seeded create writes
+//! nothing to the root disk, so a warm one's baseline is its template's
+//! layer, frozen before the VM starts, as an unseeded one's is.
 //!
 //! The baseline repository is configured with `core.checkStat=minimal` and
 //! `core.trustctime=false`, so the guest's git trusts an entry whose size
 //! and whole-second mtime match (the image keeps both) and hashes only
 //! files that changed.
 //!
-//! Anything unexpected (no git on the host, a guest that cannot read the
-//! result) falls back to recording in the guest; `create` never fails for
-//! want of this shortcut.
+//! Anything unexpected (no git on the host, a `.gitattributes` whose
+//! filters change blobs) falls back to recording in the guest; `create`
+//! never fails for want of this shortcut.
 
 mod index;
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use pyro_transfer::SeedEntry;
+use pyro_transfer::{ExtraFile, SeedEntry};
 
-use super::diff::{self, run_script, NO_GIT_EXIT, PREAMBLE};
-use super::{hostgit, transfer};
-use crate::host::guest::Guest;
-
-/// Where the guest keeps the baseline (see `PREAMBLE` in `diff.rs`).
-const GUEST_DIR: &str = "/var/lib/pyro";
+use super::hostgit;
 
 /// Configuration of the baseline repository, host-built or not.
 const CONFIG: &str = "[core]
@@ -54,31 +52,44 @@ const CONFIG: &str = "[core]
 \taddEmbeddedRepo = false
 ";
 
-/// A baseline being built on the host from the seed's manifest, on a
-/// thread of its own, while the VM boots.
-pub(crate) struct HostBuild(std::thread::JoinHandle<Result<tempfile::TempDir, String>>);
-
-impl HostBuild {
-    pub(crate) fn start(seed: &Path, entries: Vec<SeedEntry>) -> Self {
-        let seed = seed.to_path_buf();
-        HostBuild(std::thread::spawn(move || build_on_host(&seed, &entries)))
-    }
+/// The seed's diff baseline as files for the seed disk's `extra/`
+/// (`baseline.git/…`, `baseline.index`, an empty `baseline.warnings`),
+/// built from the image's manifest. None when the host cannot build it
+/// (no git, a `.gitattributes`): the guest then records the baseline.
+pub(crate) fn extras(seed: &Path, entries: &[SeedEntry]) -> Vec<ExtraFile> {
+    let built = build_on_host(seed, entries).and_then(|staging| {
+        std::fs::write(staging.path().join("baseline.warnings"), "").map_err(|e| e.to_string())?;
+        read_files(staging.path(), &mut Vec::new()).map_err(|e| e.to_string())
+    });
+    built.unwrap_or_default()
 }
 
-/// Records `/workspace`, just seeded from the seed `build` was started on,
-/// as the diff baseline.
-pub(crate) async fn record_from_seed(
-    guest: &Guest,
-    build: HostBuild,
-) -> Result<(), diff::DiffError> {
-    let built = tokio::task::spawn_blocking(move || build.0.join()).await;
-    if let Ok(Ok(Ok(staging))) = built {
-        if install(guest, staging.path()).await {
-            return Ok(());
+/// Every file under `dir`, as extra files named relative to it.
+fn read_files(dir: &Path, prefix: &mut Vec<u8>) -> std::io::Result<Vec<ExtraFile>> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        let len = prefix.len();
+        if !prefix.is_empty() {
+            prefix.push(b'/');
         }
+        prefix.extend_from_slice(entry.file_name().as_bytes());
+        if meta.is_dir() {
+            files.extend(read_files(&entry.path(), prefix)?);
+        } else {
+            files.push(ExtraFile {
+                path: prefix.clone(),
+                data: std::fs::read(entry.path())?,
+                mode: (meta.permissions().mode() & 0o777) as u16,
+                mtime: (meta.mtime(), meta.mtime_nsec() as u32),
+            });
+        }
+        prefix.truncate(len);
     }
-    // The slow way always works where diff works at all.
-    diff::record_baseline(guest).await
+    Ok(files)
 }
 
 /// Builds `baseline.git` (the trees and the commit, in one pack) and
@@ -213,40 +224,4 @@ fn nested_commit(seed: &Path, repo: &[u8]) -> Option<[u8; 20]> {
         *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
     }
     (hex.len() == 40).then_some(id)
-}
-
-/// Puts the staged baseline in the guest and checks the guest's git reads
-/// it; false when anything fails (the caller records in the guest).
-async fn install(guest: &Guest, staging: &Path) -> bool {
-    // A warm template's guest holds the empty /workspace's baseline: the
-    // staged one replaces it whole, no stale objects left beside its pack.
-    let cleanup = "rm -rf /var/lib/pyro/baseline.git /var/lib/pyro/baseline.index";
-    if !matches!(run_script(guest, cleanup, &[]).await, Ok(output) if output.status == 0) {
-        return false;
-    }
-    if transfer::push_tree_into(guest, staging, GUEST_DIR)
-        .await
-        .is_err()
-    {
-        return false;
-    }
-    let check = [
-        PREAMBLE,
-        r#"git rev-parse -q --verify 'refs/pyro/baseline^{tree}' >/dev/null
-GIT_INDEX_FILE="$B.index" git ls-files --stage >/dev/null
-"#,
-    ]
-    .concat();
-    match run_script(guest, &check, &[])
-        .await
-        .map(|output| output.status)
-    {
-        // No git in the guest: diff will say so; the baseline is in place
-        // for an environment that gains git later.
-        Ok(0 | NO_GIT_EXIT) => true,
-        _ => {
-            let _ = run_script(guest, cleanup, &[]).await;
-            false
-        }
-    }
 }

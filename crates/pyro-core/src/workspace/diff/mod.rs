@@ -158,7 +158,7 @@ export GIT_ALTERNATE_OBJECT_DIRECTORIES="$GIT_DIR/objects"
 add_all "$T/messages"
 # A seeded baseline's blobs are the seed disk's files, not objects (see
 # baseline/mod.rs): hash the ones this diff compares from there.
-S=/var/lib/pyro/seed
+S=/var/lib/pyro/seed/tree
 git diff --cached --no-renames --name-only -z --diff-filter=DMT refs/pyro/baseline \
   >"$T/old" 2>>"$T/messages" || { cat "$T/messages" >&2; exit 1; }
 if [ -s "$T/old" ] && [ -d "$S" ]; then
