@@ -9,10 +9,10 @@
 //!
 //! The disk holds the tree under `tree/` and, under `extra/`, the seed's
 //! diff baseline (`pyro_protocol::seed`). The first time a root disk has
-//! the seed mounted (its overlay's upper layer does not exist yet), those
-//! files are copied into `/var/lib/pyro`, replacing what is there; later
-//! mounts of the same lineage leave them, since a reset or a snapshot may
-//! have moved the baseline on since.
+//! the seed mounted (no [`COPIED`] marker yet), those files are copied into
+//! `/var/lib/pyro`, replacing what is there, synced, and only then marked;
+//! later mounts of the same lineage leave them, since a reset or a snapshot
+//! may have moved the baseline on since.
 //!
 //! A VM without a seed has an empty slot there (zeros, no superblock): then
 //! nothing is mounted. The agent mounts at boot when `pyro.seed=` names the
@@ -34,6 +34,8 @@ const STATE: &str = "/var/lib/pyro";
 /// The overlay's upper layer and work directory, on the root disk.
 const UPPER: &str = "/var/lib/pyro/overlay/upper";
 const WORK: &str = "/var/lib/pyro/overlay/work";
+/// Written once `extra/` is copied and on disk.
+const COPIED: &str = "/var/lib/pyro/overlay/extra-copied";
 const WORKSPACE: &str = "/workspace";
 /// ext4's magic number, at byte 1080 of the device.
 const EXT4_MAGIC: [u8; 2] = [0x53, 0xEF];
@@ -67,7 +69,7 @@ pub fn mount_seed(device: &str) -> io::Result<Mounted> {
     if magic != EXT4_MAGIC {
         return Ok(Mounted::NoSeed);
     }
-    let first = !Path::new(UPPER).exists();
+    let first = !Path::new(COPIED).exists();
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
@@ -83,15 +85,20 @@ pub fn mount_seed(device: &str) -> io::Result<Mounted> {
         )?;
     }
     let lower = format!("{DISK}/{}", pyro_protocol::seed::TREE);
-    if first {
-        copy_extras(&Path::new(DISK).join(pyro_protocol::seed::EXTRA))?;
-    }
     for dir in [UPPER, WORK, WORKSPACE] {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
             .create(dir)
             .context(|| format!("mkdir {dir}"))?;
+    }
+    if first {
+        copy_extras(&Path::new(DISK).join(pyro_protocol::seed::EXTRA))?;
+        // The copies reach the disk before the marker says they did: a
+        // crash in between copies again at the next mount.
+        // SAFETY: sync takes no arguments and cannot fail.
+        unsafe { libc::sync() };
+        fs::write(COPIED, b"").context(|| format!("write {COPIED}"))?;
     }
     let options = format!("lowerdir={lower},upperdir={UPPER},workdir={WORK},redirect_dir=on");
     mount("overlay", WORKSPACE, Some("overlay"), 0, Some(&options))?;

@@ -214,6 +214,9 @@ impl Dir {
             unsafe { libc::close(fd) };
             return Err(err);
         }
+        // A duplicate shares the read position: start from the top.
+        // SAFETY: `stream` is a live directory stream.
+        unsafe { libc::rewinddir(stream) };
         let mut names = Vec::new();
         let result = loop {
             // SAFETY: errno is thread-local; reset so end-of-stream and an

@@ -114,6 +114,18 @@ fn seeds_that_cannot_be_read_or_do_not_fit_fail_before_boot() {
         big.path().to_str().unwrap(),
     ]);
     refused(output, "a workspace holds at most");
+    // A bad name is refused before the seed is even walked.
+    let output = home.run(&[
+        "workspace",
+        "create",
+        ENV,
+        "--name",
+        "bad/name",
+        "--seed-path",
+        big.path().to_str().unwrap(),
+    ]);
+    let err = refused(output, "bad/name");
+    assert!(!err.contains("holds at most"), "{err}");
     let output = home.run(&["workspace", "create", ENV, "--exclude", "target/"]);
     refused(output, "give a seed path or a repository URL too");
     assert!(stdout(&home.run(&["workspace", "list"])).contains("no workspaces"));

@@ -256,10 +256,13 @@ impl Pyro {
         }
     }
 
-    /// What a create checks before it does anything: the size, the
-    /// secrets, the network and the environment.
+    /// What a create checks before it does anything: the size, the name,
+    /// the secrets, the network and the environment.
     fn check_create(&self, request: &CreateRequest) -> Result<CheckedCreate, Error> {
         params::validate_size(request.cpus, request.memory_mib)?;
+        if let Some(name) = &request.name {
+            self.store()?.check_new_name(name)?;
+        }
         let secret_values = super::secrets::read_inputs(&request.secrets)?;
         let network = request.network.check()?;
         self.check_port_addresses(&network.ports)?;

@@ -136,8 +136,11 @@ pub fn build_image(
     options: &ImageOptions,
     extras: impl FnOnce(&[SeedEntry]) -> Vec<ExtraFile>,
 ) -> Result<ImageReport, ImageError> {
-    let (top, mut tree) = walk::walk(root, options, MAX_INODES)?;
     let limit = options.max_bytes.min(MAX_IMAGE_BYTES);
+    // The inodes the groups of `limit` bytes hold, less room for the extras.
+    let groups = (limit / (ext4::BLOCKS_PER_GROUP * ext4::BLOCK)).max(1);
+    let max_inodes = groups * ext4::BLOCKS_PER_GROUP - EXTRA_INODES;
+    let (top, mut tree) = walk::walk(root, options, max_inodes)?;
     let needed = estimate_blocks(&tree) * ext4::BLOCK;
     if needed > limit {
         return Err(ImageError::TooLarge { needed, limit });
@@ -161,8 +164,8 @@ pub fn build_image(
     result
 }
 
-/// Inode numbers an image may use (its groups' inode bitmaps).
-const MAX_INODES: u64 = ext4::MAX_GROUPS * ext4::BLOCKS_PER_GROUP;
+/// Inodes kept for the extra files (a baseline's few dozen).
+const EXTRA_INODES: u64 = 4096;
 
 fn write(
     root: &Path,
@@ -172,6 +175,7 @@ fn write(
     extras: impl FnOnce(&[SeedEntry]) -> Vec<ExtraFile>,
 ) -> Result<ImageReport, ImageError> {
     let mut report = ImageReport {
+        dirs: tree.dirs.len() as u64,
         excluded: tree.excluded,
         excluded_bytes: tree.excluded_bytes,
         skipped: tree.skipped_count,
@@ -204,7 +208,6 @@ fn write(
             entries, parent, ..
         } = &tree.get(ino).content
         {
-            report.dirs += 1;
             let data = ext4::directory(ino, *parent, entries);
             let first = blocks.append(&data)?;
             let mut extents = Vec::new();

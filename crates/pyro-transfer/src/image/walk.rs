@@ -125,7 +125,6 @@ pub(super) fn walk(
     options: &ImageOptions,
     max_inodes: u64,
 ) -> Result<(Dir, Tree), ImageError> {
-    let ignore = matcher(root, options)?;
     let real = std::fs::canonicalize(root).map_err(|source| read_error(root, source))?;
     let top = match Dir::open(&real) {
         Ok(dir) => dir,
@@ -140,6 +139,7 @@ pub(super) fn walk(
         .as_file()
         .metadata()
         .map_err(|source| read_error(root, source))?;
+    let ignore = matcher(root, &top, options)?;
     // The filesystem's root holds the seed's root as `tree/` (and, later,
     // `extra/`): see `pyro_protocol::seed`.
     let seed_root = dir_inode(
@@ -297,10 +297,12 @@ pub(super) fn walk(
 
 /// Adds `files` under `extra/` at the filesystem's root, with the
 /// directories their paths name. Their names are not in [`Tree::names`].
-pub(super) fn add_extras(tree: &mut Tree, files: Vec<ExtraFile>) {
+pub(super) fn add_extras(tree: &mut Tree, mut files: Vec<ExtraFile>) {
     if files.is_empty() {
         return;
     }
+    // Room was kept for a few thousand (`EXTRA_INODES`), directories too.
+    files.truncate(2048);
     let mut dirs: HashMap<Vec<u8>, u32> = HashMap::new();
     let extra = add_child(
         tree,
@@ -382,16 +384,26 @@ pub(super) const FT_DIR: u8 = 2;
 pub(super) const FT_SYMLINK: u8 = 7;
 
 /// The exclude patterns and the root's ignore file, both gitignore syntax.
-fn matcher(root: &Path, options: &ImageOptions) -> Result<Gitignore, ImageError> {
+fn matcher(root: &Path, top: &Dir, options: &ImageOptions) -> Result<Gitignore, ImageError> {
     let mut builder = GitignoreBuilder::new(root);
     let ignore_file = root.join(IGNORE_FILE);
-    if options.use_ignore_file && ignore_file.is_file() {
-        if let Some(error) = builder.add(&ignore_file) {
-            return Err(ImageError::BadPattern {
+    // Read through the root's handle, never through a symlink.
+    let text = match top.open_file(OsStr::new(IGNORE_FILE)) {
+        Ok(file) if options.use_ignore_file && file.metadata().is_ok_and(|m| m.is_file()) => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut &file, &mut text)
+                .map_err(|e| read_error(&ignore_file, e))?;
+            text
+        }
+        _ => String::new(),
+    };
+    for line in text.lines() {
+        builder
+            .add_line(Some(ignore_file.clone()), line)
+            .map_err(|error| ImageError::BadPattern {
                 origin: IGNORE_FILE.to_string(),
                 message: error.to_string(),
-            });
-        }
+            })?;
     }
     for pattern in &options.exclude {
         builder

@@ -285,15 +285,27 @@ impl WorkspaceStore {
         self.root.join(id)
     }
 
+    /// Fails if `name` is not a valid name or is taken. [`create`] checks
+    /// again under the names lock; callers check early to fail before slow
+    /// work.
+    ///
+    /// [`create`]: WorkspaceStore::create
+    pub fn check_new_name(&self, name: &str) -> Result<(), WorkspaceError> {
+        validate_name(name)?;
+        if self.list()?.iter().any(|r| r.name.as_deref() == Some(name)) {
+            return Err(WorkspaceError::NameTaken {
+                name: name.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Creates the directory and first record of a new workspace; fails if
     /// the name is taken.
     pub fn create(&self, record: &WorkspaceRecord) -> Result<PathBuf, WorkspaceError> {
         let _names = self.names_lock()?;
         if let Some(name) = &record.name {
-            validate_name(name)?;
-            if self.list()?.iter().any(|r| r.name.as_deref() == Some(name)) {
-                return Err(WorkspaceError::NameTaken { name: name.clone() });
-            }
+            self.check_new_name(name)?;
         }
         let dir = self.dir(&record.id);
         std::fs::create_dir(&dir).map_err(|source| WorkspaceError::Io {
