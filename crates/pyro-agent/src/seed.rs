@@ -124,7 +124,8 @@ fn copy_extras(extra: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Copies a file, or a directory of files, keeping permission bits.
+/// Copies a file, or a directory of files, keeping permission bits and a
+/// file's mtime (a git index's tells git which entries to recheck).
 fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     let meta = fs::symlink_metadata(from)?;
     if meta.is_dir() {
@@ -136,7 +137,9 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
         }
         Ok(())
     } else {
-        fs::copy(from, to).map(|_| ())
+        fs::copy(from, to)?;
+        let times = fs::FileTimes::new().set_modified(meta.modified()?);
+        fs::File::options().write(true).open(to)?.set_times(times)
     }
 }
 

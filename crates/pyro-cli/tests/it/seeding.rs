@@ -254,3 +254,38 @@ fn a_cold_seeded_create_mounts_at_boot_and_keeps_a_later_baseline() {
         "the baseline is still the snapshot: {diff}"
     );
 }
+
+/// A change that keeps a file's size and lands in the second of its seeded
+/// mtime must still show: git rechecks entries as new as the index (the
+/// baseline index carries the time its stat data were taken, and diff's
+/// scratch copy keeps it). Reproduced by a create under a second, before
+/// the fix. Run: `cargo test -p pyro-cli --test it -- seeding::same_second`.
+#[test]
+fn same_second_same_size_changes_still_show() {
+    let home = TestHome::new();
+    let seed = tempfile::tempdir().unwrap();
+    let file = seed.path().join("calc.py");
+    std::fs::write(&file, "return a - b\n").unwrap();
+    // The file's mtime: just after the walk will take its stat data.
+    let stamp = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(stamp)
+        .unwrap();
+    let id = home.create(&["--seed-path", seed.path().to_str().unwrap()]);
+    let seconds = stamp
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    while std::time::SystemTime::now() < stamp + std::time::Duration::from_secs(1) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Same size, and the mtime of the seed: only the content tells.
+    let script =
+        format!("cd /workspace && echo 'return a + b' > calc.py && touch -d @{seconds} calc.py");
+    ok(home.sh(&id, &script), "change");
+    let diff = json(&ok(home.run(&["workspace", "diff", &id, "--json"]), "diff"));
+    assert_eq!(diff["files_changed"], 1, "{diff}");
+}

@@ -113,8 +113,9 @@ pub(crate) async fn build_image(
         // build_image makes the file itself.
         let _ = std::fs::remove_file(&file);
         let mut with_baseline = false;
+        let walk_started = std::time::SystemTime::now();
         let report = pyro_transfer::build_image(&dir, &file, &options, |entries| {
-            let extras = baseline::extras(&dir, entries);
+            let extras = baseline::extras(&dir, entries, walk_started);
             with_baseline = !extras.is_empty();
             extras
         });

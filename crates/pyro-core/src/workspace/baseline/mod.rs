@@ -56,12 +56,31 @@ const CONFIG: &str = "[core]
 /// (`baseline.git/…`, `baseline.index`, an empty `baseline.warnings`),
 /// built from the image's manifest. None when the host cannot build it
 /// (no git, a `.gitattributes`): the guest then records the baseline.
-pub(crate) fn extras(seed: &Path, entries: &[SeedEntry]) -> Vec<ExtraFile> {
+///
+/// The index's mtime is `stat_taken` (whole seconds), when the walk took
+/// the stat data it holds: git rechecks the content of entries modified in
+/// that second or later (racily clean), so a change in the guest in the
+/// same second as a file's seeded mtime, keeping its size, is still seen.
+pub(crate) fn extras(
+    seed: &Path,
+    entries: &[SeedEntry],
+    stat_taken: std::time::SystemTime,
+) -> Vec<ExtraFile> {
     let built = build_on_host(seed, entries).and_then(|staging| {
         std::fs::write(staging.path().join("baseline.warnings"), "").map_err(|e| e.to_string())?;
         read_files(staging.path(), &mut Vec::new()).map_err(|e| e.to_string())
     });
-    built.unwrap_or_default()
+    let mut files = built.unwrap_or_default();
+    let taken = stat_taken
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    for file in &mut files {
+        if file.path == b"baseline.index" {
+            file.mtime = (taken, 0);
+        }
+    }
+    files
 }
 
 /// Every file under `dir`, as extra files named relative to it.

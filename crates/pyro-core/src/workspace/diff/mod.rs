@@ -123,7 +123,7 @@ const STASH_SCRIPT: &str = r#"
 [ -f "$GIT_DIR/HEAD" ] || exit 91
 export GIT_INDEX_FILE="$B.next.index"
 rm -f "$B.next.token"
-cp "$B.index" "$GIT_INDEX_FILE" 2>/dev/null || rm -f "$GIT_INDEX_FILE"
+cp -p "$B.index" "$GIT_INDEX_FILE" 2>/dev/null || rm -f "$GIT_INDEX_FILE"
 add_all "$B.next.warnings"
 commit=$(echo 'pyro baseline' | git commit-tree "$(git write-tree --missing-ok)")
 git update-ref refs/pyro/next "$commit"
@@ -151,7 +151,9 @@ const DIFF_SCRIPT: &str = r#"
 find /var/lib/pyro -maxdepth 1 -name 'diff.*' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
 T=$(mktemp -d /var/lib/pyro/diff.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-cp "$B.index" "$T/index"
+# -p: the copy keeps the index's mtime, which tells git which entries are
+# racily clean (changed in the second their stat data were taken).
+cp -p "$B.index" "$T/index"
 mkdir "$T/objects"
 export GIT_INDEX_FILE="$T/index" GIT_OBJECT_DIRECTORY="$T/objects"
 export GIT_ALTERNATE_OBJECT_DIRECTORIES="$GIT_DIR/objects"
