@@ -101,4 +101,4 @@ pub use workspace::store::SnapshotRecord;
 pub use workspace::store::{BootReport, RestoredSessions, ResumePoint};
 pub use workspace::summary::WorkspaceSummary;
 pub use workspace::transfer::{TransferError, TransferReport};
-pub use workspace::{Seed, WorkspaceError, WorkspaceRecord, WorkspaceState};
+pub use workspace::{Seed, SeedSummary, WorkspaceError, WorkspaceRecord, WorkspaceState};

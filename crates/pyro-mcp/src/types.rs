@@ -45,6 +45,8 @@ pub struct WorkspaceInfo {
     pub last_start: Option<String>,
     /// After this long without a tool call it is suspended (e.g. "15m").
     pub idle_timeout: Option<String>,
+    /// What the seed put in /workspace and what `exclude` and `.pyroignore` left out.
+    pub seed: Option<String>,
 }
 
 /// A host port forwarded into the guest.
@@ -105,6 +107,7 @@ impl From<WorkspaceRecord> for WorkspaceInfo {
             allow: record.network.allow.iter().map(|a| a.to_string()).collect(),
             ports: record.network.ports.iter().map(PortInfo::from).collect(),
             last_start: record.last_boot.as_ref().map(|b| b.line()),
+            seed: record.seed.as_ref().map(|s| s.line()),
             idle_timeout: record.idle_timeout_secs.map(|secs| {
                 pyro_core::params::describe_duration(std::time::Duration::from_secs(secs))
             }),

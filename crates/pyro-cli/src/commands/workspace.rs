@@ -347,6 +347,9 @@ fn show(record: &WorkspaceRecord, json: bool) -> anyhow::Result<()> {
     println!("name:          {}", record.name.as_deref().unwrap_or("-"));
     println!("environment:   {}", record.env);
     println!("state:         {}", describe_state(record));
+    if let Some(seed) = &record.seed {
+        println!("seed:          {}", seed.line());
+    }
     if let Some(boot) = &record.last_boot {
         println!("last start:    {}", boot.line());
     }

@@ -125,3 +125,69 @@ impl Seed {
         }
     }
 }
+
+/// What a seed put in /workspace and what it left out: the create's
+/// report, kept in the workspace record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SeedSummary {
+    /// Files copied.
+    pub files: u64,
+    /// Directories copied.
+    pub dirs: u64,
+    /// Symlinks copied (as links).
+    pub symlinks: u64,
+    /// Bytes of file content copied.
+    pub bytes: u64,
+    /// Paths `--exclude` or `.pyroignore` left out (everything beneath an
+    /// excluded directory counts).
+    pub excluded: u64,
+    /// Bytes of the files left out that way.
+    pub excluded_bytes: u64,
+    /// Sockets, FIFOs and devices left out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped: u64,
+    /// The first of them, as `path (kind)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_names: Vec<String>,
+    /// Files that changed while they were copied (they hold what was read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    /// How long making the image took.
+    pub image_ms: u64,
+}
+
+impl SeedSummary {
+    /// One line for a terminal: what came in, what was left out. Names
+    /// are escaped (a host file name may hold control characters).
+    pub fn line(&self) -> String {
+        let mut line = format!("{} files, {:.1} MB", self.files, self.bytes as f64 / 1e6);
+        if self.excluded > 0 {
+            line.push_str(&format!(
+                "; {} paths ({:.1} MB) left out by --exclude and .pyroignore",
+                self.excluded,
+                self.excluded_bytes as f64 / 1e6
+            ));
+        }
+        if self.skipped > 0 {
+            let names: Vec<String> = self
+                .skipped_names
+                .iter()
+                .take(3)
+                .map(|name| name.escape_debug().to_string())
+                .collect();
+            line.push_str(&format!(
+                "; {} sockets, FIFOs or devices skipped ({})",
+                self.skipped,
+                names.join(", ")
+            ));
+        }
+        if !self.changed.is_empty() {
+            line.push_str(&format!("; {} changed while copied", self.changed.len()));
+        }
+        line
+    }
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}

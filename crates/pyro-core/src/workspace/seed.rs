@@ -10,8 +10,7 @@ use std::path::Path;
 
 use pyro_transfer::{ImageOptions, ImageReport};
 
-use super::baseline;
-use serde::Serialize;
+use super::{baseline, SeedSummary};
 
 use super::diff::run_script;
 use super::transfer::TransferError;
@@ -29,51 +28,20 @@ pub(crate) struct SeedImage {
     pub(crate) baseline: bool,
 }
 
-/// What a seed put in /workspace and what it left out: the create's
-/// report, kept in the workspace record.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct SeedSummary {
-    /// Files, directories and symlinks copied.
-    pub files: u64,
-    pub dirs: u64,
-    pub symlinks: u64,
-    /// Bytes of file content copied.
-    pub bytes: u64,
-    /// Paths `--exclude` or `.pyroignore` left out (everything beneath an
-    /// excluded directory counts), and their bytes.
-    pub excluded: u64,
-    pub excluded_bytes: u64,
-    /// Sockets, FIFOs and devices left out, with the first few named.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub skipped: u64,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub skipped_names: Vec<String>,
-    /// Files that changed while they were copied (they hold what was read).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub changed: Vec<String>,
-    /// How long making the image took.
-    pub image_ms: u64,
-}
-
-fn is_zero(value: &u64) -> bool {
-    *value == 0
-}
-
-impl SeedSummary {
-    fn of(report: &ImageReport, image_ms: u64) -> Self {
-        let first = |names: &[String]| names.iter().take(NAMES_KEPT).cloned().collect();
-        SeedSummary {
-            files: report.files,
-            dirs: report.dirs,
-            symlinks: report.symlinks,
-            bytes: report.bytes,
-            excluded: report.excluded,
-            excluded_bytes: report.excluded_bytes,
-            skipped: report.skipped,
-            skipped_names: first(&report.skipped_names),
-            changed: first(&report.changed),
-            image_ms,
-        }
+/// The summary of an image's report.
+fn summary_of(report: &ImageReport, image_ms: u64) -> SeedSummary {
+    let first = |names: &[String]| names.iter().take(NAMES_KEPT).cloned().collect();
+    SeedSummary {
+        files: report.files,
+        dirs: report.dirs,
+        symlinks: report.symlinks,
+        bytes: report.bytes,
+        excluded: report.excluded,
+        excluded_bytes: report.excluded_bytes,
+        skipped: report.skipped,
+        skipped_names: first(&report.skipped_names),
+        changed: first(&report.changed),
+        image_ms,
     }
 }
 
@@ -125,7 +93,7 @@ pub(crate) async fn build_image(
     .map_err(|_| TransferError::Image("the image builder panicked".into()))?;
     let (file, report, baseline) =
         built.map_err(|error| TransferError::Image(error.to_string()))?;
-    let summary = SeedSummary::of(&report, started.elapsed().as_millis() as u64);
+    let summary = summary_of(&report, started.elapsed().as_millis() as u64);
     Ok(SeedImage {
         file,
         summary,

@@ -130,7 +130,7 @@ pub struct WorkspaceRecord {
     pub seed_slot: bool,
     /// What its seed put in /workspace and left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<super::seed::SeedSummary>,
+    pub seed: Option<super::SeedSummary>,
 }
 
 /// A saved VM a start can restore.
