@@ -151,6 +151,9 @@ pub mod seed {
     pub const EXTRA: &str = "extra";
     /// The seed slot's device: the disk after the root disk.
     pub const DEVICE: &str = "/dev/vdb";
+    /// The transfer slot's device, after it: raw bytes the host swaps in
+    /// for one transfer (an export's tar).
+    pub const TRANSFER_DEVICE: &str = "/dev/vdc";
 }
 
 /// The fuzzing harness: feeds `data` to a [`Decoder`] in uneven pieces and

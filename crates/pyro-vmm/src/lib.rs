@@ -55,6 +55,10 @@ pub struct VmSpec {
     pub network: bool,
     /// A second, read-only disk after the root disk: a workspace's seed.
     pub seed_disk: Option<SeedDisk>,
+    /// A third disk of this many bytes, read-write, whose file the caller
+    /// changes while the VM runs ([`Vm::set_transfer_disk`]); zeros, backed
+    /// by no file, until then.
+    pub transfer_slot: Option<u64>,
 }
 
 /// The read-only seed disk slot of a VM. Its size is fixed by the caller,
@@ -172,6 +176,11 @@ pub trait Vm: Send {
     /// so the frozen image is crash-consistent (flush the guest first for
     /// more). Only for `RootDisk::Persistent` disks.
     fn snapshot_disk(&mut self, new_top: &Path) -> Result<(), EngineError>;
+
+    /// Points the transfer slot at the raw image `file` (read and written
+    /// by the guest; at least the slot's size), or back at zeros with
+    /// `None`. The guest must drop what it cached of the device.
+    fn set_transfer_disk(&mut self, file: Option<&Path>) -> Result<(), EngineError>;
 }
 
 /// Why [`Vm::save_live`] failed, and whether the VM had already moved its

@@ -209,3 +209,75 @@ fn export_brings_out_files_and_directories_and_nothing_else() {
     assert_eq!(missing.status.code(), Some(125));
     assert!(!host.path().join("n").exists());
 }
+
+/// `export` goes through the VM's transfer disk: a large file comes out
+/// whole, and a guest that writes its own archive onto the disk (here a
+/// `tar` of its own that names `../`) gets nothing past the output, and
+/// leaves no transfer file behind.
+#[test]
+fn export_through_the_transfer_disk_is_whole_and_hostile_archives_stay_out() {
+    let home = TestHome::new();
+    let id = home.create(&[]);
+    ok(
+        home.sh(
+            &id,
+            "head -c 50000000 /dev/urandom > big.bin && sha256sum big.bin > big.sum",
+        ),
+        "make a big file",
+    );
+    let sum = stdout(&ok(home.sh(&id, "cut -d' ' -f1 big.sum"), "sum"));
+    let host = tempfile::tempdir().unwrap();
+    let out = host.path().join("big.bin");
+    ok(
+        home.run(&[
+            "workspace",
+            "export",
+            &id,
+            "big.bin",
+            "--output",
+            out.to_str().unwrap(),
+        ]),
+        "export",
+    );
+    let hashed = std::process::Command::new("sha256sum")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&hashed).starts_with(sum.trim()),
+        "{}",
+        stdout(&hashed)
+    );
+
+    let fake = r#"mkdir -p /usr/local/bin && cat > /usr/local/bin/tar <<'EOF2'
+#!/bin/sh
+exec python3 -c '
+import io, sys, tarfile
+t = tarfile.open(sys.argv[1], "w")
+data = b"escaped"
+info = tarfile.TarInfo("../escape.txt"); info.size = len(data)
+t.addfile(info, io.BytesIO(data)); t.close()
+' /dev/vdc
+EOF2
+chmod +x /usr/local/bin/tar"#;
+    ok(home.sh(&id, fake), "a tar of the guest's own");
+    let hostile = host.path().join("sub").join("out");
+    std::fs::create_dir(host.path().join("sub")).unwrap();
+    let output = home.run(&[
+        "workspace",
+        "export",
+        &id,
+        "big.bin",
+        "--output",
+        hostile.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success(), "{}", stdout(&output));
+    assert!(!host.path().join("escape.txt").exists());
+    assert!(!host.path().join("sub/escape.txt").exists());
+    assert!(!hostile.exists());
+    let dir = home.path().join("workspaces").join(&id);
+    assert!(
+        !dir.join("transfer.img").exists(),
+        "the transfer file is gone"
+    );
+}

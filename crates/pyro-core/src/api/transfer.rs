@@ -3,12 +3,21 @@
 //! may use.
 
 use std::path::Path;
+use std::time::Instant;
 
 use super::error::Error;
 use super::host_paths::HostPathUse;
 use super::Pyro;
+use crate::host::template::TRANSFER_SLOT_BYTES;
+use crate::supervisor::client;
 use crate::workspace::events::EventKind;
-use crate::workspace::transfer::{self, workspace_path, TransferReport};
+use crate::workspace::transfer::{self, workspace_path, TransferError, TransferReport};
+
+/// The transfer slot's file, in the workspace directory, while an export
+/// uses it.
+const TRANSFER_IMAGE: &str = "transfer.img";
+/// Held by the export using the slot (one at a time).
+const TRANSFER_LOCK: &str = "transfer.lock";
 
 impl Pyro {
     /// Copies a host directory into `/workspace/<dest>` (created if needed).
@@ -43,7 +52,16 @@ impl Pyro {
         let output = self.host_paths.check_export(output)?;
         let skip_git_metadata = self.host_paths.is_confined();
         let guest = self.connect_workspace(query).await?;
-        let report = transfer::export_tree(&guest, &path, &output, skip_git_metadata).await?;
+        let store = self.store()?;
+        let record = store.resolve(query)?;
+        let report = match record.seed_slot {
+            true => {
+                let dir = store.dir(&record.id);
+                export_by_disk(&guest, &dir, &path, &output, skip_git_metadata).await?
+            }
+            // Made before transfer slots: the archive streams.
+            false => transfer::export_tree(&guest, &path, &output, skip_git_metadata).await?,
+        };
         self.record_activity(query);
         let event = EventKind::Export {
             path,
@@ -51,5 +69,65 @@ impl Pyro {
         };
         self.record_event(query, event);
         Ok(report)
+    }
+}
+
+/// `export` through the VM's transfer slot: an empty sparse file becomes
+/// the slot, the guest's `tar -c` writes onto the raw device, and the host
+/// unpacks the file as hostile input. The archive never crosses the
+/// guest channel, whose framing under emulation is the slow part.
+async fn export_by_disk(
+    guest: &crate::host::guest::Guest,
+    dir: &Path,
+    path: &str,
+    output: &Path,
+    skip_git_metadata: bool,
+) -> Result<TransferReport, Error> {
+    let started = Instant::now();
+    let lock_path = dir.join(TRANSFER_LOCK);
+    let _slot =
+        tokio::task::spawn_blocking(move || pyro_util::fsutil::FileLock::acquire(&lock_path, true))
+            .await
+            .map_err(|_| TransferError::Export("waiting for the transfer slot failed".into()))?
+            .map_err(|e| TransferError::Export(format!("locking the transfer slot: {e}")))?;
+    let image = Scratch(dir.join(TRANSFER_IMAGE));
+    std::fs::File::create(&image.0)
+        .and_then(|file| file.set_len(TRANSFER_SLOT_BYTES))
+        .map_err(|e| TransferError::Export(format!("making the transfer disk: {e}")))?;
+    let attach = client::set_transfer_disk(dir, Some(TRANSFER_IMAGE)).await;
+    let written = match attach {
+        Ok(()) => {
+            let device = pyro_protocol::seed::TRANSFER_DEVICE;
+            transfer::export_to_device(guest, path, device).await
+        }
+        Err(error) => Err(TransferError::Export(format!(
+            "attaching the transfer disk: {error}"
+        ))),
+    };
+    let detached = client::set_transfer_disk(dir, None).await;
+    let is_dir = written?;
+    detached.map_err(|e| TransferError::Export(format!("detaching the transfer disk: {e}")))?;
+    let report = transfer::unpack_image(
+        &image.0,
+        TRANSFER_SLOT_BYTES,
+        output,
+        is_dir,
+        skip_git_metadata,
+    )
+    .await?;
+    Ok(TransferReport {
+        files: report.files,
+        bytes: report.bytes,
+        duration_ms: started.elapsed().as_millis() as u64,
+        left_out: report.warnings,
+    })
+}
+
+/// A file removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }

@@ -97,6 +97,7 @@ fn boot_probe(engine: &dyn Engine, image: &ProbeImage) -> KvmStatus {
         console_log: None,
         network: false,
         seed_disk: None,
+        transfer_slot: None,
     };
     let mut vm = match engine.start(&spec) {
         Ok(vm) => vm,

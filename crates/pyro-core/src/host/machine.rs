@@ -66,6 +66,7 @@ impl Machine {
             console_log,
             network: false,
             seed_disk: None,
+            transfer_slot: None,
         }
     }
 }

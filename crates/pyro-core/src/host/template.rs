@@ -39,6 +39,9 @@ pub(crate) struct Prepare<'a> {
 /// root disk's size.
 pub(crate) const SEED_SLOT_BYTES: u64 = pyro_env::rootfs::VIRTUAL_SIZE;
 
+/// The size of the transfer slot, and so the largest export through it.
+pub(crate) const TRANSFER_SLOT_BYTES: u64 = SEED_SLOT_BYTES;
+
 /// A seed slot with no seed in it.
 pub(crate) fn empty_seed_slot() -> SeedDisk {
     SeedDisk::Empty {
@@ -106,9 +109,12 @@ impl Machine {
         if shape.network {
             super::network::add_nic(&mut spec);
         }
+        // The VMs with a seed slot (every one since seed disks) have a
+        // transfer slot after it too.
         if seed.is_some() {
             let device = pyro_protocol::seed::DEVICE;
             spec.extra_cmdline.push(format!("pyro.seed={device}"));
+            spec.transfer_slot = Some(TRANSFER_SLOT_BYTES);
         }
         spec.seed_disk = seed;
         spec

@@ -65,6 +65,7 @@ async fn a_saved_vm_resumes_with_its_processes_and_files() {
         console_log: None,
         network: false,
         seed_disk: None,
+        transfer_slot: None,
     };
 
     let mut booted = boot(engine, &spec).await.expect("boot");

@@ -83,6 +83,17 @@ pub(crate) async fn suspend(dir: &Path, state: &str) -> Result<(), SessionError>
     call::<bool>(dir, &request, SNAPSHOT_LIMIT).await.map(drop)
 }
 
+/// Asks the running supervisor of the workspace in `dir` to point its VM's
+/// transfer slot at `file` (relative to `dir`), or back at zeros.
+pub(crate) async fn set_transfer_disk(dir: &Path, file: Option<&str>) -> Result<(), SessionError> {
+    let request = ControlRequest::TransferDisk {
+        file: file.map(str::to_string),
+    };
+    call::<bool>(dir, &request, Duration::from_secs(30))
+        .await
+        .map(drop)
+}
+
 /// Tells the running supervisor of the workspace in `dir` its idle
 /// timeout (seconds; none: never suspend by itself).
 pub(crate) async fn set_idle_timeout(dir: &Path, seconds: Option<u64>) -> Result<(), SessionError> {

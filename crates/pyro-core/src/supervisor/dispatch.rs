@@ -70,6 +70,7 @@ impl Sessions {
         match request {
             R::Snapshot { .. }
             | R::Suspend { .. }
+            | R::TransferDisk { .. }
             | R::IdleTimeout { .. }
             | R::NetworkPolicy(_)
             | R::PortPublish { .. }

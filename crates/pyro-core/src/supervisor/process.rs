@@ -315,6 +315,14 @@ async fn supervise(
                     }
                     let _ = reply.send(ControlReply::from_result(saved));
                 }
+                VmJob::TransferDisk { file, reply } => {
+                    let path = file.map(|file| dir.join(file));
+                    let set = vm
+                        .set_transfer_disk(path.as_deref())
+                        .map(|()| true)
+                        .map_err(|e| SessionError::Internal(e.to_string()));
+                    let _ = reply.send(ControlReply::from_result(set));
+                }
                 VmJob::Suspend { dir: state, reply, written } => {
                     let saved = checkpoint::suspend(
                         vm.as_mut(),
@@ -448,6 +456,10 @@ enum VmJob {
         /// Resolves once the reply is written: the process ends after.
         written: oneshot::Receiver<()>,
     },
+    TransferDisk {
+        file: Option<String>,
+        reply: oneshot::Sender<ControlReply>,
+    },
 }
 
 /// Answers one control connection: snapshots through the main loop, the
@@ -488,6 +500,10 @@ async fn serve_control(
             protocol::write_reply(&mut writer, reply).await;
             let _ = done.send(());
             return;
+        }
+        Ok(ControlRequest::TransferDisk { file }) => {
+            let (reply, answer) = oneshot::channel();
+            vm_job(&jobs, VmJob::TransferDisk { file, reply }, answer).await
         }
         Ok(ControlRequest::IdleTimeout { seconds }) => {
             activity.set_timeout(seconds.map(Duration::from_secs));

@@ -59,6 +59,11 @@ pub(crate) enum ControlRequest {
     Suspend {
         dir: String,
     },
+    /// Point the VM's transfer slot at raw image `file` (relative to the
+    /// workspace dir), or back at zeros. Answered with `true`.
+    TransferDisk {
+        file: Option<String>,
+    },
     ShellOpen {
         cwd: Option<String>,
         rows: u16,

@@ -75,25 +75,12 @@ pub(crate) async fn export_tree(
 ) -> Result<TransferReport, TransferError> {
     let started = Instant::now();
     let full = format!("/workspace/{path}");
-    // `-C parent name` for a file, `-C dir .` for a directory, so the
-    // output is the thing itself, not a tree around it.
-    let script = r#"p="$1"; if [ -d "$p" ]; then exec tar -c -f - -C "$p" .; else exec tar -c -f - -C "$(dirname "$p")" -- "$(basename "$p")"; fi"#;
     let is_dir = guest_is_dir(guest, &full).await?;
-    let argv = vec![
-        "sh".into(),
-        "-c".into(),
-        script.into(),
-        "sh".into(),
-        full.clone(),
-    ];
+    let argv = tar_argv(&full, "-");
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
     let output_path = output.to_path_buf();
+    let options = unpack_options(is_dir, skip_git_metadata);
     let unpacker = std::thread::spawn(move || {
-        let options = UnpackOptions {
-            expect: if is_dir { Expect::Dir } else { Expect::File },
-            skip_git_metadata,
-            ..UnpackOptions::default()
-        };
         let result = pyro_transfer::unpack(ChannelReader::new(rx), &output_path, &options);
         result.map_err(|e| e.to_string())
     });
@@ -138,6 +125,83 @@ pub(crate) async fn export_tree(
         duration_ms: started.elapsed().as_millis() as u64,
         left_out: report.warnings,
     })
+}
+
+/// `sh -c` running the guest's `tar -c` of `full` into `archive` (`-` for
+/// stdout, or a device): `-C parent name` for a file, `-C dir .` for a
+/// directory, so the output is the thing itself, not a tree around it.
+/// Written to a device, the archive is synced before the shell exits.
+fn tar_argv(full: &str, archive: &str) -> Vec<String> {
+    // Onto a device, 1 MiB records: a third of the time of tar's 10 KiB.
+    let script = r#"p="$1"; a="$2"; b=20; [ "$a" = - ] || b=2048
+if [ -d "$p" ]; then tar -c -b "$b" -f "$a" -C "$p" .; else tar -c -b "$b" -f "$a" -C "$(dirname "$p")" -- "$(basename "$p")"; fi || exit
+[ "$a" = - ] || sync"#;
+    ["sh", "-c", script, "sh", full, archive]
+        .map(String::from)
+        .to_vec()
+}
+
+fn unpack_options(is_dir: bool, skip_git_metadata: bool) -> UnpackOptions {
+    UnpackOptions {
+        expect: if is_dir { Expect::Dir } else { Expect::File },
+        skip_git_metadata,
+        ..UnpackOptions::default()
+    }
+}
+
+/// The guest's half of an export through its transfer slot: the guest's
+/// `tar -c` of `/workspace/<path>` written onto `device`. Answers whether
+/// the path is a directory, for [`unpack_image`].
+pub(crate) async fn export_to_device(
+    guest: &Guest,
+    path: &str,
+    device: &str,
+) -> Result<bool, TransferError> {
+    let full = format!("/workspace/{path}");
+    let is_dir = guest_is_dir(guest, &full).await?;
+    let mut stream = guest
+        .exec(ExecRequest {
+            argv: tar_argv(&full, device),
+            ..ExecRequest::default()
+        })
+        .await?;
+    let mut stderr = Vec::new();
+    loop {
+        match stream.next().await? {
+            ExecEvent::Stderr(bytes) => keep_tail(&mut stderr, &bytes),
+            ExecEvent::Exited(status) if status.shell_code() == 0 => return Ok(is_dir),
+            ExecEvent::Exited(_) => {
+                return Err(TransferError::Export(format!(
+                    "tar in the guest failed: {}",
+                    String::from_utf8_lossy(&stderr).trim()
+                )))
+            }
+            ExecEvent::Failed { message, .. } => return Err(TransferError::Export(message)),
+            _ => {}
+        }
+    }
+}
+
+/// The host's half: unpacks the archive the guest wrote into `image` (at
+/// most `limit` bytes of it, as hostile as any stream from the guest) to
+/// `output`.
+pub(crate) async fn unpack_image(
+    image: &Path,
+    limit: u64,
+    output: &Path,
+    is_dir: bool,
+    skip_git_metadata: bool,
+) -> Result<pyro_transfer::UnpackReport, TransferError> {
+    let (image, output) = (image.to_path_buf(), output.to_path_buf());
+    let options = unpack_options(is_dir, skip_git_metadata);
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&image).map_err(|e| e.to_string())?;
+        let reader = std::io::BufReader::with_capacity(CHUNK, file.take(limit));
+        pyro_transfer::unpack(reader, &output, &options).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|_| TransferError::Export("the unpacker panicked".into()))?
+    .map_err(TransferError::Export)
 }
 
 /// Packs `source` into `/workspace/<dest>` through the guest's `tar -x`.

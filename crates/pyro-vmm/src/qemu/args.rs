@@ -182,8 +182,23 @@ pub(crate) fn qemu_args(spec: &VmSpec, fds: &ChannelFds) -> Vec<String> {
             "virtio-blk-device,drive=seed".into(),
         ]);
     }
+    if let Some(bytes) = spec.transfer_slot {
+        args.extend([
+            "-blockdev".into(),
+            format!("driver=null-co,node-name={TRANSFER_ZEROS},size={bytes},read-zeroes=on"),
+            "-blockdev".into(),
+            format!("driver=raw,node-name={TRANSFER_NODE},file={TRANSFER_ZEROS}"),
+            "-device".into(),
+            format!("virtio-blk-device,drive={TRANSFER_NODE}"),
+        ]);
+    }
     args
 }
+
+/// The transfer slot's format node, whose `file` child is swapped.
+pub(crate) const TRANSFER_NODE: &str = "xfer";
+/// Its file child when no image is attached.
+pub(crate) const TRANSFER_ZEROS: &str = "xfer-zeros";
 
 /// The QEMU command line of `spec` with every path and descriptor left
 /// out: what a saved state of it depends on (machine, CPU, devices, sizes,
@@ -260,6 +275,7 @@ mod tests {
             console_log: None,
             network: false,
             seed_disk: None,
+            transfer_slot: None,
         };
         let fds = ChannelFds {
             console: 5,
@@ -301,6 +317,7 @@ mod tests {
             console_log: None,
             network: false,
             seed_disk: None,
+            transfer_slot: None,
         };
         let fds = ChannelFds {
             console: 5,
@@ -339,6 +356,7 @@ mod tests {
             console_log: None,
             network: false,
             seed_disk: Some(SeedDisk::Empty { bytes: 1 << 33 }),
+            transfer_slot: None,
         };
         let empty = machine_signature(&spec);
         let fds = ChannelFds {

@@ -210,6 +210,7 @@ impl Engine for QemuEngine {
                 Some(crate::RootDisk::Persistent { path, .. }) => Some(path.clone()),
                 _ => None,
             },
+            transfer: (None, 0),
         };
         if let Some(state) = &saved_state {
             // On failure `vm` is dropped, which kills QEMU.
@@ -288,6 +289,9 @@ struct QemuVm {
     paused_switchover: bool,
     /// The image the VM writes its persistent root disk to.
     top: Option<PathBuf>,
+    /// The node of the file the transfer slot reads now, and how many
+    /// have been attached (node names are never reused).
+    transfer: (Option<String>, u64),
 }
 
 impl QemuVm {
@@ -402,6 +406,48 @@ impl Vm for QemuVm {
 
     fn pause(&mut self) -> Result<(), EngineError> {
         self.pause_vm()
+    }
+
+    fn set_transfer_disk(&mut self, file: Option<&Path>) -> Result<(), EngineError> {
+        use args::{TRANSFER_NODE, TRANSFER_ZEROS};
+        let action = "attach a transfer disk to";
+        let child = match file {
+            Some(file) => {
+                self.transfer.1 += 1;
+                let node = format!("xfer-file-{}", self.transfer.1);
+                self.command(
+                    action,
+                    "blockdev-add",
+                    serde_json::json!({
+                        "driver": "file",
+                        "node-name": node,
+                        "filename": file.display().to_string(),
+                    }),
+                )?;
+                node
+            }
+            None => TRANSFER_ZEROS.to_string(),
+        };
+        let reopened = self.command(
+            action,
+            "blockdev-reopen",
+            serde_json::json!({
+                "options": [{"driver": "raw", "node-name": TRANSFER_NODE, "file": child}],
+            }),
+        );
+        // The node no longer read (the new one when the swap failed).
+        let unused = match &reopened {
+            Ok(_) => std::mem::replace(&mut self.transfer.0, file.map(|_| child)),
+            Err(_) => file.map(|_| child),
+        };
+        if let Some(node) = unused {
+            let _ = self.command(
+                action,
+                "blockdev-del",
+                serde_json::json!({ "node-name": node }),
+            );
+        }
+        reopened.map(drop)
     }
 
     fn resume(&mut self) -> Result<(), EngineError> {
