@@ -54,13 +54,23 @@ impl Pyro {
         let guest = self.connect_workspace(query).await?;
         let store = self.store()?;
         let record = store.resolve(query)?;
-        let report = match record.seed_slot {
+        let by_disk = match record.seed_slot {
             true => {
                 let dir = store.dir(&record.id);
-                export_by_disk(&guest, &dir, &path, &output, skip_git_metadata).await?
+                Some(export_by_disk(&guest, &dir, &path, &output, skip_git_metadata).await)
             }
             // Made before transfer slots: the archive streams.
-            false => transfer::export_tree(&guest, &path, &output, skip_git_metadata).await?,
+            false => None,
+        };
+        let report = match by_disk {
+            Some(Err(Error::Transfer(TransferError::Export(message))))
+                if message.contains("No space left on device") =>
+            {
+                // Larger than the transfer disk: the archive streams.
+                transfer::export_tree(&guest, &path, &output, skip_git_metadata).await?
+            }
+            Some(done) => done?,
+            None => transfer::export_tree(&guest, &path, &output, skip_git_metadata).await?,
         };
         self.record_activity(query);
         let event = EventKind::Export {
@@ -90,11 +100,22 @@ async fn export_by_disk(
             .await
             .map_err(|_| TransferError::Export("waiting for the transfer slot failed".into()))?
             .map_err(|e| TransferError::Export(format!("locking the transfer slot: {e}")))?;
-    let image = Scratch(dir.join(TRANSFER_IMAGE));
-    std::fs::File::create(&image.0)
+    // An export cut short (Ctrl-C) may have left the slot on its file:
+    // back to zeros, which lets QEMU close it, and the file goes.
+    client::set_transfer_disk(dir, None)
+        .await
+        .map_err(|e| TransferError::Export(format!("resetting the transfer disk: {e}")))?;
+    let mut image = Scratch {
+        file: dir.join(TRANSFER_IMAGE),
+        dir: dir.to_path_buf(),
+        attached: false,
+    };
+    let _ = std::fs::remove_file(&image.file);
+    std::fs::File::create(&image.file)
         .and_then(|file| file.set_len(TRANSFER_SLOT_BYTES))
         .map_err(|e| TransferError::Export(format!("making the transfer disk: {e}")))?;
     let attach = client::set_transfer_disk(dir, Some(TRANSFER_IMAGE)).await;
+    image.attached = attach.is_ok();
     let written = match attach {
         Ok(()) => {
             let device = pyro_protocol::seed::TRANSFER_DEVICE;
@@ -105,10 +126,11 @@ async fn export_by_disk(
         ))),
     };
     let detached = client::set_transfer_disk(dir, None).await;
+    image.attached = false;
     let is_dir = written?;
     detached.map_err(|e| TransferError::Export(format!("detaching the transfer disk: {e}")))?;
     let report = transfer::unpack_image(
-        &image.0,
+        &image.file,
         TRANSFER_SLOT_BYTES,
         output,
         is_dir,
@@ -123,11 +145,25 @@ async fn export_by_disk(
     })
 }
 
-/// A file removed when dropped.
-struct Scratch(std::path::PathBuf);
+/// The transfer file, removed when dropped; dropped while the slot is on
+/// it (a cancelled call), the slot goes back to zeros in the background.
+struct Scratch {
+    file: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    attached: bool,
+}
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_file(&self.file);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.attached {
+            let dir = self.dir.clone();
+            runtime.spawn(async move {
+                let _ = client::set_transfer_disk(&dir, None).await;
+            });
+        }
     }
 }

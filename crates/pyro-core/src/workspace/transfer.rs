@@ -196,6 +196,14 @@ pub(crate) async fn unpack_image(
     let options = unpack_options(is_dir, skip_git_metadata);
     tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&image).map_err(|e| e.to_string())?;
+        // Even an empty directory's archive starts with a header: zeros
+        // there mean the guest's writes never reached the disk.
+        let mut first = [0u8; 512];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut first, 0)
+            .map_err(|e| e.to_string())?;
+        if first.iter().all(|&b| b == 0) {
+            return Err("the guest's tar wrote nothing onto the transfer disk".to_string());
+        }
         let reader = std::io::BufReader::with_capacity(CHUNK, file.take(limit));
         pyro_transfer::unpack(reader, &output, &options).map_err(|e| e.to_string())
     })

@@ -189,7 +189,9 @@ pub(crate) fn qemu_args(spec: &VmSpec, fds: &ChannelFds) -> Vec<String> {
             "-blockdev".into(),
             format!("driver=raw,node-name={TRANSFER_NODE},file={TRANSFER_ZEROS}"),
             "-device".into(),
-            format!("virtio-blk-device,drive={TRANSFER_NODE}"),
+            // A full host disk fails the guest's write (reported) instead
+            // of pausing the VM.
+            format!("virtio-blk-device,drive={TRANSFER_NODE},werror=report,rerror=report"),
         ]);
     }
     args
