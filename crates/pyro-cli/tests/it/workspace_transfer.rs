@@ -281,3 +281,76 @@ chmod +x /usr/local/bin/tar"#;
         "the transfer file is gone"
     );
 }
+
+/// `sync push` goes through the transfer disk too: each push reads what
+/// that push packed, never what an earlier push or export left in the
+/// guest's view of the device, a push the guest refuses says why and frees
+/// the slot, and no transfer file stays behind.
+#[test]
+fn sync_push_through_the_transfer_disk_reads_each_push_fresh() {
+    let home = TestHome::new();
+    let id = home.create(&[]);
+    let dir = home.path().join("workspaces").join(&id);
+    let tree = tempfile::tempdir().unwrap();
+    let push = |dest: &str| {
+        home.run(&[
+            "workspace",
+            "sync",
+            "push",
+            &id,
+            tree.path().to_str().unwrap(),
+            "--dest",
+            dest,
+        ])
+    };
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(tree.path().join("note.txt"), "one\n").unwrap();
+    std::fs::write(tree.path().join("big.bin"), &big).unwrap();
+    ok(push("d"), "first push");
+    let host = tempfile::tempdir().unwrap();
+    let out = host.path().join("d");
+    ok(
+        home.run(&[
+            "workspace",
+            "export",
+            &id,
+            "d",
+            "--output",
+            out.to_str().unwrap(),
+        ]),
+        "export",
+    );
+    assert_eq!(std::fs::read(out.join("big.bin")).unwrap(), big);
+
+    // Same names and sizes, other bytes.
+    let other: Vec<u8> = big.iter().map(|b| b ^ 0x5a).collect();
+    std::fs::write(tree.path().join("note.txt"), "two\n").unwrap();
+    std::fs::write(tree.path().join("big.bin"), &other).unwrap();
+    ok(push("d"), "second push");
+    let sums = home.sh(&id, "cat d/note.txt; sha256sum d/big.bin | cut -c1-64");
+    let expected = std::process::Command::new("sha256sum")
+        .arg(tree.path().join("big.bin"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&sums),
+        format!("two\n{}\n", &stdout(&expected)[..64]),
+        "{}",
+        stderr(&sums)
+    );
+
+    // A file where the destination directory would go.
+    let refused = push("d/note.txt");
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("copying into the guest failed"),
+        "{}",
+        stderr(&refused)
+    );
+    ok(push("e"), "a push after a refused one");
+    assert_eq!(stdout(&home.sh(&id, "cat e/note.txt")), "two\n");
+    assert!(
+        !dir.join("transfer.img").exists(),
+        "the transfer file is gone"
+    );
+}

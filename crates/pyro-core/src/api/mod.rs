@@ -24,6 +24,7 @@ pub(crate) mod snapshots;
 pub(crate) mod summary;
 pub(crate) mod suspend;
 pub(crate) mod transfer;
+mod transfer_slot;
 pub(crate) mod warm;
 pub(crate) mod workspaces;
 

@@ -7,17 +7,11 @@ use std::time::Instant;
 
 use super::error::Error;
 use super::host_paths::HostPathUse;
+use super::transfer_slot::TransferSlot;
 use super::Pyro;
-use crate::host::template::TRANSFER_SLOT_BYTES;
-use crate::supervisor::client;
 use crate::workspace::events::EventKind;
 use crate::workspace::transfer::{self, workspace_path, TransferError, TransferReport};
-
-/// The transfer slot's file, in the workspace directory, while an export
-/// uses it.
-const TRANSFER_IMAGE: &str = "transfer.img";
-/// Held by the export using the slot (one at a time).
-const TRANSFER_LOCK: &str = "transfer.lock";
+use pyro_protocol::seed::TRANSFER_DEVICE;
 
 impl Pyro {
     /// Copies a host directory into `/workspace/<dest>` (created if needed).
@@ -30,7 +24,21 @@ impl Pyro {
         let dest = workspace_path(dest.unwrap_or(""))?;
         let source = &self.host_paths.check(HostPathUse::SyncSource, source)?;
         let guest = self.connect_workspace(query).await?;
-        let report = transfer::push_tree(&guest, source, &dest).await?;
+        let record = self.store()?.resolve(query)?;
+        let target = format!("/workspace/{dest}");
+        let by_disk = match record.seed_slot {
+            true => {
+                let dir = self.store()?.dir(&record.id);
+                push_by_disk(&guest, &dir, source, &target).await?
+            }
+            // Made before transfer slots.
+            false => None,
+        };
+        let report = match by_disk {
+            Some(report) => report,
+            // Larger than the transfer disk, or no slot: the archive streams.
+            None => transfer::push_tree_into(&guest, source, &target).await?,
+        };
         self.record_activity(query);
         let event = EventKind::SyncPush {
             source: source.display().to_string(),
@@ -94,44 +102,20 @@ async fn export_by_disk(
     skip_git_metadata: bool,
 ) -> Result<TransferReport, Error> {
     let started = Instant::now();
-    let lock_path = dir.join(TRANSFER_LOCK);
-    let _slot =
-        tokio::task::spawn_blocking(move || pyro_util::fsutil::FileLock::acquire(&lock_path, true))
-            .await
-            .map_err(|_| TransferError::Export("waiting for the transfer slot failed".into()))?
-            .map_err(|e| TransferError::Export(format!("locking the transfer slot: {e}")))?;
-    // An export cut short (Ctrl-C) may have left the slot on its file:
-    // back to zeros, which lets QEMU close it, and the file goes.
-    client::set_transfer_disk(dir, None)
+    let mut slot = TransferSlot::take(dir)
         .await
-        .map_err(|e| TransferError::Export(format!("resetting the transfer disk: {e}")))?;
-    let mut image = Scratch {
-        file: dir.join(TRANSFER_IMAGE),
-        dir: dir.to_path_buf(),
-        attached: false,
+        .map_err(TransferError::Export)?;
+    let attached = slot.attach().await.map_err(TransferError::Export);
+    let written = match attached {
+        Ok(()) => transfer::export_to_device(guest, path, TRANSFER_DEVICE).await,
+        Err(error) => Err(error),
     };
-    let _ = std::fs::remove_file(&image.file);
-    std::fs::File::create(&image.file)
-        .and_then(|file| file.set_len(TRANSFER_SLOT_BYTES))
-        .map_err(|e| TransferError::Export(format!("making the transfer disk: {e}")))?;
-    let attach = client::set_transfer_disk(dir, Some(TRANSFER_IMAGE)).await;
-    image.attached = attach.is_ok();
-    let written = match attach {
-        Ok(()) => {
-            let device = pyro_protocol::seed::TRANSFER_DEVICE;
-            transfer::export_to_device(guest, path, device).await
-        }
-        Err(error) => Err(TransferError::Export(format!(
-            "attaching the transfer disk: {error}"
-        ))),
-    };
-    let detached = client::set_transfer_disk(dir, None).await;
-    image.attached = false;
+    let detached = slot.detach().await;
     let is_dir = written?;
-    detached.map_err(|e| TransferError::Export(format!("detaching the transfer disk: {e}")))?;
+    detached.map_err(TransferError::Export)?;
     let report = transfer::unpack_image(
-        &image.file,
-        TRANSFER_SLOT_BYTES,
+        slot.image(),
+        TransferSlot::BYTES,
         output,
         is_dir,
         skip_git_metadata,
@@ -145,25 +129,32 @@ async fn export_by_disk(
     })
 }
 
-/// The transfer file, removed when dropped; dropped while the slot is on
-/// it (a cancelled call), the slot goes back to zeros in the background.
-struct Scratch {
-    file: std::path::PathBuf,
-    dir: std::path::PathBuf,
-    attached: bool,
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.file);
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if self.attached {
-            let dir = self.dir.clone();
-            runtime.spawn(async move {
-                let _ = client::set_transfer_disk(&dir, None).await;
-            });
-        }
-    }
+/// `sync push` through the VM's transfer slot: the host packs the tree
+/// into the slot's file, and the guest's `tar -x` reads the raw device.
+/// `Ok(None)` when the archive is larger than the slot.
+async fn push_by_disk(
+    guest: &crate::host::guest::Guest,
+    dir: &Path,
+    source: &Path,
+    target: &str,
+) -> Result<Option<TransferReport>, Error> {
+    let started = Instant::now();
+    let mut slot = TransferSlot::take(dir)
+        .await
+        .map_err(TransferError::GuestTar)?;
+    let Some(packed) = transfer::pack_to_image(source, slot.image(), TransferSlot::BYTES).await?
+    else {
+        return Ok(None);
+    };
+    slot.attach().await.map_err(TransferError::GuestTar)?;
+    let read = transfer::push_from_device(guest, target, TRANSFER_DEVICE).await;
+    let detached = slot.detach().await;
+    read?;
+    detached.map_err(TransferError::GuestTar)?;
+    Ok(Some(TransferReport {
+        files: packed.files,
+        bytes: packed.bytes,
+        duration_ms: started.elapsed().as_millis() as u64,
+        left_out: Vec::new(),
+    }))
 }

@@ -1,15 +1,19 @@
 //! Trees across the VM boundary: seeding and `sync push` (host → guest) and
 //! `export` (guest → host).
 //!
-//! Both directions are tar streams through an exec of the guest's own
-//! `tar`: in, the host packs the tree (`pyro-transfer`, constant memory) and
-//! feeds it as stdin under the agent's ack window, so a 200 MB tree never
-//! sits in memory on either side; out, the guest's `tar -c` stdout is
-//! unpacked on the host by `pyro-transfer`, which treats it as hostile (no
-//! name, link or size the guest chooses lands outside the output path).
+//! Both directions are tar archives read or written by the guest's own
+//! `tar`, either on the VM's transfer disk (`api::transfer_slot`) or as a
+//! stream through an exec. In, the host packs the tree (`pyro-transfer`,
+//! constant memory) into the disk's file or feeds it as stdin under the
+//! agent's ack window, so a 200 MB tree never sits in memory on either
+//! side; out, what the guest's `tar -c` wrote is unpacked on the host by
+//! `pyro-transfer`, which treats it as hostile (no name, link or size the
+//! guest chooses lands outside the output path).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use pyro_protocol::{ErrorKind, ExecRequest, STDIN_WINDOW};
@@ -212,15 +216,6 @@ pub(crate) async fn unpack_image(
     .map_err(TransferError::Export)
 }
 
-/// Packs `source` into `/workspace/<dest>` through the guest's `tar -x`.
-pub(crate) async fn push_tree(
-    guest: &Guest,
-    source: &Path,
-    dest: &str,
-) -> Result<TransferReport, TransferError> {
-    push_tree_into(guest, source, &format!("/workspace/{dest}")).await
-}
-
 /// Packs `source` into the guest directory `target` (created if missing)
 /// through the guest's `tar -x`.
 pub(crate) async fn push_tree_into(
@@ -244,16 +239,9 @@ pub(crate) async fn push_tree_into(
         pyro_transfer::pack_dir(&source_owned, writer, &PackOptions::default())
             .map_err(|e| e.to_string())
     });
-    let argv = vec![
-        "sh".into(),
-        "-c".into(),
-        r#"mkdir -p -- "$1" && exec tar -x -p --no-same-owner -f - -C "$1""#.into(),
-        "sh".into(),
-        target.to_string(),
-    ];
     let mut stream = guest
         .exec(ExecRequest {
-            argv,
+            argv: untar_argv(target, "-"),
             stdin: true,
             ..ExecRequest::default()
         })
@@ -309,6 +297,86 @@ pub(crate) async fn push_tree_into(
     })
 }
 
+/// Packs `source` into `image` (an empty file), at most `limit` bytes of
+/// archive; `None` when the archive would be larger.
+pub(crate) async fn pack_to_image(
+    source: &Path,
+    image: &Path,
+    limit: u64,
+) -> Result<Option<pyro_transfer::PackReport>, TransferError> {
+    if !source.is_dir() {
+        return Err(TransferError::NotADirectory {
+            path: source.to_path_buf(),
+        });
+    }
+    let (source, image) = (source.to_path_buf(), image.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&image)
+            .map_err(|e| TransferError::GuestTar(format!("opening the transfer disk: {e}")))?;
+        let full = Arc::new(AtomicBool::new(false));
+        let writer = Bounded {
+            file,
+            room: limit,
+            full: full.clone(),
+        };
+        match pyro_transfer::pack_dir(&source, writer, &PackOptions::default()) {
+            Ok(report) => Ok(Some(report)),
+            Err(_) if full.load(Ordering::Relaxed) => Ok(None),
+            Err(e) => Err(TransferError::Pack {
+                path: source,
+                message: e.to_string(),
+            }),
+        }
+    })
+    .await
+    .map_err(|_| TransferError::GuestTar("the packer panicked".into()))?
+}
+
+/// The guest's half of a push through a device: its `tar -x` reads the
+/// archive off `device` into `target` (created if missing).
+pub(crate) async fn push_from_device(
+    guest: &Guest,
+    target: &str,
+    device: &str,
+) -> Result<(), TransferError> {
+    let mut stream = guest
+        .exec(ExecRequest {
+            argv: untar_argv(target, device),
+            ..ExecRequest::default()
+        })
+        .await?;
+    let mut stderr = Vec::new();
+    loop {
+        match stream.next().await? {
+            ExecEvent::Stderr(bytes) => keep_tail(&mut stderr, &bytes),
+            ExecEvent::Exited(status) if status.shell_code() == 0 => return Ok(()),
+            ExecEvent::Exited(_) => {
+                return Err(TransferError::GuestTar(
+                    String::from_utf8_lossy(&stderr).trim().to_string(),
+                ))
+            }
+            ExecEvent::Failed {
+                kind: ErrorKind::NotFound,
+                ..
+            } => return Err(TransferError::GuestTar("the environment has no tar".into())),
+            ExecEvent::Failed { message, .. } => return Err(TransferError::GuestTar(message)),
+            _ => {}
+        }
+    }
+}
+
+/// `sh -c` running the guest's `tar -x` of `archive` (`-` for stdin, or a
+/// device, read in 1 MiB records) into `target`, made if missing.
+fn untar_argv(target: &str, archive: &str) -> Vec<String> {
+    let script = r#"b=20; [ "$2" = - ] || b=2048
+mkdir -p -- "$1" && exec tar -x -p --no-same-owner -b "$b" -f "$2" -C "$1""#;
+    ["sh", "-c", script, "sh", target, archive]
+        .map(String::from)
+        .to_vec()
+}
+
 async fn guest_is_dir(guest: &Guest, path: &str) -> Result<bool, TransferError> {
     let mut stream = guest
         .exec(ExecRequest {
@@ -356,6 +424,30 @@ fn keep_tail(kept: &mut Vec<u8>, bytes: &[u8]) {
     if kept.len() > STDERR_KEPT {
         let excess = kept.len() - STDERR_KEPT;
         kept.drain(..excess);
+    }
+}
+
+/// A file written from its start that refuses to grow past `room` bytes
+/// (`StorageFull`, and `full` set), like the disk it stands for.
+struct Bounded {
+    file: std::fs::File,
+    room: u64,
+    full: Arc<AtomicBool>,
+}
+
+impl Write for Bounded {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if data.len() as u64 > self.room {
+            self.full.store(true, Ordering::Relaxed);
+            return Err(std::io::ErrorKind::StorageFull.into());
+        }
+        let written = self.file.write(data)?;
+        self.room -= written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -448,6 +540,20 @@ mod tests {
         for bad in ["../x", "a/../../x", "/etc/passwd", "/workspacex/y"] {
             assert!(workspace_path(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_pack_larger_than_the_image_is_none_and_a_smaller_one_fits() {
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::write(tree.path().join("a"), vec![7u8; 100_000]).unwrap();
+        let image = tempfile::NamedTempFile::new().unwrap();
+        let small = pack_to_image(tree.path(), image.path(), 64 * 1024).await;
+        assert!(matches!(small, Ok(None)), "{small:?}");
+        let fits = pack_to_image(tree.path(), image.path(), 1 << 20).await;
+        let report = fits.unwrap().unwrap();
+        assert_eq!((report.files, report.bytes), (1, 100_000));
+        let missing = pack_to_image(&tree.path().join("nope"), image.path(), 1 << 20).await;
+        assert!(matches!(missing, Err(TransferError::NotADirectory { .. })));
     }
 
     #[test]
