@@ -230,12 +230,17 @@ pub struct CreateArgs {
     /// A label (repeatable), for filtering `workspace list`.
     #[arg(long = "label", value_name = "K=V", value_parser = parse_key_value)]
     pub labels: Vec<(String, String)>,
-    /// Virtual CPUs.
-    #[arg(long, value_name = "N", default_value_t = pyro_core::params::DEFAULT_CPUS)]
-    pub cpus: u32,
-    /// Guest memory in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = pyro_core::params::DEFAULT_MEMORY_MIB)]
-    pub memory: u32,
+    /// The workflow it is for: cold-start, repro-fix, parallel, untrusted or review. Its
+    /// defaults fill what the other options leave out; what they give wins, and status says
+    /// so (see docs/modes.md).
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub mode: Option<pyro_core::Mode>,
+    /// Virtual CPUs [default: the mode's, else 1].
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<u32>,
+    /// Guest memory in MiB [default: the mode's, else 1024].
+    #[arg(long, value_name = "MIB")]
+    pub memory: Option<u32>,
     #[command(flatten)]
     pub network: NetworkArgs,
     /// Forward a host port to a guest port (repeatable; needs --network egress+ports).
@@ -249,8 +254,8 @@ pub struct CreateArgs {
     /// Keep a secret read from a host file (repeatable; one trailing newline is dropped).
     #[arg(long = "secret-file", value_name = "NAME=PATH", value_parser = parse_key_value)]
     pub secret_files: Vec<(String, String)>,
-    /// Suspend the workspace after this long without a call on it (e.g. 15m, 2h, 90s);
-    /// the next call resumes it with every process.
+    /// Suspend the workspace after this long without a call on it (e.g. 15m, 2h, 90s, or
+    /// off); the next call resumes it with every process [default: the mode's, else never].
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<String>,
     /// Boot a kernel instead of restoring the environment's warm template.
@@ -489,6 +494,11 @@ impl NetworkArgs {
             publish: Vec::new(),
         }
     }
+}
+
+/// A mode name, by the facade's rule (an unknown one lists the modes).
+fn parse_mode(text: &str) -> Result<pyro_core::Mode, String> {
+    pyro_core::Mode::parse(text).map_err(|e| e.to_string())
 }
 
 pub fn parse_key_value(text: &str) -> Result<(String, String), String> {

@@ -96,6 +96,7 @@ pub use workspace::diff::{ChangeStatus, ChangedFile, DiffReport};
 pub use workspace::files::{FilesError, Listing, PatchReport, WriteReport};
 pub use workspace::hostgit::GitError;
 pub use workspace::layers::SnapshotError;
+pub use workspace::mode::{Mode, ModeOverride, ModeRecord, UnknownMode};
 pub use workspace::secrets::SecretError;
 pub use workspace::store::SnapshotRecord;
 pub use workspace::store::{BootReport, RestoredSessions, ResumePoint};

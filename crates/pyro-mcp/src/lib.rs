@@ -12,6 +12,7 @@ mod network;
 mod output;
 mod portable;
 mod progress;
+mod prompts;
 mod tools_core;
 mod tools_files;
 mod tools_full;
@@ -181,7 +182,14 @@ impl PyroServer {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for PyroServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let capabilities = match self.profile {
+            Profile::VmRun => ServerCapabilities::builder().enable_tools().build(),
+            _ => ServerCapabilities::builder()
+                .enable_tools()
+                .enable_prompts()
+                .build(),
+        };
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("pyro", env!("CARGO_PKG_VERSION")))
             .with_instructions(self.instructions())
     }
@@ -200,6 +208,26 @@ impl ServerHandler for PyroServer {
         ))
         .await;
         result.map(|response| output::note_resumes(response, &resumed))
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListPromptsResult, rmcp::ErrorData> {
+        Ok(rmcp::model::ListPromptsResult::with_all_items(
+            prompts::list(self.profile),
+        ))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: rmcp::model::GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::GetPromptResponse, rmcp::ErrorData> {
+        let project = self.default_seed.is_some();
+        let arguments = request.arguments.as_ref();
+        prompts::get(self.profile, project, &request.name, arguments).map(Into::into)
     }
 
     /// Answers the stand-in for a message too large to read (see

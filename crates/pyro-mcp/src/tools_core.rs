@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use pyro_core::params::{self, call_seed, command_argv};
-use pyro_core::{CreateRequest, ExecOptions, Seed};
+use pyro_core::{CreateRequest, ExecOptions, InvalidRequest, Mode, Seed};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_router, RoleServer};
@@ -17,7 +17,7 @@ use crate::output::{gone, schema, Out, ToolResult};
 use crate::progress::Progress;
 use crate::tools_run::default_env;
 use crate::types::{CommandResult, WorkspaceInfo, WorkspaceList};
-use crate::PyroServer;
+use crate::{Profile, PyroServer};
 
 /// Arguments of `workspace_create`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -41,9 +41,15 @@ pub struct CreateParams {
     /// The seed's own .pyroignore applies too.
     #[serde(default)]
     pub exclude: Vec<String>,
-    /// vCPUs (default 1).
+    /// The workflow the workspace is for; its defaults fill what is not given here, and
+    /// whatever is given wins (the result's mode says so). "cold-start": egress to the
+    /// package indexes (workspace-full profile), 2 vCPUs, 2 GiB. "repro-fix" and "review":
+    /// no network. "parallel": no network, suspended after 15m idle. "untrusted": no
+    /// network, no secrets, 512 MiB. The prompts of the same names are the playbooks.
+    pub mode: Option<String>,
+    /// vCPUs (default: the mode's, else 1).
     pub cpus: Option<u32>,
-    /// Memory in MiB (default 1024).
+    /// Memory in MiB (default: the mode's, else 1024).
     pub memory_mib: Option<u32>,
     /// Network (workspace-full profile only): "off" (the default, no network device),
     /// "egress" (outbound TCP and DNS through the host, e.g. to install dependencies), or
@@ -59,7 +65,8 @@ pub struct CreateParams {
     #[serde(default)]
     pub publish: Vec<String>,
     /// Suspend the workspace after this long without a tool call on it ("15m", "2h",
-    /// "90s"); the next call on it resumes it, with every process. Default: never.
+    /// "90s", or "off"); the next call on it resumes it, with every process. Default: the
+    /// mode's, else never.
     pub idle_timeout: Option<String>,
 }
 
@@ -156,11 +163,18 @@ impl PyroServer {
             env: params.env,
             name: params.name,
             labels: params.labels.into_iter().collect(),
-            cpus: params.cpus.unwrap_or(params::DEFAULT_CPUS),
-            memory_mib: params.memory_mib.unwrap_or(params::DEFAULT_MEMORY_MIB),
+            mode: params
+                .mode
+                .as_deref()
+                .map(Mode::parse)
+                .transpose()
+                .map_err(InvalidRequest::from)?,
+            cpus: params.cpus,
+            memory_mib: params.memory_mib,
             seed: seed.clone(),
             exclude: params.exclude,
             network: self.network_request(params.network, params.allow, params.publish)?,
+            network_permitted: self.profile == Profile::WorkspaceFull,
             // Values come only through workspace_secret_set.
             secrets: Vec::new(),
             warm: true,
@@ -168,8 +182,7 @@ impl PyroServer {
                 .idle_timeout
                 .as_deref()
                 .map(params::idle_timeout)
-                .transpose()?
-                .flatten(),
+                .transpose()?,
         };
         let mut stage = progress.stage_fn();
         // A cancelled create is deleted by the facade once it is made.
@@ -194,8 +207,13 @@ impl PyroServer {
             Some(Seed::Repo { url, .. }) => format!(", /workspace cloned from {url}"),
             None => ", /workspace is empty".into(),
         };
+        let mode = match &info.mode {
+            Some(mode) if info.mode_overrides.is_empty() => format!("; mode {mode}"),
+            Some(mode) => format!("; mode {mode}, except: {}", info.mode_overrides.join("; ")),
+            None => String::new(),
+        };
         Ok(Out::new(
-            format!("created workspace {}{seeded}", info.line()),
+            format!("created workspace {}{seeded}{mode}", info.line()),
             info,
         ))
     }

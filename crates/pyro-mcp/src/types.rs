@@ -19,6 +19,11 @@ pub struct WorkspaceInfo {
     pub name: Option<String>,
     /// The environment it was created from, e.g. `debian:12`.
     pub env: String,
+    /// The workflow it was made for (`workspace_create`'s `mode`), if any.
+    pub mode: Option<String>,
+    /// Settings given over the mode's, each said in a sentence.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mode_overrides: Vec<String>,
     /// `starting`, `running`, `suspended` (any tool call resumes it), `stopped` or `crashed`.
     pub state: String,
     /// Why it crashed, when it did; since when it is suspended.
@@ -97,6 +102,12 @@ impl From<WorkspaceRecord> for WorkspaceInfo {
             id: record.id,
             name: record.name,
             env: record.env,
+            mode: record.mode.as_ref().map(|mode| mode.name.to_string()),
+            mode_overrides: record
+                .mode
+                .iter()
+                .flat_map(|mode| mode.overrides.iter().map(|o| o.note.clone()))
+                .collect(),
             labels: record.labels,
             cpus: record.cpus,
             memory_mib: record.memory_mib,

@@ -17,6 +17,7 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                 env: args.env,
                 name: args.name,
                 labels: args.labels,
+                mode: args.mode,
                 cpus: args.cpus,
                 memory_mib: args.memory,
                 seed,
@@ -25,14 +26,14 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                     publish: args.publish,
                     ..args.network.request()
                 },
+                network_permitted: true,
                 secrets: secret_inputs(args.secrets, args.secret_files),
                 warm: !args.cold,
                 idle_timeout: args
                     .idle_timeout
                     .as_deref()
                     .map(pyro_core::params::idle_timeout)
-                    .transpose()?
-                    .flatten(),
+                    .transpose()?,
             };
             // Ctrl-C: the create runs to its end, then the workspace is
             // deleted rather than left running for nobody.
@@ -346,6 +347,9 @@ fn show(record: &WorkspaceRecord, json: bool) -> anyhow::Result<()> {
     println!("id:            {}", record.id);
     println!("name:          {}", record.name.as_deref().unwrap_or("-"));
     println!("environment:   {}", record.env);
+    if let Some(mode) = &record.mode {
+        println!("mode:          {}", mode.line());
+    }
     println!("state:         {}", describe_state(record));
     if let Some(seed) = &record.seed {
         println!("seed:          {}", seed.line());

@@ -156,6 +156,26 @@ fn connect_claude_code_shows_in_claude_mcp_list() {
     assert_eq!(home.read_json(".claude.json")["userID"], "abc");
 }
 
+/// Claude Code shows MCP prompts as slash commands (`/pyro:repro-fix`).
+/// Its prompt menu needs a logged-in session, which these machines cannot
+/// have; its own debug log says what it found on connecting, before it
+/// gives up on the login.
+#[test]
+fn claude_code_connects_to_pyro_and_sees_its_prompts() {
+    require_cli("claude");
+    let home = TestHome::new();
+    home.write(".claude.json", r#"{"userID": "abc"}"#);
+    assert_ok(&home.pyro(&["connect", "claude-code"]));
+    let _ = home.host_cli("claude", &["-p", "--debug", "hello"]);
+    let log = home.read(".claude/debug/latest");
+    let connected = log
+        .lines()
+        .find(|line| line.contains("MCP server \"pyro\": Connection established"))
+        .unwrap_or_else(|| panic!("claude never connected to pyro:\n{log}"));
+    assert!(connected.contains("\"hasPrompts\":true"), "{connected}");
+    assert!(connected.contains("\"hasTools\":true"), "{connected}");
+}
+
 #[test]
 fn connect_codex_shows_in_codex_mcp_list() {
     require_cli("codex");

@@ -19,6 +19,7 @@ mod mcp_load;
 mod mcp_raw;
 mod mcp_sessions;
 mod memory;
+mod modes;
 mod network;
 mod ports;
 mod run;

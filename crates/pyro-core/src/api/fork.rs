@@ -226,6 +226,8 @@ fn child_record(parent: &WorkspaceRecord, name: Option<String>) -> (WorkspaceRec
         name,
         env: parent.env.clone(),
         labels: parent.labels.clone(),
+        // A fork keeps its parent's mode (its secrets are the parent's).
+        mode: parent.mode.clone(),
         cpus: parent.cpus,
         memory_mib: parent.memory_mib,
         created_at: store::now(),

@@ -28,7 +28,7 @@ pub const PROXY_VARIABLES: &[&str] = &[
 
 /// A network as a caller asks for it; [`NetworkRequest::check`] turns it
 /// into the settings a VM gets.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetworkRequest {
     /// `off` (the default), `egress` or `egress+ports`.
     pub mode: Option<String>,

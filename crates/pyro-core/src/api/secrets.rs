@@ -162,6 +162,15 @@ impl Pyro {
         value: &str,
     ) -> Result<Vec<String>, Error> {
         check(name, value)?;
+        let record = self.store()?.resolve(query)?;
+        if record
+            .mode
+            .as_ref()
+            .is_some_and(|mode| mode.refuses_secrets())
+        {
+            let workspace = record.name.unwrap_or(record.id);
+            return Err(SecretError::Untrusted { workspace }.into());
+        }
         self.change_secrets(
             query,
             events::EventKind::SecretSet { name: name.into() },

@@ -37,6 +37,7 @@ impl Pyro {
             workspace: record.id.clone(),
             name: record.name.clone(),
             env: record.env.clone(),
+            mode: record.mode.as_ref().map(|mode| mode.name),
             state: record.state.label().to_string(),
             since: since(&events),
             activity: synthesise(&events, files),

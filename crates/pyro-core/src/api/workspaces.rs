@@ -10,10 +10,12 @@ use super::error::Error;
 use super::host_paths::HostPathUse;
 use super::network::{NetworkRequest, NetworkUpdate};
 use super::params;
+use super::params::modes::Settled;
 use super::Pyro;
 use crate::host::template::Shape;
 use crate::supervisor::{launch, registry};
 use crate::workspace::hostgit::{self, RepoUrl, Trust};
+use crate::workspace::mode::Mode;
 use crate::workspace::seed::{self, SeedImage};
 use crate::workspace::store::{self, ResumePoint, WorkspaceRecord, WorkspaceState, WorkspaceStore};
 use crate::workspace::{
@@ -29,17 +31,22 @@ pub struct CreateRequest {
     pub name: Option<String>,
     /// Free-form `key=value` labels.
     pub labels: Vec<(String, String)>,
-    /// vCPUs of the VM.
-    pub cpus: u32,
-    /// Memory of the VM, MiB.
-    pub memory_mib: u32,
+    /// The workflow it is for: its defaults fill what is not given here.
+    pub mode: Option<Mode>,
+    /// vCPUs of the VM (default: the mode's, else 1).
+    pub cpus: Option<u32>,
+    /// Memory of the VM, MiB (default: the mode's, else 1024).
+    pub memory_mib: Option<u32>,
     /// What lands in /workspace: the baseline.
     pub seed: Option<Seed>,
     /// Paths of the seed to leave out (gitignore syntax), besides what its
     /// `.pyroignore` names.
     pub exclude: Vec<String>,
-    /// The VM's network (default: none).
+    /// The VM's network (default: the mode's, else none).
     pub network: NetworkRequest,
+    /// Whether the mode may open the network: false from an MCP server
+    /// whose profile gives workspaces none.
+    pub network_permitted: bool,
     /// Secrets to keep for the workspace's commands (given to none unless
     /// a call names them).
     pub secrets: Vec<super::secrets::SecretInput>,
@@ -48,8 +55,9 @@ pub struct CreateRequest {
     /// `PYRO_COLD_BOOT=1` overrides it for every create.
     pub warm: bool,
     /// Suspend the workspace when no call has touched it for this long
-    /// (see [`params::idle_timeout`]).
-    pub idle_timeout: Option<std::time::Duration>,
+    /// (see [`params::idle_timeout`]); `Some(None)` is off, `None` the
+    /// mode's.
+    pub idle_timeout: Option<Option<std::time::Duration>>,
 }
 
 /// What `workspace update` changes; what is `None` (or empty) stays.
@@ -66,17 +74,31 @@ pub struct UpdateRequest {
 }
 
 impl CreateRequest {
+    /// What it gives explicitly, for its mode to fill the rest.
+    fn asked(&self) -> params::modes::Asked {
+        params::modes::Asked {
+            cpus: self.cpus,
+            memory_mib: self.memory_mib,
+            network: self.network.clone(),
+            idle_timeout: self.idle_timeout,
+            secrets: !self.secrets.is_empty(),
+            network_permitted: self.network_permitted,
+        }
+    }
+
     /// A workspace of `env` with the default size, no name, labels or seed.
     pub fn new(env: impl Into<String>) -> Self {
         CreateRequest {
             env: env.into(),
             name: None,
             labels: Vec::new(),
-            cpus: params::DEFAULT_CPUS,
-            memory_mib: params::DEFAULT_MEMORY_MIB,
+            mode: None,
+            cpus: None,
+            memory_mib: None,
             seed: None,
             exclude: Vec::new(),
             network: NetworkRequest::default(),
+            network_permitted: true,
             secrets: Vec::new(),
             warm: true,
             idle_timeout: None,
@@ -159,7 +181,8 @@ impl Pyro {
         // Every cheap check first: a seed is not cloned and imaged for a
         // create that a bad size or an unpulled environment refuses.
         params::check_excludes(request.seed.as_ref(), &request.exclude)?;
-        let checked = self.check_create(request)?;
+        let settled = params::modes::settle(request.mode, request.asked());
+        let checked = self.check_create(request, &settled)?;
         // Fetch or check the seed before anything boots.
         let cloned;
         let seed_dir = match &request.seed {
@@ -190,7 +213,9 @@ impl Pyro {
         // Whether the guest must record the baseline: unseeded, or a seed
         // whose image could not carry one.
         let record_in_guest = image.as_ref().is_none_or(|image| !image.baseline);
-        let record = self.create_and_boot(request, checked, image, stage).await?;
+        let record = self
+            .create_and_boot(request, settled, checked, image, stage)
+            .await?;
         // Frozen already: a warm create's baseline is its template's layer
         // (the seed's diff baseline comes with the seed disk; an unseeded
         // template's guest holds the empty /workspace's).
@@ -258,13 +283,17 @@ impl Pyro {
 
     /// What a create checks before it does anything: the size, the name,
     /// the secrets, the network and the environment.
-    fn check_create(&self, request: &CreateRequest) -> Result<CheckedCreate, Error> {
-        params::validate_size(request.cpus, request.memory_mib)?;
+    fn check_create(
+        &self,
+        request: &CreateRequest,
+        settled: &Settled,
+    ) -> Result<CheckedCreate, Error> {
+        params::validate_size(settled.cpus, settled.memory_mib)?;
         if let Some(name) = &request.name {
             self.store()?.check_new_name(name)?;
         }
         let secret_values = super::secrets::read_inputs(&request.secrets)?;
-        let network = request.network.check()?;
+        let network = settled.network.check()?;
         self.check_port_addresses(&network.ports)?;
         let env_store = self.env_store()?;
         let artifacts = env_store.boot_artifacts(&request.env, crate::host::agent_image::AGENT)?;
@@ -279,6 +308,7 @@ impl Pyro {
     async fn create_and_boot(
         &self,
         request: &CreateRequest,
+        settled: Settled,
         checked: CheckedCreate,
         seed: Option<SeedImage>,
         stage: &mut (dyn FnMut(&str) + Send),
@@ -293,8 +323,8 @@ impl Pyro {
             artifacts,
         } = checked;
         let shape = Shape {
-            cpus: request.cpus,
-            memory_mib: request.memory_mib,
+            cpus: settled.cpus,
+            memory_mib: settled.memory_mib,
             network: network.mode.is_on(),
         };
         let template = match request.warm && params::warm_by_default() {
@@ -312,8 +342,9 @@ impl Pyro {
             name: request.name.clone(),
             env: request.env.clone(),
             labels: request.labels.iter().cloned().collect(),
-            cpus: request.cpus,
-            memory_mib: request.memory_mib,
+            mode: settled.mode,
+            cpus: settled.cpus,
+            memory_mib: settled.memory_mib,
             created_at: store::now(),
             last_activity_at: store::now(),
             state: WorkspaceState::Starting,
@@ -322,7 +353,7 @@ impl Pyro {
             baseline_layer: None,
             snapshots: Vec::new(),
             network,
-            idle_timeout_secs: request.idle_timeout.map(|timeout| timeout.as_secs()),
+            idle_timeout_secs: settled.idle_timeout.map(|timeout| timeout.as_secs()),
             resume_from: None,
             baseline_template: None,
             last_boot: None,

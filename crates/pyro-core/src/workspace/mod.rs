@@ -14,6 +14,7 @@ pub(crate) mod events;
 pub(crate) mod files;
 pub(crate) mod hostgit;
 pub(crate) mod layers;
+pub mod mode;
 pub(crate) mod netlog;
 pub(crate) mod secrets;
 pub(crate) mod seed;

@@ -124,6 +124,8 @@ pub fn describe_duration(duration: Duration) -> String {
 pub enum InvalidRequest {
     #[error("no command given")]
     NoCommand,
+    #[error(transparent)]
+    UnknownMode(#[from] crate::workspace::mode::UnknownMode),
     #[error("give the command either as one shell line or as an argv list, not both")]
     TwoCommandForms,
     #[error("{mib} MiB of memory is too small to boot; use at least {MIN_MEMORY_MIB}")]
@@ -441,6 +443,8 @@ pub fn project_seed(
     }
     Ok(Some(Seed::Path(root.to_path_buf())))
 }
+
+pub mod modes;
 
 #[cfg(test)]
 mod tests;

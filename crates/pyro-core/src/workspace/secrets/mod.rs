@@ -48,6 +48,8 @@ pub enum SecretError {
         workspace: String,
         known: String,
     },
+    #[error("workspace '{workspace}' was made in untrusted mode, which takes no secrets; give secrets to a workspace made without that mode")]
+    Untrusted { workspace: String },
     #[error("the secrets named come to {size} bytes, more than the {limit} one command can be given; name fewer")]
     TooLarge { size: usize, limit: usize },
     #[error("`{entry}` is not NAME or ENVVAR=NAME (ENVVAR a variable name, NAME a secret's)")]

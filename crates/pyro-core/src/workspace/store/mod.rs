@@ -78,6 +78,9 @@ pub struct WorkspaceRecord {
     pub env: String,
     /// Free-form `key=value` labels.
     pub labels: BTreeMap<String, String>,
+    /// The workflow it was made for, and what its creator chose over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<super::mode::ModeRecord>,
     /// vCPUs of its VM.
     pub cpus: u32,
     /// Memory of its VM, MiB.

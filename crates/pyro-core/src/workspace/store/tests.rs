@@ -8,6 +8,7 @@ fn record(id: &str, name: Option<&str>) -> WorkspaceRecord {
         name: name.map(str::to_string),
         env: "debian:12".into(),
         labels: BTreeMap::new(),
+        mode: None,
         cpus: 1,
         memory_mib: 1024,
         created_at: now(),

@@ -38,6 +38,9 @@ pub struct WorkspaceSummary {
     pub name: Option<String>,
     /// Its environment.
     pub env: String,
+    /// The workflow it was made for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<super::mode::Mode>,
     /// `running`, `stopped`, …
     pub state: String,
     /// Where the summary starts; `None` when the workspace has no log yet
@@ -390,7 +393,11 @@ impl WorkspaceSummary {
         if self.name.is_some() {
             let _ = write!(text, " ({})", self.workspace);
         }
-        let _ = write!(text, ", {}, {}", self.env, self.state);
+        let _ = write!(text, ", {}", self.env);
+        if let Some(mode) = self.mode {
+            let _ = write!(text, ", {mode} mode");
+        }
+        let _ = write!(text, ", {}", self.state);
         match &self.since {
             Some(since) if since.event != "reset" => {
                 let _ = writeln!(text, "; since it was {} at {}.", since.event, since.at);

@@ -46,6 +46,7 @@ fn summary(events: Vec<Event>, files: FileSource) -> WorkspaceSummary {
         workspace: "0123456789ab".into(),
         name: Some("task".into()),
         env: "debian:12".into(),
+        mode: None,
         state: "running".into(),
         since: since(&events),
         activity: synthesise(&events, files),
