@@ -111,7 +111,6 @@ pub fn prepare(request: &ExecRequest) -> Result<Prepared, SpawnError> {
         .iter()
         .find(|(key, _)| key == "PATH")
         .map_or("", |(_, value)| value.as_str());
-    let program = resolve_program(argv0, path_var)?;
     let cwd = match &request.cwd {
         Some(cwd) => cwd.clone(),
         None if Path::new(DEFAULT_CWD).is_dir() => DEFAULT_CWD.to_owned(),
@@ -138,6 +137,9 @@ pub fn prepare(request: &ExecRequest) -> Result<Prepared, SpawnError> {
             ))
         }
     }
+    // A relative program (`./run.sh`, `.venv/bin/python`) is relative to
+    // the command's directory, not the agent's.
+    let program = resolve_program(argv0, path_var, Path::new(&cwd))?;
     let invalid = |what: &str| {
         SpawnError::new(
             ErrorKind::InvalidRequest,
@@ -198,14 +200,16 @@ fn merge_env(extra: &[(String, String)]) -> Result<Vec<(String, String)>, SpawnE
     Ok(env)
 }
 
-/// Finds the file `argv0` names, the way a shell would: as a path when it
-/// contains a slash, else by searching `path_var`.
-pub fn resolve_program(argv0: &str, path_var: &str) -> Result<PathBuf, SpawnError> {
+/// Finds the file `argv0` names, the way a shell in `cwd` would: as a path
+/// (relative to `cwd`) when it contains a slash, else by searching
+/// `path_var` (whose relative entries are relative to `cwd` too).
+pub fn resolve_program(argv0: &str, path_var: &str, cwd: &Path) -> Result<PathBuf, SpawnError> {
     if argv0.is_empty() {
         return Err(SpawnError::new(ErrorKind::NotFound, ": command not found"));
     }
     if argv0.contains('/') {
-        return match fs::metadata(argv0) {
+        let path = cwd.join(argv0);
+        return match fs::metadata(&path) {
             Ok(meta) if meta.is_dir() => Err(SpawnError::new(
                 ErrorKind::PermissionDenied,
                 format!("{argv0}: Is a directory"),
@@ -214,7 +218,7 @@ pub fn resolve_program(argv0: &str, path_var: &str) -> Result<PathBuf, SpawnErro
                 ErrorKind::PermissionDenied,
                 format!("{argv0}: Permission denied"),
             )),
-            Ok(_) => Ok(PathBuf::from(argv0)),
+            Ok(_) => Ok(path),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Err(SpawnError::new(
                 ErrorKind::NotFound,
                 format!("{argv0}: No such file or directory"),
@@ -227,7 +231,7 @@ pub fn resolve_program(argv0: &str, path_var: &str) -> Result<PathBuf, SpawnErro
     }
     let mut not_executable = None;
     for dir in path_var.split(':') {
-        let candidate = Path::new(if dir.is_empty() { "." } else { dir }).join(argv0);
+        let candidate = cwd.join(dir).join(argv0);
         let Ok(meta) = fs::metadata(&candidate) else {
             continue;
         };
@@ -448,17 +452,36 @@ mod tests {
 
     #[test]
     fn resolves_programs_like_a_shell() {
-        let sh = resolve_program("sh", "/nonexistent:/bin:/usr/bin").unwrap();
+        let sh = resolve_program("sh", "/nonexistent:/bin:/usr/bin", Path::new("/")).unwrap();
         assert!(sh.ends_with("sh"));
-        let missing = resolve_program("pyro-no-such-cmd", "/bin:/usr/bin").unwrap_err();
+        let missing =
+            resolve_program("pyro-no-such-cmd", "/bin:/usr/bin", Path::new("/")).unwrap_err();
         assert_eq!(missing.kind, ErrorKind::NotFound);
         assert_eq!(missing.message, "pyro-no-such-cmd: command not found");
-        let missing_path = resolve_program("/no/such/prog", "").unwrap_err();
+        let missing_path = resolve_program("/no/such/prog", "", Path::new("/")).unwrap_err();
         assert_eq!(missing_path.kind, ErrorKind::NotFound);
         assert_eq!(
-            resolve_program("/", "").unwrap_err().kind,
+            resolve_program("/", "", Path::new("/")).unwrap_err().kind,
             ErrorKind::PermissionDenied
         );
+    }
+
+    #[test]
+    fn relative_programs_are_relative_to_the_command_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("bin")).unwrap();
+        let tool = dir.path().join("bin/tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(resolve_program("bin/tool", "", dir.path()).unwrap(), tool);
+        assert_eq!(
+            resolve_program("./bin/tool", "", dir.path()).unwrap(),
+            dir.path().join("./bin/tool")
+        );
+        assert_eq!(resolve_program("tool", "bin", dir.path()).unwrap(), tool);
+        let missing = resolve_program("bin/tool", "", Path::new("/")).unwrap_err();
+        assert_eq!(missing.message, "bin/tool: No such file or directory");
     }
 
     #[test]
