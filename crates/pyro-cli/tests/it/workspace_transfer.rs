@@ -112,6 +112,10 @@ fn sync_push_copies_a_directory_under_dest() {
         stderr(&output)
     );
 
+    // A program named by a relative path runs from the command's directory.
+    let relative = home.run(&["workspace", "exec", &id, "--", "./incoming/run.sh"]);
+    assert_eq!(stdout(&relative), "ran\n", "{}", stderr(&relative));
+
     let escape = home.run(&[
         "workspace",
         "sync",
@@ -303,6 +307,9 @@ fn sync_push_through_the_transfer_disk_reads_each_push_fresh() {
             dest,
         ])
     };
+    // A tar that notes how it was called: the pushes read the device.
+    let wrapper = "mkdir -p /usr/local/bin && printf '#!/bin/sh\\necho \"$*\" >> /tmp/tar.args\\nexec /bin/tar \"$@\"\\n' > /usr/local/bin/tar && chmod +x /usr/local/bin/tar";
+    ok(home.sh(&id, wrapper), "a tar wrapper");
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(tree.path().join("note.txt"), "one\n").unwrap();
     std::fs::write(tree.path().join("big.bin"), &big).unwrap();
@@ -348,6 +355,17 @@ fn sync_push_through_the_transfer_disk_reads_each_push_fresh() {
         stderr(&refused)
     );
     ok(push("e"), "a push after a refused one");
+    let calls = stdout(&home.sh(&id, "cat /tmp/tar.args"));
+    // Three pushes (the refused one stopped at its mkdir) and the export.
+    let pushes = calls
+        .matches("-x -p --no-same-owner -b 2048 -f /dev/vdc")
+        .count();
+    assert_eq!(pushes, 3, "{calls}");
+    assert_eq!(
+        calls.matches("-c -b 2048 -f /dev/vdc").count(),
+        1,
+        "{calls}"
+    );
     assert_eq!(stdout(&home.sh(&id, "cat e/note.txt")), "two\n");
     assert!(
         !dir.join("transfer.img").exists(),

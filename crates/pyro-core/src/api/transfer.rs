@@ -131,7 +131,9 @@ async fn export_by_disk(
 
 /// `sync push` through the VM's transfer slot: the host packs the tree
 /// into the slot's file, and the guest's `tar -x` reads the raw device.
-/// `Ok(None)` when the archive is larger than the slot.
+/// `Ok(None)` when the slot cannot carry it (the archive is larger than
+/// the slot, the host's disk is full, the supervisor cannot swap the
+/// slot): nothing reached the guest, and the caller streams instead.
 async fn push_by_disk(
     guest: &crate::host::guest::Guest,
     dir: &Path,
@@ -139,14 +141,19 @@ async fn push_by_disk(
     target: &str,
 ) -> Result<Option<TransferReport>, Error> {
     let started = Instant::now();
-    let mut slot = TransferSlot::take(dir)
-        .await
-        .map_err(TransferError::GuestTar)?;
-    let Some(packed) = transfer::pack_to_image(source, slot.image(), TransferSlot::BYTES).await?
-    else {
+    let Ok(mut slot) = TransferSlot::take(dir).await else {
         return Ok(None);
     };
-    slot.attach().await.map_err(TransferError::GuestTar)?;
+    let Ok((file, stop)) = slot.writer() else {
+        return Ok(None);
+    };
+    let packed = transfer::pack_to_image(source, file, TransferSlot::BYTES, stop).await?;
+    let Some(packed) = packed else {
+        return Ok(None);
+    };
+    if slot.attach().await.is_err() {
+        return Ok(None);
+    }
     let read = transfer::push_from_device(guest, target, TRANSFER_DEVICE).await;
     let detached = slot.detach().await;
     read?;

@@ -3,6 +3,8 @@
 //! for the slot's zeros while the guest reads or writes it as a raw disk.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use pyro_util::fsutil::FileLock;
 
@@ -22,6 +24,11 @@ pub(super) struct TransferSlot {
     lock: Option<FileLock>,
     dir: PathBuf,
     image: PathBuf,
+    /// The file, opened once: a writer still running after its call was
+    /// dropped writes here, never into the next transfer's file.
+    file: std::fs::File,
+    /// Set when dropped: a writer of the file stops.
+    stop: Arc<AtomicBool>,
     attached: bool,
 }
 
@@ -40,22 +47,34 @@ impl TransferSlot {
         client::set_transfer_disk(dir, None)
             .await
             .map_err(|e| format!("resetting the transfer disk: {e}"))?;
-        let slot = TransferSlot {
+        let image = dir.join(TRANSFER_IMAGE);
+        let _ = std::fs::remove_file(&image);
+        let file = std::fs::File::create(&image)
+            .and_then(|file| file.set_len(Self::BYTES).map(|()| file))
+            .map_err(|e| format!("making the transfer disk {}: {e}", image.display()))?;
+        Ok(TransferSlot {
             lock: Some(lock),
             dir: dir.to_path_buf(),
-            image: dir.join(TRANSFER_IMAGE),
+            image,
+            file,
+            stop: Arc::new(AtomicBool::new(false)),
             attached: false,
-        };
-        let _ = std::fs::remove_file(&slot.image);
-        std::fs::File::create(&slot.image)
-            .and_then(|file| file.set_len(Self::BYTES))
-            .map_err(|e| format!("making the transfer disk: {e}"))?;
-        Ok(slot)
+        })
     }
 
     /// The file the slot will carry.
     pub(super) fn image(&self) -> &Path {
         &self.image
+    }
+
+    /// A handle on the file for a writer, and the flag that stops it once
+    /// the slot is dropped.
+    pub(super) fn writer(&self) -> Result<(std::fs::File, Arc<AtomicBool>), String> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|e| format!("opening the transfer disk: {e}"))?;
+        Ok((file, self.stop.clone()))
     }
 
     /// Puts the file on the slot.
@@ -80,6 +99,7 @@ impl TransferSlot {
 
 impl Drop for TransferSlot {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
         let _ = std::fs::remove_file(&self.image);
         if !self.attached {
             return;

@@ -12,8 +12,6 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use pyro_protocol::{ErrorKind, ExecRequest, STDIN_WINDOW};
@@ -22,6 +20,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::host::guest::{ExecEvent, Guest, GuestError};
+
+mod disk;
+pub(crate) use disk::{export_to_device, pack_to_image, push_from_device, unpack_image};
 
 /// Bytes of one stdin chunk.
 const CHUNK: usize = 64 * 1024;
@@ -153,69 +154,6 @@ fn unpack_options(is_dir: bool, skip_git_metadata: bool) -> UnpackOptions {
     }
 }
 
-/// The guest's half of an export through its transfer slot: the guest's
-/// `tar -c` of `/workspace/<path>` written onto `device`. Answers whether
-/// the path is a directory, for [`unpack_image`].
-pub(crate) async fn export_to_device(
-    guest: &Guest,
-    path: &str,
-    device: &str,
-) -> Result<bool, TransferError> {
-    let full = format!("/workspace/{path}");
-    let is_dir = guest_is_dir(guest, &full).await?;
-    let mut stream = guest
-        .exec(ExecRequest {
-            argv: tar_argv(&full, device),
-            ..ExecRequest::default()
-        })
-        .await?;
-    let mut stderr = Vec::new();
-    loop {
-        match stream.next().await? {
-            ExecEvent::Stderr(bytes) => keep_tail(&mut stderr, &bytes),
-            ExecEvent::Exited(status) if status.shell_code() == 0 => return Ok(is_dir),
-            ExecEvent::Exited(_) => {
-                return Err(TransferError::Export(format!(
-                    "tar in the guest failed: {}",
-                    String::from_utf8_lossy(&stderr).trim()
-                )))
-            }
-            ExecEvent::Failed { message, .. } => return Err(TransferError::Export(message)),
-            _ => {}
-        }
-    }
-}
-
-/// The host's half: unpacks the archive the guest wrote into `image` (at
-/// most `limit` bytes of it, as hostile as any stream from the guest) to
-/// `output`.
-pub(crate) async fn unpack_image(
-    image: &Path,
-    limit: u64,
-    output: &Path,
-    is_dir: bool,
-    skip_git_metadata: bool,
-) -> Result<pyro_transfer::UnpackReport, TransferError> {
-    let (image, output) = (image.to_path_buf(), output.to_path_buf());
-    let options = unpack_options(is_dir, skip_git_metadata);
-    tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&image).map_err(|e| e.to_string())?;
-        // Even an empty directory's archive starts with a header: zeros
-        // there mean the guest's writes never reached the disk.
-        let mut first = [0u8; 512];
-        std::os::unix::fs::FileExt::read_exact_at(&file, &mut first, 0)
-            .map_err(|e| e.to_string())?;
-        if first.iter().all(|&b| b == 0) {
-            return Err("the guest's tar wrote nothing onto the transfer disk".to_string());
-        }
-        let reader = std::io::BufReader::with_capacity(CHUNK, file.take(limit));
-        pyro_transfer::unpack(reader, &output, &options).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|_| TransferError::Export("the unpacker panicked".into()))?
-    .map_err(TransferError::Export)
-}
-
 /// Packs `source` into the guest directory `target` (created if missing)
 /// through the guest's `tar -x`.
 pub(crate) async fn push_tree_into(
@@ -285,9 +223,7 @@ pub(crate) async fn push_tree_into(
         message,
     })?;
     if status.shell_code() != 0 {
-        return Err(TransferError::GuestTar(
-            String::from_utf8_lossy(&stderr).trim().to_string(),
-        ));
+        return Err(tar_failed(status.shell_code(), &stderr));
     }
     Ok(TransferReport {
         files: report.files,
@@ -297,80 +233,21 @@ pub(crate) async fn push_tree_into(
     })
 }
 
-/// Packs `source` into `image` (an empty file), at most `limit` bytes of
-/// archive; `None` when the archive would be larger.
-pub(crate) async fn pack_to_image(
-    source: &Path,
-    image: &Path,
-    limit: u64,
-) -> Result<Option<pyro_transfer::PackReport>, TransferError> {
-    if !source.is_dir() {
-        return Err(TransferError::NotADirectory {
-            path: source.to_path_buf(),
-        });
-    }
-    let (source, image) = (source.to_path_buf(), image.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&image)
-            .map_err(|e| TransferError::GuestTar(format!("opening the transfer disk: {e}")))?;
-        let full = Arc::new(AtomicBool::new(false));
-        let writer = Bounded {
-            file,
-            room: limit,
-            full: full.clone(),
-        };
-        match pyro_transfer::pack_dir(&source, writer, &PackOptions::default()) {
-            Ok(report) => Ok(Some(report)),
-            Err(_) if full.load(Ordering::Relaxed) => Ok(None),
-            Err(e) => Err(TransferError::Pack {
-                path: source,
-                message: e.to_string(),
-            }),
-        }
+/// The guest's `tar -x` exited `code`: its stderr, else the code.
+fn tar_failed(code: i32, stderr: &[u8]) -> TransferError {
+    let said = String::from_utf8_lossy(stderr).trim().to_string();
+    TransferError::GuestTar(match said.is_empty() {
+        true => format!("the guest's tar exited {code}"),
+        false => said,
     })
-    .await
-    .map_err(|_| TransferError::GuestTar("the packer panicked".into()))?
-}
-
-/// The guest's half of a push through a device: its `tar -x` reads the
-/// archive off `device` into `target` (created if missing).
-pub(crate) async fn push_from_device(
-    guest: &Guest,
-    target: &str,
-    device: &str,
-) -> Result<(), TransferError> {
-    let mut stream = guest
-        .exec(ExecRequest {
-            argv: untar_argv(target, device),
-            ..ExecRequest::default()
-        })
-        .await?;
-    let mut stderr = Vec::new();
-    loop {
-        match stream.next().await? {
-            ExecEvent::Stderr(bytes) => keep_tail(&mut stderr, &bytes),
-            ExecEvent::Exited(status) if status.shell_code() == 0 => return Ok(()),
-            ExecEvent::Exited(_) => {
-                return Err(TransferError::GuestTar(
-                    String::from_utf8_lossy(&stderr).trim().to_string(),
-                ))
-            }
-            ExecEvent::Failed {
-                kind: ErrorKind::NotFound,
-                ..
-            } => return Err(TransferError::GuestTar("the environment has no tar".into())),
-            ExecEvent::Failed { message, .. } => return Err(TransferError::GuestTar(message)),
-            _ => {}
-        }
-    }
 }
 
 /// `sh -c` running the guest's `tar -x` of `archive` (`-` for stdin, or a
 /// device, read in 1 MiB records) into `target`, made if missing.
 fn untar_argv(target: &str, archive: &str) -> Vec<String> {
-    let script = r#"b=20; [ "$2" = - ] || b=2048
+    // Off a device, the guest's cached blocks of an earlier transfer are
+    // dropped first (Linux drops them on the last close too).
+    let script = r#"b=20; [ "$2" = - ] || { b=2048; blockdev --flushbufs "$2" 2>/dev/null; }
 mkdir -p -- "$1" && exec tar -x -p --no-same-owner -b "$b" -f "$2" -C "$1""#;
     ["sh", "-c", script, "sh", target, archive]
         .map(String::from)
@@ -424,30 +301,6 @@ fn keep_tail(kept: &mut Vec<u8>, bytes: &[u8]) {
     if kept.len() > STDERR_KEPT {
         let excess = kept.len() - STDERR_KEPT;
         kept.drain(..excess);
-    }
-}
-
-/// A file written from its start that refuses to grow past `room` bytes
-/// (`StorageFull`, and `full` set), like the disk it stands for.
-struct Bounded {
-    file: std::fs::File,
-    room: u64,
-    full: Arc<AtomicBool>,
-}
-
-impl Write for Bounded {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if data.len() as u64 > self.room {
-            self.full.store(true, Ordering::Relaxed);
-            return Err(std::io::ErrorKind::StorageFull.into());
-        }
-        let written = self.file.write(data)?;
-        self.room -= written as u64;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
     }
 }
 
@@ -540,20 +393,6 @@ mod tests {
         for bad in ["../x", "a/../../x", "/etc/passwd", "/workspacex/y"] {
             assert!(workspace_path(bad).is_err(), "{bad}");
         }
-    }
-
-    #[tokio::test]
-    async fn a_pack_larger_than_the_image_is_none_and_a_smaller_one_fits() {
-        let tree = tempfile::tempdir().unwrap();
-        std::fs::write(tree.path().join("a"), vec![7u8; 100_000]).unwrap();
-        let image = tempfile::NamedTempFile::new().unwrap();
-        let small = pack_to_image(tree.path(), image.path(), 64 * 1024).await;
-        assert!(matches!(small, Ok(None)), "{small:?}");
-        let fits = pack_to_image(tree.path(), image.path(), 1 << 20).await;
-        let report = fits.unwrap().unwrap();
-        assert_eq!((report.files, report.bytes), (1, 100_000));
-        let missing = pack_to_image(&tree.path().join("nope"), image.path(), 1 << 20).await;
-        assert!(matches!(missing, Err(TransferError::NotADirectory { .. })));
     }
 
     #[test]

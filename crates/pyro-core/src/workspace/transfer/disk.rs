@@ -1,0 +1,211 @@
+//! Trees across the VM's transfer disk: the guest's `tar` reads or writes
+//! the raw device (`/dev/vdc`) while the host's side is a file, so the
+//! archive never crosses the guest channel.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use pyro_protocol::{ErrorKind, ExecRequest};
+use pyro_transfer::PackOptions;
+
+use super::{
+    guest_is_dir, keep_tail, tar_argv, tar_failed, unpack_options, untar_argv, TransferError, CHUNK,
+};
+use crate::host::guest::{ExecEvent, Guest};
+
+/// The guest's half of an export through its transfer slot: the guest's
+/// `tar -c` of `/workspace/<path>` written onto `device`. Answers whether
+/// the path is a directory, for [`unpack_image`].
+pub(crate) async fn export_to_device(
+    guest: &Guest,
+    path: &str,
+    device: &str,
+) -> Result<bool, TransferError> {
+    let full = format!("/workspace/{path}");
+    let is_dir = guest_is_dir(guest, &full).await?;
+    let mut stream = guest
+        .exec(ExecRequest {
+            argv: tar_argv(&full, device),
+            ..ExecRequest::default()
+        })
+        .await?;
+    let mut stderr = Vec::new();
+    loop {
+        match stream.next().await? {
+            ExecEvent::Stderr(bytes) => keep_tail(&mut stderr, &bytes),
+            ExecEvent::Exited(status) if status.shell_code() == 0 => return Ok(is_dir),
+            ExecEvent::Exited(_) => {
+                return Err(TransferError::Export(format!(
+                    "tar in the guest failed: {}",
+                    String::from_utf8_lossy(&stderr).trim()
+                )))
+            }
+            ExecEvent::Failed { message, .. } => return Err(TransferError::Export(message)),
+            _ => {}
+        }
+    }
+}
+
+/// The host's half: unpacks the archive the guest wrote into `image` (at
+/// most `limit` bytes of it, as hostile as any stream from the guest) to
+/// `output`.
+pub(crate) async fn unpack_image(
+    image: &Path,
+    limit: u64,
+    output: &Path,
+    is_dir: bool,
+    skip_git_metadata: bool,
+) -> Result<pyro_transfer::UnpackReport, TransferError> {
+    let (image, output) = (image.to_path_buf(), output.to_path_buf());
+    let options = unpack_options(is_dir, skip_git_metadata);
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&image).map_err(|e| e.to_string())?;
+        // Even an empty directory's archive starts with a header: zeros
+        // there mean the guest's writes never reached the disk.
+        let mut first = [0u8; 512];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut first, 0)
+            .map_err(|e| e.to_string())?;
+        if first.iter().all(|&b| b == 0) {
+            return Err("the guest's tar wrote nothing onto the transfer disk".to_string());
+        }
+        let reader = std::io::BufReader::with_capacity(CHUNK, file.take(limit));
+        pyro_transfer::unpack(reader, &output, &options).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|_| TransferError::Export("the unpacker panicked".into()))?
+    .map_err(TransferError::Export)
+}
+
+/// Packs `source` into `image` (an empty file, written from its start),
+/// at most `limit` bytes of archive. `Ok(None)` when the file cannot take
+/// it: the archive is larger, the host's disk is full, or `stop` was set
+/// (the call that asked is gone).
+pub(crate) async fn pack_to_image(
+    source: &Path,
+    image: std::fs::File,
+    limit: u64,
+    stop: Arc<AtomicBool>,
+) -> Result<Option<pyro_transfer::PackReport>, TransferError> {
+    if !source.is_dir() {
+        return Err(TransferError::NotADirectory {
+            path: source.to_path_buf(),
+        });
+    }
+    let source = source.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let failed = Arc::new(AtomicBool::new(false));
+        let writer = Bounded {
+            file: image,
+            room: limit,
+            failed: failed.clone(),
+            stop,
+        };
+        match pyro_transfer::pack_dir(&source, writer, &PackOptions::default()) {
+            Ok(report) => Ok(Some(report)),
+            Err(_) if failed.load(Ordering::Relaxed) => Ok(None),
+            Err(e) => Err(TransferError::Pack {
+                path: source,
+                message: e.to_string(),
+            }),
+        }
+    })
+    .await
+    .map_err(|_| TransferError::GuestTar("packing the tree stopped".into()))?
+}
+
+/// The guest's half of a push through a device: its `tar -x` reads the
+/// archive off `device` into `target` (created if missing).
+pub(crate) async fn push_from_device(
+    guest: &Guest,
+    target: &str,
+    device: &str,
+) -> Result<(), TransferError> {
+    let mut stream = guest
+        .exec(ExecRequest {
+            argv: untar_argv(target, device),
+            ..ExecRequest::default()
+        })
+        .await?;
+    let mut stderr = Vec::new();
+    loop {
+        match stream.next().await? {
+            ExecEvent::Stderr(bytes) => keep_tail(&mut stderr, &bytes),
+            ExecEvent::Exited(status) if status.shell_code() == 0 => return Ok(()),
+            ExecEvent::Exited(status) => return Err(tar_failed(status.shell_code(), &stderr)),
+            ExecEvent::Failed {
+                kind: ErrorKind::NotFound,
+                ..
+            } => return Err(TransferError::GuestTar("the environment has no tar".into())),
+            ExecEvent::Failed { message, .. } => return Err(TransferError::GuestTar(message)),
+            _ => {}
+        }
+    }
+}
+
+/// A file written from its start that refuses to grow past `room` bytes
+/// (`StorageFull`), like the disk it stands for, and stops when `stop` is
+/// set (`BrokenPipe`: never `Interrupted`, which `write_all` retries). Any failure of its own sets `failed`: the tree was readable, the
+/// file could not take it.
+struct Bounded {
+    file: std::fs::File,
+    room: u64,
+    failed: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Write for Bounded {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let refused = match () {
+            _ if self.stop.load(Ordering::Relaxed) => Some(std::io::ErrorKind::BrokenPipe),
+            _ if data.len() as u64 > self.room => Some(std::io::ErrorKind::StorageFull),
+            _ => None,
+        };
+        let written = match refused {
+            Some(kind) => Err(kind.into()),
+            None => self.file.write(data),
+        };
+        match written {
+            Ok(written) => {
+                self.room -= written as u64;
+                Ok(written)
+            }
+            Err(error) => {
+                self.failed.store(true, Ordering::Relaxed);
+                Err(error)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pack_larger_than_the_image_is_none_and_a_smaller_one_fits() {
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::write(tree.path().join("a"), vec![7u8; 100_000]).unwrap();
+        let image = || tempfile::tempfile().unwrap();
+        let go = || Arc::new(AtomicBool::new(false));
+        let small = pack_to_image(tree.path(), image(), 64 * 1024, go()).await;
+        assert!(matches!(small, Ok(None)), "{small:?}");
+        let fits = pack_to_image(tree.path(), image(), 1 << 20, go()).await;
+        let report = fits.unwrap().unwrap();
+        assert_eq!((report.files, report.bytes), (1, 100_000));
+        let stopped = pack_to_image(
+            tree.path(),
+            image(),
+            1 << 20,
+            Arc::new(AtomicBool::new(true)),
+        );
+        assert!(matches!(stopped.await, Ok(None)));
+        let missing = pack_to_image(&tree.path().join("nope"), image(), 1 << 20, go()).await;
+        assert!(matches!(missing, Err(TransferError::NotADirectory { .. })));
+    }
+}
