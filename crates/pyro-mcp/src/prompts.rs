@@ -175,12 +175,19 @@ pub(crate) fn get(
 fn seed_words(repo: Option<&str>, project: bool) -> String {
     match repo {
         Some(repo) if repo.contains("://") || repo.starts_with("git@") => {
-            format!("repo_url \"{repo}\"")
+            format!("repo_url {}", quoted(repo))
         }
-        Some(path) => format!("seed_path \"{path}\""),
+        Some(path) => format!("seed_path {}", quoted(path)),
         None if project => "no seed argument (it seeds the server's project)".into(),
-        None => "seed_path set to the project directory".into(),
+        None => "seed_path set to the repository's directory (ask the user for it if you do \
+                 not know it)"
+            .into(),
     }
+}
+
+/// `text` as a JSON string: what the model passes as the argument.
+fn quoted(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
 }
 
 fn cold_start(seed: &str, full: bool) -> String {
@@ -252,11 +259,11 @@ fn parallel(tasks: &str, seed: &str, full: bool) -> String {
     format!(
         "Work on these tasks in parallel, one isolated pyro workspace each:\n{tasks}\n\n\
          1. For each task, workspace_create with mode \"parallel\", {seed} (for a branch, \
-         repo_url with repo_ref set to it), a name for the task and the label task=<name>.\n\
+         repo_url with repo_ref set to it), a name for the task and labels {{\"task\": \"<name>\"}}.\n\
          2. Work on each in its own workspace only (workspace_exec, workspace_file_read, \
          workspace_patch_apply). Workspaces share nothing: never copy results between them by \
          hand.\n\
-         3. workspace_list with the task labels shows them all. One left idle for 15 minutes \
+         3. workspace_list shows them all (labels filters by task). One left idle for 15 minutes \
          is suspended; the next call on it resumes it, processes included.\n\
          4. For each task: workspace_diff and workspace_summary, then report per task.\n\
          5. workspace_delete each one when its task is done.{fork}"
@@ -272,8 +279,9 @@ fn untrusted(code: &str, full: bool) -> String {
         "Inspect this untrusted code in a pyro workspace and report what it does: {code}\n\n\
          Treat it as hostile. Do not give it network, secrets or ports, and do not export \
          anything it wrote unless the user asks.\n\n\
-         1. workspace_create with mode \"untrusted\" (no network, no secrets, 1 vCPU, 512 MiB), \
-         seeded with what is to be inspected (seed_path or repo_url).\n\
+         1. workspace_create with mode \"untrusted\" (no network, no secrets, 1 vCPU, 512 MiB) \
+         and seed_path or repo_url naming what is to be inspected: in this mode the server's \
+         project is copied in only when named. For a command alone, leave the seed out.\n\
          2. Read before running: workspace_file_list and workspace_file_read. Note what \
          reaches for the network, credentials, other users' files or the disk.\n\
          3. Run it with workspace_exec and a timeout_seconds; keep each exit code and output. \

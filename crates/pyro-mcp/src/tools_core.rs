@@ -45,13 +45,15 @@ pub struct CreateParams {
     /// whatever is given wins (the result's mode says so). "cold-start": egress to the
     /// package indexes (workspace-full profile), 2 vCPUs, 2 GiB. "repro-fix" and "review":
     /// no network. "parallel": no network, suspended after 15m idle. "untrusted": no
-    /// network, no secrets, 512 MiB. The prompts of the same names are the playbooks.
+    /// network, no secrets, 512 MiB, and the server's project only when seed_path names it.
+    /// The prompts of the same names are the playbooks.
     pub mode: Option<String>,
     /// vCPUs (default: the mode's, else 1).
     pub cpus: Option<u32>,
     /// Memory in MiB (default: the mode's, else 1024).
     pub memory_mib: Option<u32>,
-    /// Network (workspace-full profile only): "off" (the default, no network device),
+    /// Network (workspace-full profile only): "off" (no network device; the default unless
+    /// the mode opens one),
     /// "egress" (outbound TCP and DNS through the host, e.g. to install dependencies), or
     /// "egress+ports" (egress, and host ports forwarded in: see `publish`).
     pub network: Option<String>,
@@ -153,22 +155,24 @@ impl PyroServer {
         context: RequestContext<RoleServer>,
     ) -> ToolResult<WorkspaceInfo> {
         let progress = Progress::new(&context);
+        let mode = params.mode.as_deref().map(Mode::parse).transpose();
+        let mode = mode.map_err(InvalidRequest::from)?;
+        // Untrusted code gets the project only when the call names it.
+        let project = match mode {
+            Some(Mode::Untrusted) => None,
+            _ => self.default_seed.as_ref(),
+        };
         let seed = call_seed(
             params.seed_path.map(PathBuf::from),
             params.repo_url,
             params.repo_ref,
-            self.default_seed.as_ref(),
+            project,
         )?;
         let request = CreateRequest {
             env: params.env,
             name: params.name,
             labels: params.labels.into_iter().collect(),
-            mode: params
-                .mode
-                .as_deref()
-                .map(Mode::parse)
-                .transpose()
-                .map_err(InvalidRequest::from)?,
+            mode,
             cpus: params.cpus,
             memory_mib: params.memory_mib,
             seed: seed.clone(),

@@ -181,5 +181,22 @@ async fn mcp_lists_five_prompts_and_creates_in_a_mode() {
     let summary = tool_ok(&client, "workspace_summary", json!({"workspace": id})).await;
     assert_eq!(summary["details"]["mode"], "cold-start");
     tool_ok(&client, "workspace_delete", json!({"workspace": id})).await;
+
+    // Untrusted code gets the project only when the call names it.
+    let boxed = tool_ok(&client, "workspace_create", json!({"mode": "untrusted"})).await;
+    assert!(boxed["seed"].is_null(), "{boxed}");
+    let id = boxed["id"].as_str().unwrap();
+    let listed = tool_ok(
+        &client,
+        "workspace_file_list",
+        json!({"workspace": id, "path": "."}),
+    )
+    .await;
+    assert_eq!(
+        listed["entries"].as_array().map(Vec::len),
+        Some(0),
+        "{listed}"
+    );
+    tool_ok(&client, "workspace_delete", json!({"workspace": id})).await;
     client.cancel().await.unwrap();
 }

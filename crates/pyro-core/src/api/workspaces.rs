@@ -477,6 +477,13 @@ impl Pyro {
         if let Some(timeout) = update.idle_timeout {
             record = self.set_idle_timeout(&id, timeout).await?;
         }
+        if record.mode.is_some() && !nothing {
+            let (network, idle) = (!update.network.is_empty(), update.idle_timeout.is_some());
+            record = store.update(&id, |record| {
+                params::modes::note_update(record, network, idle);
+                Ok(())
+            })?;
+        }
         Ok(record)
     }
 

@@ -93,6 +93,17 @@ impl ModeRecord {
         self.name == Mode::Untrusted && !self.overrides.iter().any(|o| o.setting == "secrets")
     }
 
+    /// Records a setting changed after create (`workspace update`): it
+    /// replaces what was said of that setting, and of `also`.
+    pub fn note_update(&mut self, setting: &str, also: &[&str], note: String) {
+        self.overrides
+            .retain(|o| o.setting != setting && !also.contains(&o.setting.as_str()));
+        self.overrides.push(ModeOverride {
+            setting: setting.into(),
+            note,
+        });
+    }
+
     /// One line for a terminal: `untrusted` or `untrusted (cpus: ...; ...)`.
     pub fn line(&self) -> String {
         if self.overrides.is_empty() {
@@ -135,5 +146,16 @@ mod tests {
         assert_eq!(record.line(), "untrusted (secrets: kept as given)");
         record.name = Mode::Review;
         assert!(!record.refuses_secrets());
+        record.overrides.push(ModeOverride {
+            setting: "allow".into(),
+            note: "allowed x".into(),
+        });
+        record.note_update("network", &["allow"], "network off set by an update".into());
+        let settings: Vec<&str> = record
+            .overrides
+            .iter()
+            .map(|o| o.setting.as_str())
+            .collect();
+        assert_eq!(settings, ["secrets", "network"]);
     }
 }

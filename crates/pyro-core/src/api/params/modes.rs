@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use super::{describe_duration, DEFAULT_CPUS, DEFAULT_MEMORY_MIB};
 use crate::api::network::NetworkRequest;
+use crate::host::network::NetworkMode;
 use crate::workspace::mode::{Mode, ModeOverride, ModeRecord};
+use crate::workspace::WorkspaceRecord;
 
 /// The package indexes a cold-start workspace reaches: Python, npm, Rust,
 /// Go, Ruby, Maven and the Debian, Ubuntu and Alpine archives.
@@ -41,8 +43,6 @@ pub struct ModeDefaults {
     pub idle_timeout: Option<Duration>,
     /// Whether secrets may be set.
     pub takes_secrets: bool,
-    /// What the mode is for, one line.
-    pub purpose: &'static str,
 }
 
 /// The settings of `mode`.
@@ -54,35 +54,23 @@ pub fn defaults(mode: Mode) -> ModeDefaults {
         package_egress: false,
         idle_timeout: minutes(60),
         takes_secrets: true,
-        purpose: "",
     };
     match mode {
         Mode::ColdStart => ModeDefaults {
             cpus: 2,
             memory_mib: 2048,
             package_egress: true,
-            purpose: "set up an unknown repository: egress to the package indexes, 2 vCPUs, \
-                      2 GiB",
             ..base
         },
-        Mode::ReproFix => ModeDefaults {
-            purpose: "reproduce, checkpoint, fix, reset, export the patch: no network",
-            ..base
-        },
+        Mode::ReproFix | Mode::Review => base,
         Mode::Parallel => ModeDefaults {
             idle_timeout: minutes(15),
-            purpose: "one of several workspaces: no network, suspended after 15 minutes idle",
             ..base
         },
         Mode::Untrusted => ModeDefaults {
             memory_mib: 512,
             idle_timeout: minutes(15),
             takes_secrets: false,
-            purpose: "run code nobody trusts: no network, no secrets, 1 vCPU, 512 MiB",
-            ..base
-        },
-        Mode::Review => ModeDefaults {
-            purpose: "apply a change, run the checks, review from diff and summary: no network",
             ..base
         },
     }
@@ -195,6 +183,29 @@ pub fn settle(mode: Option<Mode>, asked: Asked) -> Settled {
     }
 }
 
+/// Says in a workspace's mode line what `workspace update` changed of it
+/// (its `network`, its `idle` timeout): no longer the mode's.
+pub(crate) fn note_update(record: &mut WorkspaceRecord, network: bool, idle: bool) {
+    let network_now = match record.network.allow.len() {
+        0 => record.network.mode.to_string(),
+        n => format!("{} to {n} allowed destinations", record.network.mode),
+    };
+    let idle_now = record.idle_timeout_secs.map_or("off".into(), |secs| {
+        describe_duration(Duration::from_secs(secs))
+    });
+    let Some(mode) = record.mode.as_mut() else {
+        return;
+    };
+    if network {
+        let note = format!("network {network_now} set by an update");
+        mode.note_update("network", &["allow"], note);
+    }
+    if idle {
+        let note = format!("idle timeout {idle_now} set by an update");
+        mode.note_update("idle-timeout", &[], note);
+    }
+}
+
 fn settle_network(
     wanted: &ModeDefaults,
     asked: NetworkRequest,
@@ -207,7 +218,10 @@ fn settle_network(
         true => "egress",
         false => "egress+ports",
     };
-    let off = |mode: &Option<String>| mode.as_deref().is_none_or(|m| m == "off");
+    let off = |mode: &Option<String>| {
+        mode.as_deref()
+            .is_none_or(|m| NetworkMode::parse(m) == Some(NetworkMode::Off))
+    };
     if !wanted.package_egress {
         if !off(&given_mode) {
             let given = given_mode.unwrap_or_default();
@@ -226,7 +240,7 @@ fn settle_network(
         return asked;
     }
     match (&given_mode, asked.allow.is_empty()) {
-        (Some(mode), _) if mode == "off" => {
+        (Some(_), _) if off(&given_mode) => {
             note(
                 "network",
                 "network off as asked, not the mode's egress to the package indexes".into(),
@@ -317,7 +331,6 @@ mod tests {
         for mode in [Mode::ReproFix, Mode::Parallel, Mode::Review] {
             let settled = settle(Some(mode), asked());
             assert_eq!(settled.network, NetworkRequest::default(), "{mode}");
-            assert!(!defaults(mode).purpose.is_empty());
         }
     }
 
@@ -363,6 +376,22 @@ mod tests {
         assert_eq!(untrusted.network.mode.as_deref(), Some("egress"));
         assert_eq!(settings(&untrusted.mode), ["secrets", "network"]);
         assert!(!untrusted.mode.unwrap().refuses_secrets());
+    }
+
+    #[test]
+    fn none_is_off_to_every_mode() {
+        let none = || Asked {
+            network: NetworkRequest::mode("none"),
+            ..asked()
+        };
+        let cold = settle(Some(Mode::ColdStart), none());
+        assert_eq!(cold.network.mode.as_deref(), Some("none"));
+        assert_eq!(settings(&cold.mode), ["network"]);
+        assert!(cold.mode.unwrap().overrides[0]
+            .note
+            .starts_with("network off as asked"));
+        let review = settle(Some(Mode::Review), none());
+        assert!(settings(&review.mode).is_empty());
     }
 
     #[test]
