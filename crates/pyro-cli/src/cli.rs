@@ -55,6 +55,12 @@ pub enum Command {
     Workspace(WorkspaceCommand),
     /// Measure boot and run times and print a table.
     Bench(BenchArgs),
+    /// Run one of the five workflows end to end on a built-in fixture; without a name,
+    /// list them.
+    #[command(after_help = "Examples:
+  pyro demo
+  pyro demo repro-fix")]
+    Demo(DemoArgs),
     /// Register pyro with a chat host (Claude Code, Codex, OpenCode) and check it.
     #[command(subcommand)]
     Host(crate::commands::host::HostCommand),
@@ -68,6 +74,15 @@ pub enum Command {
         id: String,
         ready_fd: i32,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The workflow: cold-start, repro-fix, parallel, untrusted or review.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(
+        crate::commands::demo::DEMOS.map(|demo| demo.name)
+    ))]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -468,7 +483,8 @@ pub struct BenchArgs {
 /// The network flags `run` and `workspace create` share.
 #[derive(Debug, Args, Clone, Default)]
 pub struct NetworkArgs {
-    /// off (no network device; the default), egress (outbound TCP and DNS through the host),
+    /// off (no network device; the default, unless a workspace's --mode opens one), egress
+    /// (outbound TCP and DNS through the host),
     /// or egress+ports (egress and published ports; workspaces only).
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,

@@ -1,6 +1,7 @@
 //! One module per top-level command; each returns the process exit status.
 
 mod bench;
+pub(crate) mod demo;
 mod doctor;
 mod env;
 pub(crate) mod host;
@@ -31,6 +32,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Env(command) => env::env(&pyro, command),
         Command::Run(args) => run::run(&pyro, args),
         Command::Bench(args) => bench::bench(&pyro, &args),
+        Command::Demo(args) => demo::demo(args.name.as_deref()),
         Command::Host(command) => host::host(command),
         Command::Mcp(command) => mcp::mcp(&pyro, command),
         Command::Workspace(command) => workspace::workspace(&pyro, command),

@@ -9,6 +9,7 @@
 mod support;
 
 mod cli;
+mod demo;
 mod fork;
 mod host;
 mod host_boundary;
