@@ -111,10 +111,16 @@ pub fn prepare(request: &ExecRequest) -> Result<Prepared, SpawnError> {
         .iter()
         .find(|(key, _)| key == "PATH")
         .map_or("", |(_, value)| value.as_str());
+    let home = match Path::new(DEFAULT_CWD).is_dir() {
+        true => DEFAULT_CWD,
+        false => "/",
+    };
+    // Relative to /workspace, like every other path a call names; always
+    // absolute, so what is checked here is what the child's chdir and
+    // execve find.
     let cwd = match &request.cwd {
-        Some(cwd) => cwd.clone(),
-        None if Path::new(DEFAULT_CWD).is_dir() => DEFAULT_CWD.to_owned(),
-        None => "/".to_owned(),
+        Some(cwd) => Path::new(home).join(cwd).to_string_lossy().into_owned(),
+        None => home.to_owned(),
     };
     match fs::metadata(&cwd) {
         Ok(meta) if meta.is_dir() => {}
@@ -480,8 +486,29 @@ mod tests {
             dir.path().join("./bin/tool")
         );
         assert_eq!(resolve_program("tool", "bin", dir.path()).unwrap(), tool);
+        std::fs::set_permissions(
+            dir.path().join("bin"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let in_dir = dir.path().join("bin");
+        assert_eq!(resolve_program("tool", "", &in_dir).unwrap(), tool);
         let missing = resolve_program("bin/tool", "", Path::new("/")).unwrap_err();
         assert_eq!(missing.message, "bin/tool: No such file or directory");
+    }
+
+    #[test]
+    fn a_relative_cwd_is_made_absolute() {
+        let request = ExecRequest {
+            argv: vec!["true".into()],
+            cwd: Some("tmp".into()),
+            ..ExecRequest::default()
+        };
+        // No /workspace on the test host: relative to /.
+        if !Path::new(DEFAULT_CWD).is_dir() {
+            let prepared = prepare(&request).ok().unwrap();
+            assert_eq!(prepared.cwd.to_str(), Ok("/tmp"));
+        }
     }
 
     #[test]

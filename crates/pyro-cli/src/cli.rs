@@ -343,7 +343,7 @@ impl UpdateArgs {
 pub struct WorkspaceExecArgs {
     /// Workspace id or name.
     pub workspace: String,
-    /// Working directory in the guest (default /workspace).
+    /// Working directory in the guest (default /workspace; a relative one is under it).
     #[arg(long)]
     pub cwd: Option<String>,
     /// Set an environment variable for the command (repeatable).

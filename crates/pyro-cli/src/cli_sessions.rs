@@ -46,7 +46,7 @@ pagedown, delete, ctrl-a … ctrl-z and more.")]
 pub struct ShellOpenArgs {
     /// Workspace id or name.
     pub workspace: String,
-    /// Directory to start in [default: /workspace].
+    /// Directory to start in, relative ones under /workspace [default: /workspace].
     #[arg(long)]
     pub cwd: Option<String>,
     /// Terminal rows, 1-500 [default: 40].
@@ -187,7 +187,7 @@ pub struct ServiceStartArgs {
     /// Seconds to wait for readiness.
     #[arg(long, value_name = "SECONDS", default_value_t = params::DEFAULT_READY_TIMEOUT.as_secs())]
     pub ready_timeout: u64,
-    /// Working directory [default: /workspace].
+    /// Working directory, relative ones under /workspace [default: /workspace].
     #[arg(long)]
     pub cwd: Option<String>,
     /// Extra environment variable NAME=VALUE (repeatable; values are never recorded).

@@ -45,7 +45,8 @@ pub struct CreateParams {
     /// whatever is given wins (the result's mode says so). "cold-start": egress to the
     /// package indexes (workspace-full profile), 2 vCPUs, 2 GiB. "repro-fix" and "review":
     /// no network. "parallel": no network, suspended after 15m idle. "untrusted": no
-    /// network, no secrets, 512 MiB, and the server's project only when seed_path names it.
+    /// network, no secrets, 512 MiB, and the server's project only when seed_path or
+    /// repo_url names it.
     /// The prompts of the same names are the playbooks.
     pub mode: Option<String>,
     /// vCPUs (default: the mode's, else 1).
@@ -99,7 +100,7 @@ pub struct ExecParams {
     pub command: Option<String>,
     /// The command as an exact argv list instead of `command`, e.g. ["python3", "-c", "print(1)"].
     pub argv: Option<Vec<String>>,
-    /// The working directory in the guest (default /workspace).
+    /// The working directory in the guest (default /workspace; a relative one is under it).
     pub cwd: Option<String>,
     /// Extra environment variables, NAME -> value.
     #[serde(default)]

@@ -28,7 +28,7 @@ pub struct ServiceStartParams {
     pub command: Option<String>,
     /// The command as an exact argv list instead of `command`.
     pub argv: Option<Vec<String>>,
-    /// Working directory (default /workspace).
+    /// Working directory (default /workspace; a relative one is under it).
     pub cwd: Option<String>,
     /// Extra environment variables, NAME -> value (values are never recorded or shown).
     #[serde(default)]

@@ -30,7 +30,7 @@ pub struct ShellParams {
 pub struct ShellOpenParams {
     /// The workspace id or name.
     pub workspace: String,
-    /// Directory to start in (default /workspace).
+    /// Directory to start in (default /workspace; a relative one is under it).
     pub cwd: Option<String>,
     /// Terminal rows, 1-500 (default 40).
     pub rows: Option<u16>,
