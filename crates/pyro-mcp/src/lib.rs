@@ -139,11 +139,13 @@ impl PyroServer {
     fn instructions(&self) -> String {
         let seed = match &self.default_seed {
             Some(Seed::Path(path)) => format!(
-                "workspace_create without a seed copies the project {} into /workspace.",
+                "workspace_create without a seed copies the project {} into /workspace \
+                 (mode \"untrusted\" gets it only when seed_path names it).",
                 path.display()
             ),
             Some(Seed::Repo { url, reference }) => format!(
-                "workspace_create without a seed clones {url}{} into /workspace.",
+                "workspace_create without a seed clones {url}{} into /workspace \
+                 (mode \"untrusted\" gets it only when repo_url names it).",
                 reference
                     .as_deref()
                     .map(|r| format!(" at {r}"))

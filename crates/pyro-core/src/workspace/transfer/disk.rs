@@ -11,7 +11,7 @@ use pyro_protocol::{ErrorKind, ExecRequest};
 use pyro_transfer::PackOptions;
 
 use super::{
-    guest_is_dir, keep_tail, tar_argv, tar_failed, unpack_options, untar_argv, TransferError, CHUNK,
+    guest_is_dir, keep_tail, tar_argv, tar_said, unpack_options, untar_argv, TransferError, CHUNK,
 };
 use crate::host::guest::{ExecEvent, Guest};
 
@@ -25,27 +25,9 @@ pub(crate) async fn export_to_device(
 ) -> Result<bool, TransferError> {
     let full = format!("/workspace/{path}");
     let is_dir = guest_is_dir(guest, &full).await?;
-    let mut stream = guest
-        .exec(ExecRequest {
-            argv: tar_argv(&full, device),
-            ..ExecRequest::default()
-        })
-        .await?;
-    let mut stderr = Vec::new();
-    loop {
-        match stream.next().await? {
-            ExecEvent::Stderr(bytes) => keep_tail(&mut stderr, &bytes),
-            ExecEvent::Exited(status) if status.shell_code() == 0 => return Ok(is_dir),
-            ExecEvent::Exited(_) => {
-                return Err(TransferError::Export(format!(
-                    "tar in the guest failed: {}",
-                    String::from_utf8_lossy(&stderr).trim()
-                )))
-            }
-            ExecEvent::Failed { message, .. } => return Err(TransferError::Export(message)),
-            _ => {}
-        }
-    }
+    let failed = |said: String| TransferError::Export(format!("tar in the guest failed: {said}"));
+    run_tar(guest, tar_argv(&full, device), failed).await?;
+    Ok(is_dir)
 }
 
 /// The host's half: unpacks the archive the guest wrote into `image` (at
@@ -76,6 +58,37 @@ pub(crate) async fn unpack_image(
     .await
     .map_err(|_| TransferError::Export("the unpacker panicked".into()))?
     .map_err(TransferError::Export)
+}
+
+/// Runs a guest `tar` script to its end; `failed` makes the error of what
+/// it printed on stderr (its tail), else of its exit code.
+async fn run_tar(
+    guest: &Guest,
+    argv: Vec<String>,
+    failed: impl Fn(String) -> TransferError,
+) -> Result<(), TransferError> {
+    let mut stream = guest
+        .exec(ExecRequest {
+            argv,
+            ..ExecRequest::default()
+        })
+        .await?;
+    let mut stderr = Vec::new();
+    loop {
+        match stream.next().await? {
+            ExecEvent::Stderr(bytes) => keep_tail(&mut stderr, &bytes),
+            ExecEvent::Exited(status) if status.shell_code() == 0 => return Ok(()),
+            ExecEvent::Exited(status) => {
+                return Err(failed(tar_said(status.shell_code(), &stderr)))
+            }
+            ExecEvent::Failed {
+                kind: ErrorKind::NotFound,
+                ..
+            } => return Err(failed("the environment has no tar".into())),
+            ExecEvent::Failed { message, .. } => return Err(failed(message)),
+            _ => {}
+        }
+    }
 }
 
 /// Packs `source` into `image` (an empty file, written from its start),
@@ -122,26 +135,7 @@ pub(crate) async fn push_from_device(
     target: &str,
     device: &str,
 ) -> Result<(), TransferError> {
-    let mut stream = guest
-        .exec(ExecRequest {
-            argv: untar_argv(target, device),
-            ..ExecRequest::default()
-        })
-        .await?;
-    let mut stderr = Vec::new();
-    loop {
-        match stream.next().await? {
-            ExecEvent::Stderr(bytes) => keep_tail(&mut stderr, &bytes),
-            ExecEvent::Exited(status) if status.shell_code() == 0 => return Ok(()),
-            ExecEvent::Exited(status) => return Err(tar_failed(status.shell_code(), &stderr)),
-            ExecEvent::Failed {
-                kind: ErrorKind::NotFound,
-                ..
-            } => return Err(TransferError::GuestTar("the environment has no tar".into())),
-            ExecEvent::Failed { message, .. } => return Err(TransferError::GuestTar(message)),
-            _ => {}
-        }
-    }
+    run_tar(guest, untar_argv(target, device), TransferError::GuestTar).await
 }
 
 /// A file written from its start that refuses to grow past `room` bytes

@@ -118,9 +118,9 @@ pub(crate) async fn export_tree(
         .join()
         .map_err(|_| TransferError::Export("the unpacker panicked".into()))?;
     if status.shell_code() != 0 {
+        let said = tar_said(status.shell_code(), &stderr);
         return Err(TransferError::Export(format!(
-            "tar in the guest failed: {}",
-            String::from_utf8_lossy(&stderr).trim()
+            "tar in the guest failed: {said}"
         )));
     }
     let report = unpacked.map_err(TransferError::Export)?;
@@ -223,7 +223,10 @@ pub(crate) async fn push_tree_into(
         message,
     })?;
     if status.shell_code() != 0 {
-        return Err(tar_failed(status.shell_code(), &stderr));
+        return Err(TransferError::GuestTar(tar_said(
+            status.shell_code(),
+            &stderr,
+        )));
     }
     Ok(TransferReport {
         files: report.files,
@@ -233,13 +236,13 @@ pub(crate) async fn push_tree_into(
     })
 }
 
-/// The guest's `tar -x` exited `code`: its stderr, else the code.
-fn tar_failed(code: i32, stderr: &[u8]) -> TransferError {
+/// What a failed guest `tar` said: its stderr, else its exit code.
+fn tar_said(code: i32, stderr: &[u8]) -> String {
     let said = String::from_utf8_lossy(stderr).trim().to_string();
-    TransferError::GuestTar(match said.is_empty() {
+    match said.is_empty() {
         true => format!("the guest's tar exited {code}"),
         false => said,
-    })
+    }
 }
 
 /// `sh -c` running the guest's `tar -x` of `archive` (`-` for stdin, or a
