@@ -26,6 +26,7 @@ mod ports;
 mod run;
 mod secrets;
 mod seeding;
+mod smoke;
 mod warm;
 mod workspace;
 mod workspace_diff;

@@ -90,6 +90,16 @@ fn the_end_to_end_story() {
     std::fs::write(repo.path().join("calc.py"), BUGGY).unwrap();
     std::fs::write(repo.path().join("test_calc.py"), TEST).unwrap();
     std::fs::write(repo.path().join(".gitignore"), "__pycache__/\n").unwrap();
+    // Sources older than the session, as in any checkout: a fix of the same
+    // size written in the second the seed's files were (a create takes
+    // well under one) would leave Python's bytecode cache, keyed on whole
+    // seconds and size, looking current.
+    let touched = std::process::Command::new("touch")
+        .args(["-d", "1 hour ago", "calc.py", "test_calc.py"])
+        .current_dir(repo.path())
+        .status()
+        .unwrap();
+    assert!(touched.success());
     git(repo.path(), &["init", "-q"]);
     git(repo.path(), &["add", "-A"]);
     git(repo.path(), &["commit", "-qm", "calc"]);
