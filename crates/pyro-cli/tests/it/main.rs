@@ -23,6 +23,7 @@ mod memory;
 mod modes;
 mod network;
 mod ports;
+mod recipes;
 mod run;
 mod secrets;
 mod seeding;

@@ -2,44 +2,11 @@
 //! project, through `pyro mcp serve` driven by an MCP client (rmcp's)
 //! against real VMs. `scripts/smoke` runs these alone.
 
-use std::path::Path;
-
 use serde_json::{json, Value};
 
+use crate::support::fixtures::{self, calc, fixture, repo};
 use crate::support::mcp::{serve, tool_err, tool_ok, Client};
 use crate::support::*;
-
-/// The demo's fixtures: one set of files for the CLI's demo and this pack.
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/commands/demo/fixture/");
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{FIXTURE}{name}")).unwrap()
-}
-
-/// Writes `files` under `dir` and commits them: a Git checkout.
-fn repo(dir: &Path, files: &[(&str, String)]) {
-    for (relative, content) in files {
-        let path = dir.join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, content).unwrap();
-    }
-    git(dir, &["init", "-q", "-b", "main"]);
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-qm", "first"]);
-}
-
-/// The calc package, its bug in or fixed.
-fn calc(dir: &Path, calc: &str) {
-    repo(
-        dir,
-        &[
-            (".gitignore", "__pycache__/\n".into()),
-            ("calc/__init__.py", fixture(calc)),
-            ("tests/__init__.py", String::new()),
-            ("tests/test_calc.py", fixture("test_calc.py")),
-        ],
-    );
-}
 
 async fn exec(client: &Client, workspace: &str, command: &str) -> Value {
     let arguments = json!({"workspace": workspace, "command": command, "timeout_seconds": 600});
@@ -61,15 +28,7 @@ fn out(result: &Value) -> String {
 async fn smoke_cold_start_installs_its_dependency_and_runs_its_tests() {
     let home = TestHome::new();
     let project = tempfile::tempdir().unwrap();
-    repo(
-        project.path(),
-        &[
-            (".gitignore", ".venv/\n__pycache__/\n".into()),
-            ("README.md", fixture("README_cold.md")),
-            ("requirements.txt", fixture("requirements.txt")),
-            ("test_app.py", fixture("test_app.py")),
-        ],
-    );
+    fixtures::cold_start(project.path());
     let client = serve(
         home.path(),
         project.path(),
@@ -117,7 +76,7 @@ async fn smoke_cold_start_installs_its_dependency_and_runs_its_tests() {
 async fn smoke_repro_fix_resets_between_attempts_and_exports_the_fix() {
     let home = TestHome::new();
     let project = tempfile::tempdir().unwrap();
-    calc(project.path(), "calc_buggy.py");
+    calc(project.path(), "calc_buggy.py", &[]);
     let client = serve(
         home.path(),
         project.path(),
@@ -159,13 +118,7 @@ async fn smoke_repro_fix_resets_between_attempts_and_exports_the_fix() {
 async fn smoke_parallel_branches_in_three_workspaces_do_not_cross() {
     let home = TestHome::new();
     let project = tempfile::tempdir().unwrap();
-    repo(project.path(), &[("notes.txt", "main\n".into())]);
-    for branch in ["fix-a", "fix-b"] {
-        git(project.path(), &["checkout", "-qb", branch, "main"]);
-        std::fs::write(project.path().join("notes.txt"), format!("on {branch}\n")).unwrap();
-        git(project.path(), &["commit", "-qam", branch]);
-    }
-    git(project.path(), &["checkout", "-q", "main"]);
+    fixtures::branches(project.path());
     let client = serve(home.path(), project.path(), &[]).await;
     let url = project.path().to_str().unwrap();
     let mut ids = Vec::new();
@@ -272,7 +225,7 @@ async fn smoke_untrusted_code_cannot_reach_out_read_the_host_or_break_the_worksp
 async fn smoke_review_applies_the_change_and_the_summary_shows_the_failure() {
     let home = TestHome::new();
     let project = tempfile::tempdir().unwrap();
-    calc(project.path(), "calc_fixed.py");
+    calc(project.path(), "calc_fixed.py", &[]);
     let client = serve(home.path(), project.path(), &[]).await;
     let ws = tool_ok(&client, "workspace_create", json!({"mode": "review"})).await;
     let id = ws["id"].as_str().unwrap();

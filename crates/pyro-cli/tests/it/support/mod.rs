@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod mcp;
 
 use std::path::{Path, PathBuf};
