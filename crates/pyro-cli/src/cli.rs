@@ -155,6 +155,9 @@ anything outside --output. --output must not exist yet (or be an empty directory
     /// List, read and write files under /workspace.
     #[command(subcommand)]
     File(crate::cli_files::FileCommand),
+    /// Read any path on the disk of a stopped workspace, without starting it (a helper VM).
+    #[command(subcommand)]
+    Disk(crate::cli_files::DiskCommand),
     /// Apply a unified diff to /workspace, atomically.
     #[command(subcommand)]
     Patch(crate::cli_files::PatchCommand),

@@ -128,3 +128,47 @@ mod tests {
         assert!(parse_mode("100644").is_err());
     }
 }
+
+/// `pyro workspace disk ...`: a stopped workspace's disk, read offline.
+#[derive(Debug, Subcommand)]
+pub enum DiskCommand {
+    /// List a directory on the disk of a workspace that is not running.
+    #[command(after_help = "Examples:
+  pyro workspace disk list api-fix /etc
+  pyro workspace disk list api-fix src --json")]
+    List(DiskPathArgs),
+    /// Print a file on the disk of a workspace that is not running, byte for byte.
+    #[command(after_help = "Examples:
+  pyro workspace disk read api-fix /etc/os-release
+  pyro workspace disk read api-fix /var/log/app.log > app.log")]
+    Read(DiskPathArgs),
+    /// Copy a file or directory off the disk of a workspace that is not running.
+    #[command(after_help = "Examples:
+  pyro workspace disk export api-fix /root/.cache/pip --output ./pip-cache")]
+    Export(DiskExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiskPathArgs {
+    /// Workspace id or name (stopped, suspended or crashed).
+    pub workspace: String,
+    /// Any path on its disk: absolute, or relative to /workspace.
+    pub path: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiskExportArgs {
+    /// Workspace id or name (stopped, suspended or crashed).
+    pub workspace: String,
+    /// Any path on its disk: absolute, or relative to /workspace.
+    pub path: String,
+    /// Where to put it on the host (must not exist yet, or be an empty directory).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -57,6 +57,7 @@ mod supervisor;
 mod workspace;
 
 pub use api::bench::{BenchOptions, BenchReport, BenchRow, Samples};
+pub use api::disk::{DiskEntry, DiskError, DiskFile, DiskListing, DISK_READ_LIMIT};
 pub use api::doctor::{Check, DoctorReport, Level};
 pub use api::error::Error;
 pub use api::exec::{ExecOptions, ExecReport};

@@ -14,6 +14,7 @@ mod portable;
 mod progress;
 mod prompts;
 mod tools_core;
+mod tools_disk;
 mod tools_files;
 mod tools_full;
 mod tools_ports;
@@ -101,6 +102,7 @@ impl PyroServer {
                     + Self::files_router()
                     + Self::summary_router()
                     + Self::full_router()
+                    + Self::disk_router()
                     + Self::ports_router()
                     + Self::secrets_router()
                     + Self::shells_router()

@@ -269,6 +269,7 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
             }
         }
         WorkspaceCommand::File(command) => return super::workspace_files::file(pyro, command),
+        WorkspaceCommand::Disk(command) => return super::workspace_files::disk(pyro, command),
         WorkspaceCommand::Patch(command) => return super::workspace_files::patch(pyro, command),
         WorkspaceCommand::Shell(command) => return super::workspace_sessions::shell(pyro, command),
         WorkspaceCommand::Service(command) => {
@@ -406,6 +407,11 @@ fn show_activity(pyro: &Pyro, record: &WorkspaceRecord) {
     let secrets = pyro.workspace_secret_list(&record.id).unwrap_or_default();
     if !secrets.is_empty() {
         println!("secrets:       {} (names only)", secrets.join(", "));
+    }
+    // Shells and services are asked of the running guest only: asking a
+    // suspended workspace would resume it, and status only looks.
+    if !matches!(record.state, pyro_core::WorkspaceState::Running) {
+        return;
     }
     let runtime = super::runtime();
     let shells = runtime

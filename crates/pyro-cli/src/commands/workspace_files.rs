@@ -7,7 +7,7 @@ use anyhow::Context;
 use pyro_core::Pyro;
 use pyro_core::{FileKind, FilesError, Listing, PatchReport};
 
-use crate::cli_files::{FileCommand, PatchCommand};
+use crate::cli_files::{DiskCommand, FileCommand, PatchCommand};
 
 pub fn file(pyro: &Pyro, command: FileCommand) -> anyhow::Result<i32> {
     let runtime = super::runtime();
@@ -122,6 +122,77 @@ pub fn patch(pyro: &Pyro, command: PatchCommand) -> anyhow::Result<i32> {
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// `pyro workspace disk ...`.
+pub fn disk(pyro: &Pyro, command: DiskCommand) -> anyhow::Result<i32> {
+    let runtime = super::runtime();
+    match command {
+        DiskCommand::List(args) => {
+            let listing =
+                runtime.block_on(pyro.workspace_disk_list(&args.workspace, &args.path))?;
+            if args.json {
+                return super::print_json(&listing).map(|()| 0);
+            }
+            for entry in &listing.entries {
+                let suffix = match entry.kind {
+                    "dir" => "/",
+                    "symlink" => "@",
+                    _ => "",
+                };
+                let name = visible(&entry.name);
+                println!("{:04o}  {:>10}  {name}{suffix}", entry.mode, entry.size);
+            }
+            if listing.truncated {
+                eprintln!(
+                    "pyro: the listing stopped at {} entries",
+                    listing.entries.len()
+                );
+            }
+        }
+        DiskCommand::Read(args) => {
+            let file = runtime.block_on(pyro.workspace_disk_read(&args.workspace, &args.path))?;
+            if args.json {
+                return super::print_json(&file).map(|()| 0);
+            }
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(&file.content)
+                .and_then(|()| stdout.flush())
+                .context("cannot write to stdout")?;
+        }
+        DiskCommand::Export(args) => {
+            let report = runtime.block_on(pyro.workspace_disk_export(
+                &args.workspace,
+                &args.path,
+                &args.output,
+            ))?;
+            if args.json {
+                return super::print_json(&report).map(|()| 0);
+            }
+            println!(
+                "exported {} off the disk to {} ({} files, {} bytes)",
+                args.path,
+                args.output.display(),
+                report.files,
+                report.bytes
+            );
+            for line in &report.left_out {
+                eprintln!("pyro: {line}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// A name a guest chose, its control characters escaped.
+fn visible(name: &str) -> String {
+    name.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 fn print_listing(listing: &Listing) {

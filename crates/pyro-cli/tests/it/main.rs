@@ -10,6 +10,7 @@ mod support;
 
 mod cli;
 mod demo;
+mod disk;
 mod fork;
 mod host;
 mod host_boundary;

@@ -49,6 +49,8 @@ pub enum Error {
     #[error(transparent)]
     Transfer(#[from] TransferError),
     #[error(transparent)]
+    Disk(#[from] super::disk::DiskError),
+    #[error(transparent)]
     Snapshot(#[from] SnapshotError),
     #[error(transparent)]
     Session(#[from] SessionError),

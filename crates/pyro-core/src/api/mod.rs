@@ -5,6 +5,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod diff;
+pub(crate) mod disk;
 pub(crate) mod doctor;
 pub(crate) mod envs;
 pub(crate) mod error;

@@ -78,10 +78,21 @@ pub(crate) async fn export_tree(
     output: &Path,
     skip_git_metadata: bool,
 ) -> Result<TransferReport, TransferError> {
-    let started = Instant::now();
     let full = format!("/workspace/{path}");
-    let is_dir = guest_is_dir(guest, &full).await?;
-    let argv = tar_argv(&full, "-");
+    export_tree_at(guest, &full, output, skip_git_metadata).await
+}
+
+/// [`export_tree`] of the guest's absolute path `full`, which may be
+/// anywhere in its filesystem (the offline disk tools' helper VM).
+pub(crate) async fn export_tree_at(
+    guest: &Guest,
+    full: &str,
+    output: &Path,
+    skip_git_metadata: bool,
+) -> Result<TransferReport, TransferError> {
+    let started = Instant::now();
+    let is_dir = guest_is_dir(guest, full).await?;
+    let argv = tar_argv(full, "-");
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
     let output_path = output.to_path_buf();
     let options = unpack_options(is_dir, skip_git_metadata);
