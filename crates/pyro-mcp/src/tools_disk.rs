@@ -71,6 +71,8 @@ pub struct DiskReadOut {
     pub content: String,
     /// Its size in bytes.
     pub size: u64,
+    /// Bytes of it not in `content` (each result holds at most 64 KiB).
+    pub truncated_bytes: u64,
 }
 
 #[tool_router(router = disk_router, vis = "pub(crate)")]
@@ -117,7 +119,7 @@ impl PyroServer {
         Ok(Out::new(text, out))
     }
 
-    /// Read a file (up to 16 MiB) on the disk of a workspace that is not running, without
+    /// Read a file (its first 64 KiB) on the disk of a workspace that is not running, without
     /// starting it: any path, e.g. "/etc/os-release" or "/var/log/app.log". Takes a few
     /// seconds. For a running workspace use workspace_file_read.
     #[tool(
@@ -132,13 +134,24 @@ impl PyroServer {
             .pyro
             .workspace_disk_read(&params.workspace, &params.path)
             .await?;
-        let content = String::from_utf8_lossy(&file.content).into_owned();
+        // One tool result holds at most STREAM_CAP bytes of it: the disk is
+        // the guest's, and a large file goes out with workspace_disk_export.
+        let shown = &file.content[..file.content.len().min(crate::STREAM_CAP)];
+        let content = String::from_utf8_lossy(shown).into_owned();
+        let truncated_bytes = file.size - shown.len() as u64;
+        let mut text = content.clone();
+        if truncated_bytes > 0 {
+            text.push_str(&format!(
+                "\n[{truncated_bytes} more bytes: copy the file out with workspace_disk_export]"
+            ));
+        }
         let out = DiskReadOut {
             path: file.path,
-            content: content.clone(),
+            content,
             size: file.size,
+            truncated_bytes,
         };
-        Ok(Out::new(content, out))
+        Ok(Out::new(text, out))
     }
 
     /// Copy a file or directory off the disk of a workspace that is not running to a new

@@ -408,9 +408,9 @@ fn show_activity(pyro: &Pyro, record: &WorkspaceRecord) {
     if !secrets.is_empty() {
         println!("secrets:       {} (names only)", secrets.join(", "));
     }
-    // Shells and services are asked of the running guest only: asking a
-    // suspended workspace would resume it, and status only looks.
-    if !matches!(record.state, pyro_core::WorkspaceState::Running) {
+    // Asking a suspended workspace for its shells and services would
+    // resume it, and status only looks.
+    if matches!(record.state, pyro_core::WorkspaceState::Suspended { .. }) {
         return;
     }
     let runtime = super::runtime();

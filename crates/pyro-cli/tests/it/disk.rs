@@ -81,6 +81,27 @@ fn a_stopped_workspaces_disk_reads_back_without_starting_it() {
     );
     let dir = read("/etc");
     assert!(stderr(&dir).contains("is a directory"), "{}", stderr(&dir));
+    let list = |path: &str| home.run(&["workspace", "disk", "list", "offline", path]);
+    // /bin is a link to usr/bin on a merged /usr: listed as the directory.
+    assert!(
+        stdout(&list("/bin")).contains("  sh"),
+        "{}",
+        stderr(&list("/bin"))
+    );
+    let file = list("/etc/os-release");
+    assert!(
+        stderr(&file).contains("is not a directory"),
+        "{}",
+        stderr(&file)
+    );
+    let kernel = read("/proc/1/environ");
+    assert!(
+        stderr(&kernel).contains("is not on the disk"),
+        "{}",
+        stderr(&kernel)
+    );
+    // Looking at it does not wake it.
+    ok(home.run(&["workspace", "status", "offline"]), "status");
     // It stayed as it was, and starts with everything in place.
     assert!(
         state(&home, "offline").starts_with("suspended"),

@@ -33,6 +33,9 @@ const CORE: &[&str] = &[
 ];
 
 const FULL_EXTRA: &[&str] = &[
+    "workspace_disk_export",
+    "workspace_disk_list",
+    "workspace_disk_read",
     "workspace_fork",
     "workspace_logs",
     "workspace_port_publish",

@@ -50,6 +50,10 @@ pub enum DiskError {
     NotFound { workspace: String, path: String },
     #[error("{path} on the disk of workspace '{workspace}' is a directory; list it with `disk list`, or copy it out with `disk export`")]
     IsDirectory { workspace: String, path: String },
+    #[error("{path} on the disk of workspace '{workspace}' is not a directory; read it with `disk read`")]
+    NotADirectory { workspace: String, path: String },
+    #[error("{path} is not on the disk: /proc, /sys, /dev and /run are the kernel's and the helper VM's own")]
+    NotOnDisk { path: String },
     #[error("{path} is larger than {limit} bytes; copy it out with `disk export`")]
     TooLarge { path: String, limit: u64 },
     #[error("reading the disk of workspace '{workspace}' failed: {message}")]
@@ -245,7 +249,12 @@ pub(crate) fn disk_path(path: &str) -> Result<String, DiskError> {
             part => parts.push(part),
         }
     }
-    Ok(format!("/{}", parts.join("/")))
+    let full = format!("/{}", parts.join("/"));
+    let virtual_fs = ["proc", "sys", "dev", "run"].contains(&parts.first().copied().unwrap_or(""));
+    match virtual_fs {
+        true => Err(DiskError::NotOnDisk { path: full }),
+        false => Ok(full),
+    }
 }
 
 /// Runs `argv` in the helper; its exit code, stdout (at most `cap` bytes
@@ -261,23 +270,25 @@ async fn run(
             ..ExecRequest::default()
         })
         .await?;
-    let (mut out, mut more, mut err) = (Vec::new(), false, Vec::new());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
     loop {
         match stream.next().await? {
             ExecEvent::Stdout(bytes) => {
                 let room = (cap as usize).saturating_sub(out.len());
                 out.extend_from_slice(&bytes[..room.min(bytes.len())]);
                 if bytes.len() > room {
-                    more = true;
+                    // Enough: the helper is killed with the call.
                     let _ = stream.signal(libc::SIGKILL).await;
+                    let said = String::from_utf8_lossy(&err).trim().to_string();
+                    return Ok((0, out, true, said));
                 }
             }
             ExecEvent::Stderr(bytes) if err.len() < 4096 => err.extend_from_slice(&bytes),
             ExecEvent::Exited(status) => {
                 let said = String::from_utf8_lossy(&err).trim().to_string();
-                return Ok((status.shell_code(), out, more, said));
+                return Ok((status.shell_code(), out, false, said));
             }
-            ExecEvent::Failed { message, .. } => return Ok((127, out, more, message)),
+            ExecEvent::Failed { message, .. } => return Ok((127, out, false, message)),
             _ => {}
         }
     }
@@ -329,17 +340,19 @@ async fn list(guest: &Guest, workspace: &str, path: &str) -> Result<(Vec<DiskEnt
         }
         .into());
     }
+    let (dir, ..) = run(guest, &["test", "-d", path], 0).await?;
+    if dir != 0 {
+        return Err(DiskError::NotADirectory {
+            workspace: workspace.into(),
+            path: path.into(),
+        }
+        .into());
+    }
+    // -H: a starting point that is a link to a directory (/bin on a merged
+    // /usr) is listed as the directory.
     let format = "%y %s %m %f\\0";
-    let argv = [
-        "find",
-        path,
-        "-mindepth",
-        "1",
-        "-maxdepth",
-        "1",
-        "-printf",
-        format,
-    ];
+    let depth = ["-mindepth", "1", "-maxdepth", "1", "-printf", format];
+    let argv = [&["find", "-H", path][..], &depth].concat();
     let (code, out, more, said) = run(guest, &argv, 4 * 1024 * 1024).await?;
     if code != 0 && out.is_empty() {
         return Err(DiskError::Helper {
@@ -394,6 +407,15 @@ mod tests {
         assert_eq!(disk_path("/workspace/../etc//x/.").unwrap(), "/etc/x");
         assert_eq!(disk_path("../../..").unwrap(), "/");
         assert!(disk_path("a\0b").is_err());
+        assert!(matches!(
+            disk_path("/proc/1/environ"),
+            Err(DiskError::NotOnDisk { .. })
+        ));
+        assert!(matches!(
+            disk_path("/workspace/../sys"),
+            Err(DiskError::NotOnDisk { .. })
+        ));
+        assert_eq!(disk_path("/process").unwrap(), "/process");
         assert!(disk_path(" ").is_err());
     }
 

@@ -94,7 +94,7 @@ impl Pyro {
             return Ok(record);
         };
         let since = since.clone();
-        let resumed = match self.workspace_start(id).await {
+        let resumed = match self.start_locked(id).await {
             // Another call resumed it first.
             Err(Error::Workspace(WorkspaceError::AlreadyRunning { .. })) => {
                 return Ok(self.store()?.observe(id)?)

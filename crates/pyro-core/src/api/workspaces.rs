@@ -491,6 +491,17 @@ impl Pyro {
     /// suspended one from its saved memory.
     pub async fn workspace_start(&self, query: &str) -> Result<WorkspaceRecord, Error> {
         let store = self.store()?;
+        let id = store.resolve(query)?.id;
+        // Not while a snapshot, a fork or the offline disk tools hold the
+        // disk.
+        let _ops = crate::workspace::layers::ops_lock(&store, &id).await?;
+        self.start_locked(&id).await
+    }
+
+    /// [`Pyro::workspace_start`] for a caller that holds the workspace's
+    /// operation lock.
+    pub(crate) async fn start_locked(&self, query: &str) -> Result<WorkspaceRecord, Error> {
+        let store = self.store()?;
         let record = store.observe(&store.resolve(query)?.id)?;
         if matches!(record.state, WorkspaceState::Suspended { .. }) {
             // The supervisor that suspended it may be on its way out.
