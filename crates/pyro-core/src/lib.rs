@@ -57,7 +57,7 @@ mod supervisor;
 mod workspace;
 
 pub use api::bench::{BenchOptions, BenchReport, BenchRow, Samples};
-pub use api::disk::{DiskEntry, DiskError, DiskFile, DiskListing, DISK_READ_LIMIT};
+pub use api::disk::{DiskFile, DiskListing, DISK_READ_LIMIT};
 pub use api::doctor::{Check, DoctorReport, Level};
 pub use api::error::Error;
 pub use api::exec::{ExecOptions, ExecReport};
@@ -98,6 +98,7 @@ pub use workspace::files::{FilesError, Listing, PatchReport, WriteReport};
 pub use workspace::hostgit::GitError;
 pub use workspace::layers::SnapshotError;
 pub use workspace::mode::{Mode, ModeOverride, ModeRecord, UnknownMode};
+pub use workspace::offline::{DiskEntry, DiskError};
 pub use workspace::secrets::SecretError;
 pub use workspace::store::SnapshotRecord;
 pub use workspace::store::{BootReport, RestoredSessions, ResumePoint};

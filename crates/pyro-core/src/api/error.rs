@@ -49,7 +49,7 @@ pub enum Error {
     #[error(transparent)]
     Transfer(#[from] TransferError),
     #[error(transparent)]
-    Disk(#[from] super::disk::DiskError),
+    Disk(#[from] crate::workspace::offline::DiskError),
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
     #[error(transparent)]

@@ -16,6 +16,7 @@ pub(crate) mod hostgit;
 pub(crate) mod layers;
 pub mod mode;
 pub(crate) mod netlog;
+pub(crate) mod offline;
 pub(crate) mod secrets;
 pub(crate) mod seed;
 pub(crate) mod store;
