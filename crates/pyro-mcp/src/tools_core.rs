@@ -158,11 +158,7 @@ impl PyroServer {
         let progress = Progress::new(&context);
         let mode = params.mode.as_deref().map(Mode::parse).transpose();
         let mode = mode.map_err(InvalidRequest::from)?;
-        // Untrusted code gets the project only when the call names it.
-        let project = match mode {
-            Some(Mode::Untrusted) => None,
-            _ => self.default_seed.as_ref(),
-        };
+        let project = params::modes::default_seed(mode, self.default_seed.as_ref());
         let seed = call_seed(
             params.seed_path.map(PathBuf::from),
             params.repo_url,

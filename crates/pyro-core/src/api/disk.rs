@@ -213,19 +213,34 @@ async fn run(
                 if bytes.len() > room {
                     // Enough: the helper is killed with the call.
                     let _ = stream.signal(libc::SIGKILL).await;
-                    let said = String::from_utf8_lossy(&err).trim().to_string();
+                    let said = visible(&err);
                     return Ok((0, out, true, said));
                 }
             }
             ExecEvent::Stderr(bytes) if err.len() < 4096 => err.extend_from_slice(&bytes),
             ExecEvent::Exited(status) => {
-                let said = String::from_utf8_lossy(&err).trim().to_string();
+                let said = visible(&err);
                 return Ok((status.shell_code(), out, false, said));
             }
-            ExecEvent::Failed { message, .. } => return Ok((127, out, false, message)),
+            ExecEvent::Failed { message, .. } => {
+                return Ok((127, out, false, visible(message.as_bytes())))
+            }
             _ => {}
         }
     }
+}
+
+/// What the helper printed, for an error on the host's terminal: its
+/// control characters escaped (the disk's binaries chose it).
+fn visible(said: &[u8]) -> String {
+    String::from_utf8_lossy(said)
+        .trim()
+        .chars()
+        .map(|c| match c.is_control() && c != '\n' {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 async fn exists(guest: &Guest, path: &str) -> Result<bool, Error> {
@@ -300,4 +315,13 @@ async fn list(guest: &Guest, workspace: &str, path: &str) -> Result<(Vec<DiskEnt
     let truncated = more || entries.len() > LIST_LIMIT;
     entries.truncate(LIST_LIMIT);
     Ok((entries, truncated))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn what_the_helper_says_reaches_the_terminal_escaped() {
+        let said = super::visible(b"cat: x\x1b]0;owned\x07: No such file\nnext\r\n");
+        assert_eq!(said, "cat: x\\u{1b}]0;owned\\u{7}: No such file\nnext");
+    }
 }

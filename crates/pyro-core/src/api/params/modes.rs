@@ -7,7 +7,7 @@ use super::{describe_duration, DEFAULT_CPUS, DEFAULT_MEMORY_MIB};
 use crate::api::network::NetworkRequest;
 use crate::host::network::NetworkMode;
 use crate::workspace::mode::{Mode, ModeOverride, ModeRecord};
-use crate::workspace::WorkspaceRecord;
+use crate::workspace::{Seed, WorkspaceRecord};
 
 /// The package indexes a cold-start workspace reaches: Python, npm, Rust,
 /// Go, Ruby, Maven and the Debian, Ubuntu and Alpine archives.
@@ -73,6 +73,16 @@ pub fn defaults(mode: Mode) -> ModeDefaults {
             takes_secrets: false,
             ..base
         },
+    }
+}
+
+/// The seed a create in `mode` gets when it names none: the front end's
+/// default (an MCP server's project), except that untrusted code gets the
+/// project only when the call names it.
+pub fn default_seed(mode: Option<Mode>, default: Option<&Seed>) -> Option<&Seed> {
+    match mode {
+        Some(Mode::Untrusted) => None,
+        _ => default,
     }
 }
 
@@ -376,6 +386,14 @@ mod tests {
         assert_eq!(untrusted.network.mode.as_deref(), Some("egress"));
         assert_eq!(settings(&untrusted.mode), ["secrets", "network"]);
         assert!(!untrusted.mode.unwrap().refuses_secrets());
+    }
+
+    #[test]
+    fn untrusted_code_gets_the_project_only_when_named() {
+        let project = Seed::Path("/p".into());
+        assert!(default_seed(Some(Mode::Untrusted), Some(&project)).is_none());
+        assert!(default_seed(Some(Mode::Review), Some(&project)).is_some());
+        assert!(default_seed(None, Some(&project)).is_some());
     }
 
     #[test]
