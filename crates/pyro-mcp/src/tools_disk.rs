@@ -170,22 +170,6 @@ impl PyroServer {
             .pyro
             .workspace_disk_export(&params.workspace, &params.path, &output)
             .await?;
-        let mut text = format!(
-            "exported {} files ({} bytes) off the disk to {}",
-            report.files, report.bytes, params.output
-        );
-        for line in &report.left_out {
-            text.push('\n');
-            text.push_str(line);
-        }
-        Ok(Out::new(
-            text,
-            ExportResult {
-                output: params.output,
-                files: report.files,
-                bytes: report.bytes,
-                left_out: report.left_out,
-            },
-        ))
+        Ok(ExportResult::out(report, params.output, "off the disk to"))
     }
 }

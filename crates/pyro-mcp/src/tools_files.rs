@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use pyro_core::params::DEFAULT_READ_LIMIT;
+use pyro_core::TransferReport;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_router, RoleServer};
@@ -429,23 +430,28 @@ impl PyroServer {
             )
             .await;
         progress.done().await;
-        let report = exported?;
+        Ok(ExportResult::out(exported?, params.output, "to"))
+    }
+}
+
+impl ExportResult {
+    /// The tool result of an export to `output`: "exported N files (B bytes)
+    /// `to` OUTPUT", then what was left out, a line each.
+    pub(crate) fn out(report: TransferReport, output: String, to: &str) -> Out<ExportResult> {
         let mut text = format!(
-            "exported {} files ({} bytes) to {}",
-            report.files, report.bytes, params.output
+            "exported {} files ({} bytes) {to} {output}",
+            report.files, report.bytes
         );
         for line in &report.left_out {
             text.push('\n');
             text.push_str(line);
         }
-        Ok(Out::new(
-            text,
-            ExportResult {
-                output: params.output,
-                files: report.files,
-                bytes: report.bytes,
-                left_out: report.left_out,
-            },
-        ))
+        let result = ExportResult {
+            output,
+            files: report.files,
+            bytes: report.bytes,
+            left_out: report.left_out,
+        };
+        Out::new(text, result)
     }
 }

@@ -253,20 +253,13 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                 &args.path,
                 &args.output,
             ))?;
-            if args.json {
-                super::print_json(&report)?;
-            } else {
-                println!(
-                    "exported {} to {} ({} files, {} bytes)",
-                    args.path,
-                    args.output.display(),
-                    report.files,
-                    report.bytes
-                );
-                for line in &report.left_out {
-                    eprintln!("pyro: {line}");
-                }
-            }
+            super::workspace_files::show_export(
+                &report,
+                &args.path,
+                "to",
+                &args.output,
+                args.json,
+            )?;
         }
         WorkspaceCommand::File(command) => return super::workspace_files::file(pyro, command),
         WorkspaceCommand::Disk(command) => return super::workspace_files::disk(pyro, command),

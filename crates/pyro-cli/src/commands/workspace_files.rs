@@ -167,22 +167,39 @@ pub fn disk(pyro: &Pyro, command: DiskCommand) -> anyhow::Result<i32> {
                 &args.path,
                 &args.output,
             ))?;
-            if args.json {
-                return super::print_json(&report).map(|()| 0);
-            }
-            println!(
-                "exported {} off the disk to {} ({} files, {} bytes)",
-                args.path,
-                args.output.display(),
-                report.files,
-                report.bytes
-            );
-            for line in &report.left_out {
-                eprintln!("pyro: {line}");
-            }
+            show_export(
+                &report,
+                &args.path,
+                "off the disk to",
+                &args.output,
+                args.json,
+            )?;
         }
     }
     Ok(0)
+}
+
+/// An export's result: JSON, or "exported PATH `to` OUTPUT (N files, B
+/// bytes)" and on stderr what was left out.
+pub(super) fn show_export(
+    report: &pyro_core::TransferReport,
+    path: &str,
+    to: &str,
+    output: &Path,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        return super::print_json(report);
+    }
+    let (files, bytes) = (report.files, report.bytes);
+    println!(
+        "exported {path} {to} {} ({files} files, {bytes} bytes)",
+        output.display()
+    );
+    for line in &report.left_out {
+        eprintln!("pyro: {line}");
+    }
+    Ok(())
 }
 
 /// A name a guest chose, its control characters escaped.
