@@ -26,7 +26,7 @@ fn main() {
                 message.push_str("; ");
                 message.push_str(&hints::render(&hint));
             }
-            eprintln!("pyro: {message}");
+            eprintln!("pyro: {}", pyro_util::text::visible_lines(&message));
             match facade {
                 Some(pyro_core::Error::CreateCancelled { .. }) => commands::INTERRUPTED_EXIT,
                 _ => commands::ERROR_EXIT,

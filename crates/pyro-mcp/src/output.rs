@@ -74,7 +74,9 @@ pub struct ToolError(pub String);
 
 impl IntoCallToolResult for ToolError {
     fn into_call_tool_result(self) -> Result<CallToolResponse, rmcp::ErrorData> {
-        Ok(CallToolResult::error(vec![ContentBlock::text(self.0)]).into())
+        // A message may quote the guest: its escapes stay visible text.
+        let text = pyro_util::text::visible_lines(&self.0).into_owned();
+        Ok(CallToolResult::error(vec![ContentBlock::text(text)]).into())
     }
 }
 

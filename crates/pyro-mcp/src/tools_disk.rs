@@ -101,7 +101,7 @@ impl PyroServer {
                     "\n{} {} {}",
                     entry.kind,
                     entry.size,
-                    entry.name.escape_debug()
+                    pyro_util::text::visible(&entry.name)
                 ));
                 DiskEntryOut {
                     name: entry.name,

@@ -1,5 +1,6 @@
 //! The `workspace-core` file tools: list, read, write, patch, diff, export.
 
+use pyro_util::text::visible;
 use std::path::PathBuf;
 
 use pyro_core::params::DEFAULT_READ_LIMIT;
@@ -225,8 +226,8 @@ impl PyroServer {
         let mut text: String = entries
             .iter()
             .map(|e| match e.kind.as_str() {
-                "dir" => format!("{}/\n", e.path),
-                _ => format!("{}\n", e.path),
+                "dir" => format!("{}/\n", visible(&e.path)),
+                _ => format!("{}\n", visible(&e.path)),
             })
             .collect();
         if listing.truncated {

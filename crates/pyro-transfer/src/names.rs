@@ -114,19 +114,11 @@ pub(crate) fn until_nul(mut data: Vec<u8>) -> Vec<u8> {
 pub(crate) fn shown(raw: &[u8]) -> String {
     const MAX_CHARS: usize = 200;
     let text = String::from_utf8_lossy(raw);
-    let mut out = String::new();
-    for (count, c) in text.chars().enumerate() {
-        if count == MAX_CHARS {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
+    let mut out: String = text.chars().take(MAX_CHARS).collect();
+    if text.chars().nth(MAX_CHARS).is_some() {
+        out.push('…');
     }
-    out
+    pyro_util::text::visible(&out).into_owned()
 }
 
 /// A path made safe to print; see [`shown`].

@@ -1,7 +1,8 @@
 //! Small host-side helpers that several pyro crates need and none of them
 //! owns: locked and atomic file writes ([`fsutil`]), an error with its causes
 //! on one line ([`error_chain`]), RFC 3339 timestamps ([`rfc3339`]),
-//! POSIX shell quoting ([`shell_quote`]) and sizes ([`human_bytes`]).
+//! POSIX shell quoting ([`shell_quote`]), sizes ([`human_bytes`]) and text
+//! made safe for a terminal ([`text`]).
 //!
 //! This crate must not know about environments, workspaces, VMs or hosts,
 //! and must not grow dependencies beyond `libc` and `fs-err`: anything with
@@ -10,6 +11,7 @@
 
 pub mod fsutil;
 mod shell;
+pub mod text;
 mod time;
 
 pub use shell::shell_quote;

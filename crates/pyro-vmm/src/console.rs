@@ -99,28 +99,53 @@ impl ConsoleLog {
             .collect()
     }
 
-    /// A short diagnosis of a failed boot, when the console shows a known
-    /// cause: the kernel's own panic line, with what to do about it.
+    /// What the console says about why the guest died, labelled as the
+    /// guest's word (a guest can print any line on purpose): the last
+    /// kernel panic line, quoted with its control characters escaped, with
+    /// what to do about it. An out-of-memory line counts only among the
+    /// lines just before that panic, so an old OOM kill the guest lived
+    /// through does not explain a later crash.
     pub fn diagnose(&self) -> Option<String> {
+        const PANIC: &str = "Kernel panic - not syncing: ";
+        /// Lines before the panic that may hold its out-of-memory cause.
+        const LEAD_UP: usize = 30;
         let text = self.text();
-        let panic_line = text
-            .lines()
-            .find_map(|l| l.split_once("Kernel panic - not syncing: "))
-            .map(|(_, why)| why.trim().to_string());
-        if text.contains("Out of memory") || text.contains("oom-kill") {
-            return Some("the guest ran out of memory; give it more with --memory".into());
-        }
-        match panic_line {
-            Some(why) if why.contains("VFS") || why.contains("initramfs") || why.contains("init") => Some(format!(
-                "the guest kernel panicked ({why}); the environment may be damaged: re-pull it with --force"
-            )),
-            Some(why) => Some(format!("the guest kernel panicked ({why})")),
-            None if text.contains("Initramfs unpacking failed") => Some(
-                "the guest kernel could not unpack its initramfs; the VM memory may be too small (try 512 MiB or more)".into(),
-            ),
-            None => None,
-        }
+        let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+        let Some(at) = lines.iter().rposition(|l| l.contains(PANIC)) else {
+            return lines
+                .iter()
+                .any(|l| l.contains("Initramfs unpacking failed"))
+                .then(|| {
+                    format!(
+                        "{}: the VM memory may be too small (try 512 MiB or more)",
+                        said("Initramfs unpacking failed")
+                    )
+                });
+        };
+        let why = lines[at]
+            .split_once(PANIC)
+            .map_or("", |(_, why)| why.trim());
+        let out_of_memory = why.contains("memory")
+            || lines[at.saturating_sub(LEAD_UP)..at]
+                .iter()
+                .any(|l| l.contains("Out of memory") || l.contains("oom-kill"));
+        let advice = if out_of_memory {
+            "; if it ran out of memory, give it more with --memory"
+        } else if why.contains("VFS") || why.contains("initramfs") || why.contains("init") {
+            "; the environment may be damaged: re-pull it with --force"
+        } else {
+            ""
+        };
+        Some(format!("{}{advice}", said(&format!("{PANIC}{why}"))))
     }
+}
+
+/// A console line as the guest's word: labelled, quoted and escaped.
+fn said(line: &str) -> String {
+    format!(
+        "the guest's console says: \"{}\"",
+        pyro_util::text::visible(line)
+    )
 }
 
 #[cfg(test)]
@@ -140,8 +165,40 @@ mod tests {
     #[test]
     fn diagnoses_out_of_memory() {
         let log = ConsoleLog::default();
-        log.append(b"[    1.0] Out of memory and no killable processes...\r\n");
-        assert!(log.diagnose().unwrap().contains("--memory"));
+        log.append(b"[    1.0] Out of memory: Killed process 1 (pyro-agent)\r\n");
+        log.append(b"[    1.1] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000009\r\n");
+        let diagnosis = log.diagnose().unwrap();
+        assert!(diagnosis.starts_with("the guest's console says: \"Kernel panic"));
+        assert!(diagnosis.contains("--memory"), "{diagnosis}");
+    }
+
+    #[test]
+    fn an_old_out_of_memory_line_does_not_explain_a_later_panic() {
+        let log = ConsoleLog::default();
+        log.append(b"[    1.0] Out of memory: Killed process 88 (python3)\n");
+        for i in 0..100 {
+            log.append(format!("[    2.{i}] working\n").as_bytes());
+        }
+        log.append(b"[    9.0] Kernel panic - not syncing: sysrq triggered crash\n");
+        assert_eq!(
+            log.diagnose().unwrap(),
+            "the guest's console says: \"Kernel panic - not syncing: sysrq triggered crash\""
+        );
+        // Without a panic, an out-of-memory line names nothing.
+        let log = ConsoleLog::default();
+        log.append(b"Out of memory: Killed process 88 (python3)\n");
+        assert_eq!(log.diagnose(), None);
+    }
+
+    #[test]
+    fn the_last_panic_counts_and_its_escapes_stay_visible() {
+        let log = ConsoleLog::default();
+        log.append(b"Kernel panic - not syncing: first\n");
+        log.append(b"Kernel panic - not syncing: \x1b]0;owned\x07 second\n");
+        assert_eq!(
+            log.diagnose().unwrap(),
+            "the guest's console says: \"Kernel panic - not syncing: \\u{1b}]0;owned\\u{7} second\""
+        );
     }
 
     #[test]
@@ -163,7 +220,8 @@ mod tests {
         log.append(b"[    0.3] Kernel panic - not syncing: System is deadlocked on memory\n[    0.4] Call Trace:\n");
         assert_eq!(
             log.diagnose().unwrap(),
-            "the guest kernel panicked (System is deadlocked on memory)"
+            "the guest's console says: \"Kernel panic - not syncing: System is deadlocked on memory\"; \
+             if it ran out of memory, give it more with --memory"
         );
     }
 }

@@ -42,7 +42,9 @@ pub fn run(pyro: &Pyro, args: RunArgs) -> anyhow::Result<i32> {
             "pyro: command timed out after {}s and was killed; the VM was stopped",
             request.timeout.map(|t| t.as_secs()).unwrap_or_default()
         ),
-        RunEnd::Failed { message, .. } => eprintln!("pyro: {message}"),
+        RunEnd::Failed { message, .. } => {
+            eprintln!("pyro: {}", pyro_util::text::visible_lines(message))
+        }
         RunEnd::Cancelled => eprintln!("pyro: interrupted; the VM was stopped"),
         RunEnd::Exited { .. } => {}
     }

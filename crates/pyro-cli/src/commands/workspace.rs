@@ -296,7 +296,9 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                     "pyro: command timed out after {}s and was killed; the workspace keeps running",
                     args.timeout.unwrap_or_default()
                 ),
-                RunEnd::Failed { message, .. } => eprintln!("pyro: {message}"),
+                RunEnd::Failed { message, .. } => {
+                    eprintln!("pyro: {}", pyro_util::text::visible_lines(message))
+                }
                 RunEnd::Cancelled => eprintln!("pyro: interrupted"),
                 RunEnd::Exited { .. } => {}
             }

@@ -5,6 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 use pyro_core::Pyro;
 use pyro_core::{ChangeStatus, ChangedFile, DiffReport};
+use pyro_util::text::visible;
 
 use crate::cli::DiffArgs;
 
@@ -24,7 +25,7 @@ pub fn diff(pyro: &Pyro, args: &DiffArgs) -> anyhow::Result<i32> {
             .context("cannot write to stdout")?;
     }
     for warning in &report.warnings {
-        eprintln!("pyro: {warning}");
+        eprintln!("pyro: {}", visible(warning));
     }
     if report.truncated && !args.stat {
         eprintln!(
@@ -66,8 +67,8 @@ fn stat(report: &DiffReport) -> String {
 
 fn display_path(file: &ChangedFile) -> String {
     match &file.old_path {
-        Some(old) => format!("{old} => {}", file.path),
-        None => file.path.clone(),
+        Some(old) => format!("{} => {}", visible(old), visible(&file.path)),
+        None => visible(&file.path).into_owned(),
     }
 }
 

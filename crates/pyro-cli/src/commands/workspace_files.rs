@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use pyro_core::Pyro;
 use pyro_core::{FileKind, FilesError, Listing, PatchReport};
+use pyro_util::text::visible;
 
 use crate::cli_files::{DiskCommand, FileCommand, PatchCommand};
 
@@ -202,26 +203,16 @@ pub(super) fn show_export(
     Ok(())
 }
 
-/// A name a guest chose, its control characters escaped.
-fn visible(name: &str) -> String {
-    name.chars()
-        .map(|c| match c.is_control() {
-            true => c.escape_default().to_string(),
-            false => c.to_string(),
-        })
-        .collect()
-}
-
 fn print_listing(listing: &Listing) {
     for entry in &listing.entries {
         let shown = match entry.kind {
-            FileKind::Dir => format!("{}/", entry.path),
+            FileKind::Dir => format!("{}/", visible(&entry.path)),
             FileKind::Symlink => format!(
                 "{} -> {}",
-                entry.path,
-                entry.symlink_target.as_deref().unwrap_or("?")
+                visible(&entry.path),
+                visible(entry.symlink_target.as_deref().unwrap_or("?"))
             ),
-            _ => entry.path.clone(),
+            _ => visible(&entry.path).into_owned(),
         };
         println!("{:04o}  {:>10}  {shown}", entry.mode, entry.size);
     }
@@ -229,12 +220,13 @@ fn print_listing(listing: &Listing) {
 
 fn print_patch_report(report: &PatchReport) {
     for file in &report.files {
+        let path = visible(&file.path);
         match (file.action, &file.from) {
-            ("renamed", Some(from)) => println!("R {from} -> {}", file.path),
-            ("copied", Some(from)) => println!("C {from} -> {}", file.path),
-            ("created", _) => println!("A {}", file.path),
-            ("deleted", _) => println!("D {}", file.path),
-            _ => println!("M {}", file.path),
+            ("renamed", Some(from)) => println!("R {} -> {path}", visible(from)),
+            ("copied", Some(from)) => println!("C {} -> {path}", visible(from)),
+            ("created", _) => println!("A {path}"),
+            ("deleted", _) => println!("D {path}"),
+            _ => println!("M {path}"),
         }
     }
     println!("{}", report.stat);
@@ -246,7 +238,9 @@ fn print_patch_report(report: &PatchReport) {
         };
         println!(
             "{}: hunk {} applied at offset {:+} {lines}",
-            offset.path, offset.hunk, offset.offset
+            visible(&offset.path),
+            offset.hunk,
+            offset.offset
         );
     }
 }

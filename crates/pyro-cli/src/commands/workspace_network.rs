@@ -79,7 +79,8 @@ pub fn network(pyro: &Pyro, command: NetworkCommand) -> anyhow::Result<i32> {
                 if let Some(command) = entry.commands.first() {
                     line.push_str(&format!("  during: {command}"));
                 }
-                println!("{line}");
+                // Names the guest looked up or sent: escapes visible.
+                println!("{}", pyro_util::text::visible(&line));
             }
             if log.denied > 0 {
                 println!(

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use pyro_core::params::{self, parse_signal, ShellInput, ShellReadOptions};
 use pyro_core::{Pyro, Readiness, ServiceInfo, ServiceSpec, ServiceState, ShellInfo, ShellState};
+use pyro_util::text::visible;
 
 use crate::cli_sessions::{ServiceCommand, ShellCommand};
 
@@ -282,7 +283,7 @@ fn print_services(services: &[ServiceInfo]) {
     }
     println!("{:<16} {:<40} STATE", "NAME", "COMMAND");
     for info in services {
-        let mut command = info.command.clone();
+        let mut command = visible(&info.command).into_owned();
         if command.chars().count() > 40 {
             command = command.chars().take(37).collect::<String>() + "...";
         }
@@ -293,9 +294,9 @@ fn print_services(services: &[ServiceInfo]) {
 fn print_status(info: &ServiceInfo) {
     println!("name:       {}", info.name);
     println!("state:      {}", describe(info));
-    println!("command:    {}", info.command);
+    println!("command:    {}", visible(&info.command));
     if let Some(cwd) = &info.cwd {
-        println!("cwd:        {cwd}");
+        println!("cwd:        {}", visible(cwd));
     }
     if let Some(readiness) = &info.readiness {
         let ready = match readiness {
@@ -304,7 +305,7 @@ fn print_status(info: &ServiceInfo) {
             Readiness::Http { url } => format!("http {url}"),
             Readiness::Command { command } => format!("command {command}"),
         };
-        println!("readiness:  {ready}");
+        println!("readiness:  {}", visible(&ready));
     }
     println!("started:    {}", info.started_at);
     if let Some(ms) = info.ready_after_ms {

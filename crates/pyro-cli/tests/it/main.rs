@@ -14,6 +14,7 @@ mod disk;
 mod fork;
 mod host;
 mod host_boundary;
+mod hostile;
 mod idle;
 mod library;
 mod mcp;

@@ -190,11 +190,18 @@ fn a_vm_that_crashes_reads_as_crashed_with_the_reason() {
     let home = TestHome::new();
     let id = home.create(&["--name", "panics"]);
     let vm = home.vm_pids(&id);
-    let crash = home.sh("panics", "echo c > /proc/sysrq-trigger");
+    // The guest writes an old out-of-memory line and a terminal escape to
+    // its console before it panics: neither may steer what pyro reports.
+    let crash = home.sh(
+        "panics",
+        "printf 'Out of memory: Killed process 9 (old)\\n\\033]0;owned\\007\\n' > /dev/console; \
+         for i in $(seq 40); do echo filler > /dev/console; done; echo c > /proc/sysrq-trigger",
+    );
     assert_eq!(crash.status.code(), Some(125), "{}", stderr(&crash));
     assert!(
         stderr(&crash).contains("workspace 'panics' crashed")
-            && stderr(&crash).contains("sysrq triggered crash"),
+            && stderr(&crash).contains("sysrq triggered crash")
+            && !stderr(&crash).contains('\u{1b}'),
         "{}",
         stderr(&crash)
     );
@@ -204,17 +211,30 @@ fn a_vm_that_crashes_reads_as_crashed_with_the_reason() {
         (status["state"] == "crashed").then_some(status)
     })
     .expect("the workspace never read as crashed");
+    // Host facts first, then the guest's word, labelled as such.
     let reason = status["reason"].as_str().unwrap();
-    assert!(reason.contains("sysrq triggered crash"), "{reason}");
+    assert!(reason.starts_with("the VM stopped ("), "{reason}");
+    assert!(
+        reason.contains(
+            "the guest's console says: \"Kernel panic - not syncing: sysrq triggered crash\""
+        ) && !reason.contains("memory"),
+        "{reason}"
+    );
     let logs = stdout(&home.run(&["workspace", "logs", "panics"]));
     assert!(
         logs.contains("== VM console ==") && logs.contains("Kernel panic"),
         "{logs}"
     );
-    let logs = json(&home.run(&["workspace", "logs", "panics", "--json"]));
     assert!(
-        logs["console"].as_str().unwrap().contains("Kernel panic"),
+        logs.contains("\\u{1b}]0;owned\\u{7}") && !logs.contains('\u{1b}'),
         "{logs}"
+    );
+    let logs = json(&home.run(&["workspace", "logs", "panics", "--json"]));
+    let console = logs["console"].as_str().unwrap();
+    assert!(console.contains("Kernel panic"), "{logs}");
+    assert!(
+        console.contains("\u{1b}]0;owned\u{7}"),
+        "--json keeps the bytes"
     );
     assert!(home
         .run(&["workspace", "delete", "panics"])

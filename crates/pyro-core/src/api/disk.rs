@@ -233,14 +233,7 @@ async fn run(
 /// What the helper printed, for an error on the host's terminal: its
 /// control characters escaped (the disk's binaries chose it).
 fn visible(said: &[u8]) -> String {
-    String::from_utf8_lossy(said)
-        .trim()
-        .chars()
-        .map(|c| match c.is_control() && c != '\n' {
-            true => c.escape_default().to_string(),
-            false => c.to_string(),
-        })
-        .collect()
+    pyro_util::text::visible_lines(String::from_utf8_lossy(said).trim()).into_owned()
 }
 
 async fn exists(guest: &Guest, path: &str) -> Result<bool, Error> {

@@ -122,7 +122,8 @@ impl std::fmt::Display for WorkspaceLogs {
             ("supervisor", &self.supervisor),
         ] {
             writeln!(f, "== {title} ==")?;
-            f.write_str(text)?;
+            // The guest writes its console: its escapes stay visible text.
+            f.write_str(&pyro_util::text::visible_lines(text))?;
             if !text.is_empty() && !text.ends_with('\n') {
                 writeln!(f)?;
             }

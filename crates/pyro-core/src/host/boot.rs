@@ -52,10 +52,10 @@ pub(crate) fn console_lines(tail: &[String]) -> String {
     if tail.is_empty() {
         return String::new();
     }
-    let mut text = String::from("\nlast lines of the VM console:");
+    let mut text = String::from("\nthe guest's console says (last lines):");
     for line in tail {
         text.push_str("\n  ");
-        text.push_str(line);
+        text.push_str(&pyro_util::text::visible(line));
     }
     text
 }

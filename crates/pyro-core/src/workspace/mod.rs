@@ -175,7 +175,7 @@ impl SeedSummary {
                 .skipped_names
                 .iter()
                 .take(3)
-                .map(|name| name.escape_debug().to_string())
+                .map(|name| pyro_util::text::visible(name).into_owned())
                 .collect();
             line.push_str(&format!(
                 "; {} sockets, FIFOs or devices skipped ({})",

@@ -421,8 +421,10 @@ impl Activity {
         let mut text = String::new();
         let mut section = |title: String, lines: Vec<String>| {
             let _ = writeln!(text, "\n{title}");
+            // Lines hold commands, file names and failures the guest or a
+            // model chose: one line each, escapes visible.
             for line in lines {
-                let _ = writeln!(text, "  {line}");
+                let _ = writeln!(text, "  {}", pyro_util::text::visible(&line));
             }
         };
 
