@@ -76,3 +76,59 @@ fn an_invalid_name_is_not_echoed_raw() {
     assert!(!acts_on_terminal(&said), "{said:?}");
     assert!(said.contains("x\\u{1b}]0;owned\\u{7}"), "{said}");
 }
+
+/// As `nobody`: `flock -s -n LOCK true`, the hold that once made every
+/// `workspace create` wait forever.
+fn nobody_can_hold(lock: &std::path::Path) -> bool {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["flock", "-s", "-n"])
+        .arg(lock)
+        .arg("true")
+        .output()
+        .expect("setpriv")
+        .status
+        .success()
+}
+
+#[test]
+fn another_user_can_neither_read_the_state_nor_hold_its_locks() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let home = TestHome::new();
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let set = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    // The state as an older pyro left it: readable, a lock anyone opens.
+    let workspaces = home.path().join("workspaces");
+    let names = workspaces.join("names.lock");
+    std::fs::create_dir(&workspaces).unwrap();
+    std::fs::write(&names, b"").unwrap();
+    set(home.path(), 0o755);
+    set(&workspaces, 0o755);
+    set(&names, 0o644);
+    assert!(
+        nobody_can_hold(&names),
+        "the check itself must be able to fail"
+    );
+
+    home.create(&["--name", "private"]);
+    assert_eq!(mode(home.path()), 0o700);
+    assert_eq!(mode(&workspaces), 0o700);
+    assert_eq!(mode(&names), 0o600);
+    assert!(!nobody_can_hold(&names));
+    // Every lock file pyro made is owner-only.
+    let dir = std::fs::read_dir(&workspaces)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .path();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "lock") {
+            assert_eq!(mode(&entry.path()), 0o600, "{}", entry.path().display());
+        }
+    }
+    ok(home.run(&["workspace", "delete", "private"]), "delete");
+}

@@ -136,7 +136,8 @@ impl Pyro {
     /// call either finds it running or suspended, never half-gone.
     pub(crate) async fn in_use(&self, id: &str) -> Result<FileLock, Error> {
         let store = self.store()?;
-        Ok(layers::wait_for_lock(|| store.try_use_lock(id, false)).await?)
+        let path = store.use_lock_path(id);
+        Ok(layers::wait_for_lock(&path, false, layers::OPS_LOCK_PATIENCE).await?)
     }
 }
 

@@ -40,10 +40,16 @@ impl TransferSlot {
     /// have left it on its file) and makes an empty sparse file for it.
     pub(super) async fn take(dir: &Path) -> Result<Self, String> {
         let lock_path = dir.join(TRANSFER_LOCK);
-        let lock = tokio::task::spawn_blocking(move || FileLock::acquire(&lock_path, true))
-            .await
-            .map_err(|_| "waiting for the transfer slot failed".to_string())?
-            .map_err(|e| format!("locking the transfer slot: {e}"))?;
+        let lock = tokio::task::spawn_blocking(move || {
+            FileLock::acquire_within(
+                &lock_path,
+                true,
+                crate::workspace::layers::OPS_LOCK_PATIENCE,
+            )
+        })
+        .await
+        .map_err(|_| "waiting for the transfer slot failed".to_string())?
+        .map_err(|e| format!("locking the transfer slot: {e}"))?;
         client::set_transfer_disk(dir, None)
             .await
             .map_err(|e| format!("resetting the transfer disk: {e}"))?;

@@ -62,25 +62,34 @@ pub(crate) fn overlay(dir: &Path, below: &str, top: &str) -> Result<(), Snapshot
 /// it across awaits (a snapshot through the supervisor, a reset's VM
 /// stop), so waiting for it never blocks a runtime thread: it polls.
 pub(crate) async fn ops_lock(store: &WorkspaceStore, id: &str) -> Result<FileLock, WorkspaceError> {
-    let path = store.dir(id).join("ops.lock");
-    wait_for_lock(|| {
-        FileLock::try_acquire(&path, true).map_err(|source| WorkspaceError::Io {
-            path: path.clone(),
-            source,
-        })
-    })
-    .await
+    wait_for_lock(&store.dir(id).join("ops.lock"), true, OPS_LOCK_PATIENCE).await
 }
 
-/// Polls `try_lock` until it gives the lock; never blocks a runtime thread.
+/// How long an operation waits for another on the same workspace: the
+/// longest holders (a disk tool, a snapshot of a large memory under
+/// emulation) end within minutes, each under its own deadline.
+pub(crate) const OPS_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// Polls for the lock at `path` until it is free, at most `patience`;
+/// never blocks a runtime thread. Past `patience` the error names the
+/// holder.
 pub(crate) async fn wait_for_lock(
-    try_lock: impl Fn() -> Result<Option<FileLock>, WorkspaceError>,
+    path: &Path,
+    exclusive: bool,
+    patience: std::time::Duration,
 ) -> Result<FileLock, WorkspaceError> {
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
-        match try_lock()? {
-            Some(lock) => return Ok(lock),
-            None => tokio::time::sleep(LOCK_POLL).await,
+        let lock = FileLock::try_acquire(path, exclusive)
+            .map_err(|source| WorkspaceError::lock(path.to_path_buf(), source))?;
+        if let Some(lock) = lock {
+            return Ok(lock);
         }
+        if tokio::time::Instant::now() >= deadline {
+            let source = pyro_util::fsutil::lock_timeout(path, patience);
+            return Err(WorkspaceError::lock(path.to_path_buf(), source));
+        }
+        tokio::time::sleep(LOCK_POLL).await;
     }
 }
 

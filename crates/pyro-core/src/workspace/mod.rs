@@ -96,6 +96,20 @@ pub enum WorkspaceError {
         #[source]
         source: std::io::Error,
     },
+    /// A lock still held when the wait for it ended; says who holds it.
+    #[error("{0}")]
+    LockTimeout(std::io::Error),
+}
+
+impl WorkspaceError {
+    /// A failure to take the lock at `path`: a wait that ran out reads as
+    /// such, anything else as i/o.
+    pub(crate) fn lock(path: PathBuf, source: std::io::Error) -> Self {
+        match source.kind() {
+            std::io::ErrorKind::TimedOut => WorkspaceError::LockTimeout(source),
+            _ => WorkspaceError::Io { path, source },
+        }
+    }
 }
 
 /// The initial content of /workspace.

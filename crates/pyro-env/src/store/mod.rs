@@ -57,6 +57,13 @@ fn missing_packages(missing: &[crate::command::HostTool]) -> String {
 
 /// Cached initramfs files unused for this long are removed by `prune`.
 const INITRAMFS_MAX_IDLE: Duration = Duration::from_secs(24 * 3600);
+/// How long a pull waits for another pull of the same environment (a
+/// build from packages takes minutes under emulation) before it names the
+/// holder and gives up.
+const PULL_LOCK_PATIENCE: Duration = Duration::from_secs(30 * 60);
+/// How long a pull or a prune waits for the store's garbage-collection
+/// lock (a prune, or another pull's hashing, holds it).
+const GC_LOCK_PATIENCE: Duration = Duration::from_secs(10 * 60);
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -269,7 +276,15 @@ impl EnvStore {
             );
             for path in adopt {
                 if !path.exists() {
-                    fs_err::File::create(&path).map_err(unwritable(&path))?;
+                    // Only lock files are missing here: owner-only.
+                    use fs_err::os::unix::fs::OpenOptionsExt as _;
+                    fs_err::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .mode(0o600)
+                        .open(&path)
+                        .map_err(unwritable(&path))?;
                 }
                 owner.adopt(&path).map_err(unwritable(&path))?;
             }
@@ -354,7 +369,7 @@ impl EnvStore {
         );
 
         {
-            let _gc = FileLock::acquire(&self.gc_lock_path(), true)?;
+            let _gc = FileLock::acquire_within(&self.gc_lock_path(), true, GC_LOCK_PATIENCE)?;
             let referenced = self.referenced_digests()?;
             for digest in self.blobs.list()? {
                 if !referenced.contains(&digest) {
@@ -407,7 +422,7 @@ impl EnvStore {
         template: Option<&str>,
     ) -> Result<(), StoreError> {
         let entry = lookup(name)?;
-        let _gc = FileLock::acquire(&self.gc_lock_path(), false)?;
+        let _gc = FileLock::acquire_within(&self.gc_lock_path(), false, GC_LOCK_PATIENCE)?;
         let manifest = self.require_manifest(entry)?;
         let digests: Vec<&str> = manifest
             .artifacts

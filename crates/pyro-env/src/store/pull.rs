@@ -119,7 +119,7 @@ impl EnvStore {
             Some(lock) => lock,
             None => {
                 phases.start(format!("waiting for another pull of {}", entry.name));
-                FileLock::acquire(&lock_path, true)?
+                FileLock::acquire_within(&lock_path, true, super::PULL_LOCK_PATIENCE)?
             }
         };
 
@@ -241,7 +241,7 @@ impl EnvStore {
         phases.start("hashing");
         // Shared with other writers, exclusive with prune: blobs inserted
         // here are unreferenced until the manifest lands.
-        let _gc = FileLock::acquire(&self.gc_lock_path(), false)?;
+        let _gc = FileLock::acquire_within(&self.gc_lock_path(), false, super::GC_LOCK_PATIENCE)?;
         let vmlinux = vmlinux_file.insert(self)?;
         let modules_cpio = modules_file.insert(self)?;
         let mut rootfs = self.blobs.insert(&paths.qcow2)?;

@@ -31,6 +31,9 @@ use crate::host::exec::RunEnd;
 pub(crate) const EVENTS: &str = "events.jsonl";
 /// Held shared by appenders, exclusively by a compaction.
 const EVENTS_LOCK: &str = "events.lock";
+/// How long an event waits for the log's lock (a compaction holds it for
+/// milliseconds).
+const EVENTS_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Size past which the log is compacted.
 const MAX_BYTES: u64 = 4 * 1024 * 1024;
 /// Events kept after the boundary when those since it alone are too many.
@@ -308,7 +311,8 @@ fn append(dir: &Path, line: &[u8]) -> Option<u64> {
     let path = dir.join(EVENTS);
     // Shared: many appenders at once, none during a compaction's rewrite
     // (which would drop what was appended to the file it replaces).
-    let _lock = FileLock::acquire(&dir.join(EVENTS_LOCK), false).ok();
+    // A holder that never lets go costs the lock, not the event.
+    let _lock = FileLock::acquire_within(&dir.join(EVENTS_LOCK), false, EVENTS_LOCK_PATIENCE).ok();
     let existed = path.exists();
     let mut file = std::fs::OpenOptions::new()
         .append(true)
@@ -331,7 +335,8 @@ fn append(dir: &Path, line: &[u8]) -> Option<u64> {
 
 /// Rewrites the log with only what the summary still needs.
 fn compact(dir: &Path) {
-    let Ok(_lock) = FileLock::acquire(&dir.join(EVENTS_LOCK), true) else {
+    let Ok(_lock) = FileLock::acquire_within(&dir.join(EVENTS_LOCK), true, EVENTS_LOCK_PATIENCE)
+    else {
         return;
     };
     let path = dir.join(EVENTS);

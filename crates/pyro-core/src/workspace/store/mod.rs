@@ -14,7 +14,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use pyro_util::fsutil::{write_atomic, FileLock, Owner};
+use pyro_util::fsutil::{self, write_atomic, FileLock, Owner};
 use serde::{Deserialize, Serialize};
 
 use super::WorkspaceError;
@@ -27,6 +27,9 @@ const SUPERVISOR_LOCK: &str = "supervisor.lock";
 /// exclusively by a supervisor that suspends its idle workspace: no call
 /// finds the supervisor gone half-way.
 const USE_LOCK: &str = "use.lock";
+/// How long a record or name update waits for the lock: holders keep it
+/// for a read-modify-write, milliseconds.
+const RECORD_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 /// Longest workspace name.
 const MAX_NAME: usize = 63;
 
@@ -269,13 +272,17 @@ pub struct WorkspaceStore {
 }
 
 impl WorkspaceStore {
-    /// Opens (creating) `<home>/workspaces`.
+    /// Opens (creating) `<home>/workspaces`. Both stay private (0700):
+    /// they hold shells into VMs, secrets, and locks another user could
+    /// otherwise hold.
     pub fn open(home: &Path) -> Result<Self, WorkspaceError> {
         let root = home.join("workspaces");
-        fs_err::create_dir_all(&root).map_err(|source| WorkspaceError::Home {
-            path: root.clone(),
-            source,
-        })?;
+        for dir in [home, &root] {
+            fsutil::private_dir(dir).map_err(|source| WorkspaceError::Home {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
         Ok(WorkspaceStore { root })
     }
 
@@ -455,9 +462,14 @@ impl WorkspaceStore {
         id: &str,
         exclusive: bool,
     ) -> Result<Option<FileLock>, WorkspaceError> {
-        let path = self.dir(id).join(USE_LOCK);
+        let path = self.use_lock_path(id);
         FileLock::try_acquire(&path, exclusive)
             .map_err(|source| WorkspaceError::Io { path, source })
+    }
+
+    /// The use lock's file (see [`WorkspaceStore::try_use_lock`]).
+    pub fn use_lock_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join(USE_LOCK)
     }
 
     /// Takes the supervisor lock (the supervisor holds it for its life).
@@ -495,12 +507,14 @@ impl WorkspaceStore {
                 query: id.to_string(),
             });
         }
-        FileLock::acquire(&path, true).map_err(|source| WorkspaceError::Io { path, source })
+        FileLock::acquire_within(&path, true, RECORD_LOCK_PATIENCE)
+            .map_err(|source| WorkspaceError::lock(path, source))
     }
 
     fn names_lock(&self) -> Result<FileLock, WorkspaceError> {
         let path = self.root.join("names.lock");
-        FileLock::acquire(&path, true).map_err(|source| WorkspaceError::Io { path, source })
+        FileLock::acquire_within(&path, true, RECORD_LOCK_PATIENCE)
+            .map_err(|source| WorkspaceError::lock(path, source))
     }
 }
 
