@@ -132,3 +132,89 @@ fn another_user_can_neither_read_the_state_nor_hold_its_locks() {
     }
     ok(home.run(&["workspace", "delete", "private"]), "delete");
 }
+
+/// A `tar` of the guest's own, steered by `/etc/fake-tar` (on the disk, so
+/// the offline disk tools' helper VM runs it too): `sleep` never ends,
+/// `flood` sends a refused archive and then zeros forever, `bomb` sends a
+/// member whose header says 3 GiB and then zeros forever.
+const FAKE_TAR: &str = r#"mkdir -p /usr/local/bin && cat > /usr/local/bin/tar <<'EOF2'
+#!/bin/sh
+f=-; prev=; for a in "$@"; do [ "$prev" = -f ] && f=$a; prev=$a; done
+case "$(cat /etc/fake-tar 2>/dev/null)" in
+sleep) exec sleep 1000 ;;
+flood) [ "$f" = - ] || exec /bin/tar "$@"
+       /bin/tar -c -P -f - /etc/hostname; exec cat /dev/zero ;;
+bomb) truncate -s 3G /tmp/big
+      if [ "$f" = - ]; then /bin/tar -c -f - -C /tmp big | head -c 1048576; exec cat /dev/zero; fi
+      /bin/tar -c -f - -C /tmp big | head -c 1048576 > "$f"; exit 0 ;;
+esac
+exec /bin/tar "$@"
+EOF2
+chmod +x /usr/local/bin/tar"#;
+
+#[test]
+fn a_guest_tar_cannot_stall_or_flood_a_transfer() {
+    let home = TestHome::new();
+    let id = home.create(&["--name", "stall"]);
+    ok(home.sh(&id, FAKE_TAR), "a tar of the guest's own");
+    ok(home.sh(&id, "echo hi > /workspace/a.txt"), "a file");
+    let host = tempfile::tempdir().unwrap();
+    let output = host.path().join("out");
+    let out = output.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut command = home.pyro();
+        command.env("PYRO_TRANSFER_STALL", "3").args(args);
+        command.output().expect("run pyro")
+    };
+    let mode = |mode: &str| ok(home.sh(&id, &format!("echo {mode} > /etc/fake-tar")), mode);
+
+    // A tar that sleeps: export and push each end, and kill it.
+    mode("sleep");
+    let export = run(&["workspace", "export", "stall", ".", "--output", out]);
+    let said = refused(export, "showed no progress for 3 s");
+    assert!(said.contains("PYRO_TRANSFER_STALL"), "{said}");
+    assert!(!output.exists());
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(tree.path().join("b.txt"), "b").unwrap();
+    let push = run(&[
+        "workspace",
+        "sync",
+        "push",
+        "stall",
+        tree.path().to_str().unwrap(),
+    ]);
+    refused(push, "showed no progress");
+    let left = home.sh(&id, "pgrep -x sleep || echo none");
+    assert_eq!(stdout(&left).trim(), "none", "the stalled tar was killed");
+
+    // A header that declares 3 GiB: refused before any byte is written.
+    mode("bomb");
+    let export = run(&["workspace", "export", "stall", ".", "--output", out]);
+    refused(export, "2 GiB");
+    assert!(!output.exists());
+
+    // The streamed path (the offline disk tools' helper VM): a refusal
+    // ends the guest's endless stream at once.
+    ok(home.run(&["workspace", "stop", "stall"]), "stop");
+    for (mode_name, words) in [("flood", "absolute"), ("bomb", "2 GiB")] {
+        ok(home.run(&["workspace", "start", "stall"]), "start");
+        mode(mode_name);
+        ok(home.run(&["workspace", "stop", "stall"]), "stop");
+        let export = run(&[
+            "workspace",
+            "disk",
+            "export",
+            "stall",
+            "/workspace",
+            "--output",
+            out,
+        ]);
+        refused(export, words);
+        assert!(!output.exists());
+    }
+    assert!(
+        dir_is_empty(host.path()),
+        "nothing written beside the output"
+    );
+    ok(home.run(&["workspace", "delete", "stall"]), "delete");
+}

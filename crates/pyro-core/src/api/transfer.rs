@@ -107,7 +107,10 @@ async fn export_by_disk(
         .map_err(TransferError::Export)?;
     let attached = slot.attach().await.map_err(TransferError::Export);
     let written = match attached {
-        Ok(()) => transfer::export_to_device(guest, path, TRANSFER_DEVICE).await,
+        Ok(()) => {
+            let watch = transfer::Progress::Image(slot.image());
+            transfer::export_to_device(guest, path, TRANSFER_DEVICE, watch).await
+        }
         Err(error) => Err(error),
     };
     let detached = slot.detach().await;
@@ -154,7 +157,7 @@ async fn push_by_disk(
     if slot.attach().await.is_err() {
         return Ok(None);
     }
-    let read = transfer::push_from_device(guest, target, TRANSFER_DEVICE).await;
+    let read = transfer::push_from_device(guest, target, TRANSFER_DEVICE, packed.bytes).await;
     let detached = slot.detach().await;
     read?;
     detached.map_err(TransferError::GuestTar)?;

@@ -6,12 +6,30 @@ use std::time::Duration;
 use pyro_protocol::{ErrorKind, ExecRequest, ExitStatus};
 use serde::Serialize;
 
-use super::guest::{ExecEvent, Guest, GuestError};
+use super::guest::{ExecEvent, ExecStream, Guest, GuestError};
 use super::input::Input;
 
 /// Extra time the host grants past the agent's own timeout before it stops
 /// waiting for the agent and kills the VM.
 pub(crate) const TIMEOUT_GRACE: Duration = Duration::from_secs(10);
+
+/// Time a killed guest command gets to report its end.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// Kills a guest command the host gave up on (SIGKILL to its process
+/// group) and waits briefly for its end, so it neither runs on nor keeps
+/// writing into a stream nobody reads.
+pub(crate) async fn kill(stream: &mut ExecStream) {
+    let _ = stream.signal(libc::SIGKILL).await;
+    let _ = tokio::time::timeout(KILL_GRACE, async {
+        while let Ok(event) = stream.next().await {
+            if matches!(event, ExecEvent::Exited(_) | ExecEvent::Failed { .. }) {
+                break;
+            }
+        }
+    })
+    .await;
+}
 
 /// Where a run's output goes as it arrives.
 pub trait OutputSink {

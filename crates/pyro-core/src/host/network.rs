@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::guest::{Guest, GuestError};
 
+/// How long the agent may take to bring the guest's network up.
+const NETWORK_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How much of the guest's network is on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkMode {
@@ -345,7 +348,11 @@ pub(crate) async fn attach(
             .map_err(NetworkError::Channel)?;
     }
     loop {
-        let frame = request.next_frame().await.map_err(NetworkError::Channel)?;
+        // A guest that never answers does not hold its start for good.
+        let frame = tokio::time::timeout(NETWORK_UP_LIMIT, request.next_frame())
+            .await
+            .map_err(|_| NetworkError::Channel(GuestError::NoAnswer("the network request")))?
+            .map_err(NetworkError::Channel)?;
         if frame.kind != FrameKind::Message {
             continue;
         }

@@ -196,7 +196,7 @@ impl Files {
         path: &str,
     ) -> Result<Message, FilesError> {
         loop {
-            let frame = request.next_frame().await.map_err(guest_error)?;
+            let frame = next_frame(request).await?;
             if frame.kind != FrameKind::Message {
                 continue;
             }
@@ -247,7 +247,7 @@ impl Files {
             })
             .await?;
         loop {
-            let frame = request.next_frame().await.map_err(guest_error)?;
+            let frame = next_frame(&mut request).await?;
             if frame.kind == FrameKind::File {
                 content.extend_from_slice(&frame.payload);
                 continue;
@@ -309,7 +309,7 @@ impl Files {
                 in_flight -= self.write_progress(&frame, path)?.min(in_flight);
             }
             while in_flight + n as u64 > STDIN_WINDOW {
-                let frame = request.next_frame().await.map_err(guest_error)?;
+                let frame = next_frame(&mut request).await?;
                 in_flight -= self.write_progress(&frame, path)?.min(in_flight);
             }
             request
@@ -368,7 +368,12 @@ impl Files {
             .map_err(guest_error)?;
         let mut stderr = Vec::new();
         let detail = loop {
-            match exec.next().await.map_err(guest_error)? {
+            let event = tokio::time::timeout(FILE_QUIET, exec.next()).await;
+            let Ok(event) = event else {
+                crate::host::exec::kill(&mut exec).await;
+                break format!("rm did not finish within {} s", FILE_QUIET.as_secs());
+            };
+            match event.map_err(guest_error)? {
                 ExecEvent::Stderr(bytes) => stderr.extend_from_slice(&bytes),
                 ExecEvent::Exited(status) if status.shell_code() == 0 => return Ok(()),
                 ExecEvent::Exited(status) => {
@@ -383,6 +388,19 @@ impl Files {
             paths: paths.join(", "),
             detail,
         })
+    }
+}
+
+/// How long a file request waits for the agent's next frame: it answers
+/// within milliseconds, and each frame is at most a chunk.
+const FILE_QUIET: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The request's next frame, unless the agent stays silent past
+/// [`FILE_QUIET`] (a stalled or hostile guest).
+async fn next_frame(request: &mut RequestStream) -> Result<pyro_protocol::Frame, FilesError> {
+    match tokio::time::timeout(FILE_QUIET, request.next_frame()).await {
+        Ok(frame) => frame.map_err(guest_error),
+        Err(_) => Err(FilesError::Channel(GuestError::NoAnswer("a file request"))),
     }
 }
 

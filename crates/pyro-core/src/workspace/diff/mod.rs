@@ -398,6 +398,10 @@ pub(crate) struct ScriptOutput {
     pub(crate) stderr: Vec<u8>,
 }
 
+/// How long the guest may take over a diff or summary script: git over a
+/// large tree takes seconds even under emulation.
+const SCRIPT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 /// Runs `sh -c script sh args...` in the guest, keeping at most
 /// `SUMMARY_LIMIT + PATCH_LIMIT + MESSAGES_KEPT` bytes of stdout (more is
 /// malformed: the script caps what it prints).
@@ -417,30 +421,46 @@ pub(crate) async fn run_script(
         .await?;
     let stdout_limit = (SUMMARY_LIMIT + PATCH_LIMIT) as usize + MESSAGES_KEPT + 1024;
     let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    loop {
-        match stream.next().await? {
-            ExecEvent::Stdout(bytes) => {
-                if stdout.len() + bytes.len() > stdout_limit {
-                    return Err(DiffError::Malformed {
-                        what: format!("more than {stdout_limit} bytes of output"),
-                    });
+    let ran = tokio::time::timeout(SCRIPT_DEADLINE, async {
+        let mut stderr = Vec::new();
+        loop {
+            match stream.next().await? {
+                ExecEvent::Stdout(bytes) => {
+                    if stdout.len() + bytes.len() > stdout_limit {
+                        crate::host::exec::kill(&mut stream).await;
+                        return Err(DiffError::Malformed {
+                            what: format!("more than {stdout_limit} bytes of output"),
+                        });
+                    }
+                    stdout.extend_from_slice(&bytes);
                 }
-                stdout.extend_from_slice(&bytes);
+                ExecEvent::Stderr(bytes) => {
+                    let room = MESSAGES_KEPT.saturating_sub(stderr.len());
+                    stderr.extend_from_slice(&bytes[..room.min(bytes.len())]);
+                }
+                ExecEvent::Exited(status) => {
+                    return Ok(ScriptOutput {
+                        status: status.shell_code(),
+                        stdout,
+                        stderr,
+                    })
+                }
+                ExecEvent::Failed { message, .. } => return Err(DiffError::Guest { message }),
+                ExecEvent::Started | ExecEvent::Ack(_) => {}
             }
-            ExecEvent::Stderr(bytes) => {
-                let room = MESSAGES_KEPT.saturating_sub(stderr.len());
-                stderr.extend_from_slice(&bytes[..room.min(bytes.len())]);
-            }
-            ExecEvent::Exited(status) => {
-                return Ok(ScriptOutput {
-                    status: status.shell_code(),
-                    stdout,
-                    stderr,
-                })
-            }
-            ExecEvent::Failed { message, .. } => return Err(DiffError::Guest { message }),
-            ExecEvent::Started | ExecEvent::Ack(_) => {}
+        }
+    })
+    .await;
+    match ran {
+        Ok(output) => output,
+        Err(_) => {
+            crate::host::exec::kill(&mut stream).await;
+            Err(DiffError::Guest {
+                message: format!(
+                    "it did not finish within {} s (a stalled or replaced git in the guest); it was stopped",
+                    SCRIPT_DEADLINE.as_secs()
+                ),
+            })
         }
     }
 }

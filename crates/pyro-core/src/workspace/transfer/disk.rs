@@ -3,16 +3,20 @@
 //! archive never crosses the guest channel.
 
 use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use pyro_protocol::{ErrorKind, ExecRequest};
 use pyro_transfer::PackOptions;
 
+use super::watchdog::{transfer_quiet, Watchdog};
 use super::{
     guest_is_dir, keep_tail, tar_argv, tar_said, unpack_options, untar_argv, TransferError, CHUNK,
 };
+use crate::host::exec::kill;
 use crate::host::guest::{ExecEvent, Guest};
 
 /// The guest's half of an export through its transfer slot: the guest's
@@ -22,11 +26,12 @@ pub(crate) async fn export_to_device(
     guest: &Guest,
     path: &str,
     device: &str,
+    watch: Progress<'_>,
 ) -> Result<bool, TransferError> {
     let full = format!("/workspace/{path}");
     let is_dir = guest_is_dir(guest, &full).await?;
     let failed = |said: String| TransferError::Export(format!("tar in the guest failed: {said}"));
-    run_tar(guest, tar_argv(&full, device), failed).await?;
+    run_tar(guest, tar_argv(&full, device), failed, watch).await?;
     Ok(is_dir)
 }
 
@@ -61,11 +66,14 @@ pub(crate) async fn unpack_image(
 }
 
 /// Runs a guest `tar` script to its end; `failed` makes the error of what
-/// it printed on stderr (its tail), else of its exit code.
+/// it printed on stderr (its tail), else of its exit code. `watch` says
+/// how the guest shows progress: blocks landing in the slot's file (an
+/// export), or none (a push, whose quiet limit is then its size's due).
 async fn run_tar(
     guest: &Guest,
     argv: Vec<String>,
     failed: impl Fn(String) -> TransferError,
+    watch: Progress<'_>,
 ) -> Result<(), TransferError> {
     let mut stream = guest
         .exec(ExecRequest {
@@ -73,9 +81,33 @@ async fn run_tar(
             ..ExecRequest::default()
         })
         .await?;
+    let quiet = match watch {
+        Progress::Image(_) => transfer_quiet(),
+        Progress::None { bytes } => transfer_quiet() + Duration::from_secs(bytes / SLOWEST_GUEST),
+    };
+    let watchdog = Watchdog::new(quiet);
+    let mut written = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut stderr = Vec::new();
     loop {
-        match stream.next().await? {
+        let event = tokio::select! {
+            event = stream.next() => event?,
+            why = watchdog.fired() => {
+                kill(&mut stream).await;
+                return Err(failed(format!("{why}; it was stopped")));
+            }
+            _ = tick.tick() => {
+                if let Progress::Image(image) = watch {
+                    let now = std::fs::metadata(image).map_or(0, |m| m.blocks());
+                    if now > written {
+                        written = now;
+                        watchdog.progress();
+                    }
+                }
+                continue;
+            }
+        };
+        match event {
             ExecEvent::Stderr(bytes) => keep_tail(&mut stderr, &bytes),
             ExecEvent::Exited(status) if status.shell_code() == 0 => return Ok(()),
             ExecEvent::Exited(status) => {
@@ -90,6 +122,20 @@ async fn run_tar(
         }
     }
 }
+
+/// How the guest's half of a disk transfer shows progress.
+#[derive(Clone, Copy)]
+pub(crate) enum Progress<'a> {
+    /// Blocks land in this file (the slot's, during an export).
+    Image(&'a Path),
+    /// Nothing shows until the end: the guest reads `bytes` off the slot.
+    None { bytes: u64 },
+}
+
+/// Bytes per second the slowest guest moves through `tar` (a tenth of what
+/// emulation measured), for the quiet limit of a transfer that shows no
+/// progress.
+const SLOWEST_GUEST: u64 = 4 << 20;
 
 /// Packs `source` into `image` (an empty file, written from its start),
 /// at most `limit` bytes of archive. `Ok(None)` when the file cannot take
@@ -129,13 +175,22 @@ pub(crate) async fn pack_to_image(
 }
 
 /// The guest's half of a push through a device: its `tar -x` reads the
-/// archive off `device` into `target` (created if missing).
+/// archive (`bytes` of content) off `device` into `target` (created if
+/// missing).
 pub(crate) async fn push_from_device(
     guest: &Guest,
     target: &str,
     device: &str,
+    bytes: u64,
 ) -> Result<(), TransferError> {
-    run_tar(guest, untar_argv(target, device), TransferError::GuestTar).await
+    let watch = Progress::None { bytes };
+    run_tar(
+        guest,
+        untar_argv(target, device),
+        TransferError::GuestTar,
+        watch,
+    )
+    .await
 }
 
 /// A file written from its start that refuses to grow past `room` bytes

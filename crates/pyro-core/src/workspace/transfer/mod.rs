@@ -22,7 +22,10 @@ use tokio::sync::mpsc;
 use crate::host::guest::{ExecEvent, Guest, GuestError};
 
 mod disk;
-pub(crate) use disk::{export_to_device, pack_to_image, push_from_device, unpack_image};
+mod watchdog;
+use crate::host::exec::kill;
+pub(crate) use disk::{export_to_device, pack_to_image, push_from_device, unpack_image, Progress};
+use watchdog::{transfer_quiet, Watchdog};
 
 /// Bytes of one stdin chunk.
 const CHUNK: usize = 64 * 1024;
@@ -30,6 +33,10 @@ const CHUNK: usize = 64 * 1024;
 const CHUNKS_IN_FLIGHT: usize = 8;
 /// Bytes of a failing guest `tar`'s stderr kept for the error message.
 const STDERR_KEPT: usize = 8 * 1024;
+/// After its archive ended, the guest's `tar` has this long, and this
+/// many more bytes (its last record's padding), to exit.
+const AFTER_END_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+const AFTER_END_BYTES: u64 = 1 << 20;
 
 /// Why a transfer failed.
 #[derive(Debug, thiserror::Error)]
@@ -106,16 +113,44 @@ pub(crate) async fn export_tree_at(
             ..ExecRequest::default()
         })
         .await?;
+    let stalled = |why: String| TransferError::Export(format!("{why}; it was stopped"));
+    let watchdog = Watchdog::new(transfer_quiet());
     let mut stderr = Vec::new();
-    let mut sender = Some(tx);
+    let mut unpacker = Some(unpacker);
+    // The unpacker's result once it stopped reading, and what came after.
+    let mut unpacked = None;
+    let mut after_end: u64 = 0;
     let status = loop {
-        match stream.next().await? {
+        let event = tokio::select! {
+            event = stream.next() => event?,
+            why = watchdog.fired() => {
+                kill(&mut stream).await;
+                return Err(stalled(why));
+            }
+        };
+        watchdog.progress();
+        match event {
+            ExecEvent::Stdout(bytes) if unpacked.is_none() => {
+                if tx.send(bytes).is_ok() {
+                    continue;
+                }
+                // The unpacker stopped: a refusal ends the guest's tar at
+                // once; a finished archive leaves it its padding to send.
+                let result = join(unpacker.take())?;
+                if let Err(message) = result {
+                    kill(&mut stream).await;
+                    return Err(TransferError::Export(message));
+                }
+                unpacked = Some(result);
+                watchdog.end_within(AFTER_END_GRACE);
+            }
             ExecEvent::Stdout(bytes) => {
-                // The unpacker stopping early (an error) closes the channel.
-                if let Some(tx) = &sender {
-                    if tx.send(bytes).is_err() {
-                        sender = None;
-                    }
+                after_end += bytes.len() as u64;
+                if after_end > AFTER_END_BYTES {
+                    kill(&mut stream).await;
+                    return Err(stalled(
+                        "the guest's tar went on writing after its archive ended".into(),
+                    ));
                 }
             }
             ExecEvent::Stderr(bytes) => keep_tail(&mut stderr, &bytes),
@@ -124,10 +159,11 @@ pub(crate) async fn export_tree_at(
             ExecEvent::Started | ExecEvent::Ack(_) => {}
         }
     };
-    drop(sender);
-    let unpacked = unpacker
-        .join()
-        .map_err(|_| TransferError::Export("the unpacker panicked".into()))?;
+    drop(tx);
+    let unpacked = match unpacked {
+        Some(result) => result,
+        None => join(unpacker.take())?,
+    };
     if status.shell_code() != 0 {
         let said = tar_said(status.shell_code(), &stderr);
         return Err(TransferError::Export(format!(
@@ -141,6 +177,17 @@ pub(crate) async fn export_tree_at(
         duration_ms: started.elapsed().as_millis() as u64,
         left_out: report.warnings,
     })
+}
+
+/// The unpacker thread's result; `None` (already taken) cannot happen.
+fn join(
+    unpacker: Option<std::thread::JoinHandle<Result<pyro_transfer::UnpackReport, String>>>,
+) -> Result<Result<pyro_transfer::UnpackReport, String>, TransferError> {
+    let panicked = || TransferError::Export("the unpacker panicked".into());
+    unpacker
+        .ok_or_else(panicked)?
+        .join()
+        .map_err(|_| panicked())
 }
 
 /// `sh -c` running the guest's `tar -c` of `full` into `archive` (`-` for
@@ -198,8 +245,13 @@ pub(crate) async fn push_tree_into(
     let mut in_flight: u64 = 0;
     let mut input_done = false;
     let mut stderr = Vec::new();
+    let watchdog = Watchdog::new(transfer_quiet());
     let status = loop {
         tokio::select! {
+            why = watchdog.fired() => {
+                kill(&mut stream).await;
+                return Err(TransferError::GuestTar(format!("{why}; it was stopped")));
+            }
             chunk = rx.recv(), if !input_done && in_flight < STDIN_WINDOW => {
                 match chunk {
                     Some(chunk) => {
@@ -213,7 +265,10 @@ pub(crate) async fn push_tree_into(
                 }
             }
             event = stream.next() => match event? {
-                ExecEvent::Ack(bytes) => in_flight = in_flight.saturating_sub(bytes),
+                ExecEvent::Ack(bytes) => {
+                    watchdog.progress();
+                    in_flight = in_flight.saturating_sub(bytes);
+                }
                 ExecEvent::Stderr(bytes) => keep_tail(&mut stderr, &bytes),
                 ExecEvent::Exited(status) => break status,
                 ExecEvent::Failed { kind: ErrorKind::NotFound, .. } => {
@@ -275,11 +330,24 @@ async fn guest_is_dir(guest: &Guest, path: &str) -> Result<bool, TransferError> 
             ..ExecRequest::default()
         })
         .await?;
-    loop {
-        match stream.next().await? {
-            ExecEvent::Exited(status) => return Ok(status.shell_code() == 0),
-            ExecEvent::Failed { message, .. } => return Err(TransferError::Export(message)),
-            _ => {}
+    let answer = tokio::time::timeout(transfer_quiet(), async {
+        loop {
+            match stream.next().await? {
+                ExecEvent::Exited(status) => return Ok(status.shell_code() == 0),
+                ExecEvent::Failed { message, .. } => return Err(TransferError::Export(message)),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    match answer {
+        Ok(answer) => answer,
+        Err(_) => {
+            kill(&mut stream).await;
+            Err(TransferError::Export(format!(
+                "the guest's `test -d {path}` did not answer within {} s; it was stopped",
+                transfer_quiet().as_secs()
+            )))
         }
     }
 }
