@@ -30,6 +30,9 @@ fn command(action: &Action) -> String {
         Action::ListFiles { workspace } => {
             format!("pyro workspace file list {}", quoted(workspace))
         }
+        Action::SyncPush { workspace } => {
+            format!("pyro workspace sync push {} DIR", quoted(workspace))
+        }
         Action::Exec { workspace, command } => {
             format!("pyro workspace exec {} -- {command}", quoted(workspace))
         }

@@ -152,6 +152,7 @@ fn tool_call(action: &Action) -> String {
         Action::WorkspaceLogs { workspace } => maybe_on("workspace_logs", workspace),
         Action::WorkspaceStatus { workspace } => maybe_on("workspace_status", workspace),
         Action::ListFiles { workspace } => on("workspace_file_list", workspace),
+        Action::SyncPush { workspace } => on("workspace_sync_push", workspace),
         Action::Exec { workspace, command } => call(
             "workspace_exec",
             format!("workspace \"{workspace}\", command \"{command}\""),

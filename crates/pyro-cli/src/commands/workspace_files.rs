@@ -77,13 +77,17 @@ pub fn file(pyro: &Pyro, command: FileCommand) -> anyhow::Result<i32> {
 /// stderr), 0 when it applied.
 pub fn patch(pyro: &Pyro, command: PatchCommand) -> anyhow::Result<i32> {
     let PatchCommand::Apply(args) = command;
+    // One byte past the facade's cap is enough for it to refuse.
+    let cap = pyro_core::params::MAX_PATCH_BYTES + 1;
     let mut text = Vec::new();
     if args.patch_file == Path::new("-") {
         std::io::stdin()
+            .take(cap)
             .read_to_end(&mut text)
             .context("cannot read the patch from stdin")?;
     } else {
-        text = std::fs::read(&args.patch_file)
+        std::fs::File::open(&args.patch_file)
+            .and_then(|file| file.take(cap).read_to_end(&mut text))
             .with_context(|| format!("cannot read patch file {}", args.patch_file.display()))?;
     }
     let result = super::runtime().block_on(pyro.workspace_patch_apply(&args.workspace, &text));

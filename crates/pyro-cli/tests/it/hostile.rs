@@ -218,3 +218,36 @@ fn a_guest_tar_cannot_stall_or_flood_a_transfer() {
     );
     ok(home.run(&["workspace", "delete", "stall"]), "delete");
 }
+
+#[test]
+fn oversized_patches_and_writes_are_refused_and_change_nothing() {
+    let home = TestHome::new();
+    let id = home.create(&["--name", "caps"]);
+    ok(home.sh(&id, "echo old > /workspace/a.txt"), "a file");
+    let huge = "x".repeat(33 << 20);
+    let patch = format!("--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-old\n+{huge}\n");
+    let apply = home.run_with_stdin(
+        &["workspace", "patch", "apply", "caps", "--patch-file", "-"],
+        patch.as_bytes(),
+    );
+    refused(
+        apply,
+        "more than 32.0 MiB, the most one patch may be; nothing was changed",
+    );
+
+    let write = home.run(&[
+        "workspace",
+        "file",
+        "write",
+        "caps",
+        "a.txt",
+        "--text-file",
+        "/dev/zero",
+    ]);
+    let said = refused(write, "more than 1.0 GiB, the most one file write takes");
+    assert!(said.contains("pyro workspace sync push caps DIR"), "{said}");
+
+    let left = home.sh(&id, "cat /workspace/a.txt; ls -A /workspace");
+    assert_eq!(stdout(&left), "old\na.txt\n");
+    ok(home.run(&["workspace", "delete", "caps"]), "delete");
+}

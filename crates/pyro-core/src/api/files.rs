@@ -14,7 +14,8 @@ use super::Pyro;
 use crate::workspace::events::EventKind;
 use crate::workspace::files::{
     git_mode, FileKind, Files, FilesError, HunkOffset, Listing, PatchReport, PatchedFile,
-    WriteReport, DEFAULT_READ_LIMIT, LIST_LIMIT, PATCH_READ_LIMIT,
+    WriteReport, DEFAULT_READ_LIMIT, LIST_LIMIT, MAX_PATCH_BYTES, PATCH_READ_LIMIT,
+    PATCH_TREE_LIMIT,
 };
 
 impl Pyro {
@@ -110,11 +111,18 @@ impl Pyro {
         patch_text: &[u8],
     ) -> Result<PatchReport, Error> {
         let started = Instant::now();
+        if patch_text.len() as u64 > MAX_PATCH_BYTES {
+            return Err(FilesError::PatchTooLarge {
+                limit: pyro_util::human_bytes(MAX_PATCH_BYTES),
+            }
+            .into());
+        }
         let patch = pyro_patch::parse(patch_text).map_err(FilesError::Parse)?;
         let files = Files::new(self.connect_workspace(query).await?, query);
 
         // Every path the patch names, as the workspace has it now.
         let mut tree = MemoryTree::new();
+        let mut tree_bytes: u64 = 0;
         let paths: BTreeSet<&str> = patch
             .files
             .iter()
@@ -132,8 +140,16 @@ impl Pyro {
                 FileKind::Symlink => return Err(FilesError::Symlink { path: path.into() }.into()),
                 _ => return Err(FilesError::NotAFile { path: path.into() }.into()),
             }
+            tree_bytes += info.size;
+            if tree_bytes > PATCH_TREE_LIMIT {
+                return Err(FilesError::PatchTreeTooLarge {
+                    limit: pyro_util::human_bytes(PATCH_TREE_LIMIT),
+                }
+                .into());
+            }
             let mut content = Vec::new();
-            files.read(path, PATCH_READ_LIMIT, &mut content).await?;
+            let room = PATCH_READ_LIMIT.min(PATCH_TREE_LIMIT - (tree_bytes - info.size));
+            files.read(path, room, &mut content).await?;
             tree.insert(path, content, git_mode(info.mode));
         }
 

@@ -67,6 +67,10 @@ pub enum Action {
     ListFiles {
         workspace: String,
     },
+    /// Copy a host directory into the workspace.
+    SyncPush {
+        workspace: String,
+    },
     /// Run this command in the workspace.
     Exec {
         workspace: String,
@@ -246,6 +250,12 @@ fn files_hint(error: &FilesError) -> Option<Hint> {
         FilesError::NotFound { workspace, .. } => Hint::new(
             "list files with:",
             Action::ListFiles {
+                workspace: workspace.clone(),
+            },
+        ),
+        FilesError::WriteTooLarge { workspace, .. } => Hint::new(
+            "copy a directory that holds it with:",
+            Action::SyncPush {
                 workspace: workspace.clone(),
             },
         ),

@@ -34,6 +34,15 @@ pub use pyro_protocol::{DirEntry, FileKind};
 pub const DEFAULT_READ_LIMIT: u64 = 16 * 1024 * 1024;
 /// Largest file a patch may touch (it is held in memory, old and new).
 pub const PATCH_READ_LIMIT: u64 = 64 * 1024 * 1024;
+/// Largest patch `patch apply` takes: four times the largest patch `diff`
+/// prints. With [`PATCH_TREE_LIMIT`] it bounds the host's memory while a
+/// patch applies (the text, its parse, the files old and new).
+pub const MAX_PATCH_BYTES: u64 = 32 * 1024 * 1024;
+/// Bytes of workspace files one patch may touch, in all.
+pub const PATCH_TREE_LIMIT: u64 = 128 * 1024 * 1024;
+/// Largest content one `file write` sends; a larger file goes in by
+/// `sync push` of a directory that holds it.
+pub const MAX_FILE_WRITE: u64 = 1 << 30;
 /// Most entries one listing returns; `truncated` says when there were more.
 pub const LIST_LIMIT: u64 = 10_000;
 /// Bytes per `File` frame of a write: the largest frame (measured: 256 KiB
@@ -59,6 +68,16 @@ pub enum FilesError {
     Cancelled { path: String },
     #[error("the guest agent failed: {message}")]
     Agent { message: String },
+    #[error("the content for {path} is more than {limit}, the most one file write takes; the file keeps its old content")]
+    WriteTooLarge {
+        workspace: String,
+        path: String,
+        limit: String,
+    },
+    #[error("the patch is more than {limit}, the most one patch may be; nothing was changed. Split it into smaller patches")]
+    PatchTooLarge { limit: String },
+    #[error("the files this patch changes hold more than {limit} in all, the most one patch may touch; nothing was changed. Split it into patches over fewer files")]
+    PatchTreeTooLarge { limit: String },
     #[error("cannot read the content to write to {path}")]
     Source {
         path: String,
@@ -246,9 +265,18 @@ impl Files {
                 root: None,
             })
             .await?;
+        let start = content.len() as u64;
         loop {
             let frame = next_frame(&mut request).await?;
             if frame.kind == FrameKind::File {
+                // The agent refuses a larger file; a hostile one may not.
+                if content.len() as u64 - start + frame.payload.len() as u64 > max_bytes {
+                    return Err(FilesError::Agent {
+                        message: format!(
+                            "the guest sent more than the {max_bytes} bytes asked for of {path}"
+                        ),
+                    });
+                }
                 content.extend_from_slice(&frame.payload);
                 continue;
             }
@@ -286,10 +314,23 @@ impl Files {
             .await?;
         let mut chunk = vec![0u8; WRITE_CHUNK];
         let mut in_flight: u64 = 0;
+        let mut sent: u64 = 0;
         loop {
-            let n = match read_some(source, &mut chunk) {
+            let read = match read_some(source, &mut chunk) {
+                Ok(n) if sent + n as u64 <= MAX_FILE_WRITE => Ok(n),
+                Ok(_) => Err(FilesError::WriteTooLarge {
+                    workspace: self.workspace.clone(),
+                    path: path.to_string(),
+                    limit: pyro_util::human_bytes(MAX_FILE_WRITE),
+                }),
+                Err(source) => Err(FilesError::Source {
+                    path: path.to_string(),
+                    source,
+                }),
+            };
+            let n = match read {
                 Ok(n) => n,
-                Err(source) => {
+                Err(error) => {
                     // Cancel: the agent keeps the old file.
                     let _ = request
                         .send(&Message::Signal {
@@ -297,12 +338,10 @@ impl Files {
                             foreground: false,
                         })
                         .await;
-                    return Err(FilesError::Source {
-                        path: path.to_string(),
-                        source,
-                    });
+                    return Err(error);
                 }
             };
+            sent += n as u64;
             // Take whatever the agent already said (acks, an early refusal)
             // without waiting, then wait while the window is full.
             while let Some(frame) = poll_frame(&mut request).await? {

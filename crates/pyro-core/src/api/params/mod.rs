@@ -13,7 +13,10 @@ pub use crate::supervisor::protocol::{
     DEFAULT_LOG_LINES, LONGEST_WAIT, MAX_COLS, MAX_OPEN_SHELLS, MAX_ROWS, MAX_SERVICES, MAX_WRITE,
 };
 pub use crate::workspace::diff::PATCH_LIMIT;
-pub use crate::workspace::files::{DEFAULT_READ_LIMIT, LIST_LIMIT, PATCH_READ_LIMIT};
+pub use crate::workspace::files::{
+    DEFAULT_READ_LIMIT, LIST_LIMIT, MAX_FILE_WRITE, MAX_PATCH_BYTES, PATCH_READ_LIMIT,
+    PATCH_TREE_LIMIT,
+};
 
 /// The environment used when a call names none.
 pub const DEFAULT_ENV: &str = "debian:12";
