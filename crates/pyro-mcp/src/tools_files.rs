@@ -163,7 +163,9 @@ pub struct ExportResult {
     pub files: u64,
     /// Bytes copied.
     pub bytes: u64,
-    /// What was left out and why (git metadata, devices, links pointing outside), one line each.
+    /// Entries left out (git metadata, devices, FIFOs, links pointing outside).
+    pub skipped: u64,
+    /// What was left out and why, one line each.
     pub left_out: Vec<String>,
 }
 
@@ -436,13 +438,11 @@ impl PyroServer {
 }
 
 impl ExportResult {
-    /// The tool result of an export to `output`: "exported N files (B bytes)
-    /// `to` OUTPUT", then what was left out, a line each.
+    /// The tool result of an export to `output`: "exported `to` OUTPUT (N
+    /// files, B bytes; K entries left out)", then what was left out and
+    /// why, a line each.
     pub(crate) fn out(report: TransferReport, output: String, to: &str) -> Out<ExportResult> {
-        let mut text = format!(
-            "exported {} files ({} bytes) {to} {output}",
-            report.files, report.bytes
-        );
+        let mut text = format!("exported {to} {output} ({})", report.tally());
         for line in &report.left_out {
             text.push('\n');
             text.push_str(line);
@@ -451,6 +451,7 @@ impl ExportResult {
             output,
             files: report.files,
             bytes: report.bytes,
+            skipped: report.skipped,
             left_out: report.left_out,
         };
         Out::new(text, result)

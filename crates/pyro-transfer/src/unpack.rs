@@ -8,8 +8,10 @@
 //! - parents: walked one component at a time with `O_NOFOLLOW`; missing
 //!   parents are created as directories; a parent that is a symlink, a file,
 //!   or a symlink we skipped is an error;
-//! - regular files: created `O_EXCL`, streamed, mode masked to `0o777`;
-//! - directories: mode masked to `0o777` plus `u+rwx`, so the host user can
+//! - regular files: created `O_EXCL`, streamed, mode masked to `0o755`
+//!   (permission bits under the umask 0022);
+//! - directories, the output's own (`./`) too: mode masked to `0o755` plus
+//!   `u+rwx`, so the host user can
 //!   always read and remove what was exported; a directory listed twice is
 //!   merged, anything else listed twice is an error;
 //! - symlinks: created only if [`names::symlink_stays_inside`]; otherwise

@@ -8,7 +8,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use common::{pax_record, RawTar, Scene};
 use pyro_transfer::{Limits, UnpackError, UnpackOptions};
@@ -215,12 +215,35 @@ fn special_mode_bits_are_dropped() {
             & 0o7777
     };
     assert_eq!(mode("suid"), 0o755);
-    assert_eq!(mode("sticky"), 0o777);
+    assert_eq!(mode("sticky"), 0o755, "the umask 0022 applies");
     assert_eq!(
         mode("locked"),
         0o700,
         "the owner can always read and remove an export"
     );
+}
+
+#[test]
+fn the_umask_applies_to_every_mode_the_output_dir_included() {
+    let scene = Scene::new();
+    let stream = RawTar::default()
+        .push(
+            &RawTar::header(b"./", EntryType::Directory, 0, b"", 0o777),
+            b"",
+        )
+        .file_mode("open.sh", b"#!/bin/sh\n", 0o777)
+        .file_mode("shared.txt", b"x", 0o666)
+        .push(
+            &RawTar::header(b"wide", EntryType::Directory, 0, b"", 0o777),
+            b"",
+        )
+        .finish();
+    scene.unpack(&stream, &defaults()).expect("unpack");
+    let mode = |path: &Path| fs::metadata(path).expect("meta").permissions().mode() & 0o7777;
+    assert_eq!(mode(&scene.dest), 0o755, "the archive's ./ entry");
+    assert_eq!(mode(&scene.dest.join("open.sh")), 0o755);
+    assert_eq!(mode(&scene.dest.join("shared.txt")), 0o644);
+    assert_eq!(mode(&scene.dest.join("wide")), 0o755);
 }
 
 #[test]

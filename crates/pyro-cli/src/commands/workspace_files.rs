@@ -185,7 +185,7 @@ pub fn disk(pyro: &Pyro, command: DiskCommand) -> anyhow::Result<i32> {
 }
 
 /// An export's result: JSON, or "exported PATH `to` OUTPUT (N files, B
-/// bytes)" and on stderr what was left out.
+/// bytes; K entries left out)" and on stderr what was left out and why.
 pub(super) fn show_export(
     report: &pyro_core::TransferReport,
     path: &str,
@@ -196,10 +196,10 @@ pub(super) fn show_export(
     if json {
         return super::print_json(report);
     }
-    let (files, bytes) = (report.files, report.bytes);
     println!(
-        "exported {path} {to} {} ({files} files, {bytes} bytes)",
-        output.display()
+        "exported {path} {to} {} ({})",
+        output.display(),
+        report.tally()
     );
     for line in &report.left_out {
         eprintln!("pyro: {line}");

@@ -251,3 +251,50 @@ fn oversized_patches_and_writes_are_refused_and_change_nothing() {
     assert_eq!(stdout(&left), "old\na.txt\n");
     ok(home.run(&["workspace", "delete", "caps"]), "delete");
 }
+
+#[test]
+fn export_says_what_it_left_out_and_applies_the_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let home = TestHome::new();
+    let id = home.create(&["--name", "report"]);
+    ok(
+        home.sh(
+            &id,
+            "cd /workspace && mkdir out && cd out && echo hi > open.sh && chmod 777 open.sh . \
+             && mkfifo pipe && mknod null c 1 3 && ln -s /etc/passwd passwd",
+        ),
+        "a tree with what cannot leave",
+    );
+    let host = tempfile::tempdir().unwrap();
+    let output = host.path().join("out");
+    let export = ok(
+        home.run(&[
+            "workspace",
+            "export",
+            "report",
+            "out",
+            "--output",
+            output.to_str().unwrap(),
+        ]),
+        "export",
+    );
+    assert!(
+        stdout(&export).contains("(1 file, 3 bytes; 3 entries left out)"),
+        "{}",
+        stdout(&export)
+    );
+    let said = stderr(&export);
+    for line in [
+        "skipped 'pipe': device nodes and fifos are not exported",
+        "skipped 'null': device nodes and fifos are not exported",
+        "skipped symlink 'passwd' -> '/etc/passwd': it points outside the export",
+    ] {
+        assert!(said.contains(line), "stderr lacks {line:?}: {said}");
+    }
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&output), 0o755, "the output dir under the umask");
+    assert_eq!(mode(&output.join("open.sh")), 0o755);
+    assert!(!output.join("pipe").exists() && !output.join("passwd").exists());
+    ok(home.run(&["workspace", "delete", "report"]), "delete");
+}

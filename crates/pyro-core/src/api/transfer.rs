@@ -124,12 +124,7 @@ async fn export_by_disk(
         skip_git_metadata,
     )
     .await?;
-    Ok(TransferReport {
-        files: report.files,
-        bytes: report.bytes,
-        duration_ms: started.elapsed().as_millis() as u64,
-        left_out: report.warnings,
-    })
+    Ok(TransferReport::unpacked(report, started))
 }
 
 /// `sync push` through the VM's transfer slot: the host packs the tree
@@ -165,6 +160,7 @@ async fn push_by_disk(
         files: packed.files,
         bytes: packed.bytes,
         duration_ms: started.elapsed().as_millis() as u64,
+        skipped: 0,
         left_out: Vec::new(),
     }))
 }

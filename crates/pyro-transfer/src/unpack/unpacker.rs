@@ -20,6 +20,8 @@ use crate::names::{self, human_bytes, shown, shown_path, BadName, PaxRecords};
 const MAX_META_BYTES: u64 = 1 << 20;
 /// Long-name and PAX headers allowed in front of one member.
 const MAX_META_HEADERS: u32 = 8;
+/// The mask every unpacked mode goes through, the output directory's too.
+pub(super) const UMASK: u32 = 0o022;
 pub(super) const COPY_BUFFER: usize = 128 * 1024;
 
 /// Long names and PAX records waiting for the member they describe.
@@ -167,7 +169,9 @@ impl Unpacker {
         let header = entry.header();
         let size = header.entry_size().map_err(UnpackError::Read)?;
         let mtime = header.mtime().unwrap_or(0);
-        let mode = header.mode().unwrap_or(0o644) & 0o777;
+        // Permission bits only, under the umask 0022: nothing the guest
+        // sends becomes writable by other users on the host.
+        let mode = header.mode().unwrap_or(0o644) & 0o777 & !UMASK;
         let pax = pending.pax.unwrap_or_default();
         let raw_name = pending
             .long_name

@@ -69,10 +69,51 @@ pub struct TransferReport {
     pub bytes: u64,
     /// How long it took.
     pub duration_ms: u64,
-    /// What an export left out and why (git metadata, devices, links
-    /// pointing out), one line each.
+    /// Entries an export left out: devices, FIFOs, links pointing out of
+    /// it, git metadata.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped: u64,
+    /// What an export left out and why, one line each (the first
+    /// [`pyro_transfer::MAX_WARNINGS`], then a tally).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl TransferReport {
+    /// The report of an export the unpacker wrote, begun at `started`.
+    pub(crate) fn unpacked(report: pyro_transfer::UnpackReport, started: Instant) -> Self {
+        TransferReport {
+            files: report.files,
+            bytes: report.bytes,
+            duration_ms: started.elapsed().as_millis() as u64,
+            skipped: report.skipped_special + report.skipped_symlinks + report.skipped_git,
+            left_out: report.warnings,
+        }
+    }
+
+    /// `12 files, 3400 bytes`, and `; 2 entries left out` when some were.
+    pub fn tally(&self) -> String {
+        let plural = |n: u64, one: &str, many: &str| match n {
+            1 => format!("1 {one}"),
+            n => format!("{n} {many}"),
+        };
+        let mut text = format!(
+            "{}, {}",
+            plural(self.files, "file", "files"),
+            plural(self.bytes, "byte", "bytes")
+        );
+        if self.skipped > 0 {
+            text.push_str(&format!(
+                "; {} left out",
+                plural(self.skipped, "entry", "entries")
+            ));
+        }
+        text
+    }
 }
 
 /// Copies `/workspace/<path>` (relative, checked) out of the guest to
@@ -171,12 +212,7 @@ pub(crate) async fn export_tree_at(
         )));
     }
     let report = unpacked.map_err(TransferError::Export)?;
-    Ok(TransferReport {
-        files: report.files,
-        bytes: report.bytes,
-        duration_ms: started.elapsed().as_millis() as u64,
-        left_out: report.warnings,
-    })
+    Ok(TransferReport::unpacked(report, started))
 }
 
 /// The unpacker thread's result; `None` (already taken) cannot happen.
@@ -298,6 +334,7 @@ pub(crate) async fn push_tree_into(
         files: report.files,
         bytes: report.bytes,
         duration_ms: started.elapsed().as_millis() as u64,
+        skipped: 0,
         left_out: Vec::new(),
     })
 }
