@@ -14,6 +14,9 @@ mod progress;
 use clap::Parser;
 
 fn main() {
+    // What our caller left open is not ours to pass on (to a supervisor,
+    // QEMU, git): every child gets only what it is handed.
+    pyro_util::fds::close_on_exec_from(3);
     quiet_on_closed_stdout();
     let cli = cli::Cli::parse();
     let code = match commands::dispatch(cli) {

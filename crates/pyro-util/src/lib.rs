@@ -2,13 +2,15 @@
 //! owns: locked and atomic file writes ([`fsutil`]), an error with its causes
 //! on one line ([`error_chain`]), RFC 3339 timestamps ([`rfc3339`]),
 //! POSIX shell quoting ([`shell_quote`]), sizes ([`human_bytes`]) and text
-//! made safe for a terminal ([`text`]).
+//! made safe for a terminal ([`text`]), descriptors kept from children
+//! ([`fds`]).
 //!
 //! This crate must not know about environments, workspaces, VMs or hosts,
 //! and must not grow dependencies beyond `libc` and `fs-err`: anything with
 //! a domain belongs in the crate of that domain. The guest agent does not
 //! link it.
 
+pub mod fds;
 pub mod fsutil;
 mod shell;
 pub mod text;

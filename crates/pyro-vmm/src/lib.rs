@@ -23,7 +23,7 @@ use std::time::Duration;
 
 pub use accel::{Accel, AccelReport, KvmStatus};
 pub use console::ConsoleLog;
-pub use qemu::{QemuEngine, QemuInstall};
+pub use qemu::{Confinement, QemuEngine, QemuInstall};
 
 /// Everything an engine needs to boot one VM.
 #[derive(Debug, Clone)]

@@ -298,3 +298,85 @@ fn export_says_what_it_left_out_and_applies_the_umask() {
     assert!(!output.join("pipe").exists() && !output.join("passwd").exists());
     ok(home.run(&["workspace", "delete", "report"]), "delete");
 }
+
+/// The lines of `/proc/PID/status` that say how confined it is.
+fn confinement_of(pid: u32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            [
+                "CapPrm:",
+                "CapEff:",
+                "CapBnd:",
+                "CapAmb:",
+                "NoNewPrivs:",
+                "Seccomp:",
+            ]
+            .iter()
+            .any(|key| l.starts_with(key))
+        })
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[test]
+fn qemu_runs_confined_and_inherits_nothing_of_its_caller() {
+    let home = TestHome::new();
+    let leak = tempfile::NamedTempFile::new().unwrap();
+    // The caller leaves a descriptor open for writing, as a shell's
+    // `exec 7>file` does.
+    let create = std::process::Command::new("sh")
+        .args(["-c", "exec 7>>\"$1\"; shift; exec \"$@\"", "sh"])
+        .arg(leak.path())
+        .arg(pyro_bin())
+        .args(["workspace", "create", ENV, "--name", "jailed", "--id-only"])
+        .env("PYRO_HOME", home.path())
+        .output()
+        .unwrap();
+    let id = stdout(&ok(create, "create")).trim().to_string();
+    let supervisor = home.supervisor_pid(&id).expect("a supervisor");
+    let qemu = home.vm_pids(&id)[0];
+    for pid in [supervisor, qemu] {
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+        {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            assert_ne!(target, leak.path(), "pid {pid} inherited the caller's fd 7");
+        }
+    }
+    let confinement = confinement_of(qemu);
+    for line in [
+        "CapPrm: 0000000000000000",
+        "CapEff: 0000000000000000",
+        "CapBnd: 0000000000000000",
+        "CapAmb: 0000000000000000",
+        "NoNewPrivs: 1",
+        "Seccomp: 2",
+    ] {
+        assert!(
+            confinement.iter().any(|l| l == line),
+            "{line}: {confinement:?}"
+        );
+    }
+    let cmdline = String::from_utf8(std::fs::read(format!("/proc/{qemu}/cmdline")).unwrap())
+        .unwrap()
+        .replace('\0', " ");
+    assert!(cmdline.contains(
+        "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+    ));
+    // The confined VM does its work: a command, a snapshot, a fork.
+    ok(home.sh("jailed", "echo hi > /workspace/a"), "exec");
+    ok(
+        home.run(&["workspace", "snapshot", "create", "jailed", "s1"]),
+        "snapshot",
+    );
+    let doctor = stdout(&ok(home.run(&["doctor"]), "doctor"));
+    assert!(
+        doctor.contains("ok    seccomp       QEMU's sandbox is on"),
+        "{doctor}"
+    );
+    assert!(doctor.contains("no capabilities"), "{doctor}");
+    ok(home.run(&["workspace", "delete", "jailed"]), "delete");
+}

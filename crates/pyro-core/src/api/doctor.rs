@@ -71,6 +71,39 @@ pub struct DoctorReport {
 /// Free bytes below which the cache dir gets a warning.
 const LOW_SPACE: u64 = 4 << 30;
 
+/// What confines QEMU here, and what does not yet.
+fn confinement_checks(binary: &std::path::Path) -> Vec<Check> {
+    let jail = pyro_vmm::Confinement::probe(binary);
+    let seccomp = match jail.seccomp {
+        Ok(on) => Check::ok("seccomp", format!("QEMU's sandbox is {on}")),
+        Err(off) if off.contains("PYRO_QEMU_SANDBOX=off is set") => Check::problem(
+            "seccomp",
+            Level::Fail,
+            format!("QEMU's sandbox: {off}"),
+            "install a QEMU built with seccomp (Debian's qemu-system-x86 is), or set PYRO_QEMU_SANDBOX=off to run without it",
+        ),
+        Err(off) => Check::problem(
+            "seccomp",
+            Level::Warn,
+            format!("QEMU's sandbox is off: {off}"),
+            "unset PYRO_QEMU_SANDBOX to turn it back on",
+        ),
+    };
+    let mut checks = vec![
+        seccomp,
+        Check::ok("privileges", format!("QEMU {}", jail.privileges)),
+    ];
+    if !jail.missing.is_empty() {
+        checks.push(Check::problem(
+            "jail",
+            Level::Warn,
+            format!("not confined yet: {}", jail.missing.join("; ")),
+            "nothing to do: VMs run with the confinement above",
+        ));
+    }
+    checks
+}
+
 impl Pyro {
     /// Inspects the host. Boots a probe guest once per host kernel when KVM
     /// might work and an environment is there to boot.
@@ -88,6 +121,7 @@ impl Pyro {
                         install.version.as_deref().unwrap_or("unknown")
                     ),
                 ));
+                checks.extend(confinement_checks(&install.binary));
                 Some(engine)
             }
             Err(e) => {

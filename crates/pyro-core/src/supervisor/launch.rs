@@ -52,6 +52,8 @@ pub(crate) async fn spawn(
             // A session of its own: the supervisor outlives the calling
             // process and its terminal.
             libc::setsid();
+            // Its one inherited descriptor beyond stdio: the readiness pipe.
+            pyro_util::fds::close_on_exec_from(3);
             if libc::fcntl(write_fd, libc::F_SETFD, 0) < 0 {
                 return Err(std::io::Error::last_os_error());
             }

@@ -77,6 +77,7 @@ pub(crate) fn qemu_args(spec: &VmSpec, fds: &ChannelFds) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec();
+    args.extend(super::jail::sandbox_args());
     // The RAM is always the backend `pyro.ram`, so a state saved by a VM
     // of either kind of RAM restores into either (a migration stream names
     // its RAM blocks).

@@ -8,10 +8,11 @@
 //! `snapshot=on`, whose temporary overlay QEMU unlinks right after opening it.
 
 mod args;
+mod jail;
 mod migrate;
 mod qmp;
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::console::ConsoleLog;
 use crate::{Engine, EngineError, Vm, VmExit, VmSpec};
+pub use jail::Confinement;
 
 pub use args::{kernel_cmdline, machine_signature};
 pub use qmp::QmpError;
@@ -171,10 +173,10 @@ impl Engine for QemuEngine {
             .stderr(Stdio::piped());
         let owner = std::process::id() as libc::pid_t;
         // SAFETY: the closure runs in the forked child before exec and calls
-        // only async-signal-safe functions (fcntl, prctl, getppid, setpgid,
-        // kill) on values captured by copy.
+        // only async-signal-safe functions (fcntl, prctl, close_range,
+        // capget/capset, getppid, setpgid, kill) on values captured by copy.
         unsafe {
-            command.pre_exec(move || prepare_child(owner, &inherited));
+            command.pre_exec(move || jail::prepare_child(owner, &inherited));
         }
         let mut child = command.spawn().map_err(|source| EngineError::Spawn {
             binary: self.install.binary.display().to_string(),
@@ -229,33 +231,6 @@ fn check_exists(what: &'static str, path: &Path) -> Result<(), EngineError> {
             path: path.to_path_buf(),
         })
     }
-}
-
-/// Runs in the forked child: hands it the guest channel descriptors and ties
-/// its life to the owner.
-fn prepare_child(owner: libc::pid_t, inherited: &[RawFd]) -> std::io::Result<()> {
-    for &fd in inherited {
-        // SAFETY: fd is an open descriptor of this process; clearing
-        // FD_CLOEXEC only makes QEMU inherit it.
-        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    // SAFETY: plain prctl/setpgid/getppid calls with constant arguments.
-    unsafe {
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // The owner may have died between fork and prctl.
-        if libc::getppid() != owner {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
-        // Own process group: a terminal's Ctrl-C goes to pyro, which decides.
-        if libc::setpgid(0, 0) < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// Keeps the last lines QEMU wrote to stderr (its own errors: bad options,
