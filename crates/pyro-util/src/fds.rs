@@ -24,8 +24,17 @@ pub fn close_on_exec_from(first: RawFd) {
     if done {
         return;
     }
-    // SAFETY: sysconf has no preconditions.
-    let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(0, 1 << 16) as RawFd;
+    // Older kernels: every number below the descriptor limit (getrlimit is
+    // a plain system call, unlike sysconf).
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the local struct.
+    let max = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+        0 => limit.rlim_cur.min(RawFd::MAX as u64) as RawFd,
+        _ => 1 << 16,
+    };
     for fd in first..max {
         // SAFETY: F_SETFD on a closed number fails harmlessly (EBADF).
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };

@@ -12,6 +12,7 @@
 
 pub mod fds;
 pub mod fsutil;
+mod lock;
 mod shell;
 pub mod text;
 mod time;

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 pub use accel::{Accel, AccelReport, KvmStatus};
 pub use console::ConsoleLog;
-pub use qemu::{Confinement, QemuEngine, QemuInstall};
+pub use qemu::{Confinement, QemuEngine, QemuInstall, Seccomp};
 
 /// Everything an engine needs to boot one VM.
 #[derive(Debug, Clone)]
@@ -137,8 +137,15 @@ pub trait Vm: Send {
     /// `None` without one, and after the first call.
     fn take_network_link(&mut self) -> Option<UnixStream>;
 
-    /// What the guest printed on its serial console (the last 64 KiB).
+    /// What the guest printed on its serial console (the last 64 KiB),
+    /// then the engine's own complaints, each line marked `[qemu]`.
     fn console(&self) -> ConsoleLog;
+
+    /// What the engine itself wrote to its stderr (a host fact, unlike the
+    /// console): a refused option, an image it cannot open.
+    fn engine_said(&self) -> String {
+        String::new()
+    }
 
     /// Kills the VM at once and reaps it. Idempotent.
     fn kill(&mut self);

@@ -442,7 +442,10 @@ fn acknowledge(record: &WorkspaceRecord, args: &WorkspaceRef, verb: &str) -> any
 
 fn describe_state(record: &WorkspaceRecord) -> String {
     match &record.state {
-        pyro_core::WorkspaceState::Crashed { reason } => format!("crashed: {reason}"),
+        // The reason may quote the guest (its agent, its console).
+        pyro_core::WorkspaceState::Crashed { reason } => {
+            format!("crashed: {}", pyro_util::text::visible(reason))
+        }
         pyro_core::WorkspaceState::Suspended { since } => format!("suspended since {since}"),
         state => state.label().to_string(),
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use pyro_core::Pyro;
 use pyro_core::{FileKind, FilesError, Listing, PatchReport};
-use pyro_util::text::visible;
+use pyro_util::text::{visible, visible_lines};
 
 use crate::cli_files::{DiskCommand, FileCommand, PatchCommand};
 
@@ -101,7 +101,8 @@ pub fn patch(pyro: &Pyro, command: PatchCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         Err(pyro_core::Error::Files(error @ FilesError::Rejected { .. })) => {
-            eprintln!("pyro: {error}");
+            // It quotes the workspace's lines where hunks failed.
+            eprintln!("pyro: {}", visible_lines(&error.to_string()));
             if args.json {
                 let FilesError::Rejected { failures } = &error else {
                     unreachable!("matched above");

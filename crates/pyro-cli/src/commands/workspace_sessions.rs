@@ -267,10 +267,11 @@ pub fn service(pyro: &Pyro, command: ServiceCommand) -> anyhow::Result<i32> {
 }
 
 /// "running", "failed: exited with code 2", "ended: the workspace was reset …".
+/// A reason may quote the guest's agent: escaped.
 fn describe(info: &ServiceInfo) -> String {
     match &info.state {
-        ServiceState::Failed { reason, .. } => format!("failed: {reason}"),
-        ServiceState::Ended { reason } => format!("ended: {reason}"),
+        ServiceState::Failed { reason, .. } => format!("failed: {}", visible(reason)),
+        ServiceState::Ended { reason } => format!("ended: {}", visible(reason)),
         ServiceState::Stopped { killed: true } => "stopped (killed after SIGTERM)".into(),
         other => other.label().to_string(),
     }

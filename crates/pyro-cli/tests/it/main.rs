@@ -11,6 +11,7 @@ mod support;
 mod cli;
 mod demo;
 mod disk;
+mod faults;
 mod fork;
 mod host;
 mod host_boundary;

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use pyro_vmm::QemuEngine;
+use pyro_vmm::{QemuEngine, Seccomp};
 
 use super::Pyro;
 use crate::host::{accel, agent_image};
@@ -75,18 +75,24 @@ const LOW_SPACE: u64 = 4 << 30;
 fn confinement_checks(binary: &std::path::Path) -> Vec<Check> {
     let jail = pyro_vmm::Confinement::probe(binary);
     let seccomp = match jail.seccomp {
-        Ok(on) => Check::ok("seccomp", format!("QEMU's sandbox is {on}")),
-        Err(off) if off.contains("PYRO_QEMU_SANDBOX=off is set") => Check::problem(
+        Seccomp::On(denied) => Check::ok("seccomp", format!("QEMU's sandbox is on: {denied}")),
+        Seccomp::Refused(said) => Check::problem(
             "seccomp",
             Level::Fail,
-            format!("QEMU's sandbox: {off}"),
+            format!("this QEMU refuses its sandbox ({said}); VMs do not start with it"),
             "install a QEMU built with seccomp (Debian's qemu-system-x86 is), or set PYRO_QEMU_SANDBOX=off to run without it",
         ),
-        Err(off) => Check::problem(
+        Seccomp::TurnedOff => Check::problem(
             "seccomp",
             Level::Warn,
-            format!("QEMU's sandbox is off: {off}"),
+            "QEMU's sandbox is off: PYRO_QEMU_SANDBOX=off",
             "unset PYRO_QEMU_SANDBOX to turn it back on",
+        ),
+        Seccomp::Unknown(why) => Check::problem(
+            "seccomp",
+            Level::Warn,
+            format!("QEMU's sandbox could not be checked: {why}"),
+            "check the qemu line above",
         ),
     };
     let mut checks = vec![

@@ -140,16 +140,17 @@ impl Pyro {
                 FileKind::Symlink => return Err(FilesError::Symlink { path: path.into() }.into()),
                 _ => return Err(FilesError::NotAFile { path: path.into() }.into()),
             }
-            tree_bytes += info.size;
-            if tree_bytes > PATCH_TREE_LIMIT {
+            // Counted on the bytes read: the sizes are the guest's word.
+            if tree_bytes.saturating_add(info.size) > PATCH_TREE_LIMIT {
                 return Err(FilesError::PatchTreeTooLarge {
                     limit: pyro_util::human_bytes(PATCH_TREE_LIMIT),
                 }
                 .into());
             }
             let mut content = Vec::new();
-            let room = PATCH_READ_LIMIT.min(PATCH_TREE_LIMIT - (tree_bytes - info.size));
+            let room = PATCH_READ_LIMIT.min(PATCH_TREE_LIMIT - tree_bytes);
             files.read(path, room, &mut content).await?;
+            tree_bytes += content.len() as u64;
             tree.insert(path, content, git_mode(info.mode));
         }
 

@@ -292,6 +292,11 @@ async fn frozen_source(
                 why,
             }
             .into(),
+            Frozen::SupervisorDied(name) => WorkspaceError::ForkMemory {
+                name,
+                why: "its supervisor died while its state was saved".into(),
+            }
+            .into(),
         })?;
     // No memory: its supervisor was gone by the time it was asked.
     let Some(memory) = frozen.memory else {

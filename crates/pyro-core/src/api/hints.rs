@@ -140,6 +140,12 @@ impl Error {
                 },
             )),
             Error::Snapshot(SnapshotError::Store(error)) => workspace_hint(error),
+            Error::Snapshot(SnapshotError::SupervisorDied { workspace, .. }) => Some(Hint::new(
+                "start it again with:",
+                Action::StartWorkspace {
+                    workspace: workspace.clone(),
+                },
+            )),
             Error::Files(error) => files_hint(error),
             Error::Env(error) => env_hint(error),
             // The workspace is gone: no hint that points at it.

@@ -12,6 +12,7 @@
 use super::error::Error;
 use super::Pyro;
 use crate::supervisor::client;
+use crate::supervisor::protocol::SessionError;
 use crate::supervisor::registry;
 use crate::workspace::layers::{self, ops_lock, SnapshotError, BASELINE};
 use crate::workspace::store::{
@@ -246,12 +247,29 @@ impl Pyro {
     }
 }
 
+/// Whether the workspace's supervisor is gone, after a call to it failed:
+/// a killed process closes its sockets a moment before the kernel lets go
+/// of its lock, so this looks a few times before it answers no.
+async fn supervisor_died(store: &WorkspaceStore, id: &str) -> bool {
+    for _ in 0..50 {
+        if !store.supervisor_alive(id).unwrap_or(true) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
+
 /// Why [`freeze_top`] failed.
 pub(crate) enum Frozen {
     Failed(Error),
     /// The disk was frozen (and the workspace moved on to a new top), but
     /// its memory could not be saved: why.
     NoMemory(String),
+    /// The supervisor died while it froze the top; the record still
+    /// names the state before, and what it left half-made is gone. The
+    /// workspace's display name.
+    SupervisorDied(String),
 }
 
 impl Frozen {
@@ -262,6 +280,11 @@ impl Frozen {
             Frozen::NoMemory(why) => SnapshotError::Memory {
                 name: name.into(),
                 why,
+            }
+            .into(),
+            Frozen::SupervisorDied(workspace) => SnapshotError::SupervisorDied {
+                name: name.into(),
+                workspace,
             }
             .into(),
         }
@@ -300,7 +323,19 @@ pub(crate) async fn freeze_top(
     let mut done = client::Frozen::default();
     if store.supervisor_alive(&record.id)? {
         // The supervisor records the new top itself once the VM uses it.
-        done = client::snapshot(&dir, &top, memory).await?;
+        done = match client::snapshot(&dir, &top, memory).await {
+            Ok(done) => done,
+            Err(SessionError::Supervisor(_)) if supervisor_died(store, &record.id).await => {
+                // It died meanwhile: the record still names the frozen top
+                // (the VM's writes since the guest's sync die with it), and
+                // the layer or memory it was making goes.
+                if let Ok(now) = store.observe(&record.id) {
+                    layers::collect_garbage(&dir, &now);
+                }
+                return Err(Frozen::SupervisorDied(record.display_name().to_string()));
+            }
+            Err(error) => return Err(error.into()),
+        };
     } else {
         layers::overlay(&dir, &frozen, &top)?;
         store.update(&record.id, |record| {

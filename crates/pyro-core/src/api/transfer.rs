@@ -156,11 +156,5 @@ async fn push_by_disk(
     let detached = slot.detach().await;
     read?;
     detached.map_err(TransferError::GuestTar)?;
-    Ok(Some(TransferReport {
-        files: packed.files,
-        bytes: packed.bytes,
-        duration_ms: started.elapsed().as_millis() as u64,
-        skipped: 0,
-        left_out: Vec::new(),
-    }))
+    Ok(Some(TransferReport::packed(packed, started)))
 }

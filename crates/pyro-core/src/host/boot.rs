@@ -35,9 +35,21 @@ pub(crate) fn hint(diagnosis: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// The console's diagnosis, else a memory hint for small VMs, which fail to
-/// boot in ways the console does not always name.
-fn diagnose(console: &pyro_vmm::ConsoleLog, memory_mib: u32) -> Option<String> {
+/// QEMU refusing its sandbox (a host fact), else the console's diagnosis,
+/// else a memory hint for small VMs, which fail to boot in ways the
+/// console does not always name.
+fn diagnose(
+    vm: &dyn pyro_vmm::Vm,
+    console: &pyro_vmm::ConsoleLog,
+    memory_mib: u32,
+) -> Option<String> {
+    if vm.engine_said().contains("-sandbox") {
+        return Some(
+            "QEMU refused its seccomp sandbox (a build without seccomp?): install one with it, \
+             or set PYRO_QEMU_SANDBOX=off to run without it (pyro doctor says more)"
+                .into(),
+        );
+    }
     console.diagnose().or_else(|| {
         (memory_mib < 256).then(|| {
             format!(
@@ -131,7 +143,7 @@ pub async fn boot_adopting(
             let console = vm.console();
             Err(BootError::Died {
                 exit: describe_exit(&exit),
-                diagnosis: diagnose(&console, spec.memory_mib),
+                diagnosis: diagnose(vm.as_ref(), &console, spec.memory_mib),
                 console_tail: console.tail(12),
             })
         }
@@ -144,7 +156,7 @@ pub async fn boot_adopting(
             let console = vm.console();
             Err(BootError::Timeout {
                 waited: deadline,
-                diagnosis: diagnose(&console, spec.memory_mib),
+                diagnosis: diagnose(vm.as_ref(), &console, spec.memory_mib),
                 console_tail: console.tail(12),
             })
         }

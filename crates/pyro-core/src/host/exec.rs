@@ -20,13 +20,15 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// group) and waits briefly for its end, so it neither runs on nor keeps
 /// writing into a stream nobody reads.
 pub(crate) async fn kill(stream: &mut ExecStream) {
-    let _ = stream.signal(libc::SIGKILL).await;
+    // Bounded too: a guest that stopped reading blocks the write.
     let _ = tokio::time::timeout(KILL_GRACE, async {
+        stream.signal(libc::SIGKILL).await?;
         while let Ok(event) = stream.next().await {
             if matches!(event, ExecEvent::Exited(_) | ExecEvent::Failed { .. }) {
                 break;
             }
         }
+        Ok::<(), GuestError>(())
     })
     .await;
 }

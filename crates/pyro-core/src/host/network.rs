@@ -347,9 +347,10 @@ pub(crate) async fn attach(
             .await
             .map_err(NetworkError::Channel)?;
     }
+    // A guest that never answers, or chatters, does not hold its start.
+    let deadline = tokio::time::Instant::now() + NETWORK_UP_LIMIT;
     loop {
-        // A guest that never answers does not hold its start for good.
-        let frame = tokio::time::timeout(NETWORK_UP_LIMIT, request.next_frame())
+        let frame = tokio::time::timeout_at(deadline, request.next_frame())
             .await
             .map_err(|_| NetworkError::Channel(GuestError::NoAnswer("the network request")))?
             .map_err(NetworkError::Channel)?;

@@ -399,7 +399,11 @@ async fn supervise(
         }
         Ok(Ending::PowerOff) => {
             sessions.end_all("the workspace was stopped");
-            // Flush the guest's disk before the VM goes away.
+            // Flush the guest's disk before the VM goes away: first with
+            // the time a large page cache takes under emulation (what an
+            // exec wrote before the stop is kept), then again as it powers
+            // off, within the grace below.
+            let _ = tokio::time::timeout(super::checkpoint::SYNC_LIMIT, guest.sync()).await;
             let _ = guest.power_off().await;
             let exited = vm.wait_timeout(POWER_OFF_GRACE);
             if exited.is_none() {

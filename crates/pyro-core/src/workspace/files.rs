@@ -203,15 +203,19 @@ impl Files {
         }
     }
 
-    pub(crate) async fn open(&self, message: &Message) -> Result<RequestStream, FilesError> {
-        self.guest.open(message).await.map_err(guest_error)
+    pub(crate) async fn open(&self, message: &Message) -> Result<FileRequest, FilesError> {
+        let stream = self.guest.open(message).await.map_err(guest_error)?;
+        Ok(FileRequest {
+            stream,
+            deadline: tokio::time::Instant::now() + FILE_DEADLINE,
+        })
     }
 
     /// The next message of a file request, with an `Error` turned into a
     /// [`FilesError`] about `path`. Data frames are skipped.
     pub(crate) async fn next_message(
         &self,
-        request: &mut RequestStream,
+        request: &mut FileRequest,
         path: &str,
     ) -> Result<Message, FilesError> {
         loop {
@@ -351,9 +355,10 @@ impl Files {
                 let frame = next_frame(&mut request).await?;
                 in_flight -= self.write_progress(&frame, path)?.min(in_flight);
             }
-            request
-                .send_data(FrameKind::File, &chunk[..n])
+            // A guest that stopped reading blocks the write: bounded.
+            tokio::time::timeout(FILE_QUIET, request.send_data(FrameKind::File, &chunk[..n]))
                 .await
+                .map_err(|_| FilesError::Channel(GuestError::NoAnswer("a file write")))?
                 .map_err(guest_error)?;
             if n == 0 {
                 break;
@@ -406,14 +411,15 @@ impl Files {
             .await
             .map_err(guest_error)?;
         let mut stderr = Vec::new();
+        let deadline = tokio::time::Instant::now() + FILE_QUIET;
         let detail = loop {
-            let event = tokio::time::timeout(FILE_QUIET, exec.next()).await;
+            let event = tokio::time::timeout_at(deadline, exec.next()).await;
             let Ok(event) = event else {
                 crate::host::exec::kill(&mut exec).await;
                 break format!("rm did not finish within {} s", FILE_QUIET.as_secs());
             };
             match event.map_err(guest_error)? {
-                ExecEvent::Stderr(bytes) => stderr.extend_from_slice(&bytes),
+                ExecEvent::Stderr(bytes) if stderr.len() < 8192 => stderr.extend_from_slice(&bytes),
                 ExecEvent::Exited(status) if status.shell_code() == 0 => return Ok(()),
                 ExecEvent::Exited(status) => {
                     let text = String::from_utf8_lossy(&stderr).trim().to_string();
@@ -433,20 +439,44 @@ impl Files {
 /// How long a file request waits for the agent's next frame: it answers
 /// within milliseconds, and each frame is at most a chunk.
 const FILE_QUIET: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long one file request may take in all, however the agent chatters:
+/// a 1 GiB write at emulation's slowest is minutes.
+const FILE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// A file request on the guest channel, with its deadline.
+pub(crate) struct FileRequest {
+    stream: RequestStream,
+    deadline: tokio::time::Instant,
+}
+
+impl std::ops::Deref for FileRequest {
+    type Target = RequestStream;
+    fn deref(&self) -> &RequestStream {
+        &self.stream
+    }
+}
+
+impl std::ops::DerefMut for FileRequest {
+    fn deref_mut(&mut self) -> &mut RequestStream {
+        &mut self.stream
+    }
+}
 
 /// The request's next frame, unless the agent stays silent past
-/// [`FILE_QUIET`] (a stalled or hostile guest).
-async fn next_frame(request: &mut RequestStream) -> Result<pyro_protocol::Frame, FilesError> {
-    match tokio::time::timeout(FILE_QUIET, request.next_frame()).await {
+/// [`FILE_QUIET`] or the request runs past its deadline (a stalled or
+/// hostile guest).
+async fn next_frame(request: &mut FileRequest) -> Result<pyro_protocol::Frame, FilesError> {
+    let until = request
+        .deadline
+        .min(tokio::time::Instant::now() + FILE_QUIET);
+    match tokio::time::timeout_at(until, request.stream.next_frame()).await {
         Ok(frame) => frame.map_err(guest_error),
         Err(_) => Err(FilesError::Channel(GuestError::NoAnswer("a file request"))),
     }
 }
 
 /// The next frame if one is already queued.
-async fn poll_frame(
-    request: &mut RequestStream,
-) -> Result<Option<pyro_protocol::Frame>, FilesError> {
+async fn poll_frame(request: &mut FileRequest) -> Result<Option<pyro_protocol::Frame>, FilesError> {
     tokio::select! {
         biased;
         frame = request.next_frame() => frame.map(Some).map_err(guest_error),

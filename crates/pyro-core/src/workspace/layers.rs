@@ -29,6 +29,8 @@ pub enum SnapshotError {
     NoBaseline { workspace: String },
     #[error("snapshot '{name}' was not taken: saving the VM's memory failed: {why}; free host disk space, or take a disk-only snapshot (--disk-only)")]
     Memory { name: String, why: String },
+    #[error("the supervisor of workspace '{workspace}' died during snapshot '{name}'; the snapshot was not taken, and the workspace crashed with its disk as the guest had last synced it")]
+    SupervisorDied { name: String, workspace: String },
     #[error("making the disk layer failed")]
     Layer(#[source] pyro_vmm::disk::DiskError),
     #[error(transparent)]
@@ -65,10 +67,10 @@ pub(crate) async fn ops_lock(store: &WorkspaceStore, id: &str) -> Result<FileLoc
     wait_for_lock(&store.dir(id).join("ops.lock"), true, OPS_LOCK_PATIENCE).await
 }
 
-/// How long an operation waits for another on the same workspace: the
-/// longest holders (a disk tool, a snapshot of a large memory under
-/// emulation) end within minutes, each under its own deadline.
-pub(crate) const OPS_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// How long an operation waits for another on the same workspace: longer
+/// than the longest holder's own deadlines (a transfer's 30 minutes plus
+/// its packing, a snapshot's baseline stash and memory save).
+pub(crate) const OPS_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(45 * 60);
 
 /// Polls for the lock at `path` until it is free, at most `patience`;
 /// never blocks a runtime thread. Past `patience` the error names the

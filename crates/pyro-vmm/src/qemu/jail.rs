@@ -35,11 +35,25 @@ pub(crate) fn sandbox_args() -> Vec<String> {
     }
 }
 
+/// Whether QEMU's seccomp sandbox is in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seccomp {
+    /// On, denying what the text says.
+    On(String),
+    /// Off: `PYRO_QEMU_SANDBOX=off`.
+    TurnedOff,
+    /// Wanted, but this QEMU refuses the option (what it said): VMs do not
+    /// start until it is turned off.
+    Refused(String),
+    /// QEMU could not be asked.
+    Unknown(String),
+}
+
 /// What confines the VMs this process starts, for `pyro doctor`.
 #[derive(Debug, Clone)]
 pub struct Confinement {
-    /// The seccomp sandbox: `Ok` with what it denies, or why it is off.
-    pub seccomp: Result<String, String>,
+    /// The seccomp sandbox.
+    pub seccomp: Seccomp,
     /// Capabilities and `NoNewPrivs`.
     pub privileges: String,
     /// What is not confined yet, and why.
@@ -51,27 +65,25 @@ impl Confinement {
     /// the option and exits).
     pub fn probe(binary: &Path) -> Self {
         let seccomp = if !sandbox_wanted() {
-            Err("turned off by PYRO_QEMU_SANDBOX=off".to_string())
+            Seccomp::TurnedOff
         } else {
             let output = Command::new(binary)
                 .args(["-sandbox", SANDBOX, "-version"])
                 .stdin(Stdio::null())
                 .output();
             match output {
-                Ok(out) if out.status.success() => Ok(
-                    "on: obsolete, privilege-raising, process-spawning and resource-control system calls are denied"
+                Ok(out) if out.status.success() => Seccomp::On(
+                    "obsolete, privilege-raising, process-spawning and resource-control system calls are denied"
                         .to_string(),
                 ),
-                Ok(out) => Err(format!(
-                    "this QEMU refuses it ({}); VMs will not start until PYRO_QEMU_SANDBOX=off is set",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )),
-                Err(error) => Err(format!("cannot run {}: {error}", binary.display())),
+                Ok(out) => Seccomp::Refused(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+                Err(error) => Seccomp::Unknown(format!("cannot run {}: {error}", binary.display())),
             }
         };
-        let privileges = match pyro_util::fsutil::is_root() {
-            true => "runs as root with no capabilities (empty bounding set) and NoNewPrivs",
-            false => "runs as this user, without capabilities, with NoNewPrivs",
+        let privileges = match (pyro_util::fsutil::is_root(), has_capability(CAP_SETPCAP)) {
+            (true, true) => "runs as root with no capabilities (empty bounding set; the two that pass file permissions stay only when its files lie in another user's directories) and NoNewPrivs",
+            (true, false) => "runs as root with this process's capabilities: without CAP_SETPCAP (a container that drops it) pyro cannot empty the bounding set; NoNewPrivs holds",
+            (false, _) => "runs as this user, without capabilities (no ambient ones), with NoNewPrivs",
         };
         Confinement {
             seccomp,
@@ -82,6 +94,16 @@ impl Confinement {
             ],
         }
     }
+}
+
+/// Whether this process holds capability `cap` in its effective set.
+fn has_capability(cap: u32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|set| set & (1 << cap) != 0)
 }
 
 /// Whether a per-VM cgroup could be made here.
@@ -96,10 +118,28 @@ fn cgroup_state() -> String {
     }
 }
 
+/// Whether a root QEMU must keep the right to pass file permissions: some
+/// file it opens lies in a directory root does not own (`sudo pyro` with a
+/// user's cache or home, 0700), where root's ownership alone gets nowhere.
+pub(crate) fn needs_dac(paths: &[&Path]) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    pyro_util::fsutil::is_root()
+        && paths.iter().any(|path| {
+            path.ancestors()
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .any(|meta| meta.uid() != 0)
+        })
+}
+
 /// Runs in the forked child before exec: only the `inherited` descriptors
-/// stay open across the exec, privileges go, and the child's life is tied
-/// to `owner`. Only async-signal-safe system calls.
-pub(crate) fn prepare_child(owner: libc::pid_t, inherited: &[RawFd]) -> std::io::Result<()> {
+/// stay open across the exec, privileges go (all of them, or all but the
+/// two that pass file permissions with `keep_dac`), and the child's life
+/// is tied to `owner`. Only async-signal-safe system calls.
+pub(crate) fn prepare_child(
+    owner: libc::pid_t,
+    inherited: &[RawFd],
+    keep_dac: bool,
+) -> std::io::Result<()> {
     pyro_util::fds::close_on_exec_from(3);
     for &fd in inherited {
         // SAFETY: fd is an open descriptor of this process; clearing
@@ -108,7 +148,7 @@ pub(crate) fn prepare_child(owner: libc::pid_t, inherited: &[RawFd]) -> std::io:
             return Err(std::io::Error::last_os_error());
         }
     }
-    drop_privileges()?;
+    drop_privileges(keep_dac)?;
     // SAFETY: plain prctl/setpgid/getppid calls with constant arguments.
     unsafe {
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
@@ -126,16 +166,16 @@ pub(crate) fn prepare_child(owner: libc::pid_t, inherited: &[RawFd]) -> std::io:
     Ok(())
 }
 
-/// `NoNewPrivs`, and for root an empty bounding set and no inheritable or
-/// ambient capabilities, so the exec'd program holds none.
-fn drop_privileges() -> std::io::Result<()> {
+/// `NoNewPrivs`, no ambient capabilities, and for root an empty bounding
+/// set (but for the two that pass file permissions, with `keep_dac`) and
+/// no inheritable capabilities, so the exec'd program holds none. A root
+/// without `CAP_SETPCAP` (some containers) cannot empty its bounding set;
+/// `pyro doctor` says so.
+fn drop_privileges(keep_dac: bool) -> std::io::Result<()> {
     // SAFETY: prctl and capget/capset with valid pointers to local structs.
     unsafe {
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
             return Err(std::io::Error::last_os_error());
-        }
-        if libc::geteuid() != 0 {
-            return Ok(());
         }
         libc::prctl(
             libc::PR_CAP_AMBIENT,
@@ -144,12 +184,22 @@ fn drop_privileges() -> std::io::Result<()> {
             0,
             0,
         );
-        let mut cap = 0;
-        while libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) == 0 {
-            cap += 1;
+        if libc::geteuid() != 0 {
+            return Ok(());
         }
-        if cap == 0 {
-            return Err(std::io::Error::last_os_error());
+        for cap in 0..64 {
+            if keep_dac && (cap == CAP_DAC_OVERRIDE || cap == CAP_DAC_READ_SEARCH) {
+                continue;
+            }
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 {
+                match std::io::Error::last_os_error().raw_os_error() {
+                    // Past the kernel's last capability.
+                    Some(libc::EINVAL) => break,
+                    // No CAP_SETPCAP: the set stays as it is.
+                    Some(libc::EPERM) => return Ok(()),
+                    _ => return Err(std::io::Error::last_os_error()),
+                }
+            }
         }
         // The inheritable set, which the bounding set does not cover.
         let mut header = CapHeader {
@@ -169,6 +219,10 @@ fn drop_privileges() -> std::io::Result<()> {
     }
     Ok(())
 }
+
+const CAP_DAC_OVERRIDE: libc::c_int = 1;
+const CAP_DAC_READ_SEARCH: libc::c_int = 2;
+const CAP_SETPCAP: u32 = 8;
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::console::ConsoleLog;
 use crate::{Engine, EngineError, Vm, VmExit, VmSpec};
-pub use jail::Confinement;
+pub use jail::{Confinement, Seccomp};
 
 pub use args::{kernel_cmdline, machine_signature};
 pub use qmp::QmpError;
@@ -172,11 +172,20 @@ impl Engine for QemuEngine {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let owner = std::process::id() as libc::pid_t;
+        let mut opened = vec![spec.kernel.as_path(), spec.initramfs.as_path()];
+        if let Some(
+            crate::RootDisk::Ephemeral { base: path, .. }
+            | crate::RootDisk::Persistent { path, .. },
+        ) = &spec.root_disk
+        {
+            opened.push(path);
+        }
+        let keep_dac = jail::needs_dac(&opened);
         // SAFETY: the closure runs in the forked child before exec and calls
         // only async-signal-safe functions (fcntl, prctl, close_range,
         // capget/capset, getppid, setpgid, kill) on values captured by copy.
         unsafe {
-            command.pre_exec(move || jail::prepare_child(owner, &inherited));
+            command.pre_exec(move || jail::prepare_child(owner, &inherited, keep_dac));
         }
         let mut child = command.spawn().map_err(|source| EngineError::Spawn {
             binary: self.install.binary.display().to_string(),
@@ -325,8 +334,14 @@ impl Vm for QemuVm {
         }
         let merged = ConsoleLog::default();
         merged.push_text(&self.console.text());
-        merged.push_text(&stderr);
+        for line in stderr.lines() {
+            merged.push_text(&format!("\n[qemu] {line}"));
+        }
         merged
+    }
+
+    fn engine_said(&self) -> String {
+        self.stderr.0.text()
     }
 
     fn kill(&mut self) {

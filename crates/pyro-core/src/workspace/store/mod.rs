@@ -322,7 +322,8 @@ impl WorkspaceStore {
             path: dir.clone(),
             source,
         })?;
-        restrict(&dir);
+        // It holds a shell into the VM: private.
+        let _ = fsutil::private_dir(&dir);
         self.write(record)?;
         Ok(dir)
     }
@@ -516,12 +517,6 @@ impl WorkspaceStore {
         FileLock::acquire_within(&path, true, RECORD_LOCK_PATIENCE)
             .map_err(|source| WorkspaceError::lock(path, source))
     }
-}
-
-/// Workspace directories hold a shell into the VM: keep them private.
-fn restrict(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
 }
 
 /// Names: a letter or digit, then letters, digits, `.`, `_`, `-`; not an

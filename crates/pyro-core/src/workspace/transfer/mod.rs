@@ -95,6 +95,17 @@ impl TransferReport {
         }
     }
 
+    /// The report of a push the packer wrote, begun at `started`.
+    pub(crate) fn packed(report: pyro_transfer::PackReport, started: Instant) -> Self {
+        TransferReport {
+            files: report.files,
+            bytes: report.bytes,
+            duration_ms: started.elapsed().as_millis() as u64,
+            skipped: 0,
+            left_out: Vec::new(),
+        }
+    }
+
     /// `12 files, 3400 bytes`, and `; 2 entries left out` when some were.
     pub fn tally(&self) -> String {
         let plural = |n: u64, one: &str, many: &str| match n {
@@ -292,11 +303,11 @@ pub(crate) async fn push_tree_into(
                 match chunk {
                     Some(chunk) => {
                         in_flight += chunk.len() as u64;
-                        stream.write_stdin(&chunk).await?;
+                        watchdog.write(stream.write_stdin(&chunk)).await?;
                     }
                     None => {
                         input_done = true;
-                        stream.write_stdin(&[]).await?;
+                        watchdog.write(stream.write_stdin(&[])).await?;
                     }
                 }
             }
@@ -330,13 +341,7 @@ pub(crate) async fn push_tree_into(
             &stderr,
         )));
     }
-    Ok(TransferReport {
-        files: report.files,
-        bytes: report.bytes,
-        duration_ms: started.elapsed().as_millis() as u64,
-        skipped: 0,
-        left_out: Vec::new(),
-    })
+    Ok(TransferReport::packed(report, started))
 }
 
 /// What a failed guest `tar` said: its stderr, else its exit code.

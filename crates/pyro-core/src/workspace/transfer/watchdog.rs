@@ -10,9 +10,16 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The longest any transfer may take: far past a full 8 GiB disk's tree at
-/// the slowest guest measured (about 40 MB/s under emulation).
-pub(crate) const TRANSFER_DEADLINE: Duration = Duration::from_secs(30 * 60);
+use super::TransferError;
+use crate::host::guest::GuestError;
+
+/// The least time any transfer is given in all: far past a full 8 GiB
+/// disk's tree at the speed measured under emulation (about 40 MB/s). A
+/// transfer whose quiet limit is long (a large push, `PYRO_TRANSFER_STALL`)
+/// gets fifteen of those instead.
+const TRANSFER_DEADLINE: Duration = Duration::from_secs(30 * 60);
+/// The largest `PYRO_TRANSFER_STALL` taken: a week.
+const MAX_QUIET_SECS: u64 = 7 * 24 * 3600;
 /// How long the guest's `tar` may show no progress before it counts as
 /// stalled: a real `tar` moves bytes every second even under emulation,
 /// and the guest's page cache reaches the transfer disk within 30 s.
@@ -24,7 +31,9 @@ pub(crate) fn transfer_quiet() -> Duration {
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
         .filter(|&s| s > 0)
-        .map_or(TRANSFER_QUIET, Duration::from_secs)
+        .map_or(TRANSFER_QUIET, |s| {
+            Duration::from_secs(s.min(MAX_QUIET_SECS))
+        })
 }
 
 /// A transfer's clock: fires past the deadline or after `quiet` without
@@ -44,7 +53,7 @@ impl Watchdog {
         Watchdog {
             started: Instant::now(),
             last_ms: AtomicU64::new(0),
-            deadline_ms: AtomicU64::new(TRANSFER_DEADLINE.as_millis() as u64),
+            deadline_ms: AtomicU64::new(TRANSFER_DEADLINE.max(quiet * 15).as_millis() as u64),
             quiet,
         }
     }
@@ -64,6 +73,23 @@ impl Watchdog {
         self.deadline_ms.fetch_min(end, Ordering::Relaxed);
     }
 
+    /// A write to the guest, unless it blocks past the quiet limit (the
+    /// guest stopped reading, and the channel's buffers are full). The
+    /// channel may then hold part of a frame: the caller drops its
+    /// connection, which has the supervisor end the command.
+    pub(super) async fn write(
+        &self,
+        write: impl std::future::Future<Output = Result<(), GuestError>>,
+    ) -> Result<(), TransferError> {
+        match tokio::time::timeout(self.quiet, write).await {
+            Ok(written) => Ok(written?),
+            Err(_) => Err(TransferError::GuestTar(format!(
+                "the guest stopped reading for {}; the transfer was stopped",
+                seconds(self.quiet.as_millis() as u64)
+            ))),
+        }
+    }
+
     /// Resolves when the transfer ran out of time; says how.
     pub(super) async fn fired(&self) -> String {
         loop {
@@ -71,7 +97,10 @@ impl Watchdog {
             let quiet_end = self.last_ms.load(Ordering::Relaxed) + self.quiet.as_millis() as u64;
             let now = self.now_ms();
             if now >= deadline {
-                return format!("it ran past its deadline ({})", seconds(deadline));
+                return format!(
+                    "it ran past its deadline ({}; PYRO_TRANSFER_STALL=SECONDS raises it too)",
+                    seconds(deadline)
+                );
             }
             if now >= quiet_end {
                 return format!(
@@ -109,12 +138,28 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_deadline_holds_whatever_the_progress() {
-        let watchdog = Watchdog::new(TRANSFER_DEADLINE * 2);
-        watchdog.progress();
-        assert!(watchdog
-            .fired()
-            .await
-            .starts_with("it ran past its deadline (1800 s)"));
+        // Progress every minute: the deadline still comes.
+        let watchdog = Watchdog::new(Duration::from_secs(90));
+        let ticking = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                watchdog.progress();
+            }
+        };
+        let started = Instant::now();
+        tokio::select! {
+            why = watchdog.fired() => {
+                assert!(why.starts_with("it ran past its deadline (1800 s"), "{why}")
+            }
+            _ = ticking => unreachable!(),
+        }
+        assert_eq!(started.elapsed(), TRANSFER_DEADLINE);
+        // A long quiet limit brings a longer deadline.
+        let watchdog = Watchdog::new(Duration::from_secs(3600));
+        assert_eq!(
+            watchdog.deadline_ms.load(Ordering::Relaxed),
+            15 * 3600 * 1000
+        );
         let watchdog = Watchdog::new(transfer_quiet());
         watchdog.end_within(Duration::from_secs(5));
         watchdog.end_within(Duration::from_secs(60));
