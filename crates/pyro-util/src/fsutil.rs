@@ -36,6 +36,28 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Free bytes pyro leaves on a host disk beyond what an operation needs: a
+/// disk filled to the last block fails far more than the call that filled
+/// it.
+pub const HOST_RESERVE: u64 = 256 << 20;
+
+/// Bytes an unprivileged writer may still use on the filesystem holding
+/// `path` (`statvfs`).
+pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: c_path is a valid NUL-terminated string and stat points to
+    // writable memory of the right size; statvfs fills it on success.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it initialised the struct.
+    let stat = unsafe { stat.assume_init() };
+    Some(stat.f_bavail * stat.f_frsize)
+}
+
 /// Whether the process runs as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -356,6 +356,9 @@ fn show(record: &WorkspaceRecord, json: bool) -> anyhow::Result<()> {
     if let Some(memory) = &record.host_memory {
         println!("host memory:   {}", memory.line());
     }
+    if let Some(bytes) = &record.host_bytes {
+        println!("host disk:     {}", bytes.line());
+    }
     println!(
         "size:          {} vCPU, {} MiB",
         record.cpus, record.memory_mib

@@ -380,3 +380,112 @@ fn qemu_runs_confined_and_inherits_nothing_of_its_caller() {
     assert!(doctor.contains("no capabilities"), "{doctor}");
     ok(home.run(&["workspace", "delete", "jailed"]), "delete");
 }
+
+/// A tmpfs of `mib` MiB mounted at a temporary directory; dropped, it kills
+/// what still runs from it and unmounts it.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new(mib: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mount a tmpfs");
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Supervisors of a failed test's workspaces name their home.
+        let path = self.dir.path().to_string_lossy().to_string();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&path) {
+                // SAFETY: kill(2) on a process this test started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn the_host_disk_is_accounted_trimmed_and_never_filled() {
+    let home = TestHome::new();
+    home.create(&["--name", "bytes"]);
+    ok(
+        home.sh(
+            "bytes",
+            "head -c 100000000 /dev/urandom > /workspace/big && sync && rm /workspace/big",
+        ),
+        "write and delete 100 MB",
+    );
+    // The snapshot flushes and trims: the frozen layer keeps no deleted bytes.
+    ok(
+        home.run(&[
+            "workspace",
+            "snapshot",
+            "create",
+            "bytes",
+            "s1",
+            "--disk-only",
+        ]),
+        "snapshot",
+    );
+    let status = json(&home.run(&["workspace", "status", "bytes", "--json"]));
+    let disk = status["host_bytes"]["disk"].as_u64().unwrap();
+    assert!(disk < 50_000_000, "the layers hold {disk} bytes: {status}");
+    let text = stdout(&home.run(&["workspace", "status", "bytes"]));
+    assert!(text.contains("host disk:     "), "{text}");
+    ok(home.run(&["workspace", "delete", "bytes"]), "delete");
+
+    // A home on a disk too small for the VM's memory: the snapshot with
+    // memory is refused before it writes, a disk-only one still fits.
+    let small = SmallDisk::new(700);
+    let home_on_it = small.dir.path().join("home");
+    let run = |args: &[&str]| {
+        let mut command = pyro();
+        command.env("PYRO_HOME", &home_on_it).args(args);
+        command.output().unwrap()
+    };
+    ok(
+        run(&[
+            "workspace",
+            "create",
+            ENV,
+            "--name",
+            "tight",
+            "--memory",
+            "1024",
+        ]),
+        "create",
+    );
+    refused(
+        run(&["workspace", "snapshot", "create", "tight", "full"]),
+        "snapshot 'full' needs about 1.1 GiB there",
+    );
+    ok(
+        run(&[
+            "workspace",
+            "snapshot",
+            "create",
+            "tight",
+            "disk",
+            "--disk-only",
+        ]),
+        "disk-only",
+    );
+    ok(run(&["workspace", "delete", "tight"]), "delete");
+}

@@ -148,7 +148,7 @@ impl Pyro {
         let store = self.env_store();
         let cache = self.cache_dir().display().to_string();
         match &store {
-            Ok(_) => match free_bytes(self.cache_dir()) {
+            Ok(_) => match pyro_util::fsutil::free_bytes(self.cache_dir()) {
                 Some(free) if free < LOW_SPACE => checks.push(Check::problem(
                     "cache dir",
                     Level::Warn,
@@ -266,19 +266,4 @@ fn builder_check() -> Check {
             format!("sudo apt-get install {}", packages.join(" ")),
         )
     }
-}
-
-fn free_bytes(path: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: c_path is a valid NUL-terminated string and stat points to
-    // writable memory of the right size; statvfs fills it on success.
-    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it initialised the struct.
-    let stat = unsafe { stat.assume_init() };
-    Some(stat.f_bavail * stat.f_frsize)
 }

@@ -172,6 +172,11 @@ impl Pyro {
         self.env_store()?.pin(&child.id, &child.env)?;
         let source = {
             let _ops = ops_lock(store, &parent.id).await?;
+            if snapshot.is_none() {
+                let what = format!("forking workspace '{}' (its memory)", parent.display_name());
+                let memory = u64::from(parent.memory_mib) << 20;
+                crate::workspace::host_bytes::ensure_room(&parent_dir, memory, &what)?;
+            }
             let memory = format!("{MEMORY}/fork-{}", child.id);
             let taken = match frozen_source(store, parent, &memory, snapshot).await {
                 Ok(source) => take_source(&parent_dir, &child_dir, &source).map(|()| source),
@@ -243,6 +248,7 @@ fn child_record(parent: &WorkspaceRecord, name: Option<String>) -> (WorkspaceRec
         baseline_template: None,
         last_boot: None,
         host_memory: None,
+        host_bytes: None,
         seed_slot: parent.seed_slot,
         seed: parent.seed.clone(),
     };

@@ -14,6 +14,7 @@ use super::Pyro;
 use crate::supervisor::client;
 use crate::supervisor::protocol::SessionError;
 use crate::supervisor::registry;
+use crate::workspace::host_bytes;
 use crate::workspace::layers::{self, ops_lock, SnapshotError, BASELINE};
 use crate::workspace::store::{
     is_valid_name, now, RestoredSessions, ResumePoint, SnapshotRecord, WorkspaceRecord,
@@ -64,6 +65,15 @@ impl Pyro {
             .into());
         }
         let memory = (!disk_only).then(|| layers::snapshot_memory(name));
+        let needed = match memory {
+            Some(_) => (u64::from(record.memory_mib) << 20) + LAYER_ROOM,
+            None => LAYER_ROOM,
+        };
+        host_bytes::ensure_room(
+            &store.dir(&record.id),
+            needed,
+            &format!("snapshot '{name}'"),
+        )?;
         let baseline_stash = self.stash_baseline(&store, &record).await;
         let frozen = freeze_top(&store, &record, memory.as_deref())
             .await
@@ -246,6 +256,10 @@ impl Pyro {
         Ok(())
     }
 }
+
+/// Room a new disk layer wants on the host, at least: its metadata and the
+/// first writes after it.
+const LAYER_ROOM: u64 = 64 << 20;
 
 /// Whether the workspace's supervisor is gone, after a call to it failed:
 /// a killed process closes its sockets a moment before the kernel lets go

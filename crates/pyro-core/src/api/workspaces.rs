@@ -359,6 +359,7 @@ impl Pyro {
             baseline_template: None,
             last_boot: None,
             host_memory: None,
+            host_bytes: None,
             seed_slot: true,
             seed: seed.as_ref().map(|seed| seed.summary.clone()),
         };
@@ -454,6 +455,7 @@ impl Pyro {
         if record.state == WorkspaceState::Running {
             record.host_memory = record.supervisor_pid.and_then(crate::host::memory::of_vm);
         }
+        record.host_bytes = Some(crate::workspace::host_bytes::of_dir(&store.dir(&id)));
         Ok(record)
     }
 

@@ -28,8 +28,9 @@ use serde::{Deserialize, Serialize};
 
 use super::dispatch::{SavedSessions, Sessions};
 use super::protocol::{Frozen, SessionError};
-use crate::host::guest::{Adoption, Guest};
+use crate::host::guest::{Adoption, ExecEvent, Guest, GuestError};
 use crate::workspace::store::{now, ResumePoint, WorkspaceState, WorkspaceStore};
+use pyro_protocol::ExecRequest;
 
 /// The VM state file in a memory state directory.
 pub(crate) const STATE: &str = "state";
@@ -38,7 +39,7 @@ pub(crate) const MANIFEST: &str = "sessions.json";
 /// The tag in a memory state's machine key (see `Machine::template_key`).
 pub(crate) const MEMORY_TAG: &str = "pyro-memory-state-1";
 /// How long the guest's `sync` before a save may take.
-pub(crate) const SYNC_LIMIT: Duration = Duration::from_secs(60);
+const SYNC_LIMIT: Duration = Duration::from_secs(60);
 
 /// What a memory state holds besides the VM.
 #[derive(Debug, Serialize, Deserialize)]
@@ -191,7 +192,7 @@ pub(super) async fn snapshot(
     let Some(memory) = memory else {
         // Push the guest's dirty pages to the disk first, so the frozen
         // layer holds everything written so far.
-        let _ = tokio::time::timeout(SYNC_LIMIT, guest.sync()).await;
+        flush(guest).await;
         return vm
             .snapshot_disk(&top)
             .map(|()| Frozen::default())
@@ -211,10 +212,32 @@ pub(super) async fn snapshot(
     }
 }
 
+/// Flushes the guest's dirty pages to its disk, then gives the blocks it
+/// freed back to the host (`fstrim /`: the root disk holds every write,
+/// `/workspace`'s overlay included), so a layer about to freeze keeps
+/// neither lost writes nor deleted files' bytes. Each step is bounded; a
+/// guest without `fstrim` only keeps its freed blocks.
+pub(crate) async fn flush(guest: &Guest) {
+    let _ = tokio::time::timeout(SYNC_LIMIT, guest.sync()).await;
+    let trim = async {
+        let request = ExecRequest {
+            argv: vec!["fstrim".into(), "/".into()],
+            ..ExecRequest::default()
+        };
+        let mut stream = guest.exec(request).await?;
+        loop {
+            if let ExecEvent::Exited(_) | ExecEvent::Failed { .. } = stream.next().await? {
+                return Ok::<(), GuestError>(());
+            }
+        }
+    };
+    let _ = tokio::time::timeout(SYNC_LIMIT, trim).await;
+}
+
 /// Flushes the guest's disk (should the memory ever fail to load, the
 /// disk below holds everything written so far) and quiesces its channel.
 async fn prepare(guest: &Guest) -> Result<(), SaveFailed> {
-    let _ = tokio::time::timeout(SYNC_LIMIT, guest.sync()).await;
+    flush(guest).await;
     guest
         .quiesce()
         .await

@@ -39,6 +39,7 @@ use crate::host::boot::describe_exit;
 use crate::host::machine::Machine;
 use crate::host::network::{attach, bind_ports, merge_ports, publish_all, PublishedPort};
 use crate::workspace::events;
+use crate::workspace::host_bytes;
 use crate::workspace::layers::SUSPEND_MEMORY;
 use crate::workspace::netlog::{NetLog, Running};
 use crate::workspace::store::{WorkspaceState, WorkspaceStore};
@@ -162,6 +163,8 @@ async fn supervise(
     let dir = store.dir(id);
     let machine = Machine::for_env(cache_dir, &record.env).map_err(SuperviseError::Machine)?;
     let shape = record.shape();
+    // What an idle suspend writes to the host disk.
+    let memory_bytes = u64::from(record.memory_mib) << 20;
     let spec = machine.workspace_spec(
         dir.join(&record.active_disk),
         shape,
@@ -324,7 +327,14 @@ async fn supervise(
                     let _ = reply.send(ControlReply::from_result(set));
                 }
                 VmJob::Suspend { dir: state, reply, written } => {
-                    let saved = checkpoint::suspend(
+                    // Its memory goes to the host disk: only with room for it.
+                let what = "suspending it (its memory)";
+                if let Err(error) = host_bytes::ensure_room(&dir, memory_bytes, what) {
+                    eprintln!("pyro: the idle workspace was not suspended: {error}; it keeps running");
+                    activity.put_off_a_while();
+                    continue;
+                }
+                let saved = checkpoint::suspend(
                         vm.as_mut(),
                         (&guest, &sessions),
                         (store, id),
@@ -401,9 +411,10 @@ async fn supervise(
             sessions.end_all("the workspace was stopped");
             // Flush the guest's disk before the VM goes away: first with
             // the time a large page cache takes under emulation (what an
-            // exec wrote before the stop is kept), then again as it powers
-            // off, within the grace below.
-            let _ = tokio::time::timeout(super::checkpoint::SYNC_LIMIT, guest.sync()).await;
+            // exec wrote before the stop is kept; freed blocks go back to
+            // the host), then again as it powers off, within the grace
+            // below.
+            checkpoint::flush(&guest).await;
             let _ = guest.power_off().await;
             let exited = vm.wait_timeout(POWER_OFF_GRACE);
             if exited.is_none() {

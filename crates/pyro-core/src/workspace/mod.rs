@@ -12,6 +12,7 @@ pub(crate) mod baseline;
 pub(crate) mod diff;
 pub(crate) mod events;
 pub(crate) mod files;
+pub(crate) mod host_bytes;
 pub(crate) mod hostgit;
 pub(crate) mod layers;
 pub mod mode;
@@ -95,6 +96,13 @@ pub enum WorkspaceError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("the host disk holding {} has {free} free; {what} needs about {needed} there. Free some space (delete workspaces or snapshots you no longer need)", .path.display())]
+    HostDiskFull {
+        what: String,
+        needed: String,
+        free: String,
+        path: PathBuf,
     },
     /// A lock still held when the wait for it ended; says who holds it.
     #[error("{0}")]

@@ -118,6 +118,12 @@ pub enum ImageError {
     TooManyEntries { limit: u64 },
     #[error("{} has more holes than a seed image can map; leave it out with --exclude or {IGNORE_FILE}", path.display())]
     TooFragmented { path: PathBuf },
+    #[error("the seed needs about {} MB on the host disk holding {}, which has {} MB free; free some space, or leave build outputs and dependencies out with --exclude or {IGNORE_FILE}", needed / 1_000_000, path.display(), free / 1_000_000)]
+    NoRoom {
+        needed: u64,
+        free: u64,
+        path: PathBuf,
+    },
     #[error("writing the image {}: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -144,6 +150,17 @@ pub fn build_image(
     let needed = estimate_blocks(&tree) * ext4::BLOCK;
     if needed > limit {
         return Err(ImageError::TooLarge { needed, limit });
+    }
+    // Before a byte is written, with the host's reserve kept free.
+    let parent = output.parent().unwrap_or(Path::new("."));
+    if let Some(free) = pyro_util::fsutil::free_bytes(parent) {
+        if free < needed.saturating_add(pyro_util::fsutil::HOST_RESERVE) {
+            return Err(ImageError::NoRoom {
+                needed,
+                free,
+                path: parent.to_path_buf(),
+            });
+        }
     }
     let file = std::fs::OpenOptions::new()
         .write(true)

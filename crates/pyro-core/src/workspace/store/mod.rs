@@ -129,6 +129,9 @@ pub struct WorkspaceRecord {
     /// stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_memory: Option<crate::host::memory::HostMemory>,
+    /// Its bytes on the host's disk: measured by `status`, never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_bytes: Option<crate::workspace::host_bytes::HostBytes>,
     /// Its VM has a seed disk slot (holding [`SEED_IMAGE`](super::SEED_IMAGE)
     /// when seeded). False for workspaces made before seed disks: their
     /// saved states have no such device.
@@ -494,6 +497,7 @@ impl WorkspaceStore {
         let path = self.dir(&record.id).join(RECORD);
         let stored = WorkspaceRecord {
             host_memory: None,
+            host_bytes: None,
             ..record.clone()
         };
         let json = serde_json::to_vec_pretty(&stored).expect("records serialise");

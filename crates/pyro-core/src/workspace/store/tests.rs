@@ -24,6 +24,7 @@ fn record(id: &str, name: Option<&str>) -> WorkspaceRecord {
         baseline_template: None,
         last_boot: None,
         host_memory: None,
+        host_bytes: None,
         seed_slot: false,
         seed: None,
     }
