@@ -84,3 +84,183 @@ fn what_an_exec_wrote_survives_a_stop() {
     assert_eq!(stdout(&read), "done\n50000000\n");
     ok(home.run(&["workspace", "delete", "durable"]), "delete");
 }
+
+/// Operations the fault loop cuts short.
+const OPS: [&str; 7] = ["create", "exec", "snapshot", "reset", "fork", "sync", "delete"];
+/// Who it kills.
+const VICTIMS: [&str; 3] = ["cli", "supervisor", "qemu"];
+/// States a workspace may read as between calls.
+const DEFINED: [&str; 4] = ["running", "stopped", "crashed", "suspended"];
+
+/// Processes whose command line names `home`: supervisors (their argv) and
+/// QEMU (its disks' paths).
+fn processes_of(home: &std::path::Path) -> Vec<u32> {
+    let home = home.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(&home)
+                && !process_name(*pid).starts_with("it-")
+        })
+        .collect()
+}
+
+/// Every workspace in `home`, as `(id, name, state)`; the listing itself
+/// must work.
+fn workspaces(home: &TestHome) -> Vec<(String, String, String)> {
+    let list = json(&ok(home.run(&["workspace", "list", "--json"]), "list"));
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["id"].as_str().unwrap().to_string(),
+                w["name"].as_str().unwrap_or_default().to_string(),
+                w["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A running workspace named `w`, made or brought back as needed.
+fn ensure_running(home: &TestHome) {
+    let found = workspaces(home).into_iter().find(|(_, name, _)| name == "w");
+    match found.map(|(_, _, state)| state) {
+        Some(state) if state == "running" => {}
+        Some(_) => {
+            if !home.run(&["workspace", "start", "w"]).status.success() {
+                ok(home.run(&["workspace", "delete", "w"]), "delete what cannot start");
+                home.create(&["--name", "w"]);
+            }
+        }
+        None => {
+            home.create(&["--name", "w"]);
+        }
+    }
+}
+
+/// Deletes every workspace (each delete must work), then checks nothing of
+/// them is left: no directory, no process.
+fn delete_all_and_check(home: &TestHome) {
+    for (id, _, _) in workspaces(home) {
+        ok(home.run(&["workspace", "delete", &id]), "delete");
+    }
+    let dir = home.path().join("workspaces");
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "workspace directories left: {left:?}");
+    let alive = wait_for(Duration::from_secs(10), || {
+        let pids = processes_of(home.path());
+        pids.is_empty().then_some(()).or(None)
+    });
+    assert!(
+        alive.is_some(),
+        "processes left: {:?}",
+        processes_of(home.path())
+            .iter()
+            .map(|p| process_name(*p))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// `kill -9` of the CLI, the supervisor or QEMU at a random point of each
+/// operation; after each, every workspace reads as a defined state and
+/// `delete` cleans up without leaving a process, a directory or a lock.
+/// `PYRO_FAULT_ITERATIONS` (default 21: three of each operation) and
+/// `PYRO_FAULT_SEED` repeat or lengthen a run.
+#[test]
+fn the_fault_loop_leaves_defined_states_and_nothing_behind() {
+    let iterations: usize = std::env::var("PYRO_FAULT_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(21);
+    let mut seed: u64 = std::env::var("PYRO_FAULT_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("fault loop: PYRO_FAULT_SEED={seed}");
+    let mut random = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    let home = TestHome::new();
+    let tree = tempfile::tempdir().unwrap();
+    for i in 0..50 {
+        std::fs::write(tree.path().join(format!("f{i}.txt")), vec![b'x'; 20_000]).unwrap();
+    }
+    let mut outcomes = std::collections::BTreeMap::<String, u32>::new();
+    for i in 0..iterations {
+        let op = OPS[i % OPS.len()];
+        let victim = VICTIMS[random(3) as usize];
+        let delay = Duration::from_millis(random(1500));
+        ensure_running(&home);
+        let w_id = workspaces(&home)
+            .into_iter()
+            .find(|(_, name, _)| name == "w")
+            .unwrap()
+            .0;
+        let (fork_name, snap_name) = (format!("f{i}"), format!("s{i}"));
+        let args: Vec<&str> = match op {
+            "create" => vec!["workspace", "create", ENV, "--id-only"],
+            "exec" => vec!["workspace", "exec", "w", "--", "sh", "-c", "echo x > /workspace/x; sleep 1"],
+            "snapshot" => vec!["workspace", "snapshot", "create", "w", &snap_name],
+            "reset" => vec!["workspace", "reset", "w"],
+            "fork" => vec!["workspace", "fork", "w", "--name", &fork_name],
+            "sync" => vec!["workspace", "sync", "push", "w", tree.path().to_str().unwrap(), "in"],
+            _ => vec!["workspace", "delete", "w"],
+        };
+        let child = home
+            .pyro()
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let target = match victim {
+            "cli" => Some(child.id()),
+            "supervisor" => home.supervisor_pid(&w_id),
+            _ => home.vm_pids(&w_id).first().copied(),
+        };
+        if let Some(pid) = target {
+            // SAFETY: kill(2) on a process of this test's home.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        let output = child.wait_with_output().unwrap();
+        let ended = match output.status.code() {
+            Some(0) => "ok".to_string(),
+            Some(code) => format!("exit {code}"),
+            None => "killed".to_string(),
+        };
+        *outcomes.entry(format!("{op}/{victim}: {ended}")).or_default() += 1;
+        // No panic, no raw error, whatever it said.
+        let said = stderr(&output);
+        assert!(!said.contains("panicked"), "{op}/{victim} after {delay:?}: {said}");
+        for (id, _, state) in workspaces(&home) {
+            assert!(
+                DEFINED.contains(&state.as_str()),
+                "{op}/{victim} after {delay:?}: workspace {id} reads as {state}"
+            );
+        }
+        if i % OPS.len() == OPS.len() - 1 {
+            delete_all_and_check(&home);
+        }
+    }
+    delete_all_and_check(&home);
+    eprintln!("fault loop outcomes: {outcomes:#?}");
+}

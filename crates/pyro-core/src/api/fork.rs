@@ -109,7 +109,7 @@ impl Pyro {
         env_store.boot_artifacts(&parent.env, crate::host::agent_image::AGENT)?;
 
         let (child, ports_left) = child_record(&parent, request.name.clone());
-        let child_dir = store.create(&child)?;
+        let (child_dir, _creating) = store.create(&child)?;
         // Its top, made last: until then the record names a disk that is
         // not there, so nothing can start it on the linked layers, which
         // the parent shares.
@@ -139,7 +139,7 @@ impl Pyro {
             },
         );
         Ok(ForkReport {
-            workspace: store.read(&child.id)?,
+            workspace: store.created(&child.id)?,
             forked_from: parent.id,
             snapshot: request.snapshot.clone(),
             parent_paused_ms: paused_ms,
@@ -249,6 +249,7 @@ fn child_record(parent: &WorkspaceRecord, name: Option<String>) -> (WorkspaceRec
         last_boot: None,
         host_memory: None,
         host_bytes: None,
+        creating: false,
         seed_slot: parent.seed_slot,
         seed: parent.seed.clone(),
     };

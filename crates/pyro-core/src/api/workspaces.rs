@@ -1,6 +1,7 @@
 //! Workspace lifecycle: create (seeded), list, status, update, stop,
 //! start, delete and logs.
 
+use pyro_util::fsutil::FileLock;
 use std::future::Future;
 use std::path::PathBuf;
 
@@ -214,7 +215,7 @@ impl Pyro {
         // Whether the guest must record the baseline: unseeded, or a seed
         // whose image could not carry one.
         let record_in_guest = image.as_ref().is_none_or(|image| !image.baseline);
-        let record = self
+        let (record, _creating) = self
             .create_and_boot(request, settled, checked, image, stage)
             .await?;
         // Frozen already: a warm create's baseline is its template's layer
@@ -236,17 +237,21 @@ impl Pyro {
             self.take_baseline(&self.store()?, &record.id).await
         }
         .await;
-        if let Err(error) = prepared {
-            let _ = self.workspace_delete(&record.id).await;
-            return Err(Error::CreateFailed(Box::new(error)));
-        }
+        let created = prepared.and_then(|()| Ok(self.store()?.created(&record.id)?));
+        let record = match created {
+            Ok(record) => record,
+            Err(error) => {
+                let _ = self.workspace_delete(&record.id).await;
+                return Err(Error::CreateFailed(Box::new(error)));
+            }
+        };
         let seed = request.seed.as_ref().map(Seed::describe);
         let env = request.env.clone();
         events::record(
             &self.store()?.dir(&record.id),
             events::EventKind::Created { env, seed },
         );
-        Ok(self.store()?.read(&record.id)?)
+        Ok(record)
     }
 
     /// Where a seed comes from, checked against the host paths this caller
@@ -313,7 +318,7 @@ impl Pyro {
         checked: CheckedCreate,
         seed: Option<SeedImage>,
         stage: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<WorkspaceRecord, Error> {
+    ) -> Result<(WorkspaceRecord, FileLock), Error> {
         // The state right after create is the template's when the guest
         // records nothing: unseeded, or seeded with the baseline on the disk.
         let baseline_is_template = seed.as_ref().is_none_or(|seed| seed.baseline);
@@ -360,10 +365,11 @@ impl Pyro {
             last_boot: None,
             host_memory: None,
             host_bytes: None,
+            creating: false,
             seed_slot: true,
             seed: seed.as_ref().map(|seed| seed.summary.clone()),
         };
-        let dir = store.create(&record)?;
+        let (dir, creating) = store.create(&record)?;
         let created = async {
             if let Some(seed) = seed {
                 let to = dir.join(SEED_IMAGE);
@@ -421,10 +427,11 @@ impl Pyro {
         }
         .await;
         match created {
-            Ok(()) => Ok(store.read(&id)?),
+            Ok(()) => Ok((store.read(&id)?, creating)),
             Err(error) => {
-                let _ = env_store.unpin(&id);
-                let _ = store.remove(&id);
+                // The one cleanup of a failed create: its VM ended, its
+                // pin and directory removed.
+                let _ = self.workspace_delete(&id).await;
                 Err(Error::CreateFailed(Box::new(error)))
             }
         }

@@ -27,6 +27,8 @@ const SUPERVISOR_LOCK: &str = "supervisor.lock";
 /// exclusively by a supervisor that suspends its idle workspace: no call
 /// finds the supervisor gone half-way.
 const USE_LOCK: &str = "use.lock";
+/// Held by the process creating a workspace until the create is done.
+const CREATE_LOCK: &str = "create.lock";
 /// How long a record or name update waits for the lock: holders keep it
 /// for a read-modify-write, milliseconds.
 const RECORD_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -125,6 +127,11 @@ pub struct WorkspaceRecord {
     /// How its VM last came up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_boot: Option<BootReport>,
+    /// Its create (or fork) has not finished: the creating process holds
+    /// `create.lock` meanwhile. One found with the lock free was cut short
+    /// and reads as crashed ([`WorkspaceStore::observe`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub creating: bool,
     /// The host memory its running VM holds: measured by `status`, never
     /// stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -315,7 +322,11 @@ impl WorkspaceStore {
 
     /// Creates the directory and first record of a new workspace; fails if
     /// the name is taken.
-    pub fn create(&self, record: &WorkspaceRecord) -> Result<PathBuf, WorkspaceError> {
+    ///
+    /// The record says `creating` until [`WorkspaceStore::created`], and the
+    /// returned lock is the creator's: held until it is done, it tells
+    /// every other process that the create still runs.
+    pub fn create(&self, record: &WorkspaceRecord) -> Result<(PathBuf, FileLock), WorkspaceError> {
         let _names = self.names_lock()?;
         if let Some(name) = &record.name {
             self.check_new_name(name)?;
@@ -327,8 +338,29 @@ impl WorkspaceStore {
         })?;
         // It holds a shell into the VM: private.
         let _ = fsutil::private_dir(&dir);
-        self.write(record)?;
-        Ok(dir)
+        let path = dir.join(CREATE_LOCK);
+        let lock = FileLock::try_acquire(&path, true)
+            .map_err(|source| WorkspaceError::Io {
+                path: path.clone(),
+                source,
+            })?
+            .ok_or_else(|| WorkspaceError::Io {
+                path,
+                source: std::io::ErrorKind::WouldBlock.into(),
+            })?;
+        self.write(&WorkspaceRecord {
+            creating: true,
+            ..record.clone()
+        })?;
+        Ok((dir, lock))
+    }
+
+    /// Marks a create done; its creator lets go of `create.lock` after.
+    pub fn created(&self, id: &str) -> Result<WorkspaceRecord, WorkspaceError> {
+        self.update(id, |record| {
+            record.creating = false;
+            Ok(())
+        })
     }
 
     /// All records, oldest first. Unreadable entries are skipped.
@@ -426,6 +458,21 @@ impl WorkspaceStore {
     /// supervisor reads, and is saved, as `Crashed`.
     pub fn observe(&self, id: &str) -> Result<WorkspaceRecord, WorkspaceError> {
         let record = self.read(id)?;
+        if record.creating && self.creator_gone(id)? {
+            // One policy for a create cut short by a killed process: it
+            // reads as crashed, and `delete` ends its VM and removes it.
+            return self.update(id, |record| {
+                if record.creating {
+                    record.creating = false;
+                    record.state = WorkspaceState::Crashed {
+                        reason: "its create did not finish (the process making it was killed); \
+                                 delete it"
+                            .into(),
+                    };
+                }
+                Ok(())
+            });
+        }
         if !matches!(
             record.state,
             WorkspaceState::Running | WorkspaceState::Starting
@@ -447,6 +494,15 @@ impl WorkspaceStore {
             }
             Ok(())
         })
+    }
+
+    /// Whether the process that made this workspace let go of
+    /// `create.lock` without finishing.
+    fn creator_gone(&self, id: &str) -> Result<bool, WorkspaceError> {
+        let path = self.dir(id).join(CREATE_LOCK);
+        let probe = FileLock::try_acquire(&path, true)
+            .map_err(|source| WorkspaceError::Io { path, source })?;
+        Ok(probe.is_some())
     }
 
     /// Whether a supervisor holds this workspace's supervisor lock.

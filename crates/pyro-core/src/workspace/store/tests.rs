@@ -25,6 +25,7 @@ fn record(id: &str, name: Option<&str>) -> WorkspaceRecord {
         last_boot: None,
         host_memory: None,
         host_bytes: None,
+        creating: false,
         seed_slot: false,
         seed: None,
     }
