@@ -86,7 +86,9 @@ fn what_an_exec_wrote_survives_a_stop() {
 }
 
 /// Operations the fault loop cuts short.
-const OPS: [&str; 7] = ["create", "exec", "snapshot", "reset", "fork", "sync", "delete"];
+const OPS: [&str; 7] = [
+    "create", "exec", "snapshot", "reset", "fork", "sync", "delete",
+];
 /// Who it kills.
 const VICTIMS: [&str; 3] = ["cli", "supervisor", "qemu"];
 /// States a workspace may read as between calls.
@@ -127,12 +129,17 @@ fn workspaces(home: &TestHome) -> Vec<(String, String, String)> {
 
 /// A running workspace named `w`, made or brought back as needed.
 fn ensure_running(home: &TestHome) {
-    let found = workspaces(home).into_iter().find(|(_, name, _)| name == "w");
+    let found = workspaces(home)
+        .into_iter()
+        .find(|(_, name, _)| name == "w");
     match found.map(|(_, _, state)| state) {
         Some(state) if state == "running" => {}
         Some(_) => {
             if !home.run(&["workspace", "start", "w"]).status.success() {
-                ok(home.run(&["workspace", "delete", "w"]), "delete what cannot start");
+                ok(
+                    home.run(&["workspace", "delete", "w"]),
+                    "delete what cannot start",
+                );
                 home.create(&["--name", "w"]);
             }
         }
@@ -207,7 +214,13 @@ fn the_fault_loop_leaves_defined_states_and_nothing_behind() {
     for i in 0..iterations {
         let op = OPS[i % OPS.len()];
         let victim = VICTIMS[random(3) as usize];
-        let delay = Duration::from_millis(random(1500));
+        // Within how long each takes here, so most kills land inside it.
+        let within = match op {
+            "create" | "delete" => 400,
+            "reset" | "sync" => 1000,
+            _ => 1500,
+        };
+        let delay = Duration::from_millis(random(within));
         ensure_running(&home);
         let w_id = workspaces(&home)
             .into_iter()
@@ -217,11 +230,27 @@ fn the_fault_loop_leaves_defined_states_and_nothing_behind() {
         let (fork_name, snap_name) = (format!("f{i}"), format!("s{i}"));
         let args: Vec<&str> = match op {
             "create" => vec!["workspace", "create", ENV, "--id-only"],
-            "exec" => vec!["workspace", "exec", "w", "--", "sh", "-c", "echo x > /workspace/x; sleep 1"],
+            "exec" => vec![
+                "workspace",
+                "exec",
+                "w",
+                "--",
+                "sh",
+                "-c",
+                "echo x > /workspace/x; sleep 1",
+            ],
             "snapshot" => vec!["workspace", "snapshot", "create", "w", &snap_name],
             "reset" => vec!["workspace", "reset", "w"],
             "fork" => vec!["workspace", "fork", "w", "--name", &fork_name],
-            "sync" => vec!["workspace", "sync", "push", "w", tree.path().to_str().unwrap(), "in"],
+            "sync" => vec![
+                "workspace",
+                "sync",
+                "push",
+                "w",
+                tree.path().to_str().unwrap(),
+                "--dest",
+                "in",
+            ],
             _ => vec!["workspace", "delete", "w"],
         };
         let child = home
@@ -242,16 +271,37 @@ fn the_fault_loop_leaves_defined_states_and_nothing_behind() {
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
         let output = child.wait_with_output().unwrap();
+        // A usage error would test nothing.
+        assert_ne!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
         let ended = match output.status.code() {
             Some(0) => "ok".to_string(),
             Some(code) => format!("exit {code}"),
             None => "killed".to_string(),
         };
-        *outcomes.entry(format!("{op}/{victim}: {ended}")).or_default() += 1;
+        *outcomes
+            .entry(format!("{op}/{victim}: {ended}"))
+            .or_default() += 1;
         // No panic, no raw error, whatever it said.
         let said = stderr(&output);
-        assert!(!said.contains("panicked"), "{op}/{victim} after {delay:?}: {said}");
-        for (id, _, state) in workspaces(&home) {
+        assert!(
+            !said.contains("panicked"),
+            "{op}/{victim} after {delay:?}: {said}"
+        );
+        // `starting` is a VM still booting under a live supervisor (one a
+        // killed `reset` or `start` launched): it must settle.
+        let settled = wait_for(Duration::from_secs(60), || {
+            let all = workspaces(&home);
+            all.iter()
+                .all(|(_, _, state)| state != "starting")
+                .then_some(all)
+        })
+        .unwrap_or_else(|| panic!("{op}/{victim} after {delay:?}: a workspace stays starting"));
+        for (id, _, state) in settled {
             assert!(
                 DEFINED.contains(&state.as_str()),
                 "{op}/{victim} after {delay:?}: workspace {id} reads as {state}"
