@@ -88,6 +88,8 @@ pub use pyro_env::{
 pub use pyro_net::{Allow, DenyReason, NetEvent, Publish, Via, HOST_NAME};
 pub use pyro_protocol::{DirEntry, ErrorKind, ExitStatus, FileKind};
 pub use pyro_vmm::Accel;
+#[doc(hidden)]
+pub use supervisor::protocol::fuzz_control;
 pub use supervisor::protocol::{
     LogRange, LogRead, Readiness, ServiceInfo, ServiceSpec, ServiceState, SessionError, ShellInfo,
     ShellRead, ShellState,

@@ -36,6 +36,8 @@ use rmcp::transport::async_rw::AsyncRwTransport;
 use rmcp::{tool_handler, RoleServer, ServerHandler, ServiceExt};
 
 pub use output::STREAM_CAP;
+#[doc(hidden)]
+pub use transport::fuzz_guard;
 pub use transport::MAX_MESSAGE_BYTES;
 
 /// Which tools the server offers.

@@ -196,6 +196,32 @@ impl<R: AsyncRead + Unpin> AsyncRead for MessageGuard<R> {
     }
 }
 
+/// The fuzzing harness of the guard (`fuzz/`): any client input, read in
+/// odd pieces through a small limit, must come out as lines within the
+/// limit, lines cut short (ending in a NUL), or oversized-message notes.
+#[doc(hidden)]
+pub fn fuzz_guard(data: &[u8]) {
+    use tokio::io::AsyncReadExt as _;
+    const LIMIT: usize = 64;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let out = runtime.block_on(async {
+        let mut guard = MessageGuard::with_chunk(data, LIMIT, 13);
+        let mut out = Vec::new();
+        guard.read_to_end(&mut out).await.expect("reading a slice");
+        out
+    });
+    for line in out.split(|&b| b == b'\n') {
+        let note = std::str::from_utf8(line).is_ok_and(|l| l.contains(OVERSIZED_METHOD));
+        assert!(
+            line.len() <= LIMIT + 1 || note,
+            "a line of {} bytes passed",
+            line.len()
+        );
+    }
+}
+
 /// The answer to a [`OVERSIZED_METHOD`] request (its `params`): for a tool
 /// call an `is_error` result the model can act on, otherwise an error.
 pub fn oversized_response(params: Option<&Value>) -> Result<CustomResult, rmcp::ErrorData> {

@@ -18,6 +18,7 @@ mod host_boundary;
 mod hostile;
 mod idle;
 mod library;
+mod load;
 mod mcp;
 mod mcp_load;
 mod mcp_raw;

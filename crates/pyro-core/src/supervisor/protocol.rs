@@ -530,6 +530,22 @@ pub(crate) async fn write_reply(
     let _ = writer.write_all(&bytes).await;
 }
 
+/// The fuzzing harness of the control socket's messages (`fuzz/`): any
+/// bytes either fail to decode or decode to a message that encodes and
+/// decodes again to the same JSON.
+#[doc(hidden)]
+pub fn fuzz_control(data: &[u8]) {
+    fn round_trip<T: serde::Serialize + serde::de::DeserializeOwned>(data: &[u8]) {
+        if let Ok(message) = serde_json::from_slice::<T>(data) {
+            let once = serde_json::to_value(&message).expect("a message encodes");
+            let again: T = serde_json::from_value(once.clone()).expect("what encodes decodes");
+            assert_eq!(serde_json::to_value(&again).expect("encodes"), once);
+        }
+    }
+    round_trip::<ControlRequest>(data);
+    round_trip::<ControlReply>(data);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,22 @@
+//! Fuzzes the unpacker with hostile archives, as a guest's `tar` could send:
+//! it must never panic, and nothing may land outside the output.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let options = pyro_transfer::UnpackOptions {
+        limits: pyro_transfer::Limits {
+            max_total_bytes: 1 << 20,
+            max_entries: 256,
+            max_file_bytes: 1 << 20,
+            max_path_len: 256,
+        },
+        ..pyro_transfer::UnpackOptions::default()
+    };
+    let _ = pyro_transfer::unpack(data, &out, &options);
+    // Only the output (and nothing at all after a refusal) beside it.
+    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        assert_eq!(entry.path(), out, "something landed beside the output");
+    }
+});
