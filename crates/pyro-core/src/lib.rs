@@ -64,6 +64,7 @@ pub use api::exec::{ExecOptions, ExecReport};
 pub use api::fork::{ForkReport, ForkRequest};
 pub use api::hints::{Action, Hint};
 pub use api::host_paths::{HostPathError, HostPathUse, HostPaths};
+pub use api::logs::WorkspaceLogs;
 pub use api::network::{
     allow_entries, denial_summary, describe_denial, NetworkLog, NetworkLogEntry, NetworkRequest,
     NetworkUpdate,
@@ -76,7 +77,7 @@ pub use api::secrets::{read_secret_file, without_line_end, SecretInput};
 pub use api::snapshots::ResetReport;
 pub use api::suspend::{noting_resumes, ResumeNotes, Resumed, StopMode};
 pub use api::warm::WarmOutcome;
-pub use api::workspaces::{CreateRequest, UpdateRequest, WorkspaceLogs};
+pub use api::workspaces::{CreateRequest, UpdateRequest};
 pub use api::Pyro;
 pub use host::exec::{CollectOutput, OutputSink, RunEnd};
 pub use host::input::Input;

@@ -212,13 +212,20 @@ pub fn fuzz_guard(data: &[u8]) {
         guard.read_to_end(&mut out).await.expect("reading a slice");
         out
     });
+    // A line over the limit is only ever the guard's own note.
     for line in out.split(|&b| b == b'\n') {
-        let note = std::str::from_utf8(line).is_ok_and(|l| l.contains(OVERSIZED_METHOD));
-        assert!(
-            line.len() <= LIMIT + 1 || note,
-            "a line of {} bytes passed",
-            line.len()
-        );
+        if line.len() <= LIMIT + 1 {
+            continue;
+        }
+        let note: Value = serde_json::from_slice(line).expect("a long line is a note");
+        assert_eq!(note["method"], OVERSIZED_METHOD, "{note}");
+        assert_eq!(note["params"]["limit"], LIMIT, "{note}");
+    }
+    // A complete line within the limit passes as it came.
+    if let Some(first) = data.split_inclusive(|&b| b == b'\n').next() {
+        if first.ends_with(b"\n") && first.len() <= LIMIT {
+            assert!(out.starts_with(first), "the first line did not pass whole");
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::io::Write as _;
 
-pub use crate::lock::{lock_holders, lock_timeout, FileLock};
+pub use crate::lock::{lock_holder_pids, lock_holders, lock_timeout, FileLock};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -40,6 +40,13 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
 /// disk filled to the last block fails far more than the call that filled
 /// it.
 pub const HOST_RESERVE: u64 = 256 << 20;
+
+/// The free bytes on the filesystem holding `dir` when they are fewer than
+/// `needed` plus [`HOST_RESERVE`]; `None` when there is room (or the
+/// filesystem cannot say).
+pub fn short_of_room(dir: &Path, needed: u64) -> Option<u64> {
+    free_bytes(dir).filter(|&free| free < needed.saturating_add(HOST_RESERVE))
+}
 
 /// Bytes an unprivileged writer may still use on the filesystem holding
 /// `path` (`statvfs`).

@@ -49,6 +49,21 @@ impl FileLock {
         }
     }
 
+    /// Whether someone holds the lock at `path` (shared or exclusive);
+    /// `None` when there is no such file. Never creates it.
+    pub fn is_held(path: &Path) -> std::io::Result<Option<bool>> {
+        let file = match fs_err::File::open(path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(()) => Ok(Some(false)),
+            Err(err) if err.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(Some(true)),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Returns `None` when someone else holds a conflicting lock.
     pub fn try_acquire(path: &Path, exclusive: bool) -> std::io::Result<Option<Self>> {
         let file = open_lock_file(path)?;
@@ -91,6 +106,14 @@ pub fn lock_timeout(path: &Path, waited: Duration) -> std::io::Error {
 /// The processes holding a `flock` on `path`, from `/proc/locks`, each as
 /// `pid N (command line)`: empty when none shows (another PID namespace).
 pub fn lock_holders(path: &Path) -> Vec<String> {
+    lock_holder_pids(path)
+        .into_iter()
+        .map(describe_process)
+        .collect()
+}
+
+/// The living processes holding a `flock` on `path` (see [`lock_holders`]).
+pub fn lock_holder_pids(path: &Path) -> Vec<u32> {
     use std::os::unix::fs::MetadataExt as _;
     let (Ok(meta), Ok(locks)) = (
         std::fs::metadata(path),
@@ -121,7 +144,7 @@ pub fn lock_holders(path: &Path) -> Vec<String> {
     // The process that took a lock may have died while a child it handed
     // the descriptor to holds it on: only the living are named.
     pids.retain(|pid| Path::new(&format!("/proc/{pid}")).exists());
-    pids.into_iter().map(describe_process).collect()
+    pids
 }
 
 /// `pid N (its first words)`: the program and up to three arguments,

@@ -110,6 +110,19 @@ fn processes_of(home: &std::path::Path) -> Vec<u32> {
         .collect()
 }
 
+/// The supervisor of a workspace of `home` other than `except`, by the
+/// lock it holds.
+fn new_supervisor(home: &TestHome, except: &str) -> Option<u32> {
+    std::fs::read_dir(home.path().join("workspaces"))
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy() != except && e.path().is_dir())
+        .find_map(|e| {
+            let lock = e.path().join("supervisor.lock");
+            pyro_util::fsutil::lock_holder_pids(&lock).first().copied()
+        })
+}
+
 /// Every workspace in `home`, as `(id, name, state)`; the listing itself
 /// must work.
 fn workspaces(home: &TestHome) -> Vec<(String, String, String)> {
@@ -261,10 +274,20 @@ fn the_fault_loop_leaves_defined_states_and_nothing_behind() {
             .spawn()
             .unwrap();
         std::thread::sleep(delay);
+        // A create's own supervisor and VM: found by the lock it holds
+        // (it records its pid only once running).
+        let supervisor = match op {
+            "create" => new_supervisor(&home, &w_id),
+            _ => home.supervisor_pid(&w_id),
+        };
         let target = match victim {
             "cli" => Some(child.id()),
-            "supervisor" => home.supervisor_pid(&w_id),
-            _ => home.vm_pids(&w_id).first().copied(),
+            "supervisor" => supervisor,
+            _ => supervisor.and_then(|pid| {
+                children_of(pid)
+                    .into_iter()
+                    .find(|&c| process_name(c).starts_with("qemu-system"))
+            }),
         };
         if let Some(pid) = target {
             // SAFETY: kill(2) on a process of this test's home.
@@ -306,6 +329,21 @@ fn the_fault_loop_leaves_defined_states_and_nothing_behind() {
                 DEFINED.contains(&state.as_str()),
                 "{op}/{victim} after {delay:?}: workspace {id} reads as {state}"
             );
+        }
+        // A create cut short reads as crashed and says why; one that
+        // finished is whole (it has its baseline, so diff works).
+        if op == "create" && ended != "ok" {
+            for (id, name, state) in workspaces(&home) {
+                if name == "w" {
+                    continue;
+                }
+                let whole =
+                    state == "crashed" || home.run(&["workspace", "diff", &id]).status.success();
+                assert!(
+                    whole,
+                    "{op}/{victim} after {delay:?}: {id} reads {state} but is not whole"
+                );
+            }
         }
         if i % OPS.len() == OPS.len() - 1 {
             delete_all_and_check(&home);

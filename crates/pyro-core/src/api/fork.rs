@@ -138,8 +138,15 @@ impl Pyro {
                 snapshot: request.snapshot.clone(),
             },
         );
+        let workspace = match store.created(&child.id) {
+            Ok(workspace) => workspace,
+            Err(error) => {
+                let _ = self.workspace_delete(&child.id).await;
+                return Err(Error::ForkFailed(Box::new(error.into())));
+            }
+        };
         Ok(ForkReport {
-            workspace: store.created(&child.id)?,
+            workspace,
             forked_from: parent.id,
             snapshot: request.snapshot.clone(),
             parent_paused_ms: paused_ms,
@@ -174,7 +181,7 @@ impl Pyro {
             let _ops = ops_lock(store, &parent.id).await?;
             if snapshot.is_none() {
                 let what = format!("forking workspace '{}' (its memory)", parent.display_name());
-                let memory = u64::from(parent.memory_mib) << 20;
+                let memory = parent.memory_bytes();
                 crate::workspace::host_bytes::ensure_room(&parent_dir, memory, &what)?;
             }
             let memory = format!("{MEMORY}/fork-{}", child.id);

@@ -14,6 +14,7 @@ pub(crate) mod files;
 pub(crate) mod fork;
 pub(crate) mod hints;
 pub(crate) mod host_paths;
+pub(crate) mod logs;
 pub(crate) mod network;
 pub mod params;
 pub(crate) mod ports;

@@ -65,9 +65,10 @@ impl Pyro {
             .into());
         }
         let memory = (!disk_only).then(|| layers::snapshot_memory(name));
-        let needed = match memory {
-            Some(_) => (u64::from(record.memory_mib) << 20) + LAYER_ROOM,
-            None => LAYER_ROOM,
+        // Only a running VM has memory to save.
+        let needed = match memory.is_some() && record.state == WorkspaceState::Running {
+            true => record.memory_bytes() + LAYER_ROOM,
+            false => LAYER_ROOM,
         };
         host_bytes::ensure_room(
             &store.dir(&record.id),

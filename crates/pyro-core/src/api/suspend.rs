@@ -17,8 +17,10 @@ use crate::workspace::layers::{self, SUSPEND_MEMORY};
 use crate::workspace::store::{WorkspaceRecord, WorkspaceState};
 use crate::workspace::{events, WorkspaceError};
 
-/// How long a power-off waits for the guest before killing.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a power-off waits for the guest before killing: past the
+/// supervisor's flush (a sync of up to 60 s, a trim of up to 10 s) and its
+/// power-off grace (15 s), so a slow flush is never cut off.
+const STOP_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// How `workspace stop` ends a workspace's VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -5,8 +5,6 @@ use pyro_util::fsutil::FileLock;
 use std::future::Future;
 use std::path::PathBuf;
 
-use serde::Serialize;
-
 use super::error::Error;
 use super::host_paths::HostPathUse;
 use super::network::{NetworkRequest, NetworkUpdate};
@@ -20,7 +18,7 @@ use crate::workspace::mode::Mode;
 use crate::workspace::seed::{self, SeedImage};
 use crate::workspace::store::{self, ResumePoint, WorkspaceRecord, WorkspaceState, WorkspaceStore};
 use crate::workspace::{
-    diff, events, transfer, Seed, WorkspaceError, CONSOLE, DISK, LOG, SEED_IMAGE, TEMPLATE_DISK,
+    diff, events, transfer, Seed, WorkspaceError, DISK, SEED_IMAGE, TEMPLATE_DISK,
 };
 
 /// What `workspace create` asks for.
@@ -104,32 +102,6 @@ impl CreateRequest {
             warm: true,
             idle_timeout: None,
         }
-    }
-}
-
-/// What `workspace logs` shows.
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkspaceLogs {
-    /// The VM's serial console: kernel and agent messages.
-    pub console: String,
-    /// What the supervisor process printed.
-    pub supervisor: String,
-}
-
-impl std::fmt::Display for WorkspaceLogs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (title, text) in [
-            ("VM console", &self.console),
-            ("supervisor", &self.supervisor),
-        ] {
-            writeln!(f, "== {title} ==")?;
-            // The guest writes its console: its escapes stay visible text.
-            f.write_str(&pyro_util::text::visible_lines(text))?;
-            if !text.is_empty() && !text.ends_with('\n') {
-                writeln!(f)?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -427,7 +399,13 @@ impl Pyro {
         }
         .await;
         match created {
-            Ok(()) => Ok((store.read(&id)?, creating)),
+            Ok(()) => match store.read(&id) {
+                Ok(record) => Ok((record, creating)),
+                Err(error) => {
+                    let _ = self.workspace_delete(&id).await;
+                    Err(Error::CreateFailed(Box::new(error.into())))
+                }
+            },
             Err(error) => {
                 // The one cleanup of a failed create: its VM ended, its
                 // pin and directory removed.
@@ -552,22 +530,6 @@ impl Pyro {
         }
         store.remove(&record.id)?;
         Ok(record)
-    }
-
-    /// The VM console and the supervisor's log of a workspace.
-    pub fn workspace_logs(&self, query: &str) -> Result<WorkspaceLogs, Error> {
-        let store = self.store()?;
-        let dir = store.dir(&store.resolve(query)?.id);
-        let secrets = crate::workspace::secrets::secrets(&dir);
-        let read = |file: &str| {
-            let text = String::from_utf8_lossy(&std::fs::read(dir.join(file)).unwrap_or_default())
-                .into_owned();
-            secrets.redact(&text)
-        };
-        Ok(WorkspaceLogs {
-            console: read(CONSOLE),
-            supervisor: read(LOG),
-        })
     }
 
     /// Ends a workspace's VM for a reset: the supervisor is killed (the

@@ -40,6 +40,9 @@ pub(crate) const MANIFEST: &str = "sessions.json";
 pub(crate) const MEMORY_TAG: &str = "pyro-memory-state-1";
 /// How long the guest's `sync` before a save may take.
 const SYNC_LIMIT: Duration = Duration::from_secs(60);
+/// How long the guest may take to trim its disk (tens of milliseconds,
+/// measured under emulation).
+const TRIM_LIMIT: Duration = Duration::from_secs(10);
 
 /// What a memory state holds besides the VM.
 #[derive(Debug, Serialize, Deserialize)]
@@ -220,8 +223,10 @@ pub(super) async fn snapshot(
 pub(crate) async fn flush(guest: &Guest) {
     let _ = tokio::time::timeout(SYNC_LIMIT, guest.sync()).await;
     let trim = async {
+        // The agent ends it at the limit too: none is left running.
         let request = ExecRequest {
             argv: vec!["fstrim".into(), "/".into()],
+            timeout_ms: Some(TRIM_LIMIT.as_millis() as u64),
             ..ExecRequest::default()
         };
         let mut stream = guest.exec(request).await?;
@@ -231,7 +236,7 @@ pub(crate) async fn flush(guest: &Guest) {
             }
         }
     };
-    let _ = tokio::time::timeout(SYNC_LIMIT, trim).await;
+    let _ = tokio::time::timeout(TRIM_LIMIT + Duration::from_secs(2), trim).await;
 }
 
 /// Flushes the guest's disk (should the memory ever fail to load, the

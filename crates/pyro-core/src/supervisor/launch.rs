@@ -124,7 +124,7 @@ pub(crate) async fn kill(
         Ok(())
     })?;
     while store.supervisor_alive(&record.id)? {
-        signal(&current, libc::SIGKILL);
+        signal_supervisor(store, &record.id, current.supervisor_pid, libc::SIGKILL);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     store.update(&record.id, |record| {
@@ -181,12 +181,30 @@ fn supervisor_program() -> Result<PathBuf, WorkspaceError> {
 
 /// Signals the workspace's supervisor, if the recorded pid really is it.
 pub(crate) fn signal(record: &WorkspaceRecord, signal: i32) {
-    let Some(pid) = record.supervisor_pid else {
+    signal_pid(record.supervisor_pid, &record.id, signal);
+}
+
+/// Signals workspace `id`'s supervisor: the recorded pid, else (while it
+/// boots, before it records itself) the holder of its supervisor lock.
+pub(crate) fn signal_supervisor(store: &WorkspaceStore, id: &str, pid: Option<u32>, signal: i32) {
+    match pid {
+        Some(_) => signal_pid(pid, id, signal),
+        None => {
+            let lock = store.dir(id).join(crate::workspace::store::SUPERVISOR_LOCK);
+            for holder in pyro_util::fsutil::lock_holder_pids(&lock) {
+                signal_pid(Some(holder), id, signal);
+            }
+        }
+    }
+}
+
+fn signal_pid(pid: Option<u32>, id: &str, signal: i32) {
+    let Some(pid) = pid else {
         return;
     };
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let cmdline = String::from_utf8_lossy(&cmdline);
-    if cmdline.contains("__supervise") && cmdline.contains(&record.id) {
+    if cmdline.contains("__supervise") && cmdline.contains(id) {
         // SAFETY: kill(2) on a pid we just checked is our supervisor.
         unsafe { libc::kill(pid as libc::pid_t, signal) };
     }

@@ -164,7 +164,7 @@ async fn supervise(
     let machine = Machine::for_env(cache_dir, &record.env).map_err(SuperviseError::Machine)?;
     let shape = record.shape();
     // What an idle suspend writes to the host disk.
-    let memory_bytes = u64::from(record.memory_mib) << 20;
+    let memory_bytes = record.memory_bytes();
     let spec = machine.workspace_spec(
         dir.join(&record.active_disk),
         shape,
@@ -251,7 +251,11 @@ async fn supervise(
     let mut stale = Vec::new();
     store
         .update(id, |record| {
-            record.state = WorkspaceState::Running;
+            // Only a start goes to running: a workspace someone found
+            // crashed meanwhile (its create cut short) stays so.
+            if record.state == WorkspaceState::Starting {
+                record.state = WorkspaceState::Running;
+            }
             record.supervisor_pid = Some(std::process::id());
             record.last_boot = Some(boot_report.clone());
             // The record as it is now: a port may have gone meanwhile.
@@ -327,14 +331,7 @@ async fn supervise(
                     let _ = reply.send(ControlReply::from_result(set));
                 }
                 VmJob::Suspend { dir: state, reply, written } => {
-                    // Its memory goes to the host disk: only with room for it.
-                let what = "suspending it (its memory)";
-                if let Err(error) = host_bytes::ensure_room(&dir, memory_bytes, what) {
-                    eprintln!("pyro: the idle workspace was not suspended: {error}; it keeps running");
-                    activity.put_off_a_while();
-                    continue;
-                }
-                let saved = checkpoint::suspend(
+                    let saved = checkpoint::suspend(
                         vm.as_mut(),
                         (&guest, &sessions),
                         (store, id),
@@ -361,6 +358,13 @@ async fn supervise(
                 let lock = store.try_use_lock(id, true).ok().flatten();
                 if lock.is_none() || idle::connection_waiting(&[&listener, &control]) {
                     activity.put_off_briefly();
+                    continue;
+                }
+                // Its memory goes to the host disk: only with room for it.
+                let what = "suspending it (its memory)";
+                if let Err(error) = host_bytes::ensure_room(&dir, memory_bytes, what) {
+                    eprintln!("pyro: the idle workspace was not suspended: {error}; it keeps running");
+                    activity.put_off_a_while();
                     continue;
                 }
                 let saved = checkpoint::suspend(

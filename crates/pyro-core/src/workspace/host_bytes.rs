@@ -63,7 +63,9 @@ pub(crate) fn of_dir(dir: &Path) -> HostBytes {
             let relative = relative.strip_prefix(dir).unwrap_or(&relative);
             let first = relative.components().next().map(|c| c.as_os_str());
             match first.and_then(|c| c.to_str()) {
-                Some("layers") | Some(super::DISK) => bytes.disk += allocated,
+                Some("layers") | Some(super::DISK) | Some(super::TEMPLATE_DISK) => {
+                    bytes.disk += allocated
+                }
                 Some(super::layers::MEMORY) => bytes.memory += allocated,
                 _ => bytes.other += allocated,
             }
@@ -75,12 +77,9 @@ pub(crate) fn of_dir(dir: &Path) -> HostBytes {
 /// Fails unless the filesystem holding `dir` has `needed` bytes free (and
 /// a reserve beyond them) for `what`.
 pub(crate) fn ensure_room(dir: &Path, needed: u64, what: &str) -> Result<(), WorkspaceError> {
-    let Some(free) = pyro_util::fsutil::free_bytes(dir) else {
+    let Some(free) = pyro_util::fsutil::short_of_room(dir, needed) else {
         return Ok(());
     };
-    if free >= needed.saturating_add(pyro_util::fsutil::HOST_RESERVE) {
-        return Ok(());
-    }
     Err(WorkspaceError::HostDiskFull {
         what: what.to_string(),
         needed: human_bytes(needed),

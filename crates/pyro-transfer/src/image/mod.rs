@@ -118,7 +118,7 @@ pub enum ImageError {
     TooManyEntries { limit: u64 },
     #[error("{} has more holes than a seed image can map; leave it out with --exclude or {IGNORE_FILE}", path.display())]
     TooFragmented { path: PathBuf },
-    #[error("the seed needs about {} MB on the host disk holding {}, which has {} MB free; free some space, or leave build outputs and dependencies out with --exclude or {IGNORE_FILE}", needed / 1_000_000, path.display(), free / 1_000_000)]
+    #[error("the seed needs about {} on the host disk holding {}, which has {} free; free some space, or leave build outputs and dependencies out with --exclude or {IGNORE_FILE}", pyro_util::human_bytes(*needed), path.display(), pyro_util::human_bytes(*free))]
     NoRoom {
         needed: u64,
         free: u64,
@@ -153,14 +153,12 @@ pub fn build_image(
     }
     // Before a byte is written, with the host's reserve kept free.
     let parent = output.parent().unwrap_or(Path::new("."));
-    if let Some(free) = pyro_util::fsutil::free_bytes(parent) {
-        if free < needed.saturating_add(pyro_util::fsutil::HOST_RESERVE) {
-            return Err(ImageError::NoRoom {
-                needed,
-                free,
-                path: parent.to_path_buf(),
-            });
-        }
+    if let Some(free) = pyro_util::fsutil::short_of_room(parent, needed) {
+        return Err(ImageError::NoRoom {
+            needed,
+            free,
+            path: parent.to_path_buf(),
+        });
     }
     let file = std::fs::OpenOptions::new()
         .write(true)

@@ -1,6 +1,10 @@
 //! Unit tests of the store module.
 
+use std::collections::BTreeMap;
+
+use super::record::default_disk;
 use super::*;
+use crate::host::network::NetworkConfig;
 
 fn record(id: &str, name: Option<&str>) -> WorkspaceRecord {
     WorkspaceRecord {
@@ -93,12 +97,62 @@ fn a_running_record_without_a_live_supervisor_reads_as_crashed() {
     let store = WorkspaceStore::open(home.path()).unwrap();
     let mut running = record("aaaa11112222", None);
     running.state = WorkspaceState::Running;
-    store.create(&running).unwrap();
+    let (_dir, creating) = store.create(&running).unwrap();
+    store.created("aaaa11112222").unwrap();
+    drop(creating);
     {
         let _held = store.supervisor_lock("aaaa11112222").unwrap().unwrap();
         assert!(store.supervisor_alive("aaaa11112222").unwrap());
+        assert_eq!(
+            store.observe("aaaa11112222").unwrap().state,
+            WorkspaceState::Running
+        );
     }
     let observed = store.observe("aaaa11112222").unwrap();
-    assert!(matches!(observed.state, WorkspaceState::Crashed { .. }));
+    let WorkspaceState::Crashed { reason } = &observed.state else {
+        panic!("{observed:?}");
+    };
+    assert!(reason.contains("supervisor"), "{reason}");
     assert_eq!(store.read("aaaa11112222").unwrap().state, observed.state);
+}
+
+#[test]
+fn a_create_reads_as_creating_while_its_creator_lives_and_crashed_after() {
+    let home = tempfile::tempdir().unwrap();
+    let store = WorkspaceStore::open(home.path()).unwrap();
+    let (_dir, creating) = store.create(&record("aaaa11112222", None)).unwrap();
+    let seen = store.observe("aaaa11112222").unwrap();
+    assert!(seen.creating, "a live creator's workspace is left alone");
+    assert_eq!(
+        seen.state,
+        WorkspaceState::Starting,
+        "no supervisor yet, and no crash"
+    );
+    // Finished: no longer creating, whatever becomes of the lock.
+    let (_dir, other) = store.create(&record("bbbb11112222", None)).unwrap();
+    assert!(!store.created("bbbb11112222").unwrap().creating);
+    drop(other);
+    // (Done, with no supervisor: as any workspace whose supervisor died.)
+    assert!(matches!(
+        store.observe("bbbb11112222").unwrap().state,
+        WorkspaceState::Crashed { .. }
+    ));
+    // Its creator killed: crashed, and said why.
+    drop(creating);
+    let cut = store.observe("aaaa11112222").unwrap();
+    assert!(!cut.creating);
+    let WorkspaceState::Crashed { reason } = &cut.state else {
+        panic!("{cut:?}");
+    };
+    assert!(reason.contains("create did not finish"), "{reason}");
+    // A lock file a delete removed is not made again by a look.
+    std::fs::remove_file(store.dir("aaaa11112222").join("create.lock")).unwrap();
+    store
+        .update("aaaa11112222", |r| {
+            r.creating = true;
+            Ok(())
+        })
+        .unwrap();
+    store.observe("aaaa11112222").unwrap();
+    assert!(!store.dir("aaaa11112222").join("create.lock").exists());
 }
