@@ -94,22 +94,6 @@ const VICTIMS: [&str; 3] = ["cli", "supervisor", "qemu"];
 /// States a workspace may read as between calls.
 const DEFINED: [&str; 4] = ["running", "stopped", "crashed", "suspended"];
 
-/// Processes whose command line names `home`: supervisors (their argv) and
-/// QEMU (its disks' paths).
-fn processes_of(home: &std::path::Path) -> Vec<u32> {
-    let home = home.to_string_lossy().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).contains(&home)
-                && !process_name(*pid).starts_with("it-")
-        })
-        .collect()
-}
-
 /// The supervisor of a workspace of `home` other than `except`, by the
 /// lock it holds.
 fn new_supervisor(home: &TestHome, except: &str) -> Option<u32> {
@@ -177,13 +161,13 @@ fn delete_all_and_check(home: &TestHome) {
         .collect();
     assert!(left.is_empty(), "workspace directories left: {left:?}");
     let alive = wait_for(Duration::from_secs(10), || {
-        let pids = processes_of(home.path());
+        let pids = processes_naming(home.path());
         pids.is_empty().then_some(()).or(None)
     });
     assert!(
         alive.is_some(),
         "processes left: {:?}",
-        processes_of(home.path())
+        processes_naming(home.path())
             .iter()
             .map(|p| process_name(*p))
             .collect::<Vec<_>>()

@@ -403,16 +403,9 @@ impl SmallDisk {
 impl Drop for SmallDisk {
     fn drop(&mut self) {
         // Supervisors of a failed test's workspaces name their home.
-        let path = self.dir.path().to_string_lossy().to_string();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&path) {
-                // SAFETY: kill(2) on a process this test started.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
+        for pid in processes_naming(self.dir.path()) {
+            // SAFETY: kill(2) on a process this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
         let _ = std::process::Command::new("umount")
             .arg("-l")
