@@ -13,6 +13,7 @@
 pub mod fds;
 pub mod fsutil;
 mod lock;
+mod owner;
 mod shell;
 pub mod text;
 mod time;

@@ -5,7 +5,7 @@ use std::os::fd::AsRawFd as _;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::fsutil::Owner;
+use crate::owner::Owner;
 
 /// An exclusive or shared `flock` on a file, released on drop.
 #[derive(Debug)]

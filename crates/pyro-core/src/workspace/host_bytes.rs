@@ -6,39 +6,9 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
 use pyro_util::human_bytes;
-use serde::Serialize;
 
+use super::store::HostBytes;
 use super::WorkspaceError;
-
-/// A workspace directory's bytes on the host's disk (blocks allocated, each
-/// file once however many links it has: a fork shares its parent's layers).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct HostBytes {
-    /// Disk layers: the top, the baseline, snapshots' layers.
-    pub disk: u64,
-    /// Saved memory states (snapshots, a suspend).
-    pub memory: u64,
-    /// Everything else: the seed image, logs, the transfer file.
-    pub other: u64,
-}
-
-impl HostBytes {
-    /// All of it.
-    pub fn total(&self) -> u64 {
-        self.disk + self.memory + self.other
-    }
-
-    /// `1.2 GiB (disk layers 900.0 MiB, memory states 300.0 MiB, other 20.0 MiB)`.
-    pub fn line(&self) -> String {
-        format!(
-            "{} (disk layers {}, memory states {}, other {})",
-            human_bytes(self.total()),
-            human_bytes(self.disk),
-            human_bytes(self.memory),
-            human_bytes(self.other)
-        )
-    }
-}
 
 /// The bytes under `dir`, by kind.
 pub(crate) fn of_dir(dir: &Path) -> HostBytes {

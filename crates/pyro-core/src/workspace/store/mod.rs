@@ -34,7 +34,8 @@ const MAX_NAME: usize = 63;
 
 mod record;
 pub use record::{
-    BootReport, RestoredSessions, ResumePoint, SnapshotRecord, WorkspaceRecord, WorkspaceState,
+    BootReport, HostBytes, RestoredSessions, ResumePoint, SnapshotRecord, WorkspaceRecord,
+    WorkspaceState,
 };
 
 /// The set of workspaces under one `PYRO_HOME`.

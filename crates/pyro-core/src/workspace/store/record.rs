@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use pyro_util::human_bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::host::network::NetworkConfig;
@@ -111,7 +112,7 @@ pub struct WorkspaceRecord {
     pub host_memory: Option<crate::host::memory::HostMemory>,
     /// Its bytes on the host's disk: measured by `status`, never stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_bytes: Option<crate::workspace::host_bytes::HostBytes>,
+    pub host_bytes: Option<HostBytes>,
     /// Its VM has a seed disk slot (holding [`SEED_IMAGE`](crate::workspace::SEED_IMAGE)
     /// when seeded). False for workspaces made before seed disks: their
     /// saved states have no such device.
@@ -250,5 +251,35 @@ impl WorkspaceRecord {
     /// The name when set, else the id: how messages refer to it.
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// A workspace directory's bytes on the host's disk (blocks allocated, each
+/// file once however many links it has: a fork shares its parent's layers).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct HostBytes {
+    /// Disk layers: the top, the baseline, snapshots' layers.
+    pub disk: u64,
+    /// Saved memory states (snapshots, a suspend).
+    pub memory: u64,
+    /// Everything else: the seed image, logs, the transfer file.
+    pub other: u64,
+}
+
+impl HostBytes {
+    /// All of it.
+    pub fn total(&self) -> u64 {
+        self.disk + self.memory + self.other
+    }
+
+    /// `1.2 GiB (disk layers 900.0 MiB, memory states 300.0 MiB, other 20.0 MiB)`.
+    pub fn line(&self) -> String {
+        format!(
+            "{} (disk layers {}, memory states {}, other {})",
+            human_bytes(self.total()),
+            human_bytes(self.disk),
+            human_bytes(self.memory),
+            human_bytes(self.other)
+        )
     }
 }
