@@ -482,3 +482,27 @@ fn the_host_disk_is_accounted_trimmed_and_never_filled() {
     );
     ok(run(&["workspace", "delete", "tight"]), "delete");
 }
+
+#[test]
+fn errors_keep_the_operating_systems_reason() {
+    let home = TestHome::new();
+    home.create(&["--name", "reason"]);
+    ok(home.sh("reason", "echo hi > /workspace/a.txt"), "a file");
+    let long = std::env::temp_dir().join("n".repeat(300));
+    let long = long.to_str().unwrap();
+    let export = home.run(&["workspace", "export", "reason", "a.txt", "--output", long]);
+    refused(export, "File name too long");
+    let push = home.run(&["workspace", "sync", "push", "reason", long]);
+    refused(push, "File name too long");
+    let write = home.run(&[
+        "workspace",
+        "file",
+        "write",
+        "reason",
+        &"n".repeat(300),
+        "--content",
+        "x",
+    ]);
+    refused(write, "File name too long");
+    ok(home.run(&["workspace", "delete", "reason"]), "delete");
+}

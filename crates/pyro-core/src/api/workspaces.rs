@@ -236,9 +236,7 @@ impl Pyro {
                     Trust::User => path.clone(),
                     Trust::Confined(_) => self.host_paths.check(HostPathUse::Seed, path)?,
                 };
-                if !path.is_dir() {
-                    return Err(transfer::TransferError::NotADirectory { path }.into());
-                }
+                transfer::source_dir(&path)?;
                 Ok(SeedSource::Dir(path))
             }
             Seed::Repo { url, reference } => {

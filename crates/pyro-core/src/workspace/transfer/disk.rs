@@ -58,7 +58,7 @@ pub(crate) async fn unpack_image(
             return Err("the guest's tar wrote nothing onto the transfer disk".to_string());
         }
         let reader = std::io::BufReader::with_capacity(CHUNK, file.take(limit));
-        pyro_transfer::unpack(reader, &output, &options).map_err(|e| e.to_string())
+        pyro_transfer::unpack(reader, &output, &options).map_err(|e| pyro_util::error_chain(&e))
     })
     .await
     .map_err(|_| TransferError::Export("the unpacker panicked".into()))?
@@ -147,11 +147,7 @@ pub(crate) async fn pack_to_image(
     limit: u64,
     stop: Arc<AtomicBool>,
 ) -> Result<Option<pyro_transfer::PackReport>, TransferError> {
-    if !source.is_dir() {
-        return Err(TransferError::NotADirectory {
-            path: source.to_path_buf(),
-        });
-    }
+    super::source_dir(source)?;
     let source = source.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let failed = Arc::new(AtomicBool::new(false));
@@ -166,7 +162,7 @@ pub(crate) async fn pack_to_image(
             Err(_) if failed.load(Ordering::Relaxed) => Ok(None),
             Err(e) => Err(TransferError::Pack {
                 path: source,
-                message: e.to_string(),
+                message: pyro_util::error_chain(&e),
             }),
         }
     })

@@ -157,7 +157,7 @@ pub(crate) async fn export_tree_at(
     let options = unpack_options(is_dir, skip_git_metadata);
     let unpacker = std::thread::spawn(move || {
         let result = pyro_transfer::unpack(ChannelReader::new(rx), &output_path, &options);
-        result.map_err(|e| e.to_string())
+        result.map_err(|e| pyro_util::error_chain(&e))
     });
     let mut stream = guest
         .exec(ExecRequest {
@@ -266,11 +266,7 @@ pub(crate) async fn push_tree_into(
     source: &Path,
     target: &str,
 ) -> Result<TransferReport, TransferError> {
-    if !source.is_dir() {
-        return Err(TransferError::NotADirectory {
-            path: source.to_path_buf(),
-        });
-    }
+    source_dir(source)?;
     let started = Instant::now();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
     let source_owned = source.to_path_buf();
@@ -280,7 +276,7 @@ pub(crate) async fn push_tree_into(
             buf: Vec::with_capacity(CHUNK),
         };
         pyro_transfer::pack_dir(&source_owned, writer, &PackOptions::default())
-            .map_err(|e| e.to_string())
+            .map_err(|e| pyro_util::error_chain(&e))
     });
     let mut stream = guest
         .exec(ExecRequest {
@@ -350,6 +346,21 @@ fn tar_said(code: i32, stderr: &[u8]) -> String {
     match said.is_empty() {
         true => format!("the guest's tar exited {code}"),
         false => said,
+    }
+}
+
+/// Checks that `source` is a directory, with the OS's reason when it
+/// cannot even be looked at (a name too long, no permission).
+pub(crate) fn source_dir(source: &Path) -> Result<(), TransferError> {
+    match std::fs::metadata(source) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(TransferError::Pack {
+            path: source.to_path_buf(),
+            message: error.to_string(),
+        }),
+        _ => Err(TransferError::NotADirectory {
+            path: source.to_path_buf(),
+        }),
     }
 }
 
