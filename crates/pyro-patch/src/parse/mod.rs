@@ -345,7 +345,9 @@ fn resolve_git_names(file: &mut FilePatch, names: GitNames, line: usize) -> Resu
     let clean = |n: &String| -> Option<String> {
         if n == DEV_NULL {
             None
-        } else if prefixed {
+        } else if prefixed && has_prefix(n) {
+            // A `---`/`+++` name may lack the prefix its `diff --git` line
+            // had (a malformed patch): only a name that has one loses it.
             Some(n[2..].to_owned())
         } else {
             Some(n.clone())
