@@ -9,9 +9,9 @@ use crate::support::*;
 #[test]
 fn a_supervisor_killed_mid_snapshot_leaves_the_state_before_it() {
     let mut caught = false;
-    // The kill lands at some point of the snapshot; try a few delays until
-    // one lands inside it.
-    for delay_ms in [150, 300, 500, 800, 1200] {
+    // The kill lands inside the snapshot: once the supervisor has begun its
+    // memory state (a few tries, should one finish first).
+    for _ in 0..5 {
         let home = TestHome::new();
         let id = home.create(&["--name", "snap"]);
         // Durable before the snapshot begins (a snapshot that never
@@ -28,7 +28,12 @@ fn a_supervisor_killed_mid_snapshot_leaves_the_state_before_it() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        let state = home
+            .path()
+            .join("workspaces")
+            .join(&id)
+            .join("memory/snapshot-s1");
+        wait_for(Duration::from_secs(20), || state.exists().then_some(()));
         // SAFETY: kill(2) on the supervisor this test started.
         unsafe { libc::kill(supervisor as i32, libc::SIGKILL) };
         let output = snapshot.wait_with_output().unwrap();

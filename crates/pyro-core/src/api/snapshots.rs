@@ -20,7 +20,7 @@ use crate::workspace::store::{
     is_valid_name, now, RestoredSessions, ResumePoint, SnapshotRecord, WorkspaceRecord,
     WorkspaceState, WorkspaceStore,
 };
-use crate::workspace::{diff, events};
+use crate::workspace::{diff, events, WorkspaceError};
 
 /// What a reset did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -65,8 +65,9 @@ impl Pyro {
             .into());
         }
         let memory = (!disk_only).then(|| layers::snapshot_memory(name));
-        // Only a running VM has memory to save.
-        let needed = match memory.is_some() && record.state == WorkspaceState::Running {
+        // Only a running VM has memory to save (as it is now, under the lock).
+        let running = store.read(&record.id)?.state == WorkspaceState::Running;
+        let needed = match memory.is_some() && running {
             true => record.memory_bytes() + LAYER_ROOM,
             false => LAYER_ROOM,
         };
@@ -133,7 +134,13 @@ impl Pyro {
         snapshot: Option<&str>,
     ) -> Result<ResetReport, Error> {
         let store = self.store()?;
-        let record = store.resolve(query)?;
+        let record = store.observe(&store.resolve(query)?.id)?;
+        if record.cut_short() {
+            return Err(WorkspaceError::CutShort {
+                name: record.display_name().to_string(),
+            }
+            .into());
+        }
         let dir = store.dir(&record.id);
         let running_before = registry::live_sessions(&dir);
         {

@@ -17,10 +17,10 @@ use crate::workspace::layers::{self, SUSPEND_MEMORY};
 use crate::workspace::store::{WorkspaceRecord, WorkspaceState};
 use crate::workspace::{events, WorkspaceError};
 
-/// How long a power-off waits for the guest before killing: past the
-/// supervisor's flush (a sync of up to 60 s, a trim of up to 10 s) and its
+/// How long a power-off waits for the guest before killing: well past the
+/// supervisor's flush (a sync of up to 60 s, a trim of up to 12 s) and its
 /// power-off grace (15 s), so a slow flush is never cut off.
-const STOP_TIMEOUT: Duration = Duration::from_secs(90);
+const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How `workspace stop` ends a workspace's VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,6 +48,12 @@ impl Pyro {
         let dir = store.dir(&record.id);
         let suspended = matches!(record.state, WorkspaceState::Suspended { .. });
         if how == StopMode::Suspend && store.supervisor_alive(&record.id)? {
+            // Its memory goes to the host disk: only with room for it.
+            let what = format!(
+                "suspending workspace '{}' (its memory)",
+                record.display_name()
+            );
+            crate::workspace::host_bytes::ensure_room(&dir, record.memory_bytes(), &what)?;
             if let Err(error) = client::suspend(&dir, SUSPEND_MEMORY).await {
                 // The answer may be what was lost, not the suspend.
                 let now = store.read(&record.id)?;

@@ -489,6 +489,12 @@ impl Pyro {
     pub(crate) async fn start_locked(&self, query: &str) -> Result<WorkspaceRecord, Error> {
         let store = self.store()?;
         let record = store.observe(&store.resolve(query)?.id)?;
+        if record.cut_short() {
+            return Err(WorkspaceError::CutShort {
+                name: record.display_name().to_string(),
+            }
+            .into());
+        }
         if matches!(record.state, WorkspaceState::Suspended { .. }) {
             // The supervisor that suspended it may be on its way out.
             launch::until_gone(&store, &record.id, launch::SUPERVISOR_EXIT).await?;

@@ -163,6 +163,10 @@ pub(super) async fn suspend(
         .await
         .map_err(|failed| SessionError::Invalid(failed.why))?;
     let recorded = store.update(id, |record| {
+        if record.cut_short() {
+            // Half made: nothing to resume; it stays crashed for delete.
+            return Ok(());
+        }
         record.state = WorkspaceState::Suspended { since: now() };
         record.supervisor_pid = None;
         record.resume_from = Some(ResumePoint::Memory {

@@ -119,12 +119,12 @@ pub(crate) async fn kill(
     store: &WorkspaceStore,
     record: &WorkspaceRecord,
 ) -> Result<(), WorkspaceError> {
-    let current = store.update(&record.id, |record| {
+    store.update(&record.id, |record| {
         record.state = WorkspaceState::Stopped;
         Ok(())
     })?;
     while store.supervisor_alive(&record.id)? {
-        signal_supervisor(store, &record.id, current.supervisor_pid, libc::SIGKILL);
+        signal_supervisor(store, &record.id, libc::SIGKILL);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     store.update(&record.id, |record| {
@@ -144,11 +144,11 @@ pub(crate) async fn stop(
     if !store.supervisor_alive(&record.id)? {
         return Ok(());
     }
-    signal(record, libc::SIGTERM);
+    signal_supervisor(store, &record.id, libc::SIGTERM);
     let deadline = tokio::time::Instant::now() + timeout;
     while store.supervisor_alive(&record.id)? {
         if tokio::time::Instant::now() > deadline {
-            signal(record, libc::SIGKILL);
+            signal_supervisor(store, &record.id, libc::SIGKILL);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -179,22 +179,17 @@ fn supervisor_program() -> Result<PathBuf, WorkspaceError> {
     })
 }
 
-/// Signals the workspace's supervisor, if the recorded pid really is it.
-pub(crate) fn signal(record: &WorkspaceRecord, signal: i32) {
-    signal_pid(record.supervisor_pid, &record.id, signal);
-}
-
-/// Signals workspace `id`'s supervisor: the recorded pid, else (while it
-/// boots, before it records itself) the holder of its supervisor lock.
-pub(crate) fn signal_supervisor(store: &WorkspaceStore, id: &str, pid: Option<u32>, signal: i32) {
-    match pid {
-        Some(_) => signal_pid(pid, id, signal),
-        None => {
-            let lock = store.dir(id).join(crate::workspace::store::SUPERVISOR_LOCK);
-            for holder in pyro_util::fsutil::lock_holder_pids(&lock) {
-                signal_pid(Some(holder), id, signal);
-            }
-        }
+/// Signals workspace `id`'s supervisor: whoever holds its supervisor lock
+/// (one still booting has recorded no pid yet, and a recorded pid may be a
+/// stale one), checked to be its `__supervise`.
+pub(crate) fn signal_supervisor(store: &WorkspaceStore, id: &str, signal: i32) {
+    let lock = store.dir(id).join(crate::workspace::store::SUPERVISOR_LOCK);
+    let mut pids = pyro_util::fsutil::lock_holder_pids(&lock);
+    pids.extend(store.read(id).ok().and_then(|record| record.supervisor_pid));
+    pids.sort_unstable();
+    pids.dedup();
+    for pid in pids {
+        signal_pid(Some(pid), id, signal);
     }
 }
 

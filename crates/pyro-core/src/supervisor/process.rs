@@ -251,9 +251,9 @@ async fn supervise(
     let mut stale = Vec::new();
     store
         .update(id, |record| {
-            // Only a start goes to running: a workspace someone found
-            // crashed meanwhile (its create cut short) stays so.
-            if record.state == WorkspaceState::Starting {
+            // Running, unless its create was cut short meanwhile (an
+            // observer's crash of a start still booting is overwritten).
+            if !record.cut_short() {
                 record.state = WorkspaceState::Running;
             }
             record.supervisor_pid = Some(std::process::id());

@@ -104,6 +104,8 @@ pub enum WorkspaceError {
         free: String,
         path: PathBuf,
     },
+    #[error("workspace '{name}' was never finished (the process creating it was killed); delete it and create it again")]
+    CutShort { name: String },
     /// A lock still held when the wait for it ended; says who holds it.
     #[error("{0}")]
     LockTimeout(std::io::Error),

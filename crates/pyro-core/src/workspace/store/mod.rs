@@ -228,9 +228,9 @@ impl WorkspaceStore {
             }
             // One policy for a create cut short by a killed process: it
             // reads as crashed, and `delete` ends its VM and removes it.
+            // It stays `creating`: nothing may run it again, only delete.
             return self.update(id, |record| {
-                if record.creating {
-                    record.creating = false;
+                if record.creating && !record.cut_short() {
                     record.state = WorkspaceState::Crashed {
                         reason: "its create did not finish (the process making it was killed); \
                                  delete it"
@@ -271,7 +271,7 @@ impl WorkspaceStore {
         // must not find a lock file reappear.
         let held =
             FileLock::is_held(&path).map_err(|source| WorkspaceError::Io { path, source })?;
-        Ok(held == Some(false))
+        Ok(held != Some(true))
     }
 
     /// Whether a supervisor holds this workspace's supervisor lock.

@@ -220,6 +220,12 @@ pub(super) fn default_disk() -> String {
 }
 
 impl WorkspaceRecord {
+    /// A create cut short by its killed creator: it reads as crashed and
+    /// only `delete` may touch it (no start, no supervisor's update).
+    pub fn cut_short(&self) -> bool {
+        self.creating && matches!(self.state, WorkspaceState::Crashed { .. })
+    }
+
     /// Its VM's memory in bytes: what a memory state of it takes on disk.
     pub fn memory_bytes(&self) -> u64 {
         u64::from(self.memory_mib) << 20

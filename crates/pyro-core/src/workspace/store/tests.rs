@@ -140,7 +140,10 @@ fn a_create_reads_as_creating_while_its_creator_lives_and_crashed_after() {
     // Its creator killed: crashed, and said why.
     drop(creating);
     let cut = store.observe("aaaa11112222").unwrap();
-    assert!(!cut.creating);
+    assert!(
+        cut.cut_short(),
+        "crashed, and still never finished: {cut:?}"
+    );
     let WorkspaceState::Crashed { reason } = &cut.state else {
         panic!("{cut:?}");
     };
@@ -153,6 +156,10 @@ fn a_create_reads_as_creating_while_its_creator_lives_and_crashed_after() {
             Ok(())
         })
         .unwrap();
-    store.observe("aaaa11112222").unwrap();
+    let gone = store.observe("aaaa11112222").unwrap();
     assert!(!store.dir("aaaa11112222").join("create.lock").exists());
+    assert!(
+        gone.cut_short(),
+        "a lock file gone is a creator gone: {gone:?}"
+    );
 }
