@@ -302,15 +302,27 @@ fn a_same_size_corruption_is_detected_and_not_booted() {
 
 #[test]
 fn a_closed_stdout_ends_quietly_like_a_unix_tool() {
-    let mut child = pyro()
+    // The reader is gone before pyro prints anything (`pyro ... | head -0`):
+    // a pipe whose read end is closed before the spawn, so no scheduling
+    // lets pyro's output land in a buffer first.
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both descriptors were just made and are owned here alone.
+    let (read, write) = unsafe {
+        use std::os::fd::FromRawFd as _;
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    drop(read);
+    let output = pyro()
         .args(["env", "list"])
-        .stdout(Stdio::piped())
+        .stdout(Stdio::from(write))
         .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pyro");
-    // The reader goes away before pyro prints anything (`pyro ... | head -0`).
-    drop(child.stdout.take());
-    let output = child.wait_with_output().expect("wait");
+        .output()
+        .expect("run pyro");
     assert_eq!(output.status.code(), Some(141), "{}", stderr(&output));
     assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
 }
