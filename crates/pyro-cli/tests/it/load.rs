@@ -32,6 +32,12 @@ impl Tally {
     fn record(&mut self, op: &'static str, took: Duration) {
         self.latencies.entry(op).or_default().push(took);
     }
+
+    /// A file written and read back whole in `took`.
+    fn read_back(&mut self, path: String, content: String, took: Duration) {
+        self.record("read", took);
+        self.written.push((path, content));
+    }
 }
 
 /// Kilobytes of resident memory of `pid`.
@@ -78,9 +84,8 @@ fn cli_client(home: &TestHome, client: usize, shell: &str, until: Instant, tally
                     "read",
                 );
                 assert_eq!(stdout(&read), content, "{path} read back");
-                let mut tally = tally.lock().unwrap();
-                tally.record("read", read_started.elapsed());
-                tally.written.push((path, content));
+                let read_took = read_started.elapsed();
+                tally.lock().unwrap().read_back(path, content, read_took);
                 n += 1;
                 continue;
             }
@@ -142,9 +147,8 @@ async fn mcp_client(
                 )
                 .await;
                 assert_eq!(read["content"], content.as_str(), "{path} read back");
-                let mut tally = tally.lock().unwrap();
-                tally.record("read", read_started.elapsed());
-                tally.written.push((path, content));
+                let read_took = read_started.elapsed();
+                tally.lock().unwrap().read_back(path, content, read_took);
                 n += 1;
                 continue;
             }
