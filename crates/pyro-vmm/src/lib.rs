@@ -15,6 +15,7 @@
 pub mod accel;
 mod console;
 pub mod disk;
+mod qcow2;
 pub mod qemu;
 
 use std::os::unix::net::UnixStream;
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 pub use accel::{Accel, AccelReport, KvmStatus};
 pub use console::ConsoleLog;
-pub use qemu::{Confinement, QemuEngine, QemuInstall, Seccomp};
+pub use qemu::{Confinement, Gap, QemuEngine, QemuInstall, Seccomp};
 
 /// Everything an engine needs to boot one VM.
 #[derive(Debug, Clone)]
@@ -59,6 +60,10 @@ pub struct VmSpec {
     /// changes while the VM runs ([`Vm::set_transfer_disk`]); zeros, backed
     /// by no file, until then.
     pub transfer_slot: Option<u64>,
+    /// No file the VM process writes (its disk's top layer, a saved
+    /// state) grows past this many bytes: a write past it fails in the
+    /// guest ([`Vm::limit_file_size`] changes it while the VM runs).
+    pub file_size_limit: Option<u64>,
 }
 
 /// The read-only seed disk slot of a VM. Its size is fixed by the caller,
@@ -184,6 +189,13 @@ pub trait Vm: Send {
     /// more). Only for `RootDisk::Persistent` disks.
     fn snapshot_disk(&mut self, new_top: &Path) -> Result<(), EngineError>;
 
+    /// Lets no file the VM process writes grow past `bytes` from now on
+    /// (see [`VmSpec::file_size_limit`]).
+    fn limit_file_size(&mut self, bytes: u64) -> Result<(), EngineError> {
+        let _ = bytes;
+        Ok(())
+    }
+
     /// Points the transfer slot at the raw image `file` (read and written
     /// by the guest; at least the slot's size), or back at zeros with
     /// `None`. The guest must drop what it cached of the device.
@@ -224,6 +236,8 @@ pub enum EngineError {
         "QEMU not found: no `{binary}` on PATH; install it with: sudo apt-get install qemu-system-x86"
     )]
     QemuMissing { binary: String },
+    #[error("could not jail QEMU: {0}; to run it without its jail: PYRO_QEMU_JAIL=off")]
+    Jail(String),
     #[error("could not start {binary}")]
     Spawn {
         binary: String,
@@ -232,6 +246,14 @@ pub enum EngineError {
     },
     #[error("{what} does not exist: {path}")]
     MissingFile { what: &'static str, path: PathBuf },
+    #[error("could not open {path} for the VM")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not limit the VM's file sizes")]
+    Limit(#[source] std::io::Error),
     #[error("could not create the guest channel")]
     Channel(#[source] std::io::Error),
     #[error("could not {action} the VM")]

@@ -17,6 +17,7 @@ mod host;
 mod host_boundary;
 mod hostile;
 mod idle;
+mod jail;
 mod library;
 mod load;
 mod mcp;

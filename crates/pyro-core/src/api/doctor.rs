@@ -99,12 +99,15 @@ fn confinement_checks(binary: &std::path::Path) -> Vec<Check> {
         seccomp,
         Check::ok("privileges", format!("QEMU {}", jail.privileges)),
     ];
-    if !jail.missing.is_empty() {
+    if let Some(jail) = &jail.jail {
+        checks.push(Check::ok("jail", format!("QEMU runs in a jail: {jail}")));
+    }
+    for gap in jail.missing {
         checks.push(Check::problem(
-            "jail",
+            "not confined",
             Level::Warn,
-            format!("not confined yet: {}", jail.missing.join("; ")),
-            "nothing to do: VMs run with the confinement above",
+            gap.what,
+            gap.fix,
         ));
     }
     checks

@@ -98,6 +98,7 @@ fn boot_probe(engine: &dyn Engine, image: &ProbeImage) -> KvmStatus {
         network: false,
         seed_disk: None,
         transfer_slot: None,
+        file_size_limit: None,
     };
     let mut vm = match engine.start(&spec) {
         Ok(vm) => vm,

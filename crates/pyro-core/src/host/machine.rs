@@ -67,6 +67,7 @@ impl Machine {
             network: false,
             seed_disk: None,
             transfer_slot: None,
+            file_size_limit: None,
         }
     }
 }

@@ -66,6 +66,7 @@ async fn a_saved_vm_resumes_with_its_processes_and_files() {
         network: false,
         seed_disk: None,
         transfer_slot: None,
+        file_size_limit: None,
     };
 
     let mut booted = boot(engine, &spec).await.expect("boot");

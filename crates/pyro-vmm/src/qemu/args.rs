@@ -53,7 +53,12 @@ pub(crate) struct ChannelFds {
     pub monitor: RawFd,
     /// The guest NIC's link, when the spec asks for a network.
     pub network: Option<RawFd>,
+    /// An ephemeral root disk's throw-away overlay, open for writing.
+    pub ephemeral: Option<RawFd>,
 }
+
+/// The descriptor set an ephemeral root disk's overlay is added to.
+const EPHEMERAL_FDSET: u32 = 1;
 
 pub(crate) fn qemu_args(spec: &VmSpec, fds: &ChannelFds) -> Vec<String> {
     let (accel, cpu) = match spec.accel {
@@ -146,25 +151,33 @@ pub(crate) fn qemu_args(spec: &VmSpec, fds: &ChannelFds) -> Vec<String> {
     if spec.restore_from.is_some() {
         args.extend(["-incoming".into(), "defer".into()]);
     }
-    if let Some(disk) = &spec.root_disk {
-        let drive = match disk {
-            RootDisk::Ephemeral { base, format } => format!(
-                "id=root,if=none,file={},format={},snapshot=on,cache=unsafe,discard=unmap",
-                escape_option(&base.display().to_string()),
-                format.as_str()
-            ),
-            RootDisk::Persistent { path, format } => format!(
+    match &spec.root_disk {
+        Some(RootDisk::Ephemeral { .. }) => {
+            // The overlay (over the base) is a descriptor: QEMU's jail has
+            // no directory to make one in. Opened read-write at once
+            // (`-drive` would try read-only first).
+            args.extend([
+                "-add-fd".into(),
+                format!("fd={},set={EPHEMERAL_FDSET}", fds.ephemeral.unwrap_or(-1)),
+                "-blockdev".into(),
+                format!(
+                    "driver=qcow2,node-name=root,discard=unmap,cache.no-flush=on,file.driver=file,file.filename=/dev/fdset/{EPHEMERAL_FDSET}"
+                ),
+                "-device".into(),
+                "virtio-blk-device,drive=root".into(),
+            ]);
+        }
+        Some(RootDisk::Persistent { path, format }) => args.extend([
+            "-drive".into(),
+            format!(
                 "id=root,if=none,file={},format={},cache=writeback,discard=unmap",
                 escape_option(&path.display().to_string()),
                 format.as_str()
             ),
-        };
-        args.extend([
-            "-drive".into(),
-            drive,
             "-device".into(),
             "virtio-blk-device,drive=root".into(),
-        ]);
+        ]),
+        None => {}
     }
     if let Some(seed) = &spec.seed_disk {
         let drive = match seed {
@@ -236,6 +249,7 @@ pub fn machine_signature(spec: &VmSpec) -> String {
         agent: 0,
         monitor: 0,
         network: plain.network.then_some(0),
+        ephemeral: None,
     };
     let args = qemu_args(&plain, &fds).join(" ");
     let words = args.split(' ').filter(|w| !w.starts_with("tsc_early_khz="));
@@ -261,7 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn ephemeral_disks_use_snapshot_mode_and_commas_are_escaped() {
+    fn an_ephemeral_disk_is_a_descriptor() {
         let spec = VmSpec {
             kernel: "/k".into(),
             initramfs: "/i".into(),
@@ -279,16 +293,19 @@ mod tests {
             network: false,
             seed_disk: None,
             transfer_slot: None,
+            file_size_limit: None,
         };
         let fds = ChannelFds {
             console: 5,
             agent: 6,
             monitor: 7,
             network: None,
+            ephemeral: Some(9),
         };
         let args = qemu_args(&spec, &fds).join(" ");
         assert!(!args.contains("-netdev"), "no network device unless asked");
-        assert!(args.contains("file=/cache/a,,b.qcow2,format=qcow2,snapshot=on"));
+        assert!(args.contains("-add-fd fd=9,set=1 -blockdev driver=qcow2,node-name=root,"));
+        assert!(args.contains("file.filename=/dev/fdset/1 -device virtio-blk-device,drive=root"));
         assert!(args.contains("socket,id=console,fd=5"));
         assert!(args.contains("socket,id=agent,fd=6"));
         assert!(args.contains("pyro.mode=poweroff"));
@@ -321,12 +338,14 @@ mod tests {
             network: false,
             seed_disk: None,
             transfer_slot: None,
+            file_size_limit: None,
         };
         let fds = ChannelFds {
             console: 5,
             agent: 6,
             monitor: 7,
             network: Some(8),
+            ephemeral: None,
         };
         let args = qemu_args(&spec, &fds);
         assert!(args.join(" ").contains("-netdev socket,id=net,fd=8"));
@@ -360,6 +379,7 @@ mod tests {
             network: false,
             seed_disk: Some(SeedDisk::Empty { bytes: 1 << 33 }),
             transfer_slot: None,
+            file_size_limit: None,
         };
         let empty = machine_signature(&spec);
         let fds = ChannelFds {
@@ -367,6 +387,7 @@ mod tests {
             agent: 6,
             monitor: 7,
             network: None,
+            ephemeral: Some(9),
         };
         assert!(qemu_args(&spec, &fds)
             .join(" ")

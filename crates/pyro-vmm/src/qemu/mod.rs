@@ -4,12 +4,17 @@
 //! through ACPI, no firmware), direct boot of an uncompressed `vmlinux`. The
 //! guest channels are Unix socket pairs whose far ends QEMU inherits as file
 //! descriptors (`-chardev socket,fd=N`): nothing is ever created on disk for
-//! them, so nothing can be left behind. An ephemeral root disk uses QEMU's
-//! `snapshot=on`, whose temporary overlay QEMU unlinks right after opening it.
+//! them, so nothing can be left behind. An ephemeral root disk is a
+//! throw-away overlay pyro makes, opens and unlinks at once, and hands
+//! QEMU as a descriptor; so are the files QEMU gets while it runs (a
+//! transfer image, a new layer: `add-fd` over the monitor, opened as
+//! `/dev/fdset/N`), which its jail ([`jail`]) does not hold.
 
 mod args;
+mod disks;
 mod jail;
 mod migrate;
+mod mounts;
 mod qmp;
 
 use std::os::fd::AsRawFd;
@@ -21,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::console::ConsoleLog;
 use crate::{Engine, EngineError, Vm, VmExit, VmSpec};
-pub use jail::{Confinement, Seccomp};
+pub use jail::{Confinement, Gap, Seccomp, VM_USER};
 
 pub use args::{kernel_cmdline, machine_signature};
 pub use qmp::QmpError;
@@ -146,14 +151,22 @@ impl Engine for QemuEngine {
             true => Some(UnixStream::pair().map_err(EngineError::Channel)?),
             false => None,
         };
+        let ephemeral = match &spec.root_disk {
+            Some(crate::RootDisk::Ephemeral { base, format }) => {
+                Some(disks::ephemeral_overlay(base, *format)?)
+            }
+            _ => None,
+        };
         let fds = args::ChannelFds {
             console: console_guest.as_raw_fd(),
             agent: agent_guest.as_raw_fd(),
             monitor: monitor_guest.as_raw_fd(),
             network: network.as_ref().map(|(_, guest)| guest.as_raw_fd()),
+            ephemeral: ephemeral.as_ref().map(|file| file.as_raw_fd()),
         };
         let mut inherited = vec![fds.console, fds.agent, fds.monitor];
         inherited.extend(fds.network);
+        inherited.extend(fds.ephemeral);
         // QEMU reads a saved state straight from the file: through a pipe
         // its loader waits for the pipe at every 64 KiB.
         let saved_state = match &spec.restore_from {
@@ -180,17 +193,32 @@ impl Engine for QemuEngine {
         {
             opened.push(path);
         }
-        let keep_dac = jail::needs_dac(&opened);
+        let jail = jail::Jail::plan(spec, &self.install.binary)?;
+        // A QEMU that stays uid 0 keeps the right to pass file permissions
+        // only where its files need it.
+        let keep_dac = !jail.switches_user() && jail::needs_dac(&opened);
+        let jailed = jail.is_some();
+        let file_size_limit = spec.file_size_limit.map(jail::file_size_rlimit);
         // SAFETY: the closure runs in the forked child before exec and calls
         // only async-signal-safe functions (fcntl, prctl, close_range,
-        // capget/capset, getppid, setpgid, kill) on values captured by copy.
+        // capget/capset, unshare, mount, mkdir, open, symlink, pivot_root,
+        // set*id, getppid, setpgid, kill) on values made before the fork.
         unsafe {
-            command.pre_exec(move || jail::prepare_child(owner, &inherited, keep_dac));
+            command.pre_exec(move || {
+                jail::prepare_child(owner, &inherited, keep_dac, &jail, file_size_limit)
+            });
         }
-        let mut child = command.spawn().map_err(|source| EngineError::Spawn {
-            binary: self.install.binary.display().to_string(),
-            source,
+        let mut child = command.spawn().map_err(|source| match jailed {
+            true => EngineError::Jail(format!(
+                "{} did not start in it: {source}",
+                self.install.binary.display()
+            )),
+            false => EngineError::Spawn {
+                binary: self.install.binary.display().to_string(),
+                source,
+            },
         })?;
+        drop(ephemeral);
         drop(console_guest);
         drop(agent_guest);
         drop(monitor_guest);
@@ -222,6 +250,7 @@ impl Engine for QemuEngine {
                 _ => None,
             },
             transfer: (None, 0),
+            layers: 0,
         };
         if let Some(state) = &saved_state {
             // On failure `vm` is dropped, which kills QEMU.
@@ -276,6 +305,8 @@ struct QemuVm {
     /// The node of the file the transfer slot reads now, and how many
     /// have been attached (node names are never reused).
     transfer: (Option<String>, u64),
+    /// How many layers have been attached (for unique node names).
+    layers: u64,
 }
 
 impl QemuVm {
@@ -398,46 +429,15 @@ impl Vm for QemuVm {
         self.pause_vm()
     }
 
-    fn set_transfer_disk(&mut self, file: Option<&Path>) -> Result<(), EngineError> {
-        use args::{TRANSFER_NODE, TRANSFER_ZEROS};
-        let action = "attach a transfer disk to";
-        let child = match file {
-            Some(file) => {
-                self.transfer.1 += 1;
-                let node = format!("xfer-file-{}", self.transfer.1);
-                self.command(
-                    action,
-                    "blockdev-add",
-                    serde_json::json!({
-                        "driver": "file",
-                        "node-name": node,
-                        "filename": file.display().to_string(),
-                    }),
-                )?;
-                node
-            }
-            None => TRANSFER_ZEROS.to_string(),
-        };
-        let reopened = self.command(
-            action,
-            "blockdev-reopen",
-            serde_json::json!({
-                "options": [{"driver": "raw", "node-name": TRANSFER_NODE, "file": child}],
-            }),
-        );
-        // The node no longer read (the new one when the swap failed).
-        let unused = match &reopened {
-            Ok(_) => std::mem::replace(&mut self.transfer.0, file.map(|_| child)),
-            Err(_) => file.map(|_| child),
-        };
-        if let Some(node) = unused {
-            let _ = self.command(
-                action,
-                "blockdev-del",
-                serde_json::json!({ "node-name": node }),
-            );
+    fn limit_file_size(&mut self, bytes: u64) -> Result<(), EngineError> {
+        if self.exited.is_some() {
+            return Ok(());
         }
-        reopened.map(drop)
+        jail::set_file_size_limit(self.child.id(), bytes).map_err(EngineError::Limit)
+    }
+
+    fn set_transfer_disk(&mut self, file: Option<&Path>) -> Result<(), EngineError> {
+        self.point_transfer(file)
     }
 
     fn resume(&mut self) -> Result<(), EngineError> {
@@ -454,55 +454,6 @@ impl QemuVm {
     fn resume_vm(&mut self) -> Result<(), EngineError> {
         self.command("resume", "cont", serde_json::json!({}))
             .map(drop)
-    }
-
-    /// Makes `new_top` a layer over the VM's current top, naming it
-    /// relative to itself (QEMU's own overlays would name it by its
-    /// absolute path). The VM may run: the top is not opened.
-    fn make_layer(&mut self, new_top: &Path) -> Result<(), EngineError> {
-        let current = self.top.clone().ok_or(EngineError::NoPersistentDisk)?;
-        let blocks = self.command("snapshot the disk of", "query-block", serde_json::json!({}))?;
-        let size = blocks
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|block| block["device"] == "root")
-            .and_then(|block| block["inserted"]["image"]["virtual-size"].as_u64())
-            .ok_or(EngineError::NoPersistentDisk)?;
-        crate::disk::create_layer(&current, new_top, Some(size)).map_err(EngineError::Layer)
-    }
-
-    /// On a paused VM: freezes the root disk as it is and moves its
-    /// writes onto `new_top`, made by [`QemuVm::make_layer`]; removes it
-    /// when that fails.
-    fn attach_layer(&mut self, new_top: &Path) -> Result<(), EngineError> {
-        let switched = self.command(
-            "snapshot the disk of",
-            "blockdev-snapshot-sync",
-            serde_json::json!({
-                "device": "root",
-                "snapshot-file": new_top.display().to_string(),
-                "format": "qcow2",
-                "mode": "existing",
-            }),
-        );
-        match switched {
-            Ok(_) => {
-                self.top = Some(new_top.to_path_buf());
-                Ok(())
-            }
-            Err(error) => {
-                // Refused: QEMU never opened it. Otherwise it may write to it.
-                if let EngineError::Monitor {
-                    source: QmpError::Refused { .. },
-                    ..
-                } = &error
-                {
-                    let _ = std::fs::remove_file(new_top);
-                }
-                Err(error)
-            }
-        }
     }
 }
 

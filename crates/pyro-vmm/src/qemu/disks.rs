@@ -1,0 +1,212 @@
+//! The disks QEMU is handed while it runs: a new layer when the root disk
+//! is frozen, the transfer slot's image, and the throw-away overlay of an
+//! ephemeral root disk. Each is a descriptor (`add-fd`, `/dev/fdset/N`,
+//! or inherited), not a path: QEMU's jail holds none of their paths.
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use super::{QemuVm, QmpError};
+use crate::EngineError;
+
+/// A throw-away qcow2 overlay over `base`, made in `$TMPDIR` (else
+/// `/var/tmp`, as QEMU's own `snapshot=on` does), opened and unlinked at
+/// once: it lives as long as QEMU holds it.
+pub(super) fn ephemeral_overlay(
+    base: &Path,
+    format: crate::DiskFormat,
+) -> Result<std::fs::File, EngineError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::var_os("TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    let overlay = dir.join(format!(
+        "pyro-ephemeral-{}-{}.qcow2",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+    crate::disk::create_overlay(&base, format, &overlay).map_err(EngineError::Layer)?;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&overlay);
+    let _ = std::fs::remove_file(&overlay);
+    opened.map_err(|source| {
+        EngineError::Layer(crate::disk::DiskError::Image {
+            path: overlay,
+            stderr: source.to_string(),
+        })
+    })
+}
+
+impl QemuVm {
+    /// Points the transfer slot at `file`, or back at zeros.
+    pub(super) fn point_transfer(&mut self, file: Option<&Path>) -> Result<(), EngineError> {
+        use super::args::{TRANSFER_NODE, TRANSFER_ZEROS};
+        let action = "attach a transfer disk to";
+        let child = match file {
+            Some(file) => {
+                self.transfer.1 += 1;
+                let node = format!("xfer-file-{}", self.transfer.1);
+                let fdset = self.hand_over(action, file)?;
+                let added = self.command(
+                    action,
+                    "blockdev-add",
+                    serde_json::json!({
+                        "driver": "file",
+                        "node-name": node,
+                        "filename": format!("/dev/fdset/{fdset}"),
+                    }),
+                );
+                // The node holds its own copy; the set is no longer needed.
+                let _ = self.command(
+                    action,
+                    "remove-fd",
+                    serde_json::json!({ "fdset-id": fdset }),
+                );
+                added?;
+                node
+            }
+            None => TRANSFER_ZEROS.to_string(),
+        };
+        let reopened = self.command(
+            action,
+            "blockdev-reopen",
+            serde_json::json!({
+                "options": [{"driver": "raw", "node-name": TRANSFER_NODE, "file": child}],
+            }),
+        );
+        // The node no longer read (the new one when the swap failed).
+        let unused = match &reopened {
+            Ok(_) => std::mem::replace(&mut self.transfer.0, file.map(|_| child)),
+            Err(_) => file.map(|_| child),
+        };
+        if let Some(node) = unused {
+            let _ = self.command(
+                action,
+                "blockdev-del",
+                serde_json::json!({ "node-name": node }),
+            );
+        }
+        reopened.map(drop)
+    }
+
+    /// Makes `new_top` a layer over the VM's current top, naming it
+    /// relative to itself (QEMU's own overlays would name it by its
+    /// absolute path). The VM may run: the top is not opened.
+    pub(super) fn make_layer(&mut self, new_top: &Path) -> Result<(), EngineError> {
+        let current = self.top.clone().ok_or(EngineError::NoPersistentDisk)?;
+        let blocks = self.command("snapshot the disk of", "query-block", serde_json::json!({}))?;
+        let size = blocks
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|block| block["device"] == "root")
+            .and_then(|block| block["inserted"]["image"]["virtual-size"].as_u64())
+            .ok_or(EngineError::NoPersistentDisk)?;
+        crate::disk::create_layer(&current, new_top, Some(size)).map_err(EngineError::Layer)
+    }
+
+    /// On a paused VM: freezes the root disk as it is and moves its
+    /// writes onto `new_top`, made by [`QemuVm::make_layer`]; removes it
+    /// when that fails.
+    pub(super) fn attach_layer(&mut self, new_top: &Path) -> Result<(), EngineError> {
+        let action = "snapshot the disk of";
+        let fdset = match self.hand_over(action, new_top) {
+            Ok(fdset) => fdset,
+            Err(error) => {
+                let _ = std::fs::remove_file(new_top);
+                return Err(error);
+            }
+        };
+        // Opened read-write at once (`blockdev-snapshot-sync` would open it
+        // read-only first, and QEMU's lock on that descriptor would outlive
+        // it in the set), without its backing file: the current top becomes it.
+        self.layers += 1;
+        let node = format!("layer-{}", self.layers);
+        let added = self.command(
+            action,
+            "blockdev-add",
+            serde_json::json!({
+                "driver": "qcow2",
+                "node-name": node,
+                "discard": "unmap",
+                "cache": { "direct": false, "no-flush": false },
+                "file": { "driver": "file", "filename": format!("/dev/fdset/{fdset}") },
+                "backing": null,
+            }),
+        );
+        let _ = self.command(
+            action,
+            "remove-fd",
+            serde_json::json!({ "fdset-id": fdset }),
+        );
+        let switched = added.and_then(|_| {
+            let switched = self.command(
+                action,
+                "blockdev-snapshot",
+                serde_json::json!({ "node": "root", "overlay": node }),
+            );
+            if switched.is_err() {
+                let _ = self.command(
+                    action,
+                    "blockdev-del",
+                    serde_json::json!({ "node-name": node }),
+                );
+            }
+            switched
+        });
+        match switched {
+            Ok(_) => {
+                self.top = Some(new_top.to_path_buf());
+                Ok(())
+            }
+            Err(error) => {
+                // Refused: QEMU does not write to it.
+                if let EngineError::Monitor {
+                    source: QmpError::Refused { .. },
+                    ..
+                } = &error
+                {
+                    let _ = std::fs::remove_file(new_top);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Hands QEMU `file` opened for reading and writing in a new
+    /// descriptor set; returns the set's id, for `/dev/fdset/ID`. QEMU's
+    /// jail does not hold the file's path. Remove the set (`remove-fd`)
+    /// once a node opened it: the node keeps its own copy.
+    fn hand_over(&mut self, action: &'static str, file: &Path) -> Result<u64, EngineError> {
+        let open = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(file)
+                .map_err(|source| EngineError::Open {
+                    path: file.to_path_buf(),
+                    source,
+                })
+        };
+        let monitor = |source| EngineError::Monitor { action, source };
+        let writable = open()?;
+        let added = self
+            .qmp(action)?
+            .execute_with_fd("add-fd", serde_json::json!({}), writable.as_raw_fd())
+            .map_err(monitor)?;
+        let fdset = added["fdset-id"]
+            .as_u64()
+            .ok_or_else(|| EngineError::Monitor {
+                action,
+                source: QmpError::Refused {
+                    command: "add-fd".into(),
+                    message: format!("no fdset-id in its answer {added}"),
+                },
+            })?;
+        Ok(fdset)
+    }
+}
