@@ -93,7 +93,7 @@ pub enum WorkspaceCommand {
   pyro workspace create debian:12 --network egress --allow '*.pypi.org' --allow host.pyro.internal:8080
   pyro workspace create debian:12 --network egress+ports --publish 0:8000
   ID=$(pyro workspace create debian:12 --id-only)")]
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List workspaces: name, environment, state, age, last activity.
     List(ListArgs),
     /// Show one workspace.
@@ -276,6 +276,10 @@ pub struct CreateArgs {
     /// off); the next call resumes it with every process [default: the mode's, else never].
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<String>,
+    /// The most host disk the workspace may hold, its snapshots included (e.g. 16G, 512M);
+    /// past it, writes fail inside the guest [default: twice the environment's disk, 16G].
+    #[arg(long, value_name = "SIZE")]
+    pub max_host_disk: Option<String>,
     /// Boot a kernel instead of restoring the environment's warm template.
     #[arg(long)]
     pub cold: bool,

@@ -71,6 +71,10 @@ pub struct CreateParams {
     /// "90s", or "off"); the next call on it resumes it, with every process. Default: the
     /// mode's, else never.
     pub idle_timeout: Option<String>,
+    /// The most host disk the workspace may hold, its snapshots included ("16G",
+    /// "512M"); past it, the guest's writes fail. Default: twice the environment's disk
+    /// (16G).
+    pub max_host_disk: Option<String>,
 }
 
 /// A workspace, by id, id prefix or name.
@@ -183,6 +187,11 @@ impl PyroServer {
                 .idle_timeout
                 .as_deref()
                 .map(params::idle_timeout)
+                .transpose()?,
+            max_host_bytes: params
+                .max_host_disk
+                .as_deref()
+                .map(params::max_host_disk)
                 .transpose()?,
         };
         let mut stage = progress.stage_fn();

@@ -34,6 +34,11 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                     .as_deref()
                     .map(pyro_core::params::idle_timeout)
                     .transpose()?,
+                max_host_bytes: args
+                    .max_host_disk
+                    .as_deref()
+                    .map(pyro_core::params::max_host_disk)
+                    .transpose()?,
             };
             // Ctrl-C: the create runs to its end, then the workspace is
             // deleted rather than left running for nobody.

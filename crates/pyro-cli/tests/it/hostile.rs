@@ -299,88 +299,6 @@ fn export_says_what_it_left_out_and_applies_the_umask() {
     ok(home.run(&["workspace", "delete", "report"]), "delete");
 }
 
-/// The lines of `/proc/PID/status` that say how confined it is.
-fn confinement_of(pid: u32) -> Vec<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .filter(|l| {
-            [
-                "CapPrm:",
-                "CapEff:",
-                "CapBnd:",
-                "CapAmb:",
-                "NoNewPrivs:",
-                "Seccomp:",
-            ]
-            .iter()
-            .any(|key| l.starts_with(key))
-        })
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect()
-}
-
-#[test]
-fn qemu_runs_confined_and_inherits_nothing_of_its_caller() {
-    let home = TestHome::new();
-    let leak = tempfile::NamedTempFile::new().unwrap();
-    // The caller leaves a descriptor open for writing, as a shell's
-    // `exec 7>file` does.
-    let create = std::process::Command::new("sh")
-        .args(["-c", "exec 7>>\"$1\"; shift; exec \"$@\"", "sh"])
-        .arg(leak.path())
-        .arg(pyro_bin())
-        .args(["workspace", "create", ENV, "--name", "jailed", "--id-only"])
-        .env("PYRO_HOME", home.path())
-        .output()
-        .unwrap();
-    let id = stdout(&ok(create, "create")).trim().to_string();
-    let supervisor = home.supervisor_pid(&id).expect("a supervisor");
-    let qemu = home.vm_pids(&id)[0];
-    for pid in [supervisor, qemu] {
-        for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .unwrap()
-            .flatten()
-        {
-            let target = std::fs::read_link(fd.path()).unwrap_or_default();
-            assert_ne!(target, leak.path(), "pid {pid} inherited the caller's fd 7");
-        }
-    }
-    let confinement = confinement_of(qemu);
-    for line in [
-        "CapPrm: 0000000000000000",
-        "CapEff: 0000000000000000",
-        "CapBnd: 0000000000000000",
-        "CapAmb: 0000000000000000",
-        "NoNewPrivs: 1",
-        "Seccomp: 2",
-    ] {
-        assert!(
-            confinement.iter().any(|l| l == line),
-            "{line}: {confinement:?}"
-        );
-    }
-    let cmdline = String::from_utf8(std::fs::read(format!("/proc/{qemu}/cmdline")).unwrap())
-        .unwrap()
-        .replace('\0', " ");
-    assert!(cmdline.contains(
-        "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
-    ));
-    // The confined VM does its work: a command, a snapshot, a fork.
-    ok(home.sh("jailed", "echo hi > /workspace/a"), "exec");
-    ok(
-        home.run(&["workspace", "snapshot", "create", "jailed", "s1"]),
-        "snapshot",
-    );
-    let doctor = stdout(&ok(home.run(&["doctor"]), "doctor"));
-    assert!(
-        doctor.contains("ok    seccomp       QEMU's sandbox is on"),
-        "{doctor}"
-    );
-    assert!(doctor.contains("no capabilities"), "{doctor}");
-    ok(home.run(&["workspace", "delete", "jailed"]), "delete");
-}
-
 /// A tmpfs of `mib` MiB mounted at a temporary directory; dropped, it kills
 /// what still runs from it and unmounts it.
 struct SmallDisk {
@@ -481,6 +399,58 @@ fn the_host_disk_is_accounted_trimmed_and_never_filled() {
         "disk-only",
     );
     ok(run(&["workspace", "delete", "tight"]), "delete");
+}
+
+#[test]
+fn a_workspace_stays_under_its_ceiling_on_host_bytes() {
+    let home = TestHome::new();
+    let refused = home.run(&["workspace", "create", ENV, "--max-host-disk", "1X"]);
+    assert!(
+        stderr(&refused).contains("is not a size"),
+        "{}",
+        stderr(&refused)
+    );
+    home.create(&[
+        "--name",
+        "capped",
+        "--memory",
+        "512",
+        "--max-host-disk",
+        "600M",
+    ]);
+    // The guest writes past the ceiling: its writes fail in the guest.
+    let flood = home.sh(
+        "capped",
+        "dd if=/dev/zero of=/workspace/flood bs=1M count=900 oflag=direct 2>&1; echo dd=$?",
+    );
+    let said = stdout(&flood);
+    assert!(
+        said.contains("Input/output error") && !said.contains("dd=0"),
+        "{said}"
+    );
+    let status = json(&home.run(&["workspace", "status", "capped", "--json"]));
+    let held = status["host_bytes"]["disk"].as_u64().unwrap()
+        + status["host_bytes"]["memory"].as_u64().unwrap()
+        + status["host_bytes"]["other"].as_u64().unwrap();
+    assert!(
+        held <= 600 << 20,
+        "the workspace holds {held} bytes: {status}"
+    );
+    assert_eq!(status["host_bytes"]["ceiling"], 600u64 << 20, "{status}");
+    let text = stdout(&home.run(&["workspace", "status", "capped"]));
+    assert!(text.contains("of its 600.0 MiB ceiling"), "{text}");
+    // The host is fine and the VM answers.
+    assert_eq!(
+        stdout(&ok(home.sh("capped", "echo alive"), "exec")),
+        "alive\n"
+    );
+    // What the host would write for it is checked before: no room for
+    // its memory under the ceiling.
+    let snapshot = home.run(&["workspace", "snapshot", "create", "capped", "s1"]);
+    let error = stderr(&snapshot);
+    assert!(!snapshot.status.success(), "{error}");
+    assert!(error.contains("past its ceiling of 600.0 MiB"), "{error}");
+    ok(home.run(&["workspace", "delete", "capped"]), "delete");
 }
 
 #[test]

@@ -182,7 +182,7 @@ impl Pyro {
             if snapshot.is_none() {
                 let what = format!("forking workspace '{}' (its memory)", parent.display_name());
                 let memory = parent.memory_bytes();
-                crate::workspace::host_bytes::ensure_room(&parent_dir, memory, &what)?;
+                crate::workspace::ceiling::ensure_room(&parent_dir, parent, memory, &what)?;
             }
             let memory = format!("{MEMORY}/fork-{}", child.id);
             let taken = match frozen_source(store, parent, &memory, snapshot).await {
@@ -251,6 +251,7 @@ fn child_record(parent: &WorkspaceRecord, name: Option<String>) -> (WorkspaceRec
         snapshots: Vec::new(),
         network,
         idle_timeout_secs: parent.idle_timeout_secs,
+        max_host_bytes: parent.max_host_bytes,
         resume_from: None,
         baseline_template: None,
         last_boot: None,

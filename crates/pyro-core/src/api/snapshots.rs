@@ -14,7 +14,7 @@ use super::Pyro;
 use crate::supervisor::client;
 use crate::supervisor::protocol::SessionError;
 use crate::supervisor::registry;
-use crate::workspace::host_bytes;
+use crate::workspace::ceiling;
 use crate::workspace::layers::{self, ops_lock, SnapshotError, BASELINE};
 use crate::workspace::store::{
     is_valid_name, now, RestoredSessions, ResumePoint, SnapshotRecord, WorkspaceRecord,
@@ -71,8 +71,9 @@ impl Pyro {
             true => record.memory_bytes() + LAYER_ROOM,
             false => LAYER_ROOM,
         };
-        host_bytes::ensure_room(
+        ceiling::ensure_room(
             &store.dir(&record.id),
+            &record,
             needed,
             &format!("snapshot '{name}'"),
         )?;

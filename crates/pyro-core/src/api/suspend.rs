@@ -53,7 +53,8 @@ impl Pyro {
                 "suspending workspace '{}' (its memory)",
                 record.display_name()
             );
-            crate::workspace::host_bytes::ensure_room(&dir, record.memory_bytes(), &what)?;
+            let memory = record.memory_bytes();
+            crate::workspace::ceiling::ensure_room(&dir, &record, memory, &what)?;
             if let Err(error) = client::suspend(&dir, SUSPEND_MEMORY).await {
                 // The answer may be what was lost, not the suspend.
                 let now = store.read(&record.id)?;

@@ -57,6 +57,9 @@ pub struct CreateRequest {
     /// (see [`params::idle_timeout`]); `Some(None)` is off, `None` the
     /// mode's.
     pub idle_timeout: Option<Option<std::time::Duration>>,
+    /// Its ceiling on host bytes, snapshots included (see
+    /// [`params::max_host_disk`]; default: twice the environment's disk).
+    pub max_host_bytes: Option<u64>,
 }
 
 /// What `workspace update` changes; what is `None` (or empty) stays.
@@ -101,6 +104,7 @@ impl CreateRequest {
             secrets: Vec::new(),
             warm: true,
             idle_timeout: None,
+            max_host_bytes: None,
         }
     }
 }
@@ -330,6 +334,11 @@ impl Pyro {
             snapshots: Vec::new(),
             network,
             idle_timeout_secs: settled.idle_timeout.map(|timeout| timeout.as_secs()),
+            max_host_bytes: Some(
+                request
+                    .max_host_bytes
+                    .unwrap_or(crate::workspace::ceiling::DEFAULT_MAX_HOST_BYTES),
+            ),
             resume_from: None,
             baseline_template: None,
             last_boot: None,
@@ -438,7 +447,9 @@ impl Pyro {
         if record.state == WorkspaceState::Running {
             record.host_memory = record.supervisor_pid.and_then(crate::host::memory::of_vm);
         }
-        record.host_bytes = Some(crate::workspace::host_bytes::of_dir(&store.dir(&id)));
+        let mut bytes = crate::workspace::host_bytes::of_dir(&store.dir(&id));
+        bytes.ceiling = Some(crate::workspace::ceiling::of(&record));
+        record.host_bytes = Some(bytes);
         Ok(record)
     }
 

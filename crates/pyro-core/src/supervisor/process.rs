@@ -38,8 +38,8 @@ use super::{checkpoint, idle};
 use crate::host::boot::describe_exit;
 use crate::host::machine::Machine;
 use crate::host::network::{attach, bind_ports, merge_ports, publish_all, PublishedPort};
+use crate::workspace::ceiling;
 use crate::workspace::events;
-use crate::workspace::host_bytes;
 use crate::workspace::layers::SUSPEND_MEMORY;
 use crate::workspace::netlog::{NetLog, Running};
 use crate::workspace::store::{WorkspaceState, WorkspaceStore};
@@ -152,6 +152,18 @@ enum SuperviseError {
     VmGone(String),
 }
 
+/// How often the VM's file-size limit is brought up to date.
+const CEILING_EVERY: Duration = Duration::from_secs(15);
+
+/// Limits the VM's file sizes to the workspace's budget under its ceiling.
+fn limit_files(vm: &mut dyn pyro_vmm::Vm, store: &WorkspaceStore, id: &str, dir: &Path) {
+    if let Ok(record) = store.read(id) {
+        if let Err(error) = vm.limit_file_size(ceiling::file_budget(dir, &record)) {
+            eprintln!("pyro: {error}");
+        }
+    }
+}
+
 async fn supervise(
     cache_dir: &Path,
     store: &WorkspaceStore,
@@ -165,12 +177,14 @@ async fn supervise(
     let shape = record.shape();
     // What an idle suspend writes to the host disk.
     let memory_bytes = record.memory_bytes();
-    let spec = machine.workspace_spec(
+    let mut spec = machine.workspace_spec(
         dir.join(&record.active_disk),
         shape,
         record.seed_disk(&dir),
         Some(dir.join(CONSOLE)),
     );
+    // Its writes stay under the workspace's ceiling on host bytes.
+    spec.file_size_limit = Some(ceiling::file_budget(&dir, &record));
     let mut ports = bind_ports(&record.network).map_err(SuperviseError::Ports)?;
     // Taken before it is used: a start that dies meanwhile boots next time.
     let resume = record.resume_from.clone();
@@ -278,6 +292,10 @@ async fn supervise(
     let watched = Arc::clone(&guest);
     let mut guest_gone = Box::pin(async move { watched.closed().await });
     let activity = idle::Activity::new(record.idle_timeout_secs.map(Duration::from_secs));
+    // The file-size limit follows what the workspace holds (a snapshot
+    // deleted gives room back).
+    let mut ceiling_tick = tokio::time::interval(CEILING_EVERY);
+    ceiling_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome = loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -302,6 +320,7 @@ async fn supervise(
                     ));
                 }
             }
+            _ = ceiling_tick.tick() => limit_files(vm.as_mut(), store, id, &dir),
             Some(job) = jobs_rx.recv() => match job {
                 VmJob::Snapshot { new_top, memory, reply } => {
                     let saved = checkpoint::snapshot(
@@ -319,6 +338,8 @@ async fn supervise(
                             record.active_disk = new_top.clone();
                             Ok(())
                         });
+                        // What froze counts now: the new top has less room.
+                        limit_files(vm.as_mut(), store, id, &dir);
                     }
                     let _ = reply.send(ControlReply::from_result(saved));
                 }
@@ -362,7 +383,7 @@ async fn supervise(
                 }
                 // Its memory goes to the host disk: only with room for it.
                 let what = "suspending it (its memory)";
-                if let Err(error) = host_bytes::ensure_room(&dir, memory_bytes, what) {
+                if let Err(error) = ceiling::ensure_room(&dir, &record, memory_bytes, what) {
                     eprintln!("pyro: the idle workspace was not suspended: {error}; it keeps running");
                     activity.put_off_a_while();
                     continue;

@@ -9,6 +9,7 @@
 //! the supervisor process uses the store and the event log.
 
 pub(crate) mod baseline;
+pub mod ceiling;
 pub(crate) mod diff;
 pub(crate) mod events;
 pub(crate) mod files;
@@ -103,6 +104,14 @@ pub enum WorkspaceError {
         needed: String,
         free: String,
         path: PathBuf,
+    },
+    #[error("workspace '{name}' holds {held} on the host disk, and {what} needs about {adding} more, past its ceiling of {ceiling}. Delete snapshots it no longer needs, or take one without memory")]
+    OverCeiling {
+        name: String,
+        held: String,
+        what: String,
+        adding: String,
+        ceiling: String,
     },
     #[error("workspace '{name}' was never finished (the process creating it was killed); delete it and create it again")]
     CutShort { name: String },

@@ -105,6 +105,44 @@ pub fn idle_timeout(text: &str) -> Result<Option<Duration>, InvalidRequest> {
     Ok(Some(timeout))
 }
 
+/// The smallest ceiling on a workspace's host bytes: room for its disk's
+/// first layers and a small memory state.
+pub const MIN_MAX_HOST_DISK: u64 = 512 << 20;
+/// The largest: 64 TiB.
+pub const MAX_MAX_HOST_DISK: u64 = 64 << 40;
+
+/// A ceiling on a workspace's host bytes as given (`--max-host-disk`, MCP
+/// `max_host_disk`): a number with K, M, G or T (binary: `512M`, `16G`,
+/// `1.5T`; `16GiB` and `16GB` read the same), or a bare number of GiB.
+pub fn max_host_disk(text: &str) -> Result<u64, InvalidRequest> {
+    let trimmed = text.trim();
+    let bad = || InvalidRequest::BadSize { text: text.into() };
+    let lower = trimmed.to_ascii_lowercase();
+    let number_end = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(number_end);
+    let shift = match unit
+        .trim_start()
+        .trim_end_matches("ib")
+        .trim_end_matches('b')
+    {
+        "" if unit.is_empty() => 30,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(bad()),
+    };
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let bytes = value * (1u64 << shift) as f64;
+    if !bytes.is_finite() || !(MIN_MAX_HOST_DISK as f64..=MAX_MAX_HOST_DISK as f64).contains(&bytes)
+    {
+        return Err(InvalidRequest::SizeOutOfRange { text: text.into() });
+    }
+    Ok(bytes as u64)
+}
+
 /// A duration in the words [`idle_timeout`] reads: `1h30m`, `45s`.
 pub fn describe_duration(duration: Duration) -> String {
     let mut left = duration.as_secs();
@@ -141,6 +179,10 @@ pub enum InvalidRequest {
     BadDuration { text: String },
     #[error("an idle timeout of `{text}` is out of range; use 5s to 30d, or off")]
     IdleTimeoutOutOfRange { text: String },
+    #[error("`{text}` is not a size; use a number with K, M, G or T, such as 512M, 16G or 1.5T")]
+    BadSize { text: String },
+    #[error("a ceiling of `{text}` on the host disk is out of range; use 512M to 64T")]
+    SizeOutOfRange { text: String },
     #[error("mode {mode:o} is not a permission mode; use octal bits like 644 or 755")]
     BadMode { mode: u32 },
     #[error("unknown key '{key}'; use one of: {}", pyro_term::keys::NAMES.join(", "))]

@@ -201,3 +201,28 @@ fn excludes_need_a_seed_and_stay_bounded() {
     let many = vec!["x".to_string(); MAX_EXCLUDES + 1];
     assert!(check_excludes(Some(&seed), &many).is_err());
 }
+
+#[test]
+fn host_disk_ceilings_read_binary_units_and_stay_in_range() {
+    assert_eq!(max_host_disk("16G"), Ok(16 << 30));
+    assert_eq!(max_host_disk("16GiB"), Ok(16 << 30));
+    assert_eq!(max_host_disk(" 16 GB "), Ok(16 << 30));
+    assert_eq!(max_host_disk("512M"), Ok(512 << 20));
+    assert_eq!(max_host_disk("1.5T"), Ok(3 << 39));
+    assert_eq!(max_host_disk("20"), Ok(20 << 30));
+    for bad in ["", "G", "16X", "-1G", "1.2.3G", "16 G B"] {
+        assert!(
+            matches!(max_host_disk(bad), Err(InvalidRequest::BadSize { .. })),
+            "{bad}"
+        );
+    }
+    for out in ["100M", "0", "65T"] {
+        assert!(
+            matches!(
+                max_host_disk(out),
+                Err(InvalidRequest::SizeOutOfRange { .. })
+            ),
+            "{out}"
+        );
+    }
+}

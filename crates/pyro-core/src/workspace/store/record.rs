@@ -88,6 +88,9 @@ pub struct WorkspaceRecord {
     /// Suspend it when no call has touched it for this many seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_secs: Option<u64>,
+    /// Its ceiling on host bytes (`None`: made before ceilings, the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_host_bytes: Option<u64>,
     /// What the next start restores instead of booting; the supervisor
     /// that takes it clears it first, so a start that fails half-way
     /// boots the next time.
@@ -270,6 +273,9 @@ pub struct HostBytes {
     pub memory: u64,
     /// Everything else: the seed image, logs, the transfer file.
     pub other: u64,
+    /// The workspace's ceiling on all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<u64>,
 }
 
 impl HostBytes {
@@ -280,8 +286,12 @@ impl HostBytes {
 
     /// `1.2 GiB (disk layers 900.0 MiB, memory states 300.0 MiB, other 20.0 MiB)`.
     pub fn line(&self) -> String {
+        let of = match self.ceiling {
+            Some(ceiling) => format!(" of its {} ceiling", human_bytes(ceiling)),
+            None => String::new(),
+        };
         format!(
-            "{} (disk layers {}, memory states {}, other {})",
+            "{}{of} (disk layers {}, memory states {}, other {})",
             human_bytes(self.total()),
             human_bytes(self.disk),
             human_bytes(self.memory),
