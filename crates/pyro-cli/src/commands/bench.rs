@@ -38,9 +38,10 @@ fn render(report: &BenchReport) -> String {
         .unwrap_or(10)
         .max("measurement".len());
     let mut out = format!(
-        "| {:<width$} | {:>10} | {:>10} | {:>10} | {:>4} |\n|{}|{}|{}|{}|{}|\n",
+        "| {:<width$} | {:>10} | {:>10} | {:>10} | {:>10} | {:>4} |\n|{}|{}|{}|{}|{}|{}|\n",
         "measurement",
         "median ms",
+        "p99 ms",
         "min ms",
         "max ms",
         "runs",
@@ -48,13 +49,15 @@ fn render(report: &BenchReport) -> String {
         "-".repeat(12),
         "-".repeat(12),
         "-".repeat(12),
+        "-".repeat(12),
         "-".repeat(6),
     );
     for row in &report.rows {
         out.push_str(&format!(
-            "| {:<width$} | {:>10.1} | {:>10.1} | {:>10.1} | {:>4} |\n",
+            "| {:<width$} | {:>10.1} | {:>10.1} | {:>10.1} | {:>10.1} | {:>4} |\n",
             row.samples.label,
             row.median_ms,
+            row.p99_ms,
             row.min_ms,
             row.max_ms,
             row.samples.millis.len()

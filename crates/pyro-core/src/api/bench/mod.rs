@@ -7,9 +7,11 @@
 //! `pyro mcp serve` answering `initialize` and `tools/list`, workspace
 //! create, exec, reset, seeding, memory states (reset to a snapshot, fork,
 //! suspend and resume), MCP calls on a running workspace, and a download
-//! and connects over the guest's network; shells and services go through the facade. The front end only prints the [`BenchReport`].
+//! and connects over the guest's network; shells, services and twenty
+//! clients at once on one workspace go through the facade. The front end only prints the [`BenchReport`].
 
 mod floor;
+mod load;
 mod network;
 mod ports;
 mod seeding;
@@ -107,6 +109,16 @@ impl Samples {
     pub fn max(&self) -> f64 {
         self.sorted().last().copied().unwrap_or(f64::NAN)
     }
+
+    /// The 99th percentile (nearest rank; NaN without runs).
+    pub fn p99(&self) -> f64 {
+        let sorted = self.sorted();
+        let rank = (sorted.len() as f64 * 0.99).ceil() as usize;
+        sorted
+            .get(rank.saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
 }
 
 /// One line of the table.
@@ -121,6 +133,8 @@ pub struct BenchRow {
     pub min_ms: f64,
     /// The slowest, ms.
     pub max_ms: f64,
+    /// The 99th percentile, ms.
+    pub p99_ms: f64,
 }
 
 impl From<Samples> for BenchRow {
@@ -129,6 +143,7 @@ impl From<Samples> for BenchRow {
             median_ms: samples.median(),
             min_ms: samples.min(),
             max_ms: samples.max(),
+            p99_ms: samples.p99(),
             samples,
         }
     }
@@ -273,6 +288,13 @@ mod tests {
         assert_eq!(samples.median(), 25.0);
         assert_eq!(samples.min(), 10.0);
         assert_eq!(samples.max(), 40.0);
+        assert_eq!(samples.p99(), 40.0);
+        let mut many = Samples::new("y");
+        for ms in 1..=200 {
+            many.push(Duration::from_millis(ms));
+        }
+        assert_eq!(many.p99(), 198.0);
+        assert!(Samples::new("z").p99().is_nan());
     }
 
     #[tokio::test]

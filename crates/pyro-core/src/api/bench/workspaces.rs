@@ -94,12 +94,14 @@ pub(super) async fn rows(
         reset.push(pyro_cli(words(&["workspace", "reset", "hot"])).await?);
     }
     let sessions = super::sessions::rows(&in_home, "hot", runs, progress).await?;
+    let load = super::load::rows(&in_home, "hot", progress).await?;
     pyro_cli(words(&["workspace", "delete", "hot"])).await?;
 
     let seeding = super::seeding::rows(options, &envs, progress).await?;
     let mut rows = vec![warm, cold, exec, reset, cold_reset];
     rows.extend([warm_memory, warm_pss, cold_memory]);
     rows.extend(sessions);
+    rows.extend(load);
     rows.extend(seeding);
     Ok(rows)
 }
