@@ -280,6 +280,10 @@ pub struct CreateArgs {
     /// past it, writes fail inside the guest [default: twice the environment's disk, 16G].
     #[arg(long, value_name = "SIZE")]
     pub max_host_disk: Option<String>,
+    /// The size of the workspace's disk, larger than the environment's (e.g. 20G, up to
+    /// 2T); its filesystem grows with it [default: the environment's, 8G].
+    #[arg(long, value_name = "SIZE")]
+    pub disk_size: Option<String>,
     /// Boot a kernel instead of restoring the environment's warm template.
     #[arg(long)]
     pub cold: bool,

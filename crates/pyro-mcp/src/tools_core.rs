@@ -75,6 +75,9 @@ pub struct CreateParams {
     /// "512M"); past it, the guest's writes fail. Default: twice the environment's disk
     /// (16G).
     pub max_host_disk: Option<String>,
+    /// The size of the workspace's disk ("20G"): larger than the environment's 8G
+    /// when the task needs the room; up to "2T". Default: the environment's.
+    pub disk_size: Option<String>,
 }
 
 /// A workspace, by id, id prefix or name.
@@ -192,6 +195,11 @@ impl PyroServer {
                 .max_host_disk
                 .as_deref()
                 .map(params::max_host_disk)
+                .transpose()?,
+            disk_bytes: params
+                .disk_size
+                .as_deref()
+                .map(params::disk_size)
                 .transpose()?,
         };
         let mut stage = progress.stage_fn();

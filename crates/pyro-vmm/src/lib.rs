@@ -189,6 +189,18 @@ pub trait Vm: Send {
     /// more). Only for `RootDisk::Persistent` disks.
     fn snapshot_disk(&mut self, new_top: &Path) -> Result<(), EngineError>;
 
+    /// The root disk's size as the VM sees it, bytes.
+    fn root_size(&mut self) -> Result<u64, EngineError> {
+        Err(EngineError::NoPersistentDisk)
+    }
+
+    /// Grows the root disk to `bytes` while the VM runs (the guest is told
+    /// its device grew; its filesystem is the caller's to grow).
+    fn grow_root(&mut self, bytes: u64) -> Result<(), EngineError> {
+        let _ = bytes;
+        Err(EngineError::NoPersistentDisk)
+    }
+
     /// Lets no file the VM process writes grow past `bytes` from now on
     /// (see [`VmSpec::file_size_limit`]).
     fn limit_file_size(&mut self, bytes: u64) -> Result<(), EngineError> {

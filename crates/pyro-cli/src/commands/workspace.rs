@@ -39,6 +39,11 @@ pub fn workspace(pyro: &Pyro, command: WorkspaceCommand) -> anyhow::Result<i32> 
                     .as_deref()
                     .map(pyro_core::params::max_host_disk)
                     .transpose()?,
+                disk_bytes: args
+                    .disk_size
+                    .as_deref()
+                    .map(pyro_core::params::disk_size)
+                    .transpose()?,
             };
             // Ctrl-C: the create runs to its end, then the workspace is
             // deleted rather than left running for nobody.
@@ -364,10 +369,18 @@ fn show(record: &WorkspaceRecord, json: bool) -> anyhow::Result<()> {
     if let Some(bytes) = &record.host_bytes {
         println!("host disk:     {}", bytes.line());
     }
-    println!(
-        "size:          {} vCPU, {} MiB",
-        record.cpus, record.memory_mib
-    );
+    match record.disk_bytes {
+        Some(disk) => println!(
+            "size:          {} vCPU, {} MiB, a {} disk",
+            record.cpus,
+            record.memory_mib,
+            pyro_util::human_bytes(disk)
+        ),
+        None => println!(
+            "size:          {} vCPU, {} MiB",
+            record.cpus, record.memory_mib
+        ),
+    }
     println!(
         "network:       {}",
         super::workspace_network::describe(&record.network)

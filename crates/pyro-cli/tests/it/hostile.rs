@@ -453,6 +453,54 @@ fn a_workspace_stays_under_its_ceiling_on_host_bytes() {
     ok(home.run(&["workspace", "delete", "capped"]), "delete");
 }
 
+/// The size `df` gives the guest's root filesystem, in MiB.
+fn root_mib(home: &TestHome, workspace: &str) -> u64 {
+    let df = stdout(&ok(
+        home.sh(workspace, "df -B1M --output=size / | tail -1"),
+        "df",
+    ));
+    df.trim().parse().unwrap()
+}
+
+#[test]
+fn a_disk_can_be_made_larger_and_stays_so() {
+    let home = TestHome::new();
+    let small = home.run(&["workspace", "create", ENV, "--disk-size", "4G"]);
+    let said = stderr(&small);
+    assert!(said.contains("smaller than environment"), "{said}");
+    home.create(&["--name", "roomy", "--disk-size", "12G"]);
+    let grown = root_mib(&home, "roomy");
+    assert!((11_500..12_300).contains(&grown), "{grown} MiB");
+    let text = stdout(&home.run(&["workspace", "status", "roomy"]));
+    assert!(text.contains("a 12.0 GiB disk"), "{text}");
+    assert!(text.contains("of its 24.0 GiB ceiling"), "{text}");
+    // Every way back keeps the size: a snapshot with memory, the
+    // baseline (a warm one restores the template, then grows again), a
+    // suspend and resume, a fork.
+    ok(
+        home.run(&["workspace", "snapshot", "create", "roomy", "s1"]),
+        "snapshot",
+    );
+    ok(
+        home.run(&["workspace", "reset", "roomy", "--snapshot", "s1"]),
+        "reset to s1",
+    );
+    assert_eq!(root_mib(&home, "roomy"), grown);
+    ok(home.run(&["workspace", "reset", "roomy"]), "reset");
+    assert_eq!(root_mib(&home, "roomy"), grown);
+    ok(home.run(&["workspace", "stop", "roomy"]), "stop");
+    ok(home.run(&["workspace", "start", "roomy"]), "start");
+    assert_eq!(root_mib(&home, "roomy"), grown);
+    ok(
+        home.run(&["workspace", "fork", "roomy", "--name", "twin"]),
+        "fork",
+    );
+    assert_eq!(root_mib(&home, "twin"), grown);
+    for name in ["roomy", "twin"] {
+        ok(home.run(&["workspace", "delete", name]), "delete");
+    }
+}
+
 #[test]
 fn errors_keep_the_operating_systems_reason() {
     let home = TestHome::new();

@@ -252,6 +252,7 @@ fn child_record(parent: &WorkspaceRecord, name: Option<String>) -> (WorkspaceRec
         network,
         idle_timeout_secs: parent.idle_timeout_secs,
         max_host_bytes: parent.max_host_bytes,
+        disk_bytes: parent.disk_bytes,
         resume_from: None,
         baseline_template: None,
         last_boot: None,

@@ -58,8 +58,11 @@ pub struct CreateRequest {
     /// mode's.
     pub idle_timeout: Option<Option<std::time::Duration>>,
     /// Its ceiling on host bytes, snapshots included (see
-    /// [`params::max_host_disk`]; default: twice the environment's disk).
+    /// [`params::max_host_disk`]; default: twice its disk).
     pub max_host_bytes: Option<u64>,
+    /// Its disk's size (see [`params::disk_size`]; default: the
+    /// environment's, 8 GiB), no smaller than the environment's.
+    pub disk_bytes: Option<u64>,
 }
 
 /// What `workspace update` changes; what is `None` (or empty) stays.
@@ -105,6 +108,7 @@ impl CreateRequest {
             warm: true,
             idle_timeout: None,
             max_host_bytes: None,
+            disk_bytes: None,
         }
     }
 }
@@ -277,6 +281,15 @@ impl Pyro {
         self.check_port_addresses(&network.ports)?;
         let env_store = self.env_store()?;
         let artifacts = env_store.boot_artifacts(&request.env, crate::host::agent_image::AGENT)?;
+        let env_disk = artifacts.rootfs_virtual_size;
+        if let Some(asked) = request.disk_bytes.filter(|&asked| asked < env_disk) {
+            return Err(params::InvalidRequest::DiskSmallerThanEnv {
+                asked: pyro_util::human_bytes(asked),
+                env: request.env.clone(),
+                disk: pyro_util::human_bytes(env_disk),
+            }
+            .into());
+        }
         Ok(CheckedCreate {
             secret_values,
             network,
@@ -334,10 +347,11 @@ impl Pyro {
             snapshots: Vec::new(),
             network,
             idle_timeout_secs: settled.idle_timeout.map(|timeout| timeout.as_secs()),
+            disk_bytes: request.disk_bytes,
             max_host_bytes: Some(
                 request
                     .max_host_bytes
-                    .unwrap_or(crate::workspace::ceiling::DEFAULT_MAX_HOST_BYTES),
+                    .unwrap_or_else(|| crate::workspace::ceiling::default_for(request.disk_bytes)),
             ),
             resume_from: None,
             baseline_template: None,

@@ -14,6 +14,7 @@
 mod checkpoint;
 pub(crate) mod client;
 mod dispatch;
+mod grow;
 mod idle;
 pub(crate) mod launch;
 pub(crate) mod logs;

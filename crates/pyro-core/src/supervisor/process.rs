@@ -147,21 +147,11 @@ enum SuperviseError {
     Signal(#[source] std::io::Error),
     #[error("cannot put the seed under /workspace")]
     Seed(#[source] crate::workspace::transfer::TransferError),
+    #[error("cannot grow its disk to {size}: {why}")]
+    Grow { size: String, why: String },
     /// The VM went away; the reason as the user should read it.
     #[error("{0}")]
     VmGone(String),
-}
-
-/// How often the VM's file-size limit is brought up to date.
-const CEILING_EVERY: Duration = Duration::from_secs(15);
-
-/// Limits the VM's file sizes to the workspace's budget under its ceiling.
-fn limit_files(vm: &mut dyn pyro_vmm::Vm, store: &WorkspaceStore, id: &str, dir: &Path) {
-    if let Ok(record) = store.read(id) {
-        if let Err(error) = vm.limit_file_size(ceiling::file_budget(dir, &record)) {
-            eprintln!("pyro: {error}");
-        }
-    }
 }
 
 async fn supervise(
@@ -232,6 +222,14 @@ async fn supervise(
             .await
             .map_err(SuperviseError::Seed)?;
     }
+    if let Some(wanted) = record.disk_bytes {
+        super::grow::grow_disk(vm.as_mut(), &guest, wanted)
+            .await
+            .map_err(|why| SuperviseError::Grow {
+                size: pyro_util::human_bytes(wanted),
+                why,
+            })?;
+    }
     let running = Arc::new(Running::default());
     let observer = Arc::new(NetLog::new(dir.clone(), Arc::clone(&running)));
     // Dropped at the end of this function: the stack lives as long as the VM.
@@ -294,7 +292,7 @@ async fn supervise(
     let activity = idle::Activity::new(record.idle_timeout_secs.map(Duration::from_secs));
     // The file-size limit follows what the workspace holds (a snapshot
     // deleted gives room back).
-    let mut ceiling_tick = tokio::time::interval(CEILING_EVERY);
+    let mut ceiling_tick = tokio::time::interval(ceiling::REFRESH);
     ceiling_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome = loop {
         tokio::select! {
@@ -320,7 +318,7 @@ async fn supervise(
                     ));
                 }
             }
-            _ = ceiling_tick.tick() => limit_files(vm.as_mut(), store, id, &dir),
+            _ = ceiling_tick.tick() => ceiling::limit_files(vm.as_mut(), store, id, &dir),
             Some(job) = jobs_rx.recv() => match job {
                 VmJob::Snapshot { new_top, memory, reply } => {
                     let saved = checkpoint::snapshot(
@@ -339,7 +337,7 @@ async fn supervise(
                             Ok(())
                         });
                         // What froze counts now: the new top has less room.
-                        limit_files(vm.as_mut(), store, id, &dir);
+                        ceiling::limit_files(vm.as_mut(), store, id, &dir);
                     }
                     let _ = reply.send(ControlReply::from_result(saved));
                 }

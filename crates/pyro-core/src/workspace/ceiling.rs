@@ -12,16 +12,24 @@ use std::path::Path;
 
 use pyro_util::human_bytes;
 
-use super::store::WorkspaceRecord;
+use super::store::{WorkspaceRecord, WorkspaceStore};
 use super::{host_bytes, WorkspaceError};
 
 /// The ceiling of a workspace made without one: twice the environment's
 /// disk (one full disk and one full snapshot of it).
 pub const DEFAULT_MAX_HOST_BYTES: u64 = 2 * pyro_env::rootfs::VIRTUAL_SIZE;
 
+/// The ceiling of a workspace made without one, whose disk is
+/// `disk_bytes` (`None`: the environment's): twice its disk.
+pub(crate) fn default_for(disk_bytes: Option<u64>) -> u64 {
+    disk_bytes.map_or(DEFAULT_MAX_HOST_BYTES, |disk| disk.saturating_mul(2))
+}
+
 /// The ceiling of `record`.
 pub(crate) fn of(record: &WorkspaceRecord) -> u64 {
-    record.max_host_bytes.unwrap_or(DEFAULT_MAX_HOST_BYTES)
+    record
+        .max_host_bytes
+        .unwrap_or_else(|| default_for(record.disk_bytes))
 }
 
 /// How large the VM may grow any file it writes: the ceiling less what
@@ -67,4 +75,17 @@ pub(crate) fn ensure_room(
 ) -> Result<(), WorkspaceError> {
     host_bytes::ensure_room(dir, needed, what)?;
     check(dir, record, needed, what)
+}
+
+/// How often a supervisor brings its VM's file-size limit up to date (a
+/// snapshot deleted gives room back).
+pub(crate) const REFRESH: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Limits the VM's file sizes to workspace `id`'s budget under its ceiling.
+pub(crate) fn limit_files(vm: &mut dyn pyro_vmm::Vm, store: &WorkspaceStore, id: &str, dir: &Path) {
+    if let Ok(record) = store.read(id) {
+        if let Err(error) = vm.limit_file_size(file_budget(dir, &record)) {
+            eprintln!("pyro: {}", pyro_util::error_chain(&error));
+        }
+    }
 }

@@ -96,16 +96,33 @@ impl QemuVm {
     /// Makes `new_top` a layer over the VM's current top, naming it
     /// relative to itself (QEMU's own overlays would name it by its
     /// absolute path). The VM may run: the top is not opened.
-    pub(super) fn make_layer(&mut self, new_top: &Path) -> Result<(), EngineError> {
-        let current = self.top.clone().ok_or(EngineError::NoPersistentDisk)?;
-        let blocks = self.command("snapshot the disk of", "query-block", serde_json::json!({}))?;
-        let size = blocks
+    /// The root disk's virtual size, as QEMU reports it.
+    pub(super) fn root_virtual_size(&mut self, action: &'static str) -> Result<u64, EngineError> {
+        let blocks = self.command(action, "query-block", serde_json::json!({}))?;
+        blocks
             .as_array()
             .into_iter()
             .flatten()
             .find(|block| block["device"] == "root")
             .and_then(|block| block["inserted"]["image"]["virtual-size"].as_u64())
-            .ok_or(EngineError::NoPersistentDisk)?;
+            .ok_or(EngineError::NoPersistentDisk)
+    }
+
+    /// Grows the root disk's top layer to `bytes`; the guest's device
+    /// sees the new size at once.
+    pub(super) fn resize_root(&mut self, bytes: u64) -> Result<(), EngineError> {
+        self.top.as_ref().ok_or(EngineError::NoPersistentDisk)?;
+        self.command(
+            "grow the disk of",
+            "block_resize",
+            serde_json::json!({ "device": "root", "size": bytes }),
+        )
+        .map(drop)
+    }
+
+    pub(super) fn make_layer(&mut self, new_top: &Path) -> Result<(), EngineError> {
+        let current = self.top.clone().ok_or(EngineError::NoPersistentDisk)?;
+        let size = self.root_virtual_size("snapshot the disk of")?;
         crate::disk::create_layer(&current, new_top, Some(size)).map_err(EngineError::Layer)
     }
 

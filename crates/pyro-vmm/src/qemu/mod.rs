@@ -429,6 +429,14 @@ impl Vm for QemuVm {
         self.pause_vm()
     }
 
+    fn root_size(&mut self) -> Result<u64, EngineError> {
+        self.root_virtual_size("read the disk size of")
+    }
+
+    fn grow_root(&mut self, bytes: u64) -> Result<(), EngineError> {
+        self.resize_root(bytes)
+    }
+
     fn limit_file_size(&mut self, bytes: u64) -> Result<(), EngineError> {
         if self.exited.is_some() {
             return Ok(());

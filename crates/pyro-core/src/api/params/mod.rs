@@ -112,12 +112,42 @@ pub const MIN_MAX_HOST_DISK: u64 = 512 << 20;
 pub const MAX_MAX_HOST_DISK: u64 = 64 << 40;
 
 /// A ceiling on a workspace's host bytes as given (`--max-host-disk`, MCP
-/// `max_host_disk`): a number with K, M, G or T (binary: `512M`, `16G`,
-/// `1.5T`; `16GiB` and `16GB` read the same), or a bare number of GiB.
+/// `max_host_disk`), in the words [`size`] reads: 512M to 64T.
 pub fn max_host_disk(text: &str) -> Result<u64, InvalidRequest> {
-    let trimmed = text.trim();
+    let bytes = size(text)?;
+    if !(MIN_MAX_HOST_DISK..=MAX_MAX_HOST_DISK).contains(&bytes) {
+        return Err(InvalidRequest::SizeOutOfRange {
+            text: text.into(),
+            what: "a ceiling on the host disk",
+            range: "512M to 64T",
+        });
+    }
+    Ok(bytes)
+}
+
+/// The largest workspace disk: 2 TiB.
+pub const MAX_DISK_SIZE: u64 = 2 << 40;
+
+/// A workspace's disk size as given (`--disk-size`, MCP `disk_size`), in
+/// the words [`size`] reads: up to 2T, and no smaller than its
+/// environment's disk (checked at create).
+pub fn disk_size(text: &str) -> Result<u64, InvalidRequest> {
+    let bytes = size(text)?;
+    if !(1 << 30..=MAX_DISK_SIZE).contains(&bytes) {
+        return Err(InvalidRequest::SizeOutOfRange {
+            text: text.into(),
+            what: "a disk size",
+            range: "the environment's (8G) to 2T",
+        });
+    }
+    Ok(bytes)
+}
+
+/// A size: a number with K, M, G or T (binary: `512M`, `16G`, `1.5T`;
+/// `16GiB` and `16GB` read the same), or a bare number of GiB.
+pub fn size(text: &str) -> Result<u64, InvalidRequest> {
     let bad = || InvalidRequest::BadSize { text: text.into() };
-    let lower = trimmed.to_ascii_lowercase();
+    let lower = text.trim().to_ascii_lowercase();
     let number_end = lower
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(lower.len());
@@ -136,11 +166,10 @@ pub fn max_host_disk(text: &str) -> Result<u64, InvalidRequest> {
     };
     let value: f64 = number.parse().map_err(|_| bad())?;
     let bytes = value * (1u64 << shift) as f64;
-    if !bytes.is_finite() || !(MIN_MAX_HOST_DISK as f64..=MAX_MAX_HOST_DISK as f64).contains(&bytes)
-    {
-        return Err(InvalidRequest::SizeOutOfRange { text: text.into() });
+    match bytes.is_finite() && bytes < u64::MAX as f64 {
+        true => Ok(bytes as u64),
+        false => Err(bad()),
     }
-    Ok(bytes as u64)
 }
 
 /// A duration in the words [`idle_timeout`] reads: `1h30m`, `45s`.
@@ -181,8 +210,18 @@ pub enum InvalidRequest {
     IdleTimeoutOutOfRange { text: String },
     #[error("`{text}` is not a size; use a number with K, M, G or T, such as 512M, 16G or 1.5T")]
     BadSize { text: String },
-    #[error("a ceiling of `{text}` on the host disk is out of range; use 512M to 64T")]
-    SizeOutOfRange { text: String },
+    #[error("{what} of `{text}` is out of range; use {range}")]
+    SizeOutOfRange {
+        text: String,
+        what: &'static str,
+        range: &'static str,
+    },
+    #[error("a disk of {asked} is smaller than environment {env}'s {disk}; give {disk} or more")]
+    DiskSmallerThanEnv {
+        asked: String,
+        env: String,
+        disk: String,
+    },
     #[error("mode {mode:o} is not a permission mode; use octal bits like 644 or 755")]
     BadMode { mode: u32 },
     #[error("unknown key '{key}'; use one of: {}", pyro_term::keys::NAMES.join(", "))]

@@ -216,6 +216,15 @@ fn host_disk_ceilings_read_binary_units_and_stay_in_range() {
             "{bad}"
         );
     }
+    assert_eq!(disk_size("20G"), Ok(20 << 30));
+    assert!(matches!(
+        disk_size("3T"),
+        Err(InvalidRequest::SizeOutOfRange { .. })
+    ));
+    assert!(matches!(
+        disk_size("x"),
+        Err(InvalidRequest::BadSize { .. })
+    ));
     for out in ["100M", "0", "65T"] {
         assert!(
             matches!(

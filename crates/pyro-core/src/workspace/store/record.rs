@@ -88,6 +88,10 @@ pub struct WorkspaceRecord {
     /// Suspend it when no call has touched it for this many seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_secs: Option<u64>,
+    /// Its disk's size when larger than its environment's (the supervisor
+    /// grows the disk and its filesystem to it as the VM starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
     /// Its ceiling on host bytes (`None`: made before ceilings, the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_host_bytes: Option<u64>,

@@ -25,6 +25,7 @@ fn record(id: &str, name: Option<&str>) -> WorkspaceRecord {
         network: NetworkConfig::off(),
         idle_timeout_secs: None,
         max_host_bytes: None,
+        disk_bytes: None,
         resume_from: None,
         baseline_template: None,
         last_boot: None,

@@ -1,0 +1,56 @@
+//! A workspace disk larger than its environment's (`--disk-size`): as its
+//! VM starts, the supervisor grows the root disk's top layer to the size
+//! the workspace was made with (the guest's device sees it at once), then
+//! the guest's filesystem, online. A VM whose disk already has the size
+//! (started again, restored from its own memory) is left alone.
+
+use std::time::Duration;
+
+use pyro_protocol::ExecRequest;
+use pyro_vmm::Vm;
+
+use crate::host::guest::{ExecEvent, Guest};
+
+/// How long growing the filesystem may take.
+const GROW_LIMIT: Duration = Duration::from_secs(120);
+
+/// Grows the VM's root disk and the guest's filesystem to `wanted` bytes.
+pub(super) async fn grow_disk(vm: &mut dyn Vm, guest: &Guest, wanted: u64) -> Result<(), String> {
+    let failed = |e: &dyn std::error::Error| pyro_util::error_chain(e);
+    let size = vm.root_size().map_err(|e| failed(&e))?;
+    if size >= wanted {
+        return Ok(());
+    }
+    vm.grow_root(wanted).map_err(|e| failed(&e))?;
+    // The device learns its size from an interrupt: wait for it (at most
+    // 5 s), then grow the mounted filesystem.
+    let sectors = wanted / 512;
+    let script = format!(
+        "i=0; while [ \"$(cat /sys/block/vda/size)\" -lt {sectors} ] && [ $i -lt 100 ]; do \
+         sleep 0.05; i=$((i+1)); done; resize2fs /dev/vda"
+    );
+    let request = ExecRequest {
+        argv: vec!["sh".into(), "-c".into(), script],
+        timeout_ms: Some(GROW_LIMIT.as_millis() as u64),
+        ..ExecRequest::default()
+    };
+    let mut stream = guest.exec(request).await.map_err(|e| e.to_string())?;
+    let mut said = Vec::new();
+    loop {
+        match stream.next().await.map_err(|e| e.to_string())? {
+            ExecEvent::Stderr(bytes) => said.extend_from_slice(&bytes),
+            ExecEvent::Exited(status) if status.code == Some(0) => return Ok(()),
+            ExecEvent::Exited(_) => {
+                let said = String::from_utf8_lossy(&said);
+                return Err(format!(
+                    "resize2fs failed: {}",
+                    pyro_util::text::visible(said.trim())
+                ));
+            }
+            ExecEvent::Failed { message, .. } => {
+                return Err(format!("resize2fs did not run: {message}"))
+            }
+            _ => {}
+        }
+    }
+}
