@@ -64,6 +64,11 @@ pub struct VmSpec {
     /// state) grows past this many bytes: a write past it fails in the
     /// guest ([`Vm::limit_file_size`] changes it while the VM runs).
     pub file_size_limit: Option<u64>,
+    /// Directories the root disk's backing chain may lie in (pyro's
+    /// stores): a backing file its headers name anywhere else stops the
+    /// VM from starting jailed, since a QEMU that wrote the header could
+    /// otherwise name any host file.
+    pub disk_roots: Vec<PathBuf>,
 }
 
 /// The read-only seed disk slot of a VM. Its size is fixed by the caller,

@@ -93,13 +93,23 @@ fn qemu_runs_confined_and_inherits_nothing_of_its_caller() {
     ok(home.run(&["workspace", "delete", "jailed"]), "delete");
 }
 
-/// The uid of the `pyro-vm` user, when `scripts/install-deps` made it.
-fn vm_user() -> Option<u32> {
+/// The gid of the `pyro-vm` user, when `scripts/install-deps` made it.
+fn vm_group() -> Option<u32> {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     passwd.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();
-        (fields[0] == "pyro-vm").then(|| fields[2].parse().unwrap())
+        (fields[0] == "pyro-vm").then(|| fields[3].parse().unwrap())
     })
+}
+
+/// The four ids of a `Uid:` or `Gid:` line of `/proc/PID/status`.
+fn ids(pid: u32, key: &str) -> Vec<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+    line.split_whitespace()
+        .skip(1)
+        .map(|id| id.parse().unwrap())
+        .collect()
 }
 
 /// Every path in the tree at `root` (not following links), relative to
@@ -129,11 +139,29 @@ fn qemu_sees_only_its_own_files_as_an_unprivileged_user() {
     let mine = home.create(&["--name", "mine"]);
     let other = home.create(&["--name", "other"]);
     let qemu = home.vm_pids(&mine)[0];
-    let status = std::fs::read_to_string(format!("/proc/{qemu}/status")).unwrap();
-    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    let uids: Vec<&str> = uid.split_whitespace().skip(1).collect();
-    let expected = vm_user().unwrap_or(0).to_string();
-    assert_eq!(uids, vec![expected.as_str(); 4], "{uid}");
+    let uids = ids(qemu, "Uid:");
+    match vm_group() {
+        // A uid of its own, in pyro-vm's group; another VM has another.
+        Some(gid) => {
+            assert!(
+                uids[0] >= 0x7f00_0000 && uids.iter().all(|&u| u == uids[0]),
+                "{uids:?}"
+            );
+            assert_eq!(ids(qemu, "Gid:"), vec![gid; 4]);
+            let theirs = ids(home.vm_pids(&other)[0], "Uid:");
+            assert_ne!(theirs[0], uids[0], "two VMs share uid {}", uids[0]);
+            // The file it writes is its uid's; what it only reads is not.
+            let top = json(&home.run(&["workspace", "status", "mine", "--json"]));
+            let top = home
+                .path()
+                .join("workspaces")
+                .join(&mine)
+                .join(top["active_disk"].as_str().unwrap());
+            use std::os::unix::fs::MetadataExt as _;
+            assert_eq!(std::fs::metadata(&top).unwrap().uid(), uids[0]);
+        }
+        None => assert_eq!(uids, vec![0; 4]),
+    }
     // Namespaces of its own: mounts, network.
     for ns in ["mnt", "net", "ipc", "uts"] {
         let its = std::fs::read_link(format!("/proc/{qemu}/ns/{ns}")).unwrap();
@@ -256,6 +284,33 @@ fn qemu_sees_only_its_own_files_as_an_unprivileged_user() {
     assert_eq!(std::fs::read(output.join("in.txt")).unwrap(), b"pushed");
     let run = home.run(&["run", ENV, "--", "sh", "-c", "echo ran > /f && cat /f"]);
     assert_eq!(stdout(&ok(run, "run")), "ran\n");
+    // A QEMU that broke out of its device model can rewrite its top
+    // layer's header: a backing file named outside pyro's stores is
+    // refused, never bound into the next jail.
+    ok(home.run(&["workspace", "stop", "twin"]), "stop");
+    let twin = json(&home.run(&["workspace", "status", "twin", "--json"]));
+    let top = home
+        .path()
+        .join("workspaces")
+        .join(twin["id"].as_str().unwrap())
+        .join(twin["active_disk"].as_str().unwrap());
+    let rebase = std::process::Command::new("qemu-img")
+        .args(["rebase", "-u", "-F", "raw", "-b", "/etc/passwd", "--"])
+        .arg(&top)
+        .output()
+        .unwrap();
+    assert!(
+        rebase.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebase.stderr)
+    );
+    let start = home.run(&["workspace", "start", "twin"]);
+    let said = stderr(&start);
+    assert!(!start.status.success(), "{said}");
+    assert!(
+        said.contains("/etc/passwd as its backing file, which is not a file in pyro's stores"),
+        "{said}"
+    );
     for name in ["mine", "other", "twin"] {
         ok(home.run(&["workspace", "delete", name]), "delete");
     }

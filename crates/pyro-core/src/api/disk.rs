@@ -184,6 +184,7 @@ fn helper_spec(machine: &Machine, record: &WorkspaceRecord, dir: &Path) -> pyro_
         false => None,
     };
     let mut spec = machine.workspace_spec(disk.clone(), shape, seed, None);
+    spec.disk_roots.push(dir.to_path_buf());
     spec.root_disk = Some(RootDisk::Ephemeral {
         base: disk,
         format: DiskFormat::Qcow2,

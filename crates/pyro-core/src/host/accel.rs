@@ -99,6 +99,7 @@ fn boot_probe(engine: &dyn Engine, image: &ProbeImage) -> KvmStatus {
         seed_disk: None,
         transfer_slot: None,
         file_size_limit: None,
+        disk_roots: Vec::new(),
     };
     let mut vm = match engine.start(&spec) {
         Ok(vm) => vm,

@@ -68,6 +68,7 @@ impl Machine {
             seed_disk: None,
             transfer_slot: None,
             file_size_limit: None,
+            disk_roots: vec![self.store.root().to_path_buf()],
         }
     }
 }

@@ -219,6 +219,23 @@ pub(super) async fn snapshot(
     }
 }
 
+/// Records that the VM writes to `new_top` from now on (whether or not
+/// the caller hears the answer), and gives the layer that froze back to
+/// root: nobody is to write it again.
+pub(super) fn record_new_top(store: &WorkspaceStore, id: &str, dir: &Path, new_top: &str) {
+    let mut frozen = None;
+    let _ = store.update(id, |record| {
+        frozen = Some(std::mem::replace(
+            &mut record.active_disk,
+            new_top.to_string(),
+        ));
+        Ok(())
+    });
+    if let Some(frozen) = frozen.filter(|_| pyro_util::fsutil::is_root()) {
+        let _ = std::os::unix::fs::lchown(dir.join(frozen), Some(0), Some(0));
+    }
+}
+
 /// Flushes the guest's dirty pages to its disk, then gives the blocks it
 /// freed back to the host (`fstrim /`: the root disk holds every write,
 /// `/workspace`'s overlay included), so a layer about to freeze keeps

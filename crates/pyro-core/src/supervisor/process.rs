@@ -175,6 +175,7 @@ async fn supervise(
     );
     // Its writes stay under the workspace's ceiling on host bytes.
     spec.file_size_limit = Some(ceiling::file_budget(&dir, &record));
+    spec.disk_roots.push(dir.clone());
     let mut ports = bind_ports(&record.network).map_err(SuperviseError::Ports)?;
     // Taken before it is used: a start that dies meanwhile boots next time.
     let resume = record.resume_from.clone();
@@ -321,6 +322,9 @@ async fn supervise(
             _ = ceiling_tick.tick() => ceiling::limit_files(vm.as_mut(), store, id, &dir),
             Some(job) = jobs_rx.recv() => match job {
                 VmJob::Snapshot { new_top, memory, reply } => {
+                    // Its budget as the workspace stands now (a snapshot
+                    // deleted a moment ago gives its room).
+                    ceiling::limit_files(vm.as_mut(), store, id, &dir);
                     let saved = checkpoint::snapshot(
                         vm.as_mut(),
                         (&guest, &sessions),
@@ -332,10 +336,7 @@ async fn supervise(
                     // The VM writes to the new top from now on: recorded
                     // here, whether or not the caller hears the answer.
                     if saved.is_ok() {
-                        let _ = store.update(id, |record| {
-                            record.active_disk = new_top.clone();
-                            Ok(())
-                        });
+                        checkpoint::record_new_top(store, id, &dir, &new_top);
                         // What froze counts now: the new top has less room.
                         ceiling::limit_files(vm.as_mut(), store, id, &dir);
                     }
@@ -350,6 +351,7 @@ async fn supervise(
                     let _ = reply.send(ControlReply::from_result(set));
                 }
                 VmJob::Suspend { dir: state, reply, written } => {
+                    ceiling::limit_files(vm.as_mut(), store, id, &dir);
                     let saved = checkpoint::suspend(
                         vm.as_mut(),
                         (&guest, &sessions),
@@ -386,6 +388,7 @@ async fn supervise(
                     activity.put_off_a_while();
                     continue;
                 }
+                ceiling::limit_files(vm.as_mut(), store, id, &dir);
                 let saved = checkpoint::suspend(
                     vm.as_mut(),
                     (&guest, &sessions),

@@ -82,7 +82,7 @@ pub(crate) fn qemu_args(spec: &VmSpec, fds: &ChannelFds) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec();
-    args.extend(super::jail::sandbox_args());
+    args.extend(super::confinement::sandbox_args());
     // The RAM is always the backend `pyro.ram`, so a state saved by a VM
     // of either kind of RAM restores into either (a migration stream names
     // its RAM blocks).
@@ -294,6 +294,7 @@ mod tests {
             seed_disk: None,
             transfer_slot: None,
             file_size_limit: None,
+            disk_roots: Vec::new(),
         };
         let fds = ChannelFds {
             console: 5,
@@ -339,6 +340,7 @@ mod tests {
             seed_disk: None,
             transfer_slot: None,
             file_size_limit: None,
+            disk_roots: Vec::new(),
         };
         let fds = ChannelFds {
             console: 5,
@@ -380,6 +382,7 @@ mod tests {
             seed_disk: Some(SeedDisk::Empty { bytes: 1 << 33 }),
             transfer_slot: None,
             file_size_limit: None,
+            disk_roots: Vec::new(),
         };
         let empty = machine_signature(&spec);
         let fds = ChannelFds {

@@ -16,29 +16,45 @@ pub(super) fn ephemeral_overlay(
     base: &Path,
     format: crate::DiskFormat,
 ) -> Result<std::fs::File, EngineError> {
+    use std::os::unix::fs::DirBuilderExt as _;
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::var_os("TMPDIR")
+    let tmp = std::env::var_os("TMPDIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/tmp"));
-    let overlay = dir.join(format!(
-        "pyro-ephemeral-{}-{}.qcow2",
+    let failed = |path: &Path, source: std::io::Error| {
+        EngineError::Layer(crate::disk::DiskError::Image {
+            path: path.to_path_buf(),
+            stderr: source.to_string(),
+        })
+    };
+    // A directory of its own, made here (never one another user planted),
+    // that nobody else may enter while the overlay is in it.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = tmp.join(format!(
+        "pyro-ephemeral-{}-{}-{nanos}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| failed(&dir, e))?;
+    let overlay = dir.join("overlay.qcow2");
     let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
-    crate::disk::create_overlay(&base, format, &overlay).map_err(EngineError::Layer)?;
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&overlay);
+    let made = crate::disk::create_overlay(&base, format, &overlay).map_err(EngineError::Layer);
+    let opened = made.and_then(|()| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&overlay)
+            .map_err(|e| failed(&overlay, e))
+    });
     let _ = std::fs::remove_file(&overlay);
-    opened.map_err(|source| {
-        EngineError::Layer(crate::disk::DiskError::Image {
-            path: overlay,
-            stderr: source.to_string(),
-        })
-    })
+    let _ = std::fs::remove_dir(&dir);
+    opened
 }
 
 impl QemuVm {

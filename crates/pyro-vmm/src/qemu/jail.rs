@@ -10,176 +10,25 @@
 //! - **privileges**: `NoNewPrivs`, and when pyro runs as root, an empty
 //!   capability bounding set (no capability survives the exec);
 //! - **a jail**, when pyro runs as root (`PYRO_QEMU_JAIL=off` turns it
-//!   off): QEMU runs as the unprivileged user `pyro-vm` (made by
-//!   `scripts/install-deps`; uid 0 without capabilities when it is
-//!   missing), in its own mount namespace holding only its files
-//!   ([`super::mounts`]), and its own empty network, IPC and UTS
-//!   namespaces: its guest channels and network are descriptors.
+//!   off): QEMU runs as a uid of its own in the group of `pyro-vm` (made
+//!   by `scripts/install-deps`; uid 0 without capabilities when it is
+//!   missing; [`super::vmuser`]), in its own mount namespace holding only
+//!   its files ([`super::mounts`]), and its own empty network, IPC and
+//!   UTS namespaces: its guest channels and network are descriptors.
 //!
-//! Not yet: a cgroup; [`Confinement`] says so to `pyro doctor`.
+//! Not yet: a cgroup; `pyro doctor` says so ([`super::confinement`]).
 
 use std::os::fd::RawFd;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use super::mounts::{Access, JailRoot};
+use super::vmuser::{self, UidSlot, VmUser};
 use crate::{Accel, EngineError, GuestRam, RootDisk, SeedDisk, VmSpec};
-
-/// The system user a jailed QEMU runs as.
-pub const VM_USER: &str = "pyro-vm";
-
-/// The `-sandbox` option every VM gets.
-const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
-
-/// Whether QEMU's seccomp sandbox is asked for (`PYRO_QEMU_SANDBOX=off`
-/// turns it off, for a QEMU built without seccomp).
-pub(crate) fn sandbox_wanted() -> bool {
-    std::env::var("PYRO_QEMU_SANDBOX").map_or(true, |v| v.trim() != "off")
-}
-
-/// `-sandbox …` for QEMU's command line, when wanted.
-pub(crate) fn sandbox_args() -> Vec<String> {
-    match sandbox_wanted() {
-        true => vec!["-sandbox".into(), SANDBOX.into()],
-        false => Vec::new(),
-    }
-}
-
-/// Whether QEMU's seccomp sandbox is in force.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seccomp {
-    /// On, denying what the text says.
-    On(String),
-    /// Off: `PYRO_QEMU_SANDBOX=off`.
-    TurnedOff,
-    /// Wanted, but this QEMU refuses the option (what it said): VMs do not
-    /// start until it is turned off.
-    Refused(String),
-    /// QEMU could not be asked.
-    Unknown(String),
-}
-
-/// What confines the VMs this process starts, for `pyro doctor`.
-#[derive(Debug, Clone)]
-pub struct Confinement {
-    /// The seccomp sandbox.
-    pub seccomp: Seccomp,
-    /// Capabilities and `NoNewPrivs`.
-    pub privileges: String,
-    /// The jail in force (user, namespaces), if any.
-    pub jail: Option<String>,
-    /// What is not confined yet, and why.
-    pub missing: Vec<Gap>,
-}
-
-impl Confinement {
-    /// Probes `binary` for seccomp support (`-sandbox … -version` parses
-    /// the option and exits).
-    pub fn probe(binary: &Path) -> Self {
-        let seccomp = if !sandbox_wanted() {
-            Seccomp::TurnedOff
-        } else {
-            let output = Command::new(binary)
-                .args(["-sandbox", SANDBOX, "-version"])
-                .stdin(Stdio::null())
-                .output();
-            match output {
-                Ok(out) if out.status.success() => Seccomp::On(
-                    "obsolete, privilege-raising, process-spawning and resource-control system calls are denied"
-                        .to_string(),
-                ),
-                Ok(out) => Seccomp::Refused(String::from_utf8_lossy(&out.stderr).trim().to_string()),
-                Err(error) => Seccomp::Unknown(format!("cannot run {}: {error}", binary.display())),
-            }
-        };
-        let root = pyro_util::fsutil::is_root();
-        let user = VmUser::lookup();
-        let privileges = match (root, has_capability(CAP_SETPCAP), jail_wanted() && user.is_some()) {
-            (true, true, true) => "has no capabilities (an empty bounding set, and a uid that is not 0) and NoNewPrivs",
-            (true, true, false) => "runs as root with no capabilities (empty bounding set; the two that pass file permissions stay only when its files lie in another user's directories) and NoNewPrivs",
-            (true, false, _) => "keeps this process's bounding set: without CAP_SETPCAP (a container that drops it) pyro cannot empty it; NoNewPrivs holds",
-            (false, _, _) => "runs as this user, without capabilities (no ambient ones), with NoNewPrivs",
-        };
-        let mut missing = Vec::new();
-        let jail = match (root, jail_wanted(), user) {
-            (false, _, _) => {
-                missing.push(Gap {
-                    what: "a jail (its own user, mount and network namespaces): pyro is not root, and QEMU runs as this user".into(),
-                    fix: "nothing to do; run pyro as root (or with sudo) for the jail".into(),
-                });
-                None
-            }
-            (true, false, _) => {
-                missing.push(Gap {
-                    what: "a jail: turned off (PYRO_QEMU_JAIL=off)".into(),
-                    fix: "unset PYRO_QEMU_JAIL to turn it back on".into(),
-                });
-                None
-            }
-            (true, true, None) => {
-                missing.push(Gap {
-                    what: format!("an unprivileged user: there is no user {VM_USER}, so QEMU keeps uid 0 (without capabilities) in its jail"),
-                    fix: "make it with: sudo ./scripts/install-deps".into(),
-                });
-                Some("its own mount namespace, holding only its files (system libraries, devices, its kernel and disks), and empty network, IPC and UTS namespaces".to_string())
-            }
-            (true, true, Some(user)) => Some(format!(
-                "user {VM_USER} (uid {}), its own mount namespace, holding only its files (system libraries, devices, its kernel and disks), and empty network, IPC and UTS namespaces",
-                user.uid
-            )),
-        };
-        missing.push(Gap {
-            what: cgroup_state(),
-            fix: "nothing to do: the guest's memory is fixed by the VM's size".into(),
-        });
-        Confinement {
-            seccomp,
-            privileges: format!("{privileges}; it inherits only its guest channels"),
-            jail,
-            missing,
-        }
-    }
-}
-
-/// A part of the confinement that is not in force, and what to do.
-#[derive(Debug, Clone)]
-pub struct Gap {
-    pub what: String,
-    pub fix: String,
-}
 
 /// Whether QEMU is to be jailed when pyro runs as root
 /// (`PYRO_QEMU_JAIL=off` turns it off).
 pub(crate) fn jail_wanted() -> bool {
     std::env::var("PYRO_QEMU_JAIL").map_or(true, |v| v.trim() != "off")
-}
-
-/// The user a jailed QEMU runs as, from `/etc/passwd`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct VmUser {
-    pub uid: u32,
-    pub gid: u32,
-}
-
-impl VmUser {
-    pub(crate) fn lookup() -> Option<VmUser> {
-        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-        Self::parse(&passwd)
-    }
-
-    fn parse(passwd: &str) -> Option<VmUser> {
-        passwd.lines().find_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            match fields.as_slice() {
-                [name, _, uid, gid, ..] if *name == VM_USER => Some(VmUser {
-                    uid: uid.parse().ok().filter(|&uid| uid != 0)?,
-                    gid: gid.parse().ok().filter(|&gid| gid != 0)?,
-                }),
-                _ => None,
-            }
-        })
-    }
 }
 
 /// How one QEMU launch is confined beyond seccomp and capabilities.
@@ -188,6 +37,8 @@ pub(crate) struct Jail {
     root: Option<JailRoot>,
     /// uid, gid and supplementary groups to switch to.
     user: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    /// The uid's lock, held as long as the VM runs.
+    slot: Option<UidSlot>,
 }
 
 impl Jail {
@@ -208,11 +59,11 @@ impl Jail {
         match &spec.root_disk {
             Some(RootDisk::Persistent { path, .. }) => {
                 writable.push(path.clone());
-                paths.extend(chain(path).map_err(failed)?);
+                paths.extend(chain(path, &spec.disk_roots).map_err(failed)?);
             }
             Some(RootDisk::Ephemeral { base, .. }) => {
                 paths.push((base.clone(), Access::Read));
-                paths.extend(chain(base).map_err(failed)?);
+                paths.extend(chain(base, &spec.disk_roots).map_err(failed)?);
             }
             None => {}
         }
@@ -231,17 +82,20 @@ impl Jail {
             }
             writable.push(path.clone());
         }
+        // `/bin/qemu…` is `/usr/bin/qemu…` on a merged `/usr`.
+        let binary = std::fs::canonicalize(binary).map_err(failed)?;
         if !binary.starts_with("/usr") {
             let dir = binary.parent().unwrap_or(Path::new("/"));
             paths.push((dir.to_path_buf(), Access::Programs));
         }
         let kvm = spec.accel == Accel::Kvm;
-        let user = VmUser::lookup().and_then(|user| switch_to(&user, &writable, kvm));
+        let (user, slot) = switch_user(&writable, kvm).map_err(failed)?;
         paths.extend(writable.into_iter().map(|path| (path, Access::Write)));
         let root = JailRoot::plan(&paths, kvm).map_err(failed)?;
         Ok(Jail {
             root: Some(root),
             user,
+            slot,
         })
     }
 }
@@ -252,74 +106,81 @@ impl Jail {
         self.root.is_some()
     }
 
-    /// Whether QEMU runs as the unprivileged user.
+    /// Whether QEMU runs as an unprivileged uid.
     pub(crate) fn switches_user(&self) -> bool {
         self.user.is_some()
     }
+
+    /// The lock on QEMU's uid, to hold as long as the VM runs.
+    pub(crate) fn take_slot(&mut self) -> Option<UidSlot> {
+        self.slot.take()
+    }
 }
 
-/// The files below `image` in its backing chain, read-only.
-fn chain(image: &Path) -> std::io::Result<Vec<(PathBuf, Access)>> {
-    Ok(crate::qcow2::backing_files(image)?
-        .into_iter()
-        .map(|path| (path, Access::Read))
-        .collect())
+/// The files below `image` in its backing chain, read-only: regular
+/// files inside `roots` (pyro's stores) only. The headers name them, and
+/// a QEMU that broke out of its device model may have written a header.
+fn chain(image: &Path, roots: &[PathBuf]) -> std::io::Result<Vec<(PathBuf, Access)>> {
+    let roots: Vec<PathBuf> = roots
+        .iter()
+        .filter_map(|root| std::fs::canonicalize(root).ok())
+        .collect();
+    let mut chain = Vec::new();
+    for path in crate::qcow2::backing_files(image)? {
+        let real = std::fs::canonicalize(&path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let inside = roots.iter().any(|root| real.starts_with(root));
+        if !inside || !std::fs::metadata(&real)?.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} names {} as its backing file, which is not a file in pyro's stores: refused",
+                    image.display(),
+                    path.display()
+                ),
+            ));
+        }
+        chain.push((path, Access::Read));
+    }
+    Ok(chain)
 }
 
-/// What switching to `user` takes: the `writable` files handed to it
-/// (those root or it owns; a file of another user, `sudo pyro` with a
-/// user's store, keeps QEMU at uid 0), and with KVM the group that may
-/// open `/dev/kvm` (none may: uid 0 it is).
-fn switch_to(
-    user: &VmUser,
+/// Who QEMU runs as: a uid of its own in `pyro-vm`'s group, its
+/// `writable` files handed to it; or, when that cannot be (no such user,
+/// no uid free, KVM no group may open, a file of another user), uid 0
+/// without capabilities, with the files a VM's uid held handed back to
+/// root. The supervisor's log says why.
+#[allow(clippy::type_complexity)]
+fn switch_user(
     writable: &[PathBuf],
     kvm: bool,
-) -> Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)> {
-    let mut groups = Vec::new();
-    if kvm {
-        let device = std::fs::metadata("/dev/kvm").ok()?;
-        match device.mode() {
-            mode if mode & 0o006 == 0o006 => {}
-            mode if mode & 0o060 == 0o060 && device.gid() != 0 => groups.push(device.gid()),
-            _ => return None,
-        }
-    }
-    let owners_ok = writable.iter().all(|path| {
-        std::fs::metadata(path).is_ok_and(|meta| meta.uid() == 0 || meta.uid() == user.uid)
-    });
-    if !owners_ok {
-        return None;
-    }
-    for path in writable {
-        std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).ok()?;
-    }
-    Some((user.uid, user.gid, groups))
+) -> std::io::Result<(
+    Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    Option<UidSlot>,
+)> {
+    let user = VmUser::lookup();
+    let why = match (&user, vmuser::kvm_groups(kvm)) {
+        (None, _) => format!("there is no user {}", vmuser::VM_USER),
+        (Some(_), None) => "no group may open /dev/kvm".to_string(),
+        (Some(user), Some(groups)) => match UidSlot::acquire() {
+            Ok(slot) => {
+                if vmuser::hand_files(writable, Some((slot.uid, user.gid)), Some(user))? {
+                    return Ok((Some((slot.uid, user.gid, groups)), Some(slot)));
+                }
+                "a file it writes belongs to another user".to_string()
+            }
+            Err(error) => format!("no uid for it: {error}"),
+        },
+    };
+    vmuser::hand_files(writable, None, user.as_ref())?;
+    eprintln!("pyro: QEMU runs as uid 0 without capabilities: {why}");
+    Ok((None, None))
 }
 
-/// Whether this process holds capability `cap` in its effective set.
-fn has_capability(cap: u32) -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|set| set & (1 << cap) != 0)
-}
-
-/// Whether a per-VM cgroup could be made here.
-fn cgroup_state() -> String {
-    let controllers = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers");
-    match controllers {
-        Ok(list) if list.contains("memory") && list.contains("pids") => {
-            "a cgroup per VM (memory, pids ceilings): cgroup v2 is here, pyro does not use it yet".into()
-        }
-        _ => "a cgroup per VM (memory, pids ceilings): this host has no cgroup v2 with the memory and pids controllers".into(),
-    }
-}
-
-/// The `RLIMIT_FSIZE` that caps files at `bytes`, keeping this process's
-/// hard limit (QEMU's seccomp sandbox denies it any change; the owner
-/// lowers or raises the soft one with [`set_file_size_limit`]).
+/// The `RLIMIT_FSIZE` that caps files at `bytes`. As root both limits
+/// are set, so QEMU cannot lift its own (root keeps the right to move
+/// them, [`set_file_size_limit`]); otherwise only the soft one, under
+/// this process's hard limit.
 pub(crate) fn file_size_rlimit(bytes: u64) -> libc::rlimit {
     let mut current = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
@@ -327,13 +188,19 @@ pub(crate) fn file_size_rlimit(bytes: u64) -> libc::rlimit {
     };
     // SAFETY: getrlimit fills a live struct.
     unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut current) };
-    libc::rlimit {
-        rlim_cur: bytes.min(current.rlim_max),
-        rlim_max: current.rlim_max,
+    match pyro_util::fsutil::is_root() {
+        true => libc::rlimit {
+            rlim_cur: bytes,
+            rlim_max: bytes,
+        },
+        false => libc::rlimit {
+            rlim_cur: bytes.min(current.rlim_max),
+            rlim_max: current.rlim_max,
+        },
     }
 }
 
-/// Sets the soft `RLIMIT_FSIZE` of the running process `pid`.
+/// Sets the `RLIMIT_FSIZE` of the running process `pid`.
 pub(crate) fn set_file_size_limit(pid: u32, bytes: u64) -> std::io::Result<()> {
     let limit = file_size_rlimit(bytes);
     // SAFETY: prlimit with a live struct and no old-value pointer.
@@ -483,7 +350,6 @@ fn drop_privileges(keep_dac: bool) -> std::io::Result<()> {
 
 const CAP_DAC_OVERRIDE: libc::c_int = 1;
 const CAP_DAC_READ_SEARCH: libc::c_int = 2;
-const CAP_SETPCAP: u32 = 8;
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 

@@ -11,11 +11,13 @@
 //! `/dev/fdset/N`), which its jail ([`jail`]) does not hold.
 
 mod args;
+mod confinement;
 mod disks;
 mod jail;
 mod migrate;
 mod mounts;
 mod qmp;
+mod vmuser;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -26,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use crate::console::ConsoleLog;
 use crate::{Engine, EngineError, Vm, VmExit, VmSpec};
-pub use jail::{Confinement, Gap, Seccomp, VM_USER};
+pub use confinement::{Confinement, Gap, Seccomp};
+pub use vmuser::{VM_UID_BASE, VM_USER};
 
 pub use args::{kernel_cmdline, machine_signature};
 pub use qmp::QmpError;
@@ -193,7 +196,8 @@ impl Engine for QemuEngine {
         {
             opened.push(path);
         }
-        let jail = jail::Jail::plan(spec, &self.install.binary)?;
+        let mut jail = jail::Jail::plan(spec, &self.install.binary)?;
+        let uid_slot = jail.take_slot();
         // A QEMU that stays uid 0 keeps the right to pass file permissions
         // only where its files need it.
         let keep_dac = !jail.switches_user() && jail::needs_dac(&opened);
@@ -251,6 +255,7 @@ impl Engine for QemuEngine {
             },
             transfer: (None, 0),
             layers: 0,
+            _uid_slot: uid_slot,
         };
         if let Some(state) = &saved_state {
             // On failure `vm` is dropped, which kills QEMU.
@@ -307,6 +312,8 @@ struct QemuVm {
     transfer: (Option<String>, u64),
     /// How many layers have been attached (for unique node names).
     layers: u64,
+    /// The lock on the uid a jailed QEMU runs as.
+    _uid_slot: Option<vmuser::UidSlot>,
 }
 
 impl QemuVm {

@@ -44,6 +44,8 @@ struct Bind {
     source: CString,
     target: CString,
     flags: libc::c_ulong,
+    /// The same as mount attributes, for the whole cloned tree.
+    attributes: u64,
     /// The source's clone, between `open_tree` and `move_mount`.
     clone: AtomicI32,
 }
@@ -109,9 +111,16 @@ impl JailRoot {
         };
         let mut made: Vec<PathBuf> = Vec::new();
         for (path, access) in wanted {
-            let is_dir = std::fs::metadata(&path)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?
-                .is_dir();
+            // Bound from where it really is; a directory only of programs.
+            let real = std::fs::canonicalize(&path)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            let is_dir = std::fs::metadata(&real)?.is_dir();
+            if is_dir && access != Access::Programs {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{} is a directory, not a file for the VM", path.display()),
+                ));
+            }
             for parent in path
                 .ancestors()
                 .skip(1)
@@ -131,9 +140,10 @@ impl JailRoot {
             }
             made.push(path.clone());
             root.binds.push(Bind {
-                source: cstring(&path)?,
+                source: cstring(&real)?,
                 target,
                 flags: mount_flags(access),
+                attributes: mount_attributes(access),
                 clone: AtomicI32::new(-1),
             });
         }
@@ -202,6 +212,25 @@ impl JailRoot {
             }
             for bind in &self.binds {
                 let clone = bind.clone.load(Ordering::Relaxed);
+                // Every mount of the clone (what lies under /usr too); a
+                // kernel before 5.12 has only the remount below.
+                let attr = MountAttr {
+                    attr_set: bind.attributes,
+                    attr_clr: 0,
+                    propagation: 0,
+                    userns_fd: 0,
+                };
+                let set = libc::syscall(
+                    libc::SYS_mount_setattr,
+                    clone,
+                    c"".as_ptr(),
+                    libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+                    &attr,
+                    std::mem::size_of::<MountAttr>(),
+                );
+                if set < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+                    return Err(std::io::Error::last_os_error());
+                }
                 check(libc::syscall(
                     libc::SYS_move_mount,
                     clone,
@@ -252,6 +281,30 @@ fn mount_flags(access: Access) -> libc::c_ulong {
     }
 }
 
+/// The mount attributes matching [`mount_flags`].
+fn mount_attributes(access: Access) -> u64 {
+    let data = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+    match access {
+        Access::Read => data | MOUNT_ATTR_RDONLY,
+        Access::Write => data,
+        Access::Device => MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+        Access::Programs => MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_RDONLY,
+    }
+}
+
+/// `struct mount_attr` of `mount_setattr(2)`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
@@ -332,6 +385,15 @@ mod tests {
         // Every parent of the disk is made, outermost first.
         let parent = staged(dir.path()).unwrap();
         assert!(plan.dirs.contains(&parent));
+    }
+
+    #[test]
+    fn a_directory_is_bound_only_as_programs() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = JailRoot::plan(&[(dir.path().to_path_buf(), Access::Read)], false)
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("is a directory"), "{error}");
     }
 
     #[test]

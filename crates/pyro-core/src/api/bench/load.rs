@@ -105,7 +105,7 @@ async fn one_client(pyro: &Pyro, name: &str, client: usize) -> Result<Vec<Sample
         pyro.workspace_shell_read(name, &shell, read).await?;
         timings[3].push(at.elapsed());
 
-        if round % 5 == 0 {
+        if round.is_multiple_of(5) {
             let at = Instant::now();
             pyro.workspace_summary(name).await?;
             timings[4].push(at.elapsed());

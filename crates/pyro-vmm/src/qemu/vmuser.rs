@@ -1,0 +1,133 @@
+//! Who a jailed QEMU runs as: a uid of its own per VM (from
+//! [`VM_UID_BASE`], held by a lock for the VM's life, so no two QEMUs can
+//! signal or trace each other), in the group of the system user
+//! [`VM_USER`] that `scripts/install-deps` makes; and the files it must
+//! write, handed to that uid.
+
+use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+
+/// The system user whose group jailed QEMUs run in.
+pub const VM_USER: &str = "pyro-vm";
+
+/// The user [`VM_USER`], from `/etc/passwd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VmUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl VmUser {
+    pub(crate) fn lookup() -> Option<VmUser> {
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        Self::parse(&passwd)
+    }
+
+    fn parse(passwd: &str) -> Option<VmUser> {
+        passwd.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            match fields.as_slice() {
+                [name, _, uid, gid, ..] if *name == VM_USER => Some(VmUser {
+                    uid: uid.parse().ok().filter(|&uid| uid != 0)?,
+                    gid: gid.parse().ok().filter(|&gid| gid != 0)?,
+                }),
+                _ => None,
+            }
+        })
+    }
+}
+
+/// The first uid jailed QEMUs run as; each running VM holds one of
+/// [`VM_UID_SLOTS`] from here.
+pub const VM_UID_BASE: u32 = 0x7f00_0000;
+/// How many VMs may run jailed at once, each with its own uid.
+const VM_UID_SLOTS: u32 = 1 << 16;
+/// Where the locks on the uids in use live (root's; gone at boot).
+const SLOT_LOCKS: &str = "/run/pyro-vm";
+
+/// A uid held for one VM: the lock on it lasts as long as this value.
+#[derive(Debug)]
+pub(crate) struct UidSlot {
+    pub uid: u32,
+    _lock: std::fs::File,
+}
+
+impl UidSlot {
+    /// The first uid no running VM holds.
+    pub(crate) fn acquire() -> std::io::Result<UidSlot> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(SLOT_LOCKS)?;
+        for slot in 0..VM_UID_SLOTS {
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(Path::new(SLOT_LOCKS).join(slot.to_string()))?;
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(UidSlot {
+                    uid: VM_UID_BASE + slot,
+                    _lock: lock,
+                });
+            }
+        }
+        Err(std::io::Error::other(format!(
+            "all {VM_UID_SLOTS} uids for VMs are in use"
+        )))
+    }
+}
+
+/// Whether `uid` is one a jailed QEMU ran as (its files may be handed
+/// back and forth).
+pub(crate) fn is_vm_uid(uid: u32, user: Option<&VmUser>) -> bool {
+    (VM_UID_BASE..VM_UID_BASE + VM_UID_SLOTS).contains(&uid) || user.is_some_and(|u| u.uid == uid)
+}
+
+/// The groups QEMU keeps with KVM: the one that may open `/dev/kvm`;
+/// `None` when no group may (only root: QEMU keeps uid 0).
+pub(crate) fn kvm_groups(kvm: bool) -> Option<Vec<libc::gid_t>> {
+    if !kvm {
+        return Some(Vec::new());
+    }
+    let device = std::fs::metadata("/dev/kvm").ok()?;
+    match device.mode() {
+        mode if mode & 0o006 == 0o006 => Some(Vec::new()),
+        mode if mode & 0o060 == 0o060 && device.gid() != 0 => Some(vec![device.gid()]),
+        _ => None,
+    }
+}
+
+/// Hands each of `writable` to `uid:gid`, or (with `None`, QEMU keeping
+/// uid 0) back to root. Only a regular file, not followed through a
+/// link, owned by root or by a VM's uid, changes hands; `false` when one
+/// is not such a file (a file of another user: `sudo pyro` with a user's
+/// store), and nothing changes then.
+pub(crate) fn hand_files(
+    writable: &[PathBuf],
+    to: Option<(u32, u32)>,
+    user: Option<&VmUser>,
+) -> std::io::Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut files = Vec::new();
+    for path in writable {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let meta = file.metadata()?;
+        if !meta.is_file() || !(meta.uid() == 0 || is_vm_uid(meta.uid(), user)) {
+            return Ok(false);
+        }
+        files.push(file);
+    }
+    let (uid, gid) = to.unwrap_or((0, 0));
+    for file in files {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+    }
+    Ok(true)
+}
