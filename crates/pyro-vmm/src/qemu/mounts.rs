@@ -151,8 +151,9 @@ impl JailRoot {
     }
 
     /// Runs in the forked child, as root, before it drops privileges:
-    /// private mount, network, IPC and UTS namespaces, the planned root, pivoted into and made
-    /// read-only. Only async-signal-safe system calls.
+    /// private mount, network, IPC and UTS namespaces, the planned root,
+    /// pivoted into and made read-only. Only async-signal-safe system
+    /// calls.
     pub(crate) fn enter(&self) -> std::io::Result<()> {
         let none = std::ptr::null::<libc::c_char>();
         let check = |result: libc::c_int| match result {
@@ -255,11 +256,13 @@ impl JailRoot {
             // The old root, stacked under the new one, goes.
             check(libc::umount2(c".".as_ptr(), libc::MNT_DETACH))?;
             check(libc::chdir(c"/".as_ptr()))?;
+            // This mount only (MS_BIND): never its filesystem's others.
             check(libc::mount(
                 none,
                 c"/".as_ptr(),
                 none,
                 libc::MS_REMOUNT
+                    | libc::MS_BIND
                     | libc::MS_RDONLY
                     | libc::MS_NOSUID
                     | libc::MS_NODEV
