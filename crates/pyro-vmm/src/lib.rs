@@ -69,6 +69,10 @@ pub struct VmSpec {
     /// VM from starting jailed, since a QEMU that wrote the header could
     /// otherwise name any host file.
     pub disk_roots: Vec<PathBuf>,
+    /// The directory the root disk's new layers are made in while the VM
+    /// runs ([`Vm::snapshot_disk`], [`Vm::save_live`]): QEMU's jail holds
+    /// it (and only the layers in it are its to write, once handed over).
+    pub layer_dir: Option<PathBuf>,
 }
 
 /// The read-only seed disk slot of a VM. Its size is fixed by the caller,

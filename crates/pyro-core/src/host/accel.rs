@@ -100,6 +100,7 @@ fn boot_probe(engine: &dyn Engine, image: &ProbeImage) -> KvmStatus {
         transfer_slot: None,
         file_size_limit: None,
         disk_roots: Vec::new(),
+        layer_dir: None,
     };
     let mut vm = match engine.start(&spec) {
         Ok(vm) => vm,

@@ -69,6 +69,7 @@ impl Machine {
             transfer_slot: None,
             file_size_limit: None,
             disk_roots: vec![self.store.root().to_path_buf()],
+            layer_dir: None,
         }
     }
 }

@@ -68,6 +68,7 @@ async fn a_saved_vm_resumes_with_its_processes_and_files() {
         transfer_slot: None,
         file_size_limit: None,
         disk_roots: vec![machine.store.root().to_path_buf()],
+        layer_dir: None,
     };
 
     let mut booted = boot(engine, &spec).await.expect("boot");

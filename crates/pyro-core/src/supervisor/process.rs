@@ -176,6 +176,8 @@ async fn supervise(
     // Its writes stay under the workspace's ceiling on host bytes.
     spec.file_size_limit = Some(ceiling::file_budget(&dir, &record));
     spec.disk_roots.push(dir.clone());
+    let layers = dir.join(crate::workspace::layers::LAYERS);
+    spec.layer_dir = std::fs::create_dir_all(&layers).ok().map(|()| layers);
     let mut ports = bind_ports(&record.network).map_err(SuperviseError::Ports)?;
     // Taken before it is used: a start that dies meanwhile boots next time.
     let resume = record.resume_from.clone();

@@ -295,6 +295,7 @@ mod tests {
             transfer_slot: None,
             file_size_limit: None,
             disk_roots: Vec::new(),
+            layer_dir: None,
         };
         let fds = ChannelFds {
             console: 5,
@@ -341,6 +342,7 @@ mod tests {
             transfer_slot: None,
             file_size_limit: None,
             disk_roots: Vec::new(),
+            layer_dir: None,
         };
         let fds = ChannelFds {
             console: 5,
@@ -383,6 +385,7 @@ mod tests {
             transfer_slot: None,
             file_size_limit: None,
             disk_roots: Vec::new(),
+            layer_dir: None,
         };
         let empty = machine_signature(&spec);
         let fds = ChannelFds {

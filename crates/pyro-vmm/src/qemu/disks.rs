@@ -1,7 +1,8 @@
 //! The disks QEMU is handed while it runs: a new layer when the root disk
-//! is frozen, the transfer slot's image, and the throw-away overlay of an
-//! ephemeral root disk. Each is a descriptor (`add-fd`, `/dev/fdset/N`,
-//! or inherited), not a path: QEMU's jail holds none of their paths.
+//! is frozen (in the layer directory its jail holds, handed to its uid),
+//! the transfer slot's image and the throw-away overlay of an ephemeral
+//! root disk (descriptors, `add-fd` and `/dev/fdset/N` or inherited: its
+//! jail holds neither path).
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -147,57 +148,34 @@ impl QemuVm {
     /// when that fails.
     pub(super) fn attach_layer(&mut self, new_top: &Path) -> Result<(), EngineError> {
         let action = "snapshot the disk of";
-        let fdset = match self.hand_over(action, new_top) {
-            Ok(fdset) => fdset,
-            Err(error) => {
+        // The layer directory is in QEMU's jail; the new layer is its to
+        // write (the one it leaves goes back to root once frozen).
+        if let Some((uid, gid)) = self.owner {
+            if let Err(source) = std::os::unix::fs::lchown(new_top, Some(uid), Some(gid)) {
                 let _ = std::fs::remove_file(new_top);
-                return Err(error);
+                return Err(EngineError::Open {
+                    path: new_top.to_path_buf(),
+                    source,
+                });
             }
-        };
-        // Opened read-write at once (`blockdev-snapshot-sync` would open it
-        // read-only first, and QEMU's lock on that descriptor would outlive
-        // it in the set), without its backing file: the current top becomes it.
-        self.layers += 1;
-        let node = format!("layer-{}", self.layers);
-        let added = self.command(
+        }
+        let switched = self.command(
             action,
-            "blockdev-add",
+            "blockdev-snapshot-sync",
             serde_json::json!({
-                "driver": "qcow2",
-                "node-name": node,
-                "discard": "unmap",
-                "cache": { "direct": false, "no-flush": false },
-                "file": { "driver": "file", "filename": format!("/dev/fdset/{fdset}") },
-                "backing": null,
+                "device": "root",
+                "snapshot-file": new_top.display().to_string(),
+                "format": "qcow2",
+                "mode": "existing",
             }),
         );
-        let _ = self.command(
-            action,
-            "remove-fd",
-            serde_json::json!({ "fdset-id": fdset }),
-        );
-        let switched = added.and_then(|_| {
-            let switched = self.command(
-                action,
-                "blockdev-snapshot",
-                serde_json::json!({ "node": "root", "overlay": node }),
-            );
-            if switched.is_err() {
-                let _ = self.command(
-                    action,
-                    "blockdev-del",
-                    serde_json::json!({ "node-name": node }),
-                );
-            }
-            switched
-        });
         match switched {
             Ok(_) => {
                 self.top = Some(new_top.to_path_buf());
                 Ok(())
             }
             Err(error) => {
-                // Refused: QEMU does not write to it.
+                // Refused: QEMU never opened it. Otherwise it may write to it.
                 if let EngineError::Monitor {
                     source: QmpError::Refused { .. },
                     ..
@@ -210,28 +188,24 @@ impl QemuVm {
         }
     }
 
-    /// Hands QEMU `file` opened for reading and writing in a new
+    /// Hands QEMU `file`, opened for reading and writing, in a new
     /// descriptor set; returns the set's id, for `/dev/fdset/ID`. QEMU's
     /// jail does not hold the file's path. Remove the set (`remove-fd`)
     /// once a node opened it: the node keeps its own copy.
     fn hand_over(&mut self, action: &'static str, file: &Path) -> Result<u64, EngineError> {
-        let open = || {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(file)
-                .map_err(|source| EngineError::Open {
-                    path: file.to_path_buf(),
-                    source,
-                })
-        };
-        let monitor = |source| EngineError::Monitor { action, source };
-        let writable = open()?;
+        let writable = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(file)
+            .map_err(|source| EngineError::Open {
+                path: file.to_path_buf(),
+                source,
+            })?;
         let added = self
             .qmp(action)?
             .execute_with_fd("add-fd", serde_json::json!({}), writable.as_raw_fd())
-            .map_err(monitor)?;
-        let fdset = added["fdset-id"]
+            .map_err(|source| EngineError::Monitor { action, source })?;
+        added["fdset-id"]
             .as_u64()
             .ok_or_else(|| EngineError::Monitor {
                 action,
@@ -239,7 +213,6 @@ impl QemuVm {
                     command: "add-fd".into(),
                     message: format!("no fdset-id in its answer {added}"),
                 },
-            })?;
-        Ok(fdset)
+            })
     }
 }

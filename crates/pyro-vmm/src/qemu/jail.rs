@@ -56,6 +56,7 @@ impl Jail {
             (spec.initramfs.clone(), Access::Read),
         ];
         let mut writable = Vec::new();
+        let mut group_writable = Vec::new();
         match &spec.root_disk {
             Some(RootDisk::Persistent { path, .. }) => {
                 writable.push(path.clone());
@@ -66,6 +67,9 @@ impl Jail {
                 paths.extend(chain(base, &spec.disk_roots).map_err(failed)?);
             }
             None => {}
+        }
+        if let Some(dir) = &spec.layer_dir {
+            paths.push((dir.clone(), Access::Layers));
         }
         if let Some(SeedDisk::Image { path, .. }) = &spec.seed_disk {
             paths.push((path.clone(), Access::Read));
@@ -80,7 +84,14 @@ impl Jail {
                     ))
                 })?;
             }
-            writable.push(path.clone());
+            match shared {
+                // The image being made: this VM's alone.
+                true => writable.push(path.clone()),
+                // A template's, mapped privately by every VM restored from
+                // it at once: its group's to open (QEMU 7.2 opens it for
+                // writing), never one VM's uid.
+                false => group_writable.push(path.clone()),
+            }
         }
         // `/bin/qemu…` is `/usr/bin/qemu…` on a merged `/usr`.
         let binary = std::fs::canonicalize(binary).map_err(failed)?;
@@ -89,8 +100,13 @@ impl Jail {
             paths.push((dir.to_path_buf(), Access::Programs));
         }
         let kvm = spec.accel == Accel::Kvm;
-        let (user, slot) = switch_user(&writable, kvm).map_err(failed)?;
-        paths.extend(writable.into_iter().map(|path| (path, Access::Write)));
+        let (user, slot) = switch_user(&writable, &group_writable, kvm).map_err(failed)?;
+        paths.extend(
+            writable
+                .into_iter()
+                .chain(group_writable)
+                .map(|path| (path, Access::Write)),
+        );
         let root = JailRoot::plan(&paths, kvm).map_err(failed)?;
         Ok(Jail {
             root: Some(root),
@@ -109,6 +125,12 @@ impl Jail {
     /// Whether QEMU runs as an unprivileged uid.
     pub(crate) fn switches_user(&self) -> bool {
         self.user.is_some()
+    }
+
+    /// The uid and gid QEMU runs as, when not root: what new layers are
+    /// handed to.
+    pub(crate) fn owner(&self) -> Option<(u32, u32)> {
+        self.user.as_ref().map(|(uid, gid, _)| (*uid, *gid))
     }
 
     /// The lock on QEMU's uid, to hold as long as the VM runs.
@@ -153,6 +175,7 @@ fn chain(image: &Path, roots: &[PathBuf]) -> std::io::Result<Vec<(PathBuf, Acces
 #[allow(clippy::type_complexity)]
 fn switch_user(
     writable: &[PathBuf],
+    group_writable: &[PathBuf],
     kvm: bool,
 ) -> std::io::Result<(
     Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
@@ -164,7 +187,9 @@ fn switch_user(
         (Some(_), None) => "no group may open /dev/kvm".to_string(),
         (Some(user), Some(groups)) => match UidSlot::acquire() {
             Ok(slot) => {
-                if vmuser::hand_files(writable, Some((slot.uid, user.gid)), Some(user))? {
+                if vmuser::hand_files(group_writable, Some((0, user.gid)), Some(user))?
+                    && vmuser::hand_files(writable, Some((slot.uid, user.gid)), Some(user))?
+                {
                     return Ok((Some((slot.uid, user.gid, groups)), Some(slot)));
                 }
                 "a file it writes belongs to another user".to_string()
@@ -173,6 +198,7 @@ fn switch_user(
         },
     };
     vmuser::hand_files(writable, None, user.as_ref())?;
+    vmuser::hand_files(group_writable, None, user.as_ref())?;
     eprintln!("pyro: QEMU runs as uid 0 without capabilities: {why}");
     Ok((None, None))
 }

@@ -198,6 +198,7 @@ impl Engine for QemuEngine {
         }
         let mut jail = jail::Jail::plan(spec, &self.install.binary)?;
         let uid_slot = jail.take_slot();
+        let vm_owner = jail.owner();
         // A QEMU that stays uid 0 keeps the right to pass file permissions
         // only where its files need it.
         let keep_dac = !jail.switches_user() && jail::needs_dac(&opened);
@@ -254,7 +255,7 @@ impl Engine for QemuEngine {
                 _ => None,
             },
             transfer: (None, 0),
-            layers: 0,
+            owner: vm_owner,
             _uid_slot: uid_slot,
         };
         if let Some(state) = &saved_state {
@@ -310,8 +311,8 @@ struct QemuVm {
     /// The node of the file the transfer slot reads now, and how many
     /// have been attached (node names are never reused).
     transfer: (Option<String>, u64),
-    /// How many layers have been attached (for unique node names).
-    layers: u64,
+    /// The uid and gid a jailed QEMU runs as: new layers are handed to it.
+    owner: Option<(u32, u32)>,
     /// The lock on the uid a jailed QEMU runs as.
     _uid_slot: Option<vmuser::UidSlot>,
 }

@@ -26,6 +26,9 @@ pub(crate) enum Access {
     Read,
     /// Read and write (its disk's top layer, its RAM file).
     Write,
+    /// A directory whose files are read and written as their owners allow
+    /// (the root disk's layers: new ones appear while QEMU runs).
+    Layers,
     /// A device node, read and write.
     Device,
     /// A read-only tree of programs and libraries (`/usr`).
@@ -115,7 +118,7 @@ impl JailRoot {
             let real = std::fs::canonicalize(&path)
                 .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
             let is_dir = std::fs::metadata(&real)?.is_dir();
-            if is_dir && access != Access::Programs {
+            if is_dir && !matches!(access, Access::Programs | Access::Layers) {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
                     format!("{} is a directory, not a file for the VM", path.display()),
@@ -278,7 +281,7 @@ fn mount_flags(access: Access) -> libc::c_ulong {
     let data = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     match access {
         Access::Read => data | libc::MS_RDONLY,
-        Access::Write => data,
+        Access::Write | Access::Layers => data,
         Access::Device => libc::MS_NOSUID | libc::MS_NOEXEC,
         Access::Programs => libc::MS_NOSUID | libc::MS_NODEV | libc::MS_RDONLY,
     }
@@ -289,7 +292,7 @@ fn mount_attributes(access: Access) -> u64 {
     let data = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
     match access {
         Access::Read => data | MOUNT_ATTR_RDONLY,
-        Access::Write => data,
+        Access::Write | Access::Layers => data,
         Access::Device => MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
         Access::Programs => MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_RDONLY,
     }

@@ -102,7 +102,7 @@ pub(crate) fn kvm_groups(kvm: bool) -> Option<Vec<libc::gid_t>> {
 }
 
 /// Hands each of `writable` to `uid:gid`, or (with `None`, QEMU keeping
-/// uid 0) back to root. Only a regular file, not followed through a
+/// uid 0) back to root; both owner and group may write it. Only a regular file, not followed through a
 /// link, owned by root or by a VM's uid, changes hands; `false` when one
 /// is not such a file (a file of another user: `sudo pyro` with a user's
 /// store), and nothing changes then.
@@ -127,7 +127,12 @@ pub(crate) fn hand_files(
     }
     let (uid, gid) = to.unwrap_or((0, 0));
     for file in files {
+        use std::os::unix::fs::PermissionsExt as _;
         std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+        let mode = file.metadata()?.permissions().mode() & 0o7777;
+        if mode & 0o660 != 0o660 {
+            file.set_permissions(std::fs::Permissions::from_mode(mode | 0o660))?;
+        }
     }
     Ok(true)
 }
