@@ -16,12 +16,22 @@ const MAX_DEPTH: usize = 512;
 /// The files below `image` in its backing chain, nearest first, each as
 /// QEMU resolves it (relative names against the directory of the image
 /// that names them). A file that is not qcow2 (a raw base) ends the chain.
-pub(crate) fn backing_files(image: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// `allowed` judges each name before it is opened: a header may have been
+/// written by a QEMU that broke out, and opening a FIFO or a device has
+/// effects of its own.
+pub(crate) fn backing_files(
+    image: &Path,
+    allowed: impl Fn(&Path) -> std::io::Result<()>,
+) -> std::io::Result<Vec<PathBuf>> {
     let mut chain = Vec::new();
     let mut current = image.to_path_buf();
     while let Some(name) = backing_name(&current)? {
         let dir = current.parent().unwrap_or(Path::new("/"));
+        if name.starts_with("json:") || name.contains("://") {
+            return Err(invalid(&current, "its backing file is not a file name"));
+        }
         let next = dir.join(&name);
+        allowed(&next)?;
         if chain.len() >= MAX_DEPTH {
             return Err(invalid(
                 image,
@@ -36,8 +46,15 @@ pub(crate) fn backing_files(image: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// The backing file name in `image`'s header, if it is qcow2 and has one.
 fn backing_name(image: &Path) -> std::io::Result<Option<String>> {
-    let mut file = std::fs::File::open(image)
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(image)
         .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", image.display())))?;
+    if !file.metadata()?.is_file() {
+        return Err(invalid(image, "it is not a regular file"));
+    }
     let mut header = [0u8; 20];
     if file.read_exact(&mut header).is_err() || header[..4] != MAGIC {
         return Ok(None);
@@ -85,7 +102,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("layers")).unwrap();
         let top = dir.path().join("layers/top.qcow2");
         create_layer(&bottom, &top, None).unwrap();
-        let chain = backing_files(&top).unwrap();
+        let chain = backing_files(&top, |_| Ok(())).unwrap();
         assert_eq!(chain.len(), 2, "{chain:?}");
         assert_eq!(chain[0], dir.path().join("layers/../disk.qcow2"));
         assert_eq!(chain[1], base);
@@ -96,7 +113,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let raw = dir.path().join("raw");
         std::fs::write(&raw, b"QFI").unwrap();
-        assert!(backing_files(&raw).unwrap().is_empty());
+        assert!(backing_files(&raw, |_| Ok(())).unwrap().is_empty());
     }
 
     #[test]
@@ -110,10 +127,10 @@ mod tests {
         header.resize(64, 0);
         header.extend(b"loop.qcow2");
         std::fs::write(&looped, &header).unwrap();
-        let error = backing_files(&looped).unwrap_err();
+        let error = backing_files(&looped, |_| Ok(())).unwrap_err();
         assert!(error.to_string().contains("deeper"), "{error}");
         header[16..20].copy_from_slice(&5000u32.to_be_bytes());
         std::fs::write(&looped, &header).unwrap();
-        assert!(backing_files(&looped).is_err());
+        assert!(backing_files(&looped, |_| Ok(())).is_err());
     }
 }

@@ -1,8 +1,8 @@
 //! A workspace disk larger than its environment's (`--disk-size`): as its
 //! VM starts, the supervisor grows the root disk's top layer to the size
 //! the workspace was made with (the guest's device sees it at once), then
-//! the guest's filesystem, online. A VM whose disk already has the size
-//! (started again, restored from its own memory) is left alone.
+//! the guest's filesystem, online; at every start, since `resize2fs` of a
+//! filesystem that already fills its disk is a quick no-op.
 
 use std::time::Duration;
 
@@ -18,15 +18,16 @@ const GROW_LIMIT: Duration = Duration::from_secs(120);
 pub(super) async fn grow_disk(vm: &mut dyn Vm, guest: &Guest, wanted: u64) -> Result<(), String> {
     let failed = |e: &dyn std::error::Error| pyro_util::error_chain(e);
     let size = vm.root_size().map_err(|e| failed(&e))?;
-    if size >= wanted {
-        return Ok(());
+    if size < wanted {
+        vm.grow_root(wanted).map_err(|e| failed(&e))?;
     }
-    vm.grow_root(wanted).map_err(|e| failed(&e))?;
     // The device learns its size from an interrupt: wait for it (at most
-    // 5 s), then grow the mounted filesystem.
+    // 5 s), then grow the mounted filesystem. Run at every start: a grow
+    // cut short finishes then, and a whole one is a quick no-op.
     let sectors = wanted / 512;
     let script = format!(
-        "i=0; while [ \"$(cat /sys/block/vda/size)\" -lt {sectors} ] && [ $i -lt 100 ]; do \
+        "i=0; while [ \"$(cat /sys/block/vda/size)\" -lt {sectors} ]; do \
+         [ $i -ge 100 ] && {{ echo 'the disk did not grow' >&2; exit 3; }}; \
          sleep 0.05; i=$((i+1)); done; resize2fs /dev/vda"
     );
     let request = ExecRequest {

@@ -100,6 +100,9 @@ impl Jail {
             paths.push((dir.to_path_buf(), Access::Programs));
         }
         let kvm = spec.accel == Accel::Kvm;
+        if let Some(dir) = &spec.layer_dir {
+            vmuser::settle_layers(dir, &writable, VmUser::lookup().as_ref()).map_err(failed)?;
+        }
         let (user, slot) = switch_user(&writable, &group_writable, kvm).map_err(failed)?;
         paths.extend(
             writable
@@ -147,24 +150,29 @@ fn chain(image: &Path, roots: &[PathBuf]) -> std::io::Result<Vec<(PathBuf, Acces
         .iter()
         .filter_map(|root| std::fs::canonicalize(root).ok())
         .collect();
-    let mut chain = Vec::new();
-    for path in crate::qcow2::backing_files(image)? {
-        let real = std::fs::canonicalize(&path)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        let inside = roots.iter().any(|root| real.starts_with(root));
-        if !inside || !std::fs::metadata(&real)?.is_file() {
-            return Err(std::io::Error::new(
+    // Judged before it is opened.
+    let allowed = |path: &Path| {
+        let refused = || {
+            std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
                 format!(
                     "{} names {} as its backing file, which is not a file in pyro's stores: refused",
                     image.display(),
                     path.display()
                 ),
-            ));
+            )
+        };
+        let real = std::fs::canonicalize(path).map_err(|_| refused())?;
+        let regular = std::fs::symlink_metadata(&real).is_ok_and(|meta| meta.is_file());
+        match regular && roots.iter().any(|root| real.starts_with(root)) {
+            true => Ok(()),
+            false => Err(refused()),
         }
-        chain.push((path, Access::Read));
-    }
-    Ok(chain)
+    };
+    Ok(crate::qcow2::backing_files(image, allowed)?
+        .into_iter()
+        .map(|path| (path, Access::Read))
+        .collect())
 }
 
 /// Who QEMU runs as: a uid of its own in `pyro-vm`'s group, its
@@ -187,8 +195,8 @@ fn switch_user(
         (Some(_), None) => "no group may open /dev/kvm".to_string(),
         (Some(user), Some(groups)) => match UidSlot::acquire() {
             Ok(slot) => {
-                if vmuser::hand_files(group_writable, Some((0, user.gid)), Some(user))?
-                    && vmuser::hand_files(writable, Some((slot.uid, user.gid)), Some(user))?
+                if vmuser::hand_files(group_writable, Some((0, user.gid)), Some(user), true)?
+                    && vmuser::hand_files(writable, Some((slot.uid, user.gid)), Some(user), false)?
                 {
                     return Ok((Some((slot.uid, user.gid, groups)), Some(slot)));
                 }
@@ -197,8 +205,10 @@ fn switch_user(
             Err(error) => format!("no uid for it: {error}"),
         },
     };
-    vmuser::hand_files(writable, None, user.as_ref())?;
-    vmuser::hand_files(group_writable, None, user.as_ref())?;
+    vmuser::hand_files(writable, None, user.as_ref(), false)?;
+    // A template's RAM file stays its group's: other launches use it now.
+    let group = user.as_ref().map(|user| (0, user.gid));
+    vmuser::hand_files(group_writable, group, user.as_ref(), true)?;
     eprintln!("pyro: QEMU runs as uid 0 without capabilities: {why}");
     Ok((None, None))
 }

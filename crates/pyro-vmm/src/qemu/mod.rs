@@ -181,7 +181,10 @@ impl Engine for QemuEngine {
         inherited.extend(saved_state.as_ref().map(|file| file.as_raw_fd()));
         let argv = args::qemu_args(spec, &fds);
 
-        let mut command = Command::new(&self.install.binary);
+        // The path QEMU's jail binds (`/bin/qemu…` is `/usr/bin/qemu…`).
+        let binary = std::fs::canonicalize(&self.install.binary)
+            .unwrap_or_else(|_| self.install.binary.clone());
+        let mut command = Command::new(&binary);
         command
             .args(&argv)
             .stdin(Stdio::null())
@@ -196,7 +199,10 @@ impl Engine for QemuEngine {
         {
             opened.push(path);
         }
-        let mut jail = jail::Jail::plan(spec, &self.install.binary)?;
+        if let crate::GuestRam::File { path, .. } = &spec.ram {
+            opened.push(path);
+        }
+        let mut jail = jail::Jail::plan(spec, &binary)?;
         let uid_slot = jail.take_slot();
         let vm_owner = jail.owner();
         // A QEMU that stays uid 0 keeps the right to pass file permissions

@@ -3,10 +3,11 @@
 //! on the host (so QEMU's command line is unchanged): `/usr` and the
 //! dynamic loader's cache read-only, `/dev/null`, `/dev/urandom` and
 //! (with KVM) `/dev/kvm`, the kernel, the initramfs, the seed and the
-//! root disk's backing chain read-only, and only the disk's top layer
-//! and the guest-RAM file writable. No `/proc`, no `/sys`, no home, no
-//! other workspace; files QEMU is handed later (a transfer image, a new
-//! layer) come as descriptors over the monitor.
+//! root disk's backing chain read-only, the disk's top layer and the
+//! guest-RAM file writable, and the workspace's layer directory (where a
+//! snapshot's new layer is made; only the top is QEMU's to write). No
+//! `/proc`, no `/sys`, no home, no other workspace; a transfer image
+//! comes as a descriptor over the monitor.
 //!
 //! The plan is made in the parent ([`JailRoot::plan`]), every path a
 //! ready C string, so the child between fork and exec

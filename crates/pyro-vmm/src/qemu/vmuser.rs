@@ -101,38 +101,83 @@ pub(crate) fn kvm_groups(kvm: bool) -> Option<Vec<libc::gid_t>> {
     }
 }
 
-/// Hands each of `writable` to `uid:gid`, or (with `None`, QEMU keeping
-/// uid 0) back to root; both owner and group may write it. Only a regular file, not followed through a
-/// link, owned by root or by a VM's uid, changes hands; `false` when one
-/// is not such a file (a file of another user: `sudo pyro` with a user's
-/// store), and nothing changes then.
+/// Hands each of `files` to `uid:gid`, or (with `None`, QEMU keeping
+/// uid 0) to root. Only a regular file, not followed through a link,
+/// owned by root or by a VM's uid, changes hands; `false` when one is not
+/// such a file (a file of another user: `sudo pyro` with a user's store),
+/// and nothing changes then. Its owner may read and write it, and with
+/// `group_writes` its group (a template's RAM file, shared by VMs at
+/// once); nobody else may write it.
 pub(crate) fn hand_files(
-    writable: &[PathBuf],
+    files: &[PathBuf],
     to: Option<(u32, u32)>,
     user: Option<&VmUser>,
+    group_writes: bool,
 ) -> std::io::Result<bool> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut files = Vec::new();
-    for path in writable {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let mut opened = Vec::new();
+    for path in files {
+        let file = open_no_follow(path)?;
         let meta = file.metadata()?;
         if !meta.is_file() || !(meta.uid() == 0 || is_vm_uid(meta.uid(), user)) {
             return Ok(false);
         }
-        files.push(file);
+        opened.push(file);
     }
     let (uid, gid) = to.unwrap_or((0, 0));
-    for file in files {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
-        let mode = file.metadata()?.permissions().mode() & 0o7777;
-        if mode & 0o660 != 0o660 {
-            file.set_permissions(std::fs::Permissions::from_mode(mode | 0o660))?;
-        }
+    for file in opened {
+        set_owner(&file, uid, gid, group_writes)?;
     }
     Ok(true)
+}
+
+/// Gives every layer in `dir` but `tops` that a VM's uid holds back to
+/// root, and takes group and other write from every one: only its top is
+/// a VM's to write (a layer frozen while no VM ran kept its last owner).
+pub(crate) fn settle_layers(
+    dir: &Path,
+    tops: &[PathBuf],
+    user: Option<&VmUser>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if tops.iter().any(|top| top == &path) {
+            continue;
+        }
+        let Ok(file) = open_no_follow(&path) else {
+            continue;
+        };
+        let meta = file.metadata()?;
+        let foreign = meta.uid() != 0 && !is_vm_uid(meta.uid(), user);
+        if !meta.is_file() || foreign {
+            continue;
+        }
+        let (uid, mode) = (meta.uid(), meta.mode() & 0o7777);
+        if uid != 0 || mode & 0o022 != 0 {
+            set_owner(&file, 0, 0, false)?;
+        }
+    }
+    Ok(())
+}
+
+fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+fn set_owner(file: &std::fs::File, uid: u32, gid: u32, group_writes: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::os::unix::fs::fchown(file, Some(uid), Some(gid))?;
+    let mode = file.metadata()?.permissions().mode() & 0o7777;
+    let wanted = match group_writes {
+        true => (mode | 0o660) & !0o002,
+        false => (mode | 0o600) & !0o022,
+    };
+    if wanted != mode {
+        file.set_permissions(std::fs::Permissions::from_mode(wanted))?;
+    }
+    Ok(())
 }

@@ -140,7 +140,8 @@ pub fn disk_size(text: &str) -> Result<u64, InvalidRequest> {
             range: "the environment's (8G) to 2T",
         });
     }
-    Ok(bytes)
+    // Whole MiB: a disk grows by whole sectors.
+    Ok(bytes.div_ceil(1 << 20) << 20)
 }
 
 /// A size: a number with K, M, G or T (binary: `512M`, `16G`, `1.5T`;

@@ -217,6 +217,7 @@ fn host_disk_ceilings_read_binary_units_and_stay_in_range() {
         );
     }
     assert_eq!(disk_size("20G"), Ok(20 << 30));
+    assert_eq!(disk_size("10.3G").map(|b| b % (1 << 20)), Ok(0));
     assert!(matches!(
         disk_size("3T"),
         Err(InvalidRequest::SizeOutOfRange { .. })
