@@ -153,7 +153,7 @@ fn overlay_args(base: &Path, base_format: DiskFormat, overlay: &Path) -> Vec<OsS
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -181,19 +181,26 @@ mod tests {
         assert!(std::fs::metadata(&overlay).unwrap().len() < 1 << 20);
     }
 
-    #[test]
-    fn a_layer_names_its_backing_relative_to_itself_and_survives_a_move() {
-        let dir = tempfile::tempdir().unwrap();
-        let base = dir.path().join("base.raw");
+    /// A raw 1 MiB `base.raw`, `disk.qcow2` over it, and
+    /// `layers/top.qcow2` over that, in `dir`; the paths of the three.
+    pub(crate) fn three_layers(dir: &Path) -> [PathBuf; 3] {
+        let base = dir.join("base.raw");
         std::fs::File::create(&base)
             .unwrap()
             .set_len(1 << 20)
             .unwrap();
-        let bottom = dir.path().join("disk.qcow2");
+        let bottom = dir.join("disk.qcow2");
         create_overlay(&base, DiskFormat::Raw, &bottom).unwrap();
-        std::fs::create_dir(dir.path().join("layers")).unwrap();
-        let top = dir.path().join("layers/top.qcow2");
+        std::fs::create_dir(dir.join("layers")).unwrap();
+        let top = dir.join("layers/top.qcow2");
         create_layer(&bottom, &top, None).unwrap();
+        [base, bottom, top]
+    }
+
+    #[test]
+    fn a_layer_names_its_backing_relative_to_itself_and_survives_a_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let [_, _, top] = three_layers(dir.path());
         let unopened = dir.path().join("layers/unopened.qcow2");
         create_layer(&top, &unopened, Some(1 << 20)).unwrap();
         // Linked into another directory, the chain resolves there.

@@ -86,22 +86,12 @@ fn invalid(image: &Path, why: &str) -> std::io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::{create_layer, create_overlay};
-    use crate::DiskFormat;
+    use crate::disk::tests::three_layers;
 
     #[test]
     fn reads_the_chain_qemu_img_made() {
         let dir = tempfile::tempdir().unwrap();
-        let base = dir.path().join("base.raw");
-        std::fs::File::create(&base)
-            .unwrap()
-            .set_len(1 << 20)
-            .unwrap();
-        let bottom = dir.path().join("disk.qcow2");
-        create_overlay(&base, DiskFormat::Raw, &bottom).unwrap();
-        std::fs::create_dir(dir.path().join("layers")).unwrap();
-        let top = dir.path().join("layers/top.qcow2");
-        create_layer(&bottom, &top, None).unwrap();
+        let [base, _, top] = three_layers(dir.path());
         let chain = backing_files(&top, |_| Ok(())).unwrap();
         assert_eq!(chain.len(), 2, "{chain:?}");
         assert_eq!(chain[0], dir.path().join("layers/../disk.qcow2"));

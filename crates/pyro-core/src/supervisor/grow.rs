@@ -2,7 +2,10 @@
 //! VM starts, the supervisor grows the root disk's top layer to the size
 //! the workspace was made with (the guest's device sees it at once), then
 //! the guest's filesystem, online; at every start, since `resize2fs` of a
-//! filesystem that already fills its disk is a quick no-op.
+//! filesystem that already fills its disk is a quick no-op. A start that
+//! grew the disk fails when the filesystem cannot follow; one that found
+//! the disk grown already only logs it (a guest that removed `resize2fs`
+//! keeps a workspace that starts).
 
 use std::time::Duration;
 
@@ -14,13 +17,29 @@ use crate::host::guest::{ExecEvent, Guest};
 /// How long growing the filesystem may take.
 const GROW_LIMIT: Duration = Duration::from_secs(120);
 
+/// How much of the guest's stderr an error quotes.
+const SAID_LIMIT: usize = 4096;
+
 /// Grows the VM's root disk and the guest's filesystem to `wanted` bytes.
 pub(super) async fn grow_disk(vm: &mut dyn Vm, guest: &Guest, wanted: u64) -> Result<(), String> {
     let failed = |e: &dyn std::error::Error| pyro_util::error_chain(e);
     let size = vm.root_size().map_err(|e| failed(&e))?;
-    if size < wanted {
+    let grown_now = size < wanted;
+    if grown_now {
         vm.grow_root(wanted).map_err(|e| failed(&e))?;
     }
+    match grow_filesystem(guest, wanted).await {
+        Err(why) if !grown_now => {
+            eprintln!("pyro: the guest's filesystem was not grown again: {why}");
+            Ok(())
+        }
+        result => result,
+    }
+}
+
+/// Waits for the guest's device to show `wanted` bytes, then runs
+/// `resize2fs` on it.
+async fn grow_filesystem(guest: &Guest, wanted: u64) -> Result<(), String> {
     // The device learns its size from an interrupt: wait for it (at most
     // 5 s), then grow the mounted filesystem. Run at every start: a grow
     // cut short finishes then, and a whole one is a quick no-op.
@@ -39,7 +58,10 @@ pub(super) async fn grow_disk(vm: &mut dyn Vm, guest: &Guest, wanted: u64) -> Re
     let mut said = Vec::new();
     loop {
         match stream.next().await.map_err(|e| e.to_string())? {
-            ExecEvent::Stderr(bytes) => said.extend_from_slice(&bytes),
+            ExecEvent::Stderr(bytes) => {
+                let room = SAID_LIMIT.saturating_sub(said.len());
+                said.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            }
             ExecEvent::Exited(status) if status.code == Some(0) => return Ok(()),
             ExecEvent::Exited(_) => {
                 let said = String::from_utf8_lossy(&said);
