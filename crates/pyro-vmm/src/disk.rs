@@ -19,6 +19,12 @@ pub enum DiskError {
     Create { path: PathBuf, stderr: String },
     #[error("qemu-img failed on {path}: {stderr}")]
     Image { path: PathBuf, stderr: String },
+    #[error("could not read the disk layer {path}")]
+    Header {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("could not run qemu-img")]
     Io(#[source] std::io::Error),
 }
@@ -47,62 +53,27 @@ fn run_create(args: Vec<OsString>, overlay: &Path) -> Result<(), DiskError> {
 /// Creates `overlay` as a qcow2 layer over the qcow2 layer `below`,
 /// naming `below` relative to the overlay's directory: a chain of layers
 /// in one directory stays whole when the directory's files are linked
-/// elsewhere (a workspace forked from another). With `size` (the disk's
-/// virtual size, bytes) `below` is not opened: it may be in use by a VM.
+/// elsewhere (a workspace forked from another). qemu-img never opens
+/// `below` (it may be in use by a VM, and its header may name anything):
+/// the layer's size is `size` (the disk's virtual size, bytes), or the
+/// one `below`'s header gives.
 pub fn create_layer(below: &Path, overlay: &Path, size: Option<u64>) -> Result<(), DiskError> {
+    let size = match size {
+        Some(size) => size,
+        None => virtual_size(below).map_err(|source| DiskError::Header {
+            path: below.to_path_buf(),
+            source,
+        })?,
+    };
     let from = overlay.parent().unwrap_or(Path::new("/"));
     let backing = pyro_util::fsutil::relative_path(from, below);
     let mut args = overlay_args(&backing, DiskFormat::Qcow2, overlay);
-    if let Some(size) = size {
-        args.insert(1, "-u".into());
-        args.push(size.to_string().into());
-    }
+    args.insert(1, "-u".into());
+    args.push(size.to_string().into());
     run_create(args, overlay)
 }
 
-/// One image of a backing chain as `qemu-img info` reports it.
-#[derive(Debug, Clone)]
-pub struct ChainImage {
-    /// The image's file, as qemu-img opened it.
-    pub filename: PathBuf,
-    /// Its backing file's name as the image stores it (maybe relative).
-    pub backing: Option<String>,
-}
-
-/// The images of `image`'s backing chain, itself first. Images in use by
-/// a VM are read too (`-U`).
-pub fn backing_chain(image: &Path) -> Result<Vec<ChainImage>, DiskError> {
-    let output = run_qemu_img(backing_chain_args(image))?;
-    let failed = |stderr: String| DiskError::Image {
-        path: image.to_path_buf(),
-        stderr,
-    };
-    if !output.status.success() {
-        return Err(failed(
-            String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        ));
-    }
-    let chain: Vec<serde_json::Value> =
-        serde_json::from_slice(&output.stdout).map_err(|e| failed(e.to_string()))?;
-    Ok(chain
-        .iter()
-        .filter_map(|info| {
-            Some(ChainImage {
-                filename: info["filename"].as_str()?.into(),
-                backing: info["backing-filename"].as_str().map(str::to_string),
-            })
-        })
-        .collect())
-}
-
-/// `qemu-img info` of a whole chain, the image after `--`.
-fn backing_chain_args(image: &Path) -> Vec<OsString> {
-    let mut args: Vec<OsString> = ["info", "-U", "--backing-chain", "--output=json", "--"]
-        .map(Into::into)
-        .to_vec();
-    args.push(image.into());
-    args
-}
+pub use crate::qcow2::{backing_chain, virtual_size, ChainImage};
 
 /// Makes the qcow2 layer `image` name the qcow2 layer `below` (relative
 /// to itself) as its backing file, reading neither: their content must
@@ -164,13 +135,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn an_image_path_that_looks_like_an_option_is_an_operand() {
-        let args = backing_chain_args(Path::new("-image"));
-        let args: Vec<_> = args.iter().map(|a| a.to_str().unwrap()).collect();
-        assert_eq!(args[args.len() - 2..], ["--", "-image"]);
-    }
-
-    #[test]
     fn creates_a_small_overlay_over_a_large_base() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("base.raw");
@@ -209,7 +173,8 @@ pub(crate) mod tests {
         for file in ["disk.qcow2", "layers/top.qcow2", "layers/unopened.qcow2"] {
             std::fs::hard_link(dir.path().join(file), other.path().join(file)).unwrap();
         }
-        let chain = backing_chain(&other.path().join("layers/unopened.qcow2")).unwrap();
+        let chain =
+            backing_chain(&other.path().join("layers/unopened.qcow2"), |_| Ok(true)).unwrap();
         assert_eq!(chain.len(), 4, "{chain:?}");
         assert_eq!(chain[0].backing.as_deref(), Some("top.qcow2"));
         assert_eq!(chain[1].backing.as_deref(), Some("../disk.qcow2"));

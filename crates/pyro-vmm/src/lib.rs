@@ -15,7 +15,7 @@
 pub mod accel;
 mod console;
 pub mod disk;
-mod qcow2;
+pub mod qcow2;
 pub mod qemu;
 
 use std::os::unix::net::UnixStream;

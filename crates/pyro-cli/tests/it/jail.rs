@@ -245,6 +245,27 @@ fn qemu_sees_only_its_own_files_as_an_unprivileged_user() {
         home.run(&["workspace", "snapshot", "create", "mine", "s1"]),
         "snapshot",
     );
+    if vm_group().is_some() {
+        // The layer directory and the layer the snapshot froze are the
+        // keeper's (a uid no process runs as), written by nobody.
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = home.path().join("workspaces").join(&mine);
+        let status = json(&home.run(&["workspace", "status", "mine", "--json"]));
+        let top = dir.join(status["active_disk"].as_str().unwrap());
+        let layers = std::fs::metadata(dir.join("layers")).unwrap();
+        assert_eq!((layers.uid(), layers.mode() & 0o7777), (0x7eff_ffff, 0o755));
+        let mut frozen = 0;
+        for entry in std::fs::read_dir(dir.join("layers")).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::metadata(&path).unwrap();
+            if path != top {
+                frozen += 1;
+                assert_eq!(meta.uid(), 0x7eff_ffff, "{path:?}");
+                assert_eq!(meta.mode() & 0o222, 0, "{path:?}");
+            }
+        }
+        assert!(frozen > 0);
+    }
     ok(home.sh("mine", "rm /workspace/kept"), "exec");
     ok(
         home.run(&[
@@ -308,7 +329,7 @@ fn qemu_sees_only_its_own_files_as_an_unprivileged_user() {
     let said = stderr(&start);
     assert!(!start.status.success(), "{said}");
     assert!(
-        said.contains("/etc/passwd as its backing file, which is not a file in pyro's stores"),
+        said.contains("/etc/passwd as a backing file, which is not a file in pyro's stores"),
         "{said}"
     );
     for name in ["mine", "other", "twin"] {

@@ -184,7 +184,8 @@ fn helper_spec(machine: &Machine, record: &WorkspaceRecord, dir: &Path) -> pyro_
         false => None,
     };
     let mut spec = machine.workspace_spec(disk.clone(), shape, seed, None);
-    spec.disk_roots.push(dir.to_path_buf());
+    spec.disk_roots
+        .extend(crate::workspace::layers::disk_files(dir));
     spec.root_disk = Some(RootDisk::Ephemeral {
         base: disk,
         format: DiskFormat::Qcow2,

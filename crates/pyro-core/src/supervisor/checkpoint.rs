@@ -220,8 +220,8 @@ pub(super) async fn snapshot(
 }
 
 /// Records that the VM writes to `new_top` from now on (whether or not
-/// the caller hears the answer), and gives the layer that froze back to
-/// root: nobody is to write it again.
+/// the caller hears the answer), and gives the layer that froze to the
+/// keeper of frozen layers: nobody is to write it again.
 pub(super) fn record_new_top(store: &WorkspaceStore, id: &str, dir: &Path, new_top: &str) {
     let mut frozen = None;
     let _ = store.update(id, |record| {
@@ -231,8 +231,12 @@ pub(super) fn record_new_top(store: &WorkspaceStore, id: &str, dir: &Path, new_t
         ));
         Ok(())
     });
-    if let Some(frozen) = frozen.filter(|_| pyro_util::fsutil::is_root()) {
-        let _ = std::os::unix::fs::lchown(dir.join(frozen), Some(0), Some(0));
+    if let Some(frozen) = frozen {
+        if let Err(error) = pyro_vmm::qemu::freeze_layer(&dir.join(frozen)) {
+            eprintln!(
+                "pyro: a frozen layer stays writable to its VM until it starts again: {error}"
+            );
+        }
     }
 }
 

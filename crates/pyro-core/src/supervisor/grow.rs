@@ -28,7 +28,13 @@ pub(super) async fn grow_disk(vm: &mut dyn Vm, guest: &Guest, wanted: u64) -> Re
     if grown_now {
         vm.grow_root(wanted).map_err(|e| failed(&e))?;
     }
-    match grow_filesystem(guest, wanted).await {
+    // The guest's own limit, and a host-side one for a guest that stops
+    // answering.
+    let limit = GROW_LIMIT + Duration::from_secs(10);
+    let grown = tokio::time::timeout(limit, grow_filesystem(guest, wanted))
+        .await
+        .unwrap_or_else(|_| Err(format!("the guest did not answer in {} s", limit.as_secs())));
+    match grown {
         Err(why) if !grown_now => {
             eprintln!("pyro: the guest's filesystem was not grown again: {why}");
             Ok(())
@@ -46,7 +52,7 @@ async fn grow_filesystem(guest: &Guest, wanted: u64) -> Result<(), String> {
     let sectors = wanted / 512;
     let script = format!(
         "i=0; while [ \"$(cat /sys/block/vda/size)\" -lt {sectors} ]; do \
-         [ $i -ge 100 ] && {{ echo 'the disk did not grow' >&2; exit 3; }}; \
+         [ $i -ge 100 ] && exit 3; \
          sleep 0.05; i=$((i+1)); done; resize2fs /dev/vda"
     );
     let request = ExecRequest {
@@ -63,6 +69,12 @@ async fn grow_filesystem(guest: &Guest, wanted: u64) -> Result<(), String> {
                 said.extend_from_slice(&bytes[..bytes.len().min(room)]);
             }
             ExecEvent::Exited(status) if status.code == Some(0) => return Ok(()),
+            ExecEvent::Exited(status) if status.code == Some(3) => {
+                return Err(format!(
+                    "the guest's disk did not show its new size ({}) within 5 s",
+                    pyro_util::human_bytes(wanted)
+                ))
+            }
             ExecEvent::Exited(_) => {
                 let said = String::from_utf8_lossy(&said);
                 return Err(format!(

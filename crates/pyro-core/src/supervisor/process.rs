@@ -175,7 +175,8 @@ async fn supervise(
     );
     // Its writes stay under the workspace's ceiling on host bytes.
     spec.file_size_limit = Some(ceiling::file_budget(&dir, &record));
-    spec.disk_roots.push(dir.clone());
+    spec.disk_roots
+        .extend(crate::workspace::layers::disk_files(&dir));
     let layers = dir.join(crate::workspace::layers::LAYERS);
     spec.layer_dir = std::fs::create_dir_all(&layers).ok().map(|()| layers);
     let mut ports = bind_ports(&record.network).map_err(SuperviseError::Ports)?;

@@ -8,10 +8,18 @@ use std::path::{Path, PathBuf};
 use pyro_util::fsutil::FileLock;
 
 use super::store::{new_id, WorkspaceRecord, WorkspaceStore};
-use super::{WorkspaceError, DISK};
+use super::{WorkspaceError, DISK, TEMPLATE_DISK};
 
 /// Where frozen layers and new tops live, inside the workspace directory.
 pub(crate) const LAYERS: &str = "layers";
+
+/// Where a workspace's disk files live in its `dir`: its first layer (a
+/// cold one's, or a warm one's copy of its template's disk) and the
+/// layers directory. The only files of it a backing chain may name
+/// (never its record, sockets or secrets).
+pub(crate) fn disk_files(dir: &Path) -> [PathBuf; 3] {
+    [dir.join(DISK), dir.join(TEMPLATE_DISK), dir.join(LAYERS)]
+}
 /// The name a snapshot may not take: `reset` without a snapshot means it.
 pub(crate) const BASELINE: &str = "baseline";
 
@@ -106,7 +114,7 @@ pub(crate) fn collect_garbage(dir: &Path, record: &WorkspaceRecord) {
     roots.extend(record.snapshots.iter().map(|s| s.layer.clone()));
     let mut needed = HashSet::new();
     for root in roots {
-        match backing_chain(&dir.join(&root)) {
+        match backing_chain(dir, &dir.join(&root)) {
             Some(chain) => needed.extend(chain),
             // When the chain cannot be read, keep everything.
             None => return,
@@ -170,10 +178,13 @@ pub(crate) fn link_chain(from: &Path, to: &Path, layer: &str) -> Result<(), Work
         move |source| WorkspaceError::Io { path, source }
     };
     let from = std::fs::canonicalize(from).map_err(io(from))?;
-    for image in pyro_vmm::disk::backing_chain(&from.join(layer)).map_err(WorkspaceError::Disk)? {
+    let top = from.join(layer);
+    // The chain ends at the environment's image, shared by all.
+    let chain = pyro_vmm::qcow2::backing_chain(&top, |real| Ok(real.starts_with(&from)))
+        .map_err(|source| WorkspaceError::Io { path: top, source })?;
+    for image in chain {
         let file = std::fs::canonicalize(&image.filename).map_err(io(&image.filename))?;
         let Ok(relative) = file.strip_prefix(&from) else {
-            // The environment's image, shared by all.
             break;
         };
         let target = to.join(relative);
@@ -199,10 +210,13 @@ pub(crate) fn link_chain(from: &Path, to: &Path, layer: &str) -> Result<(), Work
     Ok(())
 }
 
-/// Every file in an image's backing chain (itself first), canonical paths.
-fn backing_chain(image: &Path) -> Option<Vec<PathBuf>> {
+/// Every file of an image's backing chain (itself first) inside the
+/// workspace's `dir`, canonical paths; the headers are read, never
+/// trusted (a QEMU that broke out may have written its top's).
+fn backing_chain(dir: &Path, image: &Path) -> Option<Vec<PathBuf>> {
+    let dir = std::fs::canonicalize(dir).ok()?;
     Some(
-        pyro_vmm::disk::backing_chain(image)
+        pyro_vmm::qcow2::backing_chain(image, |real| Ok(real.starts_with(&dir)))
             .ok()?
             .into_iter()
             .map(|info| std::fs::canonicalize(&info.filename).unwrap_or(info.filename))

@@ -149,7 +149,7 @@ impl QemuVm {
     pub(super) fn attach_layer(&mut self, new_top: &Path) -> Result<(), EngineError> {
         let action = "snapshot the disk of";
         // The layer directory is in QEMU's jail; the new layer is its to
-        // write (the one it leaves goes back to root once frozen).
+        // write (the one it leaves goes to the keeper once frozen).
         if let Some((uid, gid)) = self.owner {
             if let Err(source) = std::os::unix::fs::lchown(new_top, Some(uid), Some(gid)) {
                 let _ = std::fs::remove_file(new_top);

@@ -150,28 +150,22 @@ fn chain(image: &Path, roots: &[PathBuf]) -> std::io::Result<Vec<(PathBuf, Acces
         .iter()
         .filter_map(|root| std::fs::canonicalize(root).ok())
         .collect();
-    // Judged before it is opened.
-    let allowed = |path: &Path| {
-        let refused = || {
-            std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                format!(
-                    "{} names {} as its backing file, which is not a file in pyro's stores: refused",
-                    image.display(),
-                    path.display()
-                ),
-            )
-        };
-        let real = std::fs::canonicalize(path).map_err(|_| refused())?;
-        let regular = std::fs::symlink_metadata(&real).is_ok_and(|meta| meta.is_file());
-        match regular && roots.iter().any(|root| real.starts_with(root)) {
-            true => Ok(()),
-            false => Err(refused()),
-        }
+    // Each file is judged before it is opened.
+    let inside = |real: &Path| match roots.iter().any(|root| real.starts_with(root)) {
+        true => Ok(true),
+        false => Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} names {} as a backing file, which is not a file in pyro's stores: refused",
+                image.display(),
+                real.display()
+            ),
+        )),
     };
-    Ok(crate::qcow2::backing_files(image, allowed)?
+    Ok(crate::qcow2::backing_chain(image, inside)?
         .into_iter()
-        .map(|path| (path, Access::Read))
+        .skip(1)
+        .map(|image| (image.filename, Access::Read))
         .collect())
 }
 
@@ -200,7 +194,7 @@ fn switch_user(
                 {
                     return Ok((Some((slot.uid, user.gid, groups)), Some(slot)));
                 }
-                "a file it writes belongs to another user".to_string()
+                "a file it writes is not root's to hand over (another user's, in a directory another user owns, linked twice, or not a regular file)".to_string()
             }
             Err(error) => format!("no uid for it: {error}"),
         },
@@ -254,15 +248,16 @@ pub(crate) fn set_file_size_limit(pid: u32, bytes: u64) -> std::io::Result<()> {
 }
 
 /// Whether a root QEMU must keep the right to pass file permissions: some
-/// file it opens lies in a directory root does not own (`sudo pyro` with a
-/// user's cache or home, 0700), where root's ownership alone gets nowhere.
+/// file it opens lies in a directory neither root nor the keeper owns
+/// (`sudo pyro` with a user's cache or home, 0700), where root's
+/// ownership alone gets nowhere.
 pub(crate) fn needs_dac(paths: &[&Path]) -> bool {
     use std::os::unix::fs::MetadataExt as _;
     pyro_util::fsutil::is_root()
         && paths.iter().any(|path| {
             path.ancestors()
                 .filter_map(|p| std::fs::metadata(p).ok())
-                .any(|meta| meta.uid() != 0)
+                .any(|meta| meta.uid() != 0 && meta.uid() != vmuser::KEEPER_UID)
         })
 }
 

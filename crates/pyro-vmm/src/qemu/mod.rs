@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use crate::console::ConsoleLog;
 use crate::{Engine, EngineError, Vm, VmExit, VmSpec};
 pub use confinement::{Confinement, Gap, Seccomp};
-pub use vmuser::{VM_UID_BASE, VM_USER};
+pub use vmuser::{freeze_layer, KEEPER_UID, VM_UID_BASE, VM_USER};
 
 pub use args::{kernel_cmdline, machine_signature};
 pub use qmp::QmpError;

@@ -81,6 +81,13 @@ impl UidSlot {
     }
 }
 
+/// The owner of what no VM may write: a workspace's layer directory and
+/// the layers frozen in it. No process runs as it, so neither a QEMU of
+/// its own uid nor one kept at uid 0 without capabilities (which owns
+/// whatever root owns) can write, rename or make a file there; root, with
+/// its capabilities, still can.
+pub const KEEPER_UID: u32 = VM_UID_BASE - 1;
+
 /// Whether `uid` is one a jailed QEMU ran as (its files may be handed
 /// back and forth).
 pub(crate) fn is_vm_uid(uid: u32, user: Option<&VmUser>) -> bool {
@@ -102,12 +109,14 @@ pub(crate) fn kvm_groups(kvm: bool) -> Option<Vec<libc::gid_t>> {
 }
 
 /// Hands each of `files` to `uid:gid`, or (with `None`, QEMU keeping
-/// uid 0) to root. Only a regular file, not followed through a link,
-/// owned by root or by a VM's uid, changes hands; `false` when one is not
-/// such a file (a file of another user: `sudo pyro` with a user's store),
-/// and nothing changes then. Its owner may read and write it, and with
-/// `group_writes` its group (a template's RAM file, shared by VMs at
-/// once); nobody else may write it.
+/// uid 0) to root. Only a regular file owned by root, a VM's uid or the
+/// keeper, whose directories up to `/` are all root's (so none can be
+/// swapped under it), not followed through a link, and with one link
+/// when it is to be one VM's (a memory state shared by forks is its
+/// group's), changes hands; `false` when one is not such a file (a file of another
+/// user: `sudo pyro` with a user's store), and nothing changes then. Its
+/// owner may read and write it, and with `group_writes` its group (a
+/// template's RAM file, shared by VMs at once); nobody else may write it.
 pub(crate) fn hand_files(
     files: &[PathBuf],
     to: Option<(u32, u32)>,
@@ -116,9 +125,13 @@ pub(crate) fn hand_files(
 ) -> std::io::Result<bool> {
     let mut opened = Vec::new();
     for path in files {
+        if !in_roots_directories(path) {
+            return Ok(false);
+        }
         let file = open_no_follow(path)?;
         let meta = file.metadata()?;
-        if !meta.is_file() || !(meta.uid() == 0 || is_vm_uid(meta.uid(), user)) {
+        let shared = meta.nlink() != 1 && !group_writes;
+        if !meta.is_file() || shared || !is_ours(meta.uid(), user) {
             return Ok(false);
         }
         opened.push(file);
@@ -130,33 +143,82 @@ pub(crate) fn hand_files(
     Ok(true)
 }
 
-/// Gives every layer in `dir` but `tops` that a VM's uid holds back to
-/// root, and takes group and other write from every one: only its top is
-/// a VM's to write (a layer frozen while no VM ran kept its last owner).
+/// Gives the layer directory `dir` and every layer in it but `tops` to
+/// the keeper, none writable by group or others: QEMU may read them (its
+/// backing chain) and write only its top. A layer frozen while no VM ran
+/// kept its last owner; this runs before every start.
 pub(crate) fn settle_layers(
     dir: &Path,
     tops: &[PathBuf],
     user: Option<&VmUser>,
 ) -> std::io::Result<()> {
+    if !in_roots_directories(dir) {
+        return Ok(());
+    }
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+    let meta = handle.metadata()?;
+    if !is_ours(meta.uid(), user) {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(&handle, Some(KEEPER_UID), Some(0))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    handle.set_permissions(std::fs::Permissions::from_mode(0o755))?;
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if tops.iter().any(|top| top == &path) {
-            continue;
-        }
-        let Ok(file) = open_no_follow(&path) else {
-            continue;
-        };
-        let meta = file.metadata()?;
-        let foreign = meta.uid() != 0 && !is_vm_uid(meta.uid(), user);
-        if !meta.is_file() || foreign {
-            continue;
-        }
-        let (uid, mode) = (meta.uid(), meta.mode() & 0o7777);
-        if uid != 0 || mode & 0o022 != 0 {
-            set_owner(&file, 0, 0, false)?;
+        if !tops.iter().any(|top| top == &path) {
+            freeze(&path, user)?;
         }
     }
     Ok(())
+}
+
+/// Gives the frozen layer `path` to the keeper, written by nobody (root
+/// only: a layer is never written once frozen). Anything but a regular
+/// file of root's, a VM's or the keeper's is left as it is.
+pub fn freeze_layer(path: &Path) -> std::io::Result<()> {
+    match pyro_util::fsutil::is_root() && in_roots_directories(path) {
+        true => freeze(path, VmUser::lookup().as_ref()),
+        false => Ok(()),
+    }
+}
+
+fn freeze(path: &Path, user: Option<&VmUser>) -> std::io::Result<()> {
+    let Ok(file) = open_no_follow(path) else {
+        return Ok(());
+    };
+    let meta = file.metadata()?;
+    if meta.is_file() && is_ours(meta.uid(), user) {
+        let mode = meta.mode() & 0o7777;
+        if meta.uid() != KEEPER_UID || meta.gid() != 0 || mode & 0o222 != 0 {
+            std::os::unix::fs::fchown(&file, Some(KEEPER_UID), Some(0))?;
+            use std::os::unix::fs::PermissionsExt as _;
+            file.set_permissions(std::fs::Permissions::from_mode((mode | 0o444) & !0o222))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether a file of this owner is pyro's to hand over: root's, a VM's
+/// or the keeper's.
+fn is_ours(uid: u32, user: Option<&VmUser>) -> bool {
+    uid == 0 || uid == KEEPER_UID || is_vm_uid(uid, user)
+}
+
+/// Whether every directory above `path`, once its links are resolved, is
+/// root's (or the keeper's, a layer directory): no other user can swap
+/// one under it.
+fn in_roots_directories(path: &Path) -> bool {
+    let Some(parent) = path.parent().and_then(|p| std::fs::canonicalize(p).ok()) else {
+        return false;
+    };
+    parent.ancestors().all(|dir| {
+        std::fs::metadata(dir).is_ok_and(|meta| meta.uid() == 0 || meta.uid() == KEEPER_UID)
+    })
 }
 
 fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
