@@ -19,7 +19,7 @@ pub enum DiskError {
     Create { path: PathBuf, stderr: String },
     #[error("qemu-img failed on {path}: {stderr}")]
     Image { path: PathBuf, stderr: String },
-    #[error("could not read the disk layer {path}")]
+    #[error("could not read the disk layer {path}; if it belongs to a workspace, reset it to a snapshot or delete it")]
     Header {
         path: PathBuf,
         #[source]
@@ -30,12 +30,26 @@ pub enum DiskError {
 }
 
 /// Creates `overlay` as a qcow2 layer over `base` (never written through).
+/// qemu-img does not open `base` (a workspace's layer may be `base`, and
+/// its header may name anything): the size comes from its header (qcow2)
+/// or its length (raw).
 pub fn create_overlay(
     base: &Path,
     base_format: DiskFormat,
     overlay: &Path,
 ) -> Result<(), DiskError> {
-    run_create(overlay_args(base, base_format, overlay), overlay)
+    let size = match base_format {
+        DiskFormat::Qcow2 => virtual_size(base),
+        DiskFormat::Raw => std::fs::metadata(base).map(|meta| meta.len()),
+    }
+    .map_err(|source| DiskError::Header {
+        path: base.to_path_buf(),
+        source,
+    })?;
+    let mut args = overlay_args(base, base_format, overlay);
+    args.insert(1, "-u".into());
+    args.push(size.to_string().into());
+    run_create(args, overlay)
 }
 
 fn run_create(args: Vec<OsString>, overlay: &Path) -> Result<(), DiskError> {
@@ -81,7 +95,7 @@ pub use crate::qcow2::{backing_chain, virtual_size, ChainImage};
 pub fn rebase(image: &Path, below: &Path) -> Result<(), DiskError> {
     let from = image.parent().unwrap_or(Path::new("/"));
     let backing = pyro_util::fsutil::relative_path(from, below);
-    let mut args: Vec<OsString> = ["rebase", "-u", "-F", "qcow2", "-b"]
+    let mut args: Vec<OsString> = ["rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b"]
         .map(Into::into)
         .to_vec();
     args.extend([backing.into(), "--".into(), image.into()]);
@@ -191,6 +205,6 @@ pub(crate) mod tests {
         let overlay = dir.path().join("overlay.qcow2");
         let err =
             create_overlay(&dir.path().join("nope.raw"), DiskFormat::Raw, &overlay).unwrap_err();
-        assert!(err.to_string().contains("overlay.qcow2"), "{err}");
+        assert!(err.to_string().contains("nope.raw"), "{err}");
     }
 }

@@ -259,6 +259,9 @@ pub enum EngineError {
     QemuMissing { binary: String },
     #[error("could not jail QEMU: {0}; to run it without its jail: PYRO_QEMU_JAIL=off")]
     Jail(String),
+    /// A disk whose backing chain cannot be trusted or read.
+    #[error("its disk cannot be used: {0}; reset the workspace to a snapshot taken before, or delete it")]
+    UnusableDisk(String),
     #[error("could not start {binary}")]
     Spawn {
         binary: String,

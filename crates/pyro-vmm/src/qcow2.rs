@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 const MAGIC: [u8; 4] = *b"QFI\xfb";
 /// QEMU refuses longer backing names.
 const MAX_NAME: u32 = 1023;
+/// Where a version 3 header keeps its incompatible feature bits, and the
+/// one saying the image's data lives in an external file.
+const INCOMPATIBLE_FEATURES: u64 = 72;
+const EXTERNAL_DATA_FILE: u64 = 1 << 2;
 /// More layers than any workspace makes; a loop ends here.
 const MAX_DEPTH: usize = 512;
 
@@ -112,11 +116,23 @@ fn open_regular(image: &Path) -> std::io::Result<std::fs::File> {
 }
 
 /// The backing file name in `image`'s header, if it is qcow2 and has one.
+/// An image whose data lives in another file (a version 3 header's
+/// external data file) is refused: that file is named elsewhere in it.
 fn backing_name(image: &Path) -> std::io::Result<Option<String>> {
     let mut file = open_regular(image)?;
     let mut header = [0u8; 20];
     if file.read_exact(&mut header).is_err() || header[..4] != MAGIC {
         return Ok(None);
+    }
+    let version = u32::from_be_bytes(header[4..8].try_into().expect("4 bytes"));
+    if version >= 3 {
+        use std::os::unix::fs::FileExt as _;
+        let mut features = [0u8; 8];
+        file.read_exact_at(&mut features, INCOMPATIBLE_FEATURES)
+            .map_err(|_| invalid(image, "its header is cut short"))?;
+        if u64::from_be_bytes(features) & EXTERNAL_DATA_FILE != 0 {
+            return Err(invalid(image, "its data lives in another file"));
+        }
     }
     let offset = u64::from_be_bytes(header[8..16].try_into().expect("8 bytes"));
     let size = u32::from_be_bytes(header[16..20].try_into().expect("4 bytes"));
@@ -182,9 +198,9 @@ mod tests {
     fn header(name: &str) -> Vec<u8> {
         let mut header = MAGIC.to_vec();
         header.extend(3u32.to_be_bytes());
-        header.extend(64u64.to_be_bytes());
+        header.extend(112u64.to_be_bytes());
         header.extend((name.len() as u32).to_be_bytes());
-        header.resize(64, 0);
+        header.resize(112, 0);
         header.extend(name.as_bytes());
         header
     }
@@ -225,6 +241,19 @@ mod tests {
                 "{name}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn an_image_with_an_external_data_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("data.qcow2");
+        let mut bytes = header("");
+        bytes[16..20].copy_from_slice(&0u32.to_be_bytes());
+        bytes.resize(104, 0);
+        bytes[72..80].copy_from_slice(&EXTERNAL_DATA_FILE.to_be_bytes());
+        std::fs::write(&image, &bytes).unwrap();
+        let error = backing_chain(&image, every).unwrap_err();
+        assert!(error.to_string().contains("another file"), "{error}");
     }
 
     #[test]

@@ -365,6 +365,8 @@ pub(crate) async fn freeze_top(
             record.active_disk = top;
             Ok(())
         })?;
+        // Written by no VM again (its next start settles it too).
+        let _ = pyro_vmm::qemu::freeze_layer(&dir.join(&frozen));
     }
     match done.memory_failed {
         Some(why) => Err(Frozen::NoMemory(why)),

@@ -68,7 +68,7 @@ impl Machine {
             seed_disk: None,
             transfer_slot: None,
             file_size_limit: None,
-            disk_roots: vec![self.store.root().to_path_buf()],
+            disk_roots: self.store.disk_dirs().to_vec(),
             layer_dir: None,
         }
     }

@@ -284,6 +284,8 @@ async fn build(
         state_size: 0,
         state_sha256: String::new(),
     };
+    // The disk the VM wrote is frozen: the keeper's, written by no VM.
+    let _ = pyro_vmm::qemu::freeze_layer(&scratch.disk());
     Ok(store.publish_template(scratch, info)?)
 }
 

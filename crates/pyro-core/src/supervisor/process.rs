@@ -147,7 +147,7 @@ enum SuperviseError {
     Signal(#[source] std::io::Error),
     #[error("cannot put the seed under /workspace")]
     Seed(#[source] crate::workspace::transfer::TransferError),
-    #[error("cannot grow its disk to {size}: {why}")]
+    #[error("cannot grow its disk to {size}: {why} (the guest's resize2fs, from e2fsprogs, grows it; a workspace made without a disk size keeps its environment's)")]
     Grow { size: String, why: String },
     /// The VM went away; the reason as the user should read it.
     #[error("{0}")]

@@ -179,8 +179,9 @@ pub(crate) fn link_chain(from: &Path, to: &Path, layer: &str) -> Result<(), Work
     };
     let from = std::fs::canonicalize(from).map_err(io(from))?;
     let top = from.join(layer);
-    // The chain ends at the environment's image, shared by all.
-    let chain = pyro_vmm::qcow2::backing_chain(&top, |real| Ok(real.starts_with(&from)))
+    // The chain ends at the environment's image, shared by all (or at a
+    // file that is no disk of the workspace's, which its jail refuses).
+    let chain = pyro_vmm::qcow2::backing_chain(&top, in_disk_files(&from))
         .map_err(|source| WorkspaceError::Io { path: top, source })?;
     for image in chain {
         let file = std::fs::canonicalize(&image.filename).map_err(io(&image.filename))?;
@@ -210,13 +211,20 @@ pub(crate) fn link_chain(from: &Path, to: &Path, layer: &str) -> Result<(), Work
     Ok(())
 }
 
+/// Whether a canonical path is one of the disk files of the workspace in
+/// (canonical) `dir`: what a backing chain may go on through.
+fn in_disk_files(dir: &Path) -> impl Fn(&Path) -> std::io::Result<bool> {
+    let files = disk_files(dir);
+    move |real| Ok(files.iter().any(|file| real.starts_with(file)))
+}
+
 /// Every file of an image's backing chain (itself first) inside the
 /// workspace's `dir`, canonical paths; the headers are read, never
 /// trusted (a QEMU that broke out may have written its top's).
 fn backing_chain(dir: &Path, image: &Path) -> Option<Vec<PathBuf>> {
     let dir = std::fs::canonicalize(dir).ok()?;
     Some(
-        pyro_vmm::qcow2::backing_chain(image, |real| Ok(real.starts_with(&dir)))
+        pyro_vmm::qcow2::backing_chain(image, in_disk_files(&dir))
             .ok()?
             .into_iter()
             .map(|info| std::fs::canonicalize(&info.filename).unwrap_or(info.filename))

@@ -296,6 +296,12 @@ impl EnvStore {
         &self.root
     }
 
+    /// The directories whose files a VM's disk may be backed by: the
+    /// blobs (environment images) and the templates (a warm disk's).
+    pub fn disk_dirs(&self) -> [PathBuf; 2] {
+        [self.blobs.dir().to_path_buf(), self.templates_dir()]
+    }
+
     /// The environments pyro can build.
     pub fn catalog() -> &'static [CatalogEntry] {
         catalog::entries()

@@ -101,7 +101,7 @@ impl TemplateBuild {
 }
 
 impl EnvStore {
-    fn templates_dir(&self) -> PathBuf {
+    pub(super) fn templates_dir(&self) -> PathBuf {
         self.root.join("templates")
     }
 

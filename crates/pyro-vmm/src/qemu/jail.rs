@@ -51,6 +51,7 @@ impl Jail {
             return Ok(Jail::default());
         }
         let failed = |source: std::io::Error| EngineError::Jail(source.to_string());
+        let unusable = |source: std::io::Error| EngineError::UnusableDisk(source.to_string());
         let mut paths: Vec<(PathBuf, Access)> = vec![
             (spec.kernel.clone(), Access::Read),
             (spec.initramfs.clone(), Access::Read),
@@ -60,11 +61,11 @@ impl Jail {
         match &spec.root_disk {
             Some(RootDisk::Persistent { path, .. }) => {
                 writable.push(path.clone());
-                paths.extend(chain(path, &spec.disk_roots).map_err(failed)?);
+                paths.extend(chain(path, &spec.disk_roots).map_err(unusable)?);
             }
             Some(RootDisk::Ephemeral { base, .. }) => {
                 paths.push((base.clone(), Access::Read));
-                paths.extend(chain(base, &spec.disk_roots).map_err(failed)?);
+                paths.extend(chain(base, &spec.disk_roots).map_err(unusable)?);
             }
             None => {}
         }
@@ -151,16 +152,18 @@ fn chain(image: &Path, roots: &[PathBuf]) -> std::io::Result<Vec<(PathBuf, Acces
         .filter_map(|root| std::fs::canonicalize(root).ok())
         .collect();
     // Each file is judged before it is opened.
-    let inside = |real: &Path| match roots.iter().any(|root| real.starts_with(root)) {
+    let inside = |real: &Path| {
+        match roots.iter().any(|root| real.starts_with(root)) {
         true => Ok(true),
         false => Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
             format!(
-                "{} names {} as a backing file, which is not a file in pyro's stores: refused",
+                "{} names {} as a backing file, which is not a file in pyro's stores: refused (a header rewritten, perhaps by a VM that broke out)",
                 image.display(),
                 real.display()
             ),
         )),
+    }
     };
     Ok(crate::qcow2::backing_chain(image, inside)?
         .into_iter()

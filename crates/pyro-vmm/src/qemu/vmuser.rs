@@ -165,7 +165,12 @@ pub(crate) fn settle_layers(
     if !is_ours(meta.uid(), user) {
         return Ok(());
     }
-    std::os::unix::fs::fchown(&handle, Some(KEEPER_UID), Some(0))?;
+    if let Err(error) = std::os::unix::fs::fchown(&handle, Some(KEEPER_UID), Some(0)) {
+        // A user namespace without that uid, a root without CAP_CHOWN:
+        // the layers stay root's, as QEMU's own uid cannot write them.
+        eprintln!("pyro: the layers in {} stay root's: {error}", dir.display());
+        return Ok(());
+    }
     use std::os::unix::fs::PermissionsExt as _;
     handle.set_permissions(std::fs::Permissions::from_mode(0o755))?;
     for entry in std::fs::read_dir(dir)? {
@@ -210,14 +215,17 @@ fn is_ours(uid: u32, user: Option<&VmUser>) -> bool {
 }
 
 /// Whether every directory above `path`, once its links are resolved, is
-/// root's (or the keeper's, a layer directory): no other user can swap
-/// one under it.
+/// root's (or the keeper's, a layer directory), and writable by others
+/// only with the sticky bit (`/tmp`): no other user can swap one under it.
 fn in_roots_directories(path: &Path) -> bool {
     let Some(parent) = path.parent().and_then(|p| std::fs::canonicalize(p).ok()) else {
         return false;
     };
     parent.ancestors().all(|dir| {
-        std::fs::metadata(dir).is_ok_and(|meta| meta.uid() == 0 || meta.uid() == KEEPER_UID)
+        std::fs::metadata(dir).is_ok_and(|meta| {
+            let sticky_or_closed = meta.mode() & 0o1000 != 0 || meta.mode() & 0o022 == 0;
+            (meta.uid() == 0 || meta.uid() == KEEPER_UID) && sticky_or_closed
+        })
     })
 }
 
