@@ -173,12 +173,7 @@ async fn supervise(
         record.seed_disk(&dir),
         Some(dir.join(CONSOLE)),
     );
-    // Its writes stay under the workspace's ceiling on host bytes.
-    spec.file_size_limit = Some(ceiling::file_budget(&dir, &record));
-    spec.disk_roots
-        .extend(crate::workspace::layers::disk_files(&dir));
-    let layers = dir.join(crate::workspace::layers::LAYERS);
-    spec.layer_dir = std::fs::create_dir_all(&layers).ok().map(|()| layers);
+    start::bound_to_its_workspace(&mut spec, &dir, &record);
     let mut ports = bind_ports(&record.network).map_err(SuperviseError::Ports)?;
     // Taken before it is used: a start that dies meanwhile boots next time.
     let resume = record.resume_from.clone();

@@ -13,7 +13,8 @@ use crate::host::boot::{boot, boot_adopting, BootError, BootedVm};
 use crate::host::machine::Machine;
 use crate::host::template::Shape;
 use crate::workspace::diff;
-use crate::workspace::store::{BootReport, ResumePoint};
+use crate::workspace::layers;
+use crate::workspace::store::{BootReport, ResumePoint, WorkspaceRecord};
 
 /// A VM that came up, how, and the memory state whose sessions it runs.
 pub(super) struct Started {
@@ -178,6 +179,16 @@ async fn restore_template(
 }
 
 /// The guest's hostname for workspace `id`.
+/// What a workspace's VM may touch of the host: files under its ceiling
+/// on host bytes, a backing chain only through the environment's and its
+/// own disk files, and its layer directory for the layers snapshots make.
+pub(super) fn bound_to_its_workspace(spec: &mut VmSpec, dir: &Path, record: &WorkspaceRecord) {
+    spec.file_size_limit = Some(crate::workspace::ceiling::file_budget(dir, record));
+    spec.disk_roots.extend(layers::disk_files(dir));
+    let layer_dir = dir.join(layers::LAYERS);
+    spec.layer_dir = std::fs::create_dir_all(&layer_dir).ok().map(|()| layer_dir);
+}
+
 pub(super) fn hostname(id: &str) -> String {
     format!("pyro-{id}")
 }

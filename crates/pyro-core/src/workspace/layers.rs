@@ -20,6 +20,7 @@ pub(crate) const LAYERS: &str = "layers";
 pub(crate) fn disk_files(dir: &Path) -> [PathBuf; 3] {
     [dir.join(DISK), dir.join(TEMPLATE_DISK), dir.join(LAYERS)]
 }
+
 /// The name a snapshot may not take: `reset` without a snapshot means it.
 pub(crate) const BASELINE: &str = "baseline";
 

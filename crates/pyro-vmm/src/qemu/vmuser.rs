@@ -110,11 +110,12 @@ pub(crate) fn kvm_groups(kvm: bool) -> Option<Vec<libc::gid_t>> {
 
 /// Hands each of `files` to `uid:gid`, or (with `None`, QEMU keeping
 /// uid 0) to root. Only a regular file owned by root, a VM's uid or the
-/// keeper, whose directories up to `/` are all root's (so none can be
-/// swapped under it), not followed through a link, and with one link
-/// when it is to be one VM's (a memory state shared by forks is its
-/// group's), changes hands; `false` when one is not such a file (a file of another
-/// user: `sudo pyro` with a user's store), and nothing changes then. Its
+/// keeper, in directories no other user can swap under it
+/// ([`in_roots_directories`]), not followed through a link, and with one
+/// link when it is to be one VM's (a memory state shared by forks is its
+/// group's), changes hands; `false` when one is not such a file (a file
+/// of another user: `sudo pyro` with a user's store), and nothing changes
+/// then. Its
 /// owner may read and write it, and with `group_writes` its group (a
 /// template's RAM file, shared by VMs at once); nobody else may write it.
 pub(crate) fn hand_files(
