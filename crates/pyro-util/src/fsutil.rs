@@ -66,6 +66,23 @@ pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
     Some(stat.f_bavail * stat.f_frsize)
 }
 
+/// Makes an I/O error about `path` name it:
+/// `.map_err(fsutil::naming(path))` reads `/a/b: No such file or directory`.
+pub fn naming(path: &Path) -> impl FnOnce(std::io::Error) -> std::io::Error + '_ {
+    move |error| std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+}
+
+/// Opens `path` for reading without following a link in its last
+/// component, or blocking on a FIFO; close-on-exec, errors naming it.
+pub fn open_unfollowed(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(naming(path))
+}
+
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A name unlikely to collide across processes and threads.

@@ -96,19 +96,13 @@ pub fn virtual_size(image: &Path) -> std::io::Result<u64> {
 }
 
 fn canonical(path: &Path) -> std::io::Result<PathBuf> {
-    std::fs::canonicalize(path)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    std::fs::canonicalize(path).map_err(pyro_util::fsutil::naming(path))
 }
 
 /// Opens `image` for reading, refusing anything but a regular file; the
 /// last component is not followed, and a FIFO does not block.
 fn open_regular(image: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(image)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", image.display())))?;
+    let file = pyro_util::fsutil::open_unfollowed(image)?;
     match file.metadata()?.is_file() {
         true => Ok(file),
         false => Err(invalid(image, "it is not a regular file")),

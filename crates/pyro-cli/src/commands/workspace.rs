@@ -369,18 +369,14 @@ fn show(record: &WorkspaceRecord, json: bool) -> anyhow::Result<()> {
     if let Some(bytes) = &record.host_bytes {
         println!("host disk:     {}", bytes.line());
     }
-    match record.disk_bytes {
-        Some(disk) => println!(
-            "size:          {} vCPU, {} MiB, a {} disk",
-            record.cpus,
-            record.memory_mib,
-            pyro_util::human_bytes(disk)
-        ),
-        None => println!(
-            "size:          {} vCPU, {} MiB",
-            record.cpus, record.memory_mib
-        ),
-    }
+    let disk = record
+        .disk_bytes
+        .map(|disk| format!(", a {} disk", pyro_util::human_bytes(disk)))
+        .unwrap_or_default();
+    println!(
+        "size:          {} vCPU, {} MiB{disk}",
+        record.cpus, record.memory_mib
+    );
     println!(
         "network:       {}",
         super::workspace_network::describe(&record.network)

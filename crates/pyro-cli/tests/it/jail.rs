@@ -7,6 +7,15 @@ use std::path::{Path, PathBuf};
 
 use crate::support::*;
 
+/// The disk layer workspace `name`'s VM writes to.
+fn top_layer(home: &TestHome, name: &str) -> PathBuf {
+    let status = json(&home.run(&["workspace", "status", name, "--json"]));
+    home.path()
+        .join("workspaces")
+        .join(status["id"].as_str().unwrap())
+        .join(status["active_disk"].as_str().unwrap())
+}
+
 /// The lines of `/proc/PID/status` that say how confined it is.
 fn confinement_of(pid: u32) -> Vec<String> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -151,13 +160,8 @@ fn qemu_sees_only_its_own_files_as_an_unprivileged_user() {
             let theirs = ids(home.vm_pids(&other)[0], "Uid:");
             assert_ne!(theirs[0], uids[0], "two VMs share uid {}", uids[0]);
             // The file it writes is its uid's; what it only reads is not.
-            let top = json(&home.run(&["workspace", "status", "mine", "--json"]));
-            let top = home
-                .path()
-                .join("workspaces")
-                .join(&mine)
-                .join(top["active_disk"].as_str().unwrap());
             use std::os::unix::fs::MetadataExt as _;
+            let top = top_layer(&home, "mine");
             assert_eq!(std::fs::metadata(&top).unwrap().uid(), uids[0]);
         }
         None => assert_eq!(uids, vec![0; 4]),
@@ -250,8 +254,7 @@ fn qemu_sees_only_its_own_files_as_an_unprivileged_user() {
         // keeper's (a uid no process runs as), written by nobody.
         use std::os::unix::fs::MetadataExt as _;
         let dir = home.path().join("workspaces").join(&mine);
-        let status = json(&home.run(&["workspace", "status", "mine", "--json"]));
-        let top = dir.join(status["active_disk"].as_str().unwrap());
+        let top = top_layer(&home, "mine");
         let layers = std::fs::metadata(dir.join("layers")).unwrap();
         assert_eq!((layers.uid(), layers.mode() & 0o7777), (0x7eff_ffff, 0o755));
         let mut frozen = 0;
@@ -309,12 +312,7 @@ fn qemu_sees_only_its_own_files_as_an_unprivileged_user() {
     // layer's header: a backing file named outside pyro's stores is
     // refused, never bound into the next jail.
     ok(home.run(&["workspace", "stop", "twin"]), "stop");
-    let twin = json(&home.run(&["workspace", "status", "twin", "--json"]));
-    let top = home
-        .path()
-        .join("workspaces")
-        .join(twin["id"].as_str().unwrap())
-        .join(twin["active_disk"].as_str().unwrap());
+    let top = top_layer(&home, "twin");
     let rebase = std::process::Command::new("qemu-img")
         .args(["rebase", "-u", "-F", "raw", "-b", "/etc/passwd", "--"])
         .arg(&top)

@@ -103,8 +103,7 @@ impl HostPaths {
             None => None,
         };
         for dir in project.iter().chain(extra) {
-            let canonical = std::fs::canonicalize(dir)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+            let canonical = std::fs::canonicalize(dir).map_err(pyro_util::fsutil::naming(dir))?;
             if !canonical.is_dir() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::NotADirectory,

@@ -18,26 +18,18 @@ pub(super) fn ephemeral_overlay(
     format: crate::DiskFormat,
 ) -> Result<std::fs::File, EngineError> {
     use std::os::unix::fs::DirBuilderExt as _;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
     let tmp = std::env::var_os("TMPDIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/tmp"));
-    let failed = |path: &Path, source: std::io::Error| {
-        EngineError::Layer(crate::disk::DiskError::Image {
-            path: path.to_path_buf(),
-            stderr: source.to_string(),
-        })
+    let failed = |path: &Path, source: std::io::Error| EngineError::Open {
+        path: path.to_path_buf(),
+        source,
     };
     // A directory of its own, made here (never one another user planted),
     // that nobody else may enter while the overlay is in it.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
     let dir = tmp.join(format!(
-        "pyro-ephemeral-{}-{}-{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
+        "pyro-ephemeral-{}",
+        pyro_util::fsutil::unique_suffix()
     ));
     std::fs::DirBuilder::new()
         .mode(0o700)
@@ -110,9 +102,6 @@ impl QemuVm {
         reopened.map(drop)
     }
 
-    /// Makes `new_top` a layer over the VM's current top, naming it
-    /// relative to itself (QEMU's own overlays would name it by its
-    /// absolute path). The VM may run: the top is not opened.
     /// The root disk's virtual size, as QEMU reports it.
     pub(super) fn root_virtual_size(&mut self, action: &'static str) -> Result<u64, EngineError> {
         let blocks = self.command(action, "query-block", serde_json::json!({}))?;
@@ -137,6 +126,9 @@ impl QemuVm {
         .map(drop)
     }
 
+    /// Makes `new_top` a layer over the VM's current top, naming it
+    /// relative to itself (QEMU's own overlays would name it by its
+    /// absolute path). The VM may run: the top is not opened.
     pub(super) fn make_layer(&mut self, new_top: &Path) -> Result<(), EngineError> {
         let current = self.top.clone().ok_or(EngineError::NoPersistentDisk)?;
         let size = self.root_virtual_size("snapshot the disk of")?;

@@ -78,12 +78,9 @@ impl Jail {
         if let GuestRam::File { path, shared } = &spec.ram {
             if *shared && !path.exists() {
                 // QEMU would make it; its jail holds only what exists.
-                std::fs::File::create(path).map_err(|e| {
-                    failed(std::io::Error::new(
-                        e.kind(),
-                        format!("{}: {e}", path.display()),
-                    ))
-                })?;
+                std::fs::File::create(path)
+                    .map_err(pyro_util::fsutil::naming(path))
+                    .map_err(failed)?;
             }
             match shared {
                 // The image being made: this VM's alone.

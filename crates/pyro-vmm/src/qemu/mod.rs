@@ -6,9 +6,10 @@
 //! descriptors (`-chardev socket,fd=N`): nothing is ever created on disk for
 //! them, so nothing can be left behind. An ephemeral root disk is a
 //! throw-away overlay pyro makes, opens and unlinks at once, and hands
-//! QEMU as a descriptor; so are the files QEMU gets while it runs (a
-//! transfer image, a new layer: `add-fd` over the monitor, opened as
-//! `/dev/fdset/N`), which its jail ([`jail`]) does not hold.
+//! QEMU as a descriptor; so is a transfer image while it runs (`add-fd`
+//! over the monitor, opened as `/dev/fdset/N`), whose path its jail
+//! ([`jail`]) does not hold. A snapshot's new layer is made in the
+//! workspace's layer directory, which the jail binds.
 
 mod args;
 mod confinement;

@@ -116,8 +116,7 @@ impl JailRoot {
         let mut made: Vec<PathBuf> = Vec::new();
         for (path, access) in wanted {
             // Bound from where it really is; a directory only of programs.
-            let real = std::fs::canonicalize(&path)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            let real = std::fs::canonicalize(&path).map_err(pyro_util::fsutil::naming(&path))?;
             let is_dir = std::fs::metadata(&real)?.is_dir();
             if is_dir && !matches!(access, Access::Programs | Access::Layers) {
                 return Err(std::io::Error::new(

@@ -129,7 +129,7 @@ pub(crate) fn hand_files(
         if !in_roots_directories(path) {
             return Ok(false);
         }
-        let file = open_no_follow(path)?;
+        let file = pyro_util::fsutil::open_unfollowed(path)?;
         let meta = file.metadata()?;
         let shared = meta.nlink() != 1 && !group_writes;
         if !meta.is_file() || shared || !is_ours(meta.uid(), user) {
@@ -161,7 +161,7 @@ pub(crate) fn settle_layers(
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(dir)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+        .map_err(pyro_util::fsutil::naming(dir))?;
     let meta = handle.metadata()?;
     if !is_ours(meta.uid(), user) {
         return Ok(());
@@ -194,7 +194,7 @@ pub fn freeze_layer(path: &Path) -> std::io::Result<()> {
 }
 
 fn freeze(path: &Path, user: Option<&VmUser>) -> std::io::Result<()> {
-    let Ok(file) = open_no_follow(path) else {
+    let Ok(file) = pyro_util::fsutil::open_unfollowed(path) else {
         return Ok(());
     };
     let meta = file.metadata()?;
@@ -228,15 +228,6 @@ fn in_roots_directories(path: &Path) -> bool {
             (meta.uid() == 0 || meta.uid() == KEEPER_UID) && sticky_or_closed
         })
     })
-}
-
-fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 fn set_owner(file: &std::fs::File, uid: u32, gid: u32, group_writes: bool) -> std::io::Result<()> {

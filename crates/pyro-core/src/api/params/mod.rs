@@ -114,15 +114,8 @@ pub const MAX_MAX_HOST_DISK: u64 = 64 << 40;
 /// A ceiling on a workspace's host bytes as given (`--max-host-disk`, MCP
 /// `max_host_disk`), in the words [`size`] reads: 512M to 64T.
 pub fn max_host_disk(text: &str) -> Result<u64, InvalidRequest> {
-    let bytes = size(text)?;
-    if !(MIN_MAX_HOST_DISK..=MAX_MAX_HOST_DISK).contains(&bytes) {
-        return Err(InvalidRequest::SizeOutOfRange {
-            text: text.into(),
-            what: "a ceiling on the host disk",
-            range: "512M to 64T",
-        });
-    }
-    Ok(bytes)
+    let range = MIN_MAX_HOST_DISK..=MAX_MAX_HOST_DISK;
+    size_within(text, range, "a ceiling on the host disk", "512M to 64T")
 }
 
 /// The largest workspace disk: 2 TiB.
@@ -132,16 +125,29 @@ pub const MAX_DISK_SIZE: u64 = 2 << 40;
 /// the words [`size`] reads: up to 2T, and no smaller than its
 /// environment's disk (checked at create).
 pub fn disk_size(text: &str) -> Result<u64, InvalidRequest> {
-    let bytes = size(text)?;
-    if !(1 << 30..=MAX_DISK_SIZE).contains(&bytes) {
-        return Err(InvalidRequest::SizeOutOfRange {
-            text: text.into(),
-            what: "a disk size",
-            range: "the environment's (8G) to 2T",
-        });
-    }
+    let range = 1 << 30..=MAX_DISK_SIZE;
+    let bytes = size_within(text, range, "a disk size", "the environment's (8G) to 2T")?;
     // Whole MiB: a disk grows by whole sectors.
     Ok(bytes.div_ceil(1 << 20) << 20)
+}
+
+/// A [`size`] within `range`; out of it, an error saying `what` it is
+/// and the `range` in words.
+fn size_within(
+    text: &str,
+    range: std::ops::RangeInclusive<u64>,
+    what: &'static str,
+    words: &'static str,
+) -> Result<u64, InvalidRequest> {
+    let bytes = size(text)?;
+    match range.contains(&bytes) {
+        true => Ok(bytes),
+        false => Err(InvalidRequest::SizeOutOfRange {
+            text: text.into(),
+            what,
+            range: words,
+        }),
+    }
 }
 
 /// A size: a number with K, M, G or T (binary: `512M`, `16G`, `1.5T`;
